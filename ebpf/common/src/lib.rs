@@ -1,0 +1,245 @@
+//! Llamux: the `#[repr(C)]` records shared by the eBPF probes, the loader
+//! and (later) the kernel module's advisor interface.
+//!
+//! Everything here is plain old data with explicit padding, so the byte
+//! layout is the same on the BPF target and on x86_64.
+#![no_std]
+
+/// Longest path or file name a probe copies (bytes, NUL included).
+pub const PATH_LEN: usize = 128;
+/// Longest path prefix a probe-side filter compares.
+pub const PREFIX_LEN: usize = 64;
+pub const COMM_LEN: usize = 16;
+
+// ---- event kinds (Event::kind) ----
+/// Sampled syscall: `a` = syscall nr, `b` = the process's syscalls so far.
+pub const EV_SYSCALL: u32 = 1;
+/// Sampled context switch of `pid` (the task switched out): `a` = its
+/// runtime so far (ns), `b` = switches so far, `c` = of which involuntary
+/// (preempted while runnable).
+pub const EV_SCHED: u32 = 2;
+/// sched_process_exec: `path` = file, `ppid`/`pcomm` = parent.
+pub const EV_EXEC: u32 = 3;
+/// sched_process_exit of a thread-group leader: `a` = syscalls, `b` = runtime ns.
+pub const EV_EXIT: u32 = 4;
+/// An LSM hook found no (live) decision for `key`: the loader should ask
+/// the advisor. `a` = hook (HOOK_*), `b` = the default that was applied.
+pub const EV_REQUEST: u32 = 5;
+/// An LSM hook applied a decision (`a` = hook, `b` = action): sent to the
+/// hits ring buffer, the "tracepoint record" of every decision hit.
+pub const EV_HIT: u32 = 6;
+
+// ---- hooks (what a decision is for) ----
+pub const HOOK_EXEC: u32 = 0;
+pub const HOOK_OPEN: u32 = 1;
+pub const N_HOOKS: usize = 2;
+
+// ---- key kinds (HookConfig::key_kind, DecisionKey::kind) ----
+/// FNV-1a of the executable path as passed to execve (bprm->filename).
+pub const KEY_EXE: u32 = 1;
+/// The process (tgid).
+pub const KEY_PID: u32 = 2;
+/// FNV-1a of the task's comm.
+pub const KEY_COMM: u32 = 3;
+/// FNV-1a of the opened file's name (last path component).
+pub const KEY_FILE: u32 = 4;
+
+// ---- actions (Decision::action, HookConfig::default_action) ----
+pub const ACT_ALLOW: u32 = 0;
+pub const ACT_DENY: u32 = 1;
+/// Allowed, and recorded as a hit.
+pub const ACT_AUDIT: u32 = 2;
+
+// ---- stats counters (index into the STATS per-CPU array) ----
+pub const ST_EVENTS: u32 = 0;
+pub const ST_EVENTS_DROPPED: u32 = 1;
+pub const ST_HITS: u32 = 2;
+pub const ST_HITS_DROPPED: u32 = 3;
+pub const ST_MISSES: u32 = 4;
+pub const ST_DENIED: u32 = 5;
+pub const ST_SYSCALLS: u32 = 6;
+pub const ST_SWITCHES: u32 = 7;
+pub const ST_REQUESTS_SUPPRESSED: u32 = 8;
+pub const ST_EXPIRED: u32 = 9;
+pub const N_STATS: u32 = 10;
+pub const STAT_NAMES: [&str; N_STATS as usize] = [
+    "events",
+    "events_dropped",
+    "hits",
+    "hits_dropped",
+    "misses",
+    "denied",
+    "syscalls",
+    "switches",
+    "requests_suppressed",
+    "expired",
+];
+
+/// 64-bit FNV-1a; the probes and the loader must hash keys identically.
+/// Stops at the first NUL.
+#[inline(always)]
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == 0 {
+            break;
+        }
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+/// One record from the probes to the loader (events ring buffer and hits
+/// ring buffer).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Event {
+    pub kind: u32,
+    /// Thread-group id (the process).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub _pad: u32,
+    /// bpf_ktime_get_ns (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    pub a: u64,
+    pub b: u64,
+    pub c: u64,
+    /// Decision key for EV_REQUEST / EV_HIT.
+    pub key: DecisionKey,
+    pub comm: [u8; COMM_LEN],
+    pub pcomm: [u8; COMM_LEN],
+    pub path: [u8; PATH_LEN],
+}
+
+impl Event {
+    pub const fn zeroed() -> Self {
+        Event {
+            kind: 0,
+            pid: 0,
+            tid: 0,
+            ppid: 0,
+            uid: 0,
+            _pad: 0,
+            ts_ns: 0,
+            a: 0,
+            b: 0,
+            c: 0,
+            key: DecisionKey { hook: 0, kind: 0, hash: 0 },
+            comm: [0; COMM_LEN],
+            pcomm: [0; COMM_LEN],
+            path: [0; PATH_LEN],
+        }
+    }
+}
+
+/// Key of the pinned decisions map.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DecisionKey {
+    pub hook: u32,
+    pub kind: u32,
+    pub hash: u64,
+}
+
+/// Value of the pinned decisions map, written by the loader.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Decision {
+    pub action: u32,
+    /// Index of the policy (in load order) that decided.
+    pub policy: u32,
+    /// CLOCK_MONOTONIC ns after which the decision is stale (0: never).
+    pub expires_ns: u64,
+    /// Index of the chosen answer in the policy's answer set.
+    pub answer: u32,
+    pub _pad: u32,
+}
+
+/// How one LSM hook consults decisions.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HookConfig {
+    /// 0: the hook does nothing (allows).
+    pub enabled: u32,
+    pub key_kind: u32,
+    /// Action on a miss (ACT_ALLOW = fail-open, ACT_DENY = fail-closed).
+    pub default_action: u32,
+    pub prefix_len: u32,
+    /// Only paths starting with this are governed (empty: all).
+    pub prefix: [u8; PREFIX_LEN],
+    /// Minimum ns between two requests for the same key.
+    pub request_gap_ns: u64,
+}
+
+/// Kernel structure offsets the loader reads from the running kernel's BTF
+/// (the probes cannot use CO-RE relocations with aya 0.14).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offsets {
+    /// struct linux_binprm: filename (const char *).
+    pub bprm_filename: u32,
+    /// struct file: f_path.dentry.
+    pub file_dentry: u32,
+    /// struct dentry: d_name.name.
+    pub dentry_name: u32,
+    /// struct task_struct: real_parent, tgid, comm.
+    pub task_real_parent: u32,
+    pub task_tgid: u32,
+    pub task_comm: u32,
+}
+
+/// The single entry of the CONFIG array map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Events from this tgid are not reported (the loader itself).
+    pub loader_tgid: u32,
+    /// Report one syscall event per process every N syscalls (0: none).
+    pub syscall_sample: u32,
+    /// Report one sched event per task every N switches out (0: none).
+    pub sched_sample: u32,
+    /// Report exec/exit events (0/1).
+    pub exec_events: u32,
+    pub hooks: [HookConfig; N_HOOKS],
+    pub off: Offsets,
+}
+
+/// Per-task scheduler accounting (SCHED map, by tid).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SchedStat {
+    pub last_in_ns: u64,
+    pub runtime_ns: u64,
+    pub switches: u64,
+    pub involuntary: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all these types are #[repr(C)], made only of integers and
+    // integer arrays with explicit padding fields: every bit pattern is a
+    // valid value and there are no implicit padding bytes.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::DecisionKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Decision {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Config {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SchedStat {}
+}
+
+// Layout checks: the same sizes on the BPF target and on x86_64.
+const _: () = assert!(core::mem::size_of::<DecisionKey>() == 16);
+const _: () = assert!(core::mem::size_of::<Decision>() == 24);
+const _: () = assert!(core::mem::size_of::<Event>() == 104 + PATH_LEN);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 24);
+const _: () = assert!(core::mem::size_of::<HookConfig>() == 16 + PREFIX_LEN + 8);

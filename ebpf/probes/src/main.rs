@@ -1,0 +1,435 @@
+//! Llamux eBPF programs.
+//!
+//! Observation: tracepoints on raw_syscalls/sys_enter (per-process counts, a
+//! sampled event stream), sched/sched_switch (per-task runtime and switches,
+//! sampled), sched_process_exec/exit. All go to the EVENTS ring buffer; a
+//! full ring drops the record and counts it (ST_EVENTS_DROPPED). High-rate
+//! records are submitted with BPF_RB_NO_WAKEUP and the loader drains on a
+//! timer; the loader's own process is never reported (no feedback loop).
+//!
+//! Enforcement: BPF-LSM bprm_check_security and file_open look the event's
+//! key up in the pinned DECISIONS map (written by the loader from the
+//! advisor's answers), return -EPERM on a live DENY, and on a miss apply the
+//! policy's default (fail-open or fail-closed) and ask for a decision with an
+//! EV_REQUEST record. Every decision hit is recorded in the HITS ring buffer.
+//! Probes never wait for the model: decisions are computed ahead.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+};
+use aya_ebpf::macros::{lsm, map, tracepoint};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
+use aya_ebpf::programs::{LsmContext, TracePointContext};
+use aya_ebpf::EbpfContext;
+use llamux_common::*;
+
+const EPERM: i32 = 1;
+
+#[map(name = "LLAMUX_EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map(name = "LLAMUX_HITS")]
+static HITS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+#[map(name = "LLAMUX_DECISIONS")]
+static DECISIONS: HashMap<DecisionKey, Decision> = HashMap::with_max_entries(16384, 0);
+
+#[map(name = "LLAMUX_CONFIG")]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map(name = "LLAMUX_STATS")]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(N_STATS, 0);
+
+/// Syscalls per process (tgid).
+#[map(name = "LLAMUX_SYSCOUNT")]
+static SYSCOUNT: LruHashMap<u32, u64> = LruHashMap::with_max_entries(8192, 0);
+
+/// Scheduler accounting per task (tid).
+#[map(name = "LLAMUX_SCHED")]
+static SCHED: LruHashMap<u32, SchedStat> = LruHashMap::with_max_entries(8192, 0);
+
+/// Last request time per key: one EV_REQUEST per key per request_gap_ns.
+#[map(name = "LLAMUX_PENDING")]
+static PENDING: LruHashMap<DecisionKey, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU scratch records (an Event does not fit the 512-byte stack well),
+/// one slot per program family so that a program preempted on its CPU by
+/// another family's does not see its record clobbered.
+#[map(name = "LLAMUX_SCRATCH")]
+static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(4, 0);
+
+#[inline(always)]
+fn stat(i: u32) {
+    if let Some(p) = STATS.get_ptr_mut(i) {
+        // SAFETY: a per-CPU array slot: only this CPU writes it, and the
+        // program is not re-entered on the same CPU for these hooks.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}
+
+#[inline(always)]
+fn scratch(slot: u32) -> Option<&'static mut Event> {
+    let p = SCRATCH.get_ptr_mut(slot)?;
+    // SAFETY: per-CPU map value, valid for the program's run and used by
+    // this CPU only.
+    Some(unsafe { &mut *p })
+}
+
+/// Fills the common fields of `e` from the current task.
+#[inline(always)]
+fn fill_current(e: &mut Event, kind: u32, now: u64) {
+    let pt = bpf_get_current_pid_tgid();
+    e.kind = kind;
+    e.pid = (pt >> 32) as u32;
+    e.tid = pt as u32;
+    e.ppid = 0;
+    e.uid = bpf_get_current_uid_gid() as u32;
+    e.ts_ns = now;
+    e.a = 0;
+    e.b = 0;
+    e.c = 0;
+    e.key = DecisionKey { hook: 0, kind: 0, hash: 0 };
+    e.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    e.pcomm = [0; COMM_LEN];
+    e.path[0] = 0;
+}
+
+/// Parent tgid and comm through the offsets the loader found in BTF.
+#[inline(always)]
+fn fill_parent(e: &mut Event, off: &Offsets) {
+    // SAFETY: bpf_get_current_task returns the current task_struct; every
+    // read below goes through bpf_probe_read_kernel, which faults safely.
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        if off.task_real_parent == 0 {
+            return;
+        }
+        let parent: *const u8 = match bpf_probe_read_kernel(task.add(off.task_real_parent as usize) as *const *const u8) {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        if let Ok(t) = bpf_probe_read_kernel(parent.add(off.task_tgid as usize) as *const u32) {
+            e.ppid = t;
+        }
+        if let Ok(c) = bpf_probe_read_kernel(parent.add(off.task_comm as usize) as *const [u8; COMM_LEN]) {
+            e.pcomm = c;
+        }
+    }
+}
+
+#[inline(always)]
+fn emit(ring: &RingBuf, e: &Event, flags: u64, drop_stat: u32, ok_stat: u32) {
+    match ring.output::<Event>(e, flags) {
+        Ok(()) => stat(ok_stat),
+        Err(_) => stat(drop_stat),
+    }
+}
+
+// ---------------------------------------------------------------- syscalls
+
+#[tracepoint(category = "raw_syscalls", name = "sys_enter")]
+pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pt = bpf_get_current_pid_tgid();
+    let tgid = (pt >> 32) as u32;
+    if tgid == 0 || tgid == cfg.loader_tgid {
+        return 0;
+    }
+    stat(ST_SYSCALLS);
+    let n = match SYSCOUNT.get_ptr_mut(&tgid) {
+        Some(p) => {
+            // SAFETY: a live map value; a racing update from another CPU only
+            // loses a count (the counts are statistics).
+            unsafe {
+                *p += 1;
+                *p
+            }
+        }
+        None => {
+            let _ = SYSCOUNT.insert(&tgid, &1, 0);
+            1
+        }
+    };
+    let every = cfg.syscall_sample as u64;
+    if every == 0 || n % every != 0 {
+        return 0;
+    }
+    let Some(e) = scratch(0) else { return 0 };
+    fill_current(e, EV_SYSCALL, unsafe_ktime());
+    // SAFETY: `id` (long) is at offset 8 of raw_syscalls/sys_enter's record.
+    e.a = unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1) as u64;
+    e.b = n;
+    emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
+    0
+}
+
+#[inline(always)]
+fn unsafe_ktime() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+// ---------------------------------------------------------------- scheduler
+
+// sched/sched_switch record: prev_comm[16]@8 prev_pid@24 prev_prio@28
+// prev_state(long)@32 next_comm[16]@40 next_pid@56 next_prio@60.
+#[tracepoint(category = "sched", name = "sched_switch")]
+pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let now = unsafe_ktime();
+    // SAFETY: fixed offsets of the sched_switch record (see above).
+    let (prev, state, next) = unsafe {
+        (
+            ctx.read_at::<u32>(24).unwrap_or(0),
+            ctx.read_at::<i64>(32).unwrap_or(0),
+            ctx.read_at::<u32>(56).unwrap_or(0),
+        )
+    };
+    if next != 0 {
+        match SCHED.get_ptr_mut(&next) {
+            // SAFETY: a live map value of this task; races only blur statistics.
+            Some(p) => unsafe { (*p).last_in_ns = now },
+            None => {
+                let s = SchedStat { last_in_ns: now, ..SchedStat::default() };
+                let _ = SCHED.insert(&next, &s, 0);
+            }
+        }
+    }
+    if prev == 0 {
+        return 0;
+    }
+    stat(ST_SWITCHES);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(p) = SCHED.get_ptr_mut(&prev) else { return 0 };
+    // SAFETY: as above.
+    let s = unsafe { &mut *p };
+    if s.last_in_ns != 0 && now > s.last_in_ns {
+        s.runtime_ns += now - s.last_in_ns;
+    }
+    s.switches += 1;
+    // Preempted (TASK_REPORT_MAX) or still runnable: an involuntary switch.
+    if state == 0 || state & 0x100 != 0 {
+        s.involuntary += 1;
+    }
+    let every = cfg.sched_sample as u64;
+    if tgid == cfg.loader_tgid || every == 0 || s.switches % every != 0 {
+        return 0;
+    }
+    let (runtime, switches, invol) = (s.runtime_ns, s.switches, s.involuntary);
+    let Some(e) = scratch(0) else { return 0 };
+    fill_current(e, EV_SCHED, now);
+    e.a = runtime;
+    e.b = switches;
+    e.c = invol;
+    emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
+    0
+}
+
+// sched/sched_process_exec: __data_loc char[] filename@8, pid@12, old_pid@16.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn llamux_exec(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if cfg.exec_events == 0 {
+        return 0;
+    }
+    let Some(e) = scratch(1) else { return 0 };
+    fill_current(e, EV_EXEC, unsafe_ktime());
+    if e.pid == cfg.loader_tgid {
+        return 0;
+    }
+    fill_parent(e, &cfg.off);
+    // SAFETY: the __data_loc word at offset 8 holds (len << 16 | offset) of
+    // the filename inside this record; the string is read with
+    // bpf_probe_read_kernel_str, which bounds and checks the copy.
+    unsafe {
+        if let Ok(loc) = ctx.read_at::<u32>(8) {
+            let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+            let _ = bpf_probe_read_kernel_str_bytes(src, &mut e.path);
+        }
+    }
+    emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
+    0
+}
+
+// sched/sched_process_exit: comm[16]@8 pid@24 prio@28.
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn llamux_exit(_ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pt = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pt >> 32) as u32, pt as u32);
+    // SAFETY: map values read once; they may be stale, which is harmless.
+    let runtime = unsafe { SCHED.get(&tid) }.map_or(0, |s| s.runtime_ns);
+    let _ = SCHED.remove(&tid);
+    if tgid != tid {
+        return 0;
+    }
+    // SAFETY: as above.
+    let calls = unsafe { SYSCOUNT.get(&tgid) }.copied().unwrap_or(0);
+    let _ = SYSCOUNT.remove(&tgid);
+    if cfg.exec_events == 0 || tgid == cfg.loader_tgid {
+        return 0;
+    }
+    let Some(e) = scratch(1) else { return 0 };
+    fill_current(e, EV_EXIT, unsafe_ktime());
+    e.a = calls;
+    e.b = runtime;
+    emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
+    0
+}
+
+// ---------------------------------------------------------------- LSM
+
+/// Does `path` start with the hook's prefix?
+#[inline(always)]
+fn prefix_ok(h: &HookConfig, path: &[u8; PATH_LEN]) -> bool {
+    let n = h.prefix_len as usize;
+    // get() rather than indexing: no panic paths (the verifier rejects a
+    // program ending in a call to the panic handler).
+    for i in 0..PREFIX_LEN {
+        if i >= n {
+            break;
+        }
+        match (path.get(i), h.prefix.get(i)) {
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The decision for the event in `e` (path already filled). Returns the
+/// LSM verdict (0 or -EPERM).
+#[inline(always)]
+fn decide(hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
+    let hash = match h.key_kind {
+        KEY_PID => e.pid as u64,
+        KEY_COMM => fnv1a(&e.comm),
+        _ => fnv1a(&e.path),
+    };
+    let key = DecisionKey { hook, kind: h.key_kind, hash };
+    e.key = key;
+    e.a = hook as u64;
+    let now = e.ts_ns;
+    // SAFETY: the value is copied out at once; a concurrent update by the
+    // loader can only give the older or the newer decision.
+    if let Some(d) = unsafe { DECISIONS.get(&key) }.copied() {
+        if d.expires_ns == 0 || now < d.expires_ns {
+            e.kind = EV_HIT;
+            e.b = d.action as u64;
+            e.c = d.policy as u64 | ((d.answer as u64) << 32);
+            emit(&HITS, e, 0, ST_HITS_DROPPED, ST_HITS);
+            if d.action == ACT_DENY {
+                stat(ST_DENIED);
+                return -EPERM;
+            }
+            return 0;
+        }
+        stat(ST_EXPIRED);
+    }
+    stat(ST_MISSES);
+    // Ask for a decision, at most once per key per request gap.
+    // SAFETY: copied out at once, as above.
+    let last = unsafe { PENDING.get(&key) }.copied().unwrap_or(0);
+    if last == 0 || now.wrapping_sub(last) >= h.request_gap_ns {
+        let _ = PENDING.insert(&key, &now, 0);
+        e.kind = EV_REQUEST;
+        e.b = h.default_action as u64;
+        emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
+    } else {
+        stat(ST_REQUESTS_SUPPRESSED);
+    }
+    if h.default_action == ACT_DENY {
+        stat(ST_DENIED);
+        return -EPERM;
+    }
+    0
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
+    // LSM_HOOK(int, 0, bprm_check_security, struct linux_binprm *bprm)
+    let retval: i32 = ctx.arg(1);
+    if retval != 0 {
+        return retval;
+    }
+    let Some(cfg) = config() else { return 0 };
+    let h = &cfg.hooks[HOOK_EXEC as usize];
+    if h.enabled == 0 {
+        return 0;
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    let Some(e) = scratch(2) else { return 0 };
+    fill_current(e, EV_REQUEST, unsafe_ktime());
+    // SAFETY: bprm is the hook's linux_binprm; the filename pointer and the
+    // string are read with the probe-read helpers, which check the access.
+    unsafe {
+        let Ok(name) = bpf_probe_read_kernel(bprm.add(cfg.off.bprm_filename as usize) as *const *const u8) else {
+            return 0;
+        };
+        if bpf_probe_read_kernel_str_bytes(name, &mut e.path).is_err() {
+            return 0;
+        }
+    }
+    if !prefix_ok(h, &e.path) {
+        return 0;
+    }
+    fill_parent(e, &cfg.off);
+    decide(HOOK_EXEC, h, e)
+}
+
+#[lsm(hook = "file_open")]
+pub fn llamux_file_open(ctx: LsmContext) -> i32 {
+    // LSM_HOOK(int, 0, file_open, struct file *file)
+    let retval: i32 = ctx.arg(1);
+    if retval != 0 {
+        return retval;
+    }
+    let Some(cfg) = config() else { return 0 };
+    let h = &cfg.hooks[HOOK_OPEN as usize];
+    if h.enabled == 0 {
+        return 0;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == cfg.loader_tgid {
+        return 0;
+    }
+    let file: *const u8 = ctx.arg(0);
+    let Some(e) = scratch(3) else { return 0 };
+    fill_current(e, EV_REQUEST, unsafe_ktime());
+    // SAFETY: file is the hook's struct file; dentry and name are read with
+    // the probe-read helpers.
+    unsafe {
+        let Ok(dentry) = bpf_probe_read_kernel(file.add(cfg.off.file_dentry as usize) as *const *const u8) else {
+            return 0;
+        };
+        let Ok(name) = bpf_probe_read_kernel(dentry.add(cfg.off.dentry_name as usize) as *const *const u8) else {
+            return 0;
+        };
+        if bpf_probe_read_kernel_str_bytes(name, &mut e.path).is_err() {
+            return 0;
+        }
+    }
+    if !prefix_ok(h, &e.path) {
+        return 0;
+    }
+    decide(HOOK_OPEN, h, e)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";

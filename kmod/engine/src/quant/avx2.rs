@@ -1,0 +1,567 @@
+//! AVX2 + FMA (+ F16C) kernels, shaped like ggml's x86 ones
+//! (ggml-cpu/arch/x86/quants.c): integer products per sub-block with
+//! maddubs/madd, mins folded once per super-block through `bsums`, one float
+//! FMA per super-block. Integer parts equal the scalar reference exactly;
+//! the float accumulation order differs (8 lanes of FMA), so dot products
+//! agree with it only within rounding (see tests/simd.rs for the bounds).
+//!
+//! Every `unsafe fn` here needs AVX2, FMA and F16C at run time; the safe
+//! wrappers at the bottom check that (`cpu::isa_available`, one relaxed
+//! atomic load) and fall back to the scalar kernels.
+//!
+//! Inputs are byte slices of whole blocks; lengths are clamped to whole
+//! blocks of both operands, so no read leaves the slices.
+
+use core::arch::x86_64::*;
+
+use super::cpu::{isa_available, Isa};
+use super::float::f16_bits_to_f32;
+use super::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+
+const Q4K: usize = 144;
+const Q5K: usize = 176;
+const Q6K: usize = 210;
+const Q80: usize = 34;
+const Q8K: usize = 292;
+
+#[inline(always)]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16_bits_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+#[inline(always)]
+fn f32_at(b: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// 32 bytes at `b[at..at + 32]`, bounds-checked.
+#[inline(always)]
+unsafe fn load32(b: &[u8], at: usize) -> __m256i {
+    let s = &b[at..at + 32];
+    // SAFETY: `s` is 32 readable bytes; loadu has no alignment needs.
+    unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
+}
+
+#[inline(always)]
+unsafe fn load16(b: &[u8], at: usize) -> __m128i {
+    let s = &b[at..at + 16];
+    // SAFETY: `s` is 16 readable bytes; loadu has no alignment needs.
+    unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
+}
+
+/// ggml's `hsum_float_8`.
+#[inline(always)]
+unsafe fn hsum_f32x8(x: __m256) -> f32 {
+    // SAFETY (whole fn): register-only intrinsics, AVX enabled by callers.
+    unsafe {
+        let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+}
+
+/// The 12 packed scale bytes of Q4_K/Q5_K as 8 scales then 8 mins
+/// (ggml's utmp shuffle, = `scales_mins_k4`).
+#[inline(always)]
+fn k4_scales(s: &[u8]) -> [u32; 4] {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let mut u = [w(0), w(4), w(8), 0];
+    u[3] = ((u[2] >> 4) & KMASK2) | (((u[1] >> 6) & KMASK3) << 4);
+    let uaux = u[1] & KMASK1;
+    u[1] = (u[2] & KMASK2) | (((u[0] >> 6) & KMASK3) << 4);
+    u[2] = uaux;
+    u[0] &= KMASK1;
+    u
+}
+
+/// Shuffle that broadcasts 16-bit lane `i` (of 8) to every lane.
+#[inline(always)]
+unsafe fn k4_shuffle(i: i8) -> __m256i {
+    // SAFETY: register-only.
+    unsafe { _mm256_set1_epi16(((2 * i + 1) as i16) << 8 | (2 * i) as i16) }
+}
+
+/// The min correction of a Q4_K/Q5_K super-block: sum_j mins[j] *
+/// (bsums[2j] + bsums[2j + 1]), as 4 i32 lanes.
+#[inline(always)]
+unsafe fn k4_mins(mins_scales: __m256i, y: &[u8]) -> __m128i {
+    // SAFETY: loads are bounds-checked; the rest is register-only.
+    unsafe {
+        let bs = load32(y, 260);
+        let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), q8s)
+    }
+}
+
+/// Q4_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q4_K_q8_K`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
+    let nb = (w.len() / Q4K).min(a.len() / Q8K);
+    // SAFETY (whole body): every memory access goes through bounds-checked
+    // slices; the intrinsics need the features the caller guarantees.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_m = _mm_setzero_ps();
+        for i in 0..nb {
+            let x = &w[i * Q4K..(i + 1) * Q4K];
+            let y = &a[i * Q8K..(i + 1) * Q8K];
+            let yd = f32_at(y, 0);
+            let d = yd * f16_at(x, 0);
+            let dmin = -yd * f16_at(x, 2);
+            let u = k4_scales(&x[4..16]);
+            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            let prod = k4_mins(ms, y);
+            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            let sc = _mm256_castsi256_si128(ms);
+            let scales = _mm256_set_m128i(sc, sc);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..QK_K / 64 {
+                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
+                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                let q4 = load32(x, 16 + 32 * j);
+                let q4l = _mm256_and_si256(q4, m4);
+                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(y, 4 + 64 * j)));
+                let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(y, 36 + 64 * j)));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_l, p_h));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+        hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+    }
+}
+
+/// Q5_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q5_K_q8_K`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
+    let nb = (w.len() / Q5K).min(a.len() / Q8K);
+    // SAFETY (whole body): as in `vec_dot_q4k`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0f32;
+        for i in 0..nb {
+            let x = &w[i * Q5K..(i + 1) * Q5K];
+            let y = &a[i * Q8K..(i + 1) * Q8K];
+            let yd = f32_at(y, 0);
+            let d = yd * f16_at(x, 0);
+            let dmin = -yd * f16_at(x, 2);
+            let u = k4_scales(&x[4..16]);
+            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            let prod = k4_mins(ms, y);
+            let z = _mm_setzero_si128();
+            let hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
+            summs += dmin * _mm_cvtsi128_si32(hs) as f32;
+            let sc = _mm256_castsi256_si128(ms);
+            let scales = _mm256_set_m128i(sc, sc);
+            let hbits = load32(x, 16);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..QK_K / 64 {
+                let scale_0 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
+                let scale_1 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                let q5 = load32(x, 48 + 32 * j);
+                // Bit 2j (2j + 1) of each qh byte becomes bit 4 of the quant.
+                let b0 = _mm256_set1_epi8(1 << (2 * j));
+                let b1 = _mm256_set1_epi8(1 << (2 * j + 1));
+                let h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b0), b0), _mm256_set1_epi8(16));
+                let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b1), b1), _mm256_set1_epi8(16));
+                let q5_0 = _mm256_or_si256(_mm256_and_si256(q5, m4), h0);
+                let q5_1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), h1);
+                let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load32(y, 4 + 64 * j)));
+                let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(y, 36 + 64 * j)));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_f32x8(acc) + summs
+    }
+}
+
+/// Q6_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q6_K_q8_K`): quants 0..64 times
+/// q8 with maddubs, minus 32 * q8 (maddubs again), scales via madd.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
+    let nb = (w.len() / Q6K).min(a.len() / Q8K);
+    // SAFETY (whole body): as in `vec_dot_q4k`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0xF);
+        let m2 = _mm256_set1_epi8(3);
+        let m32s = _mm256_set1_epi8(32);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let x = &w[i * Q6K..(i + 1) * Q6K];
+            let y = &a[i * Q8K..(i + 1) * Q8K];
+            let d = f32_at(y, 0) * f16_at(x, 208);
+            let scales = load16(x, 192);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..QK_K / 128 {
+                let ql1 = load32(x, 64 * j);
+                let ql2 = load32(x, 64 * j + 32);
+                let qh = load32(x, 128 + 32 * j);
+                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
+                    _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
+                ];
+                for (k, &q) in q.iter().enumerate() {
+                    let is = 8 * j + 2 * k;
+                    // Scales is, is + 1 for the two 16-value halves.
+                    let sh = _mm_set_epi64x(
+                        0x0101_0101_0101_0101 * (is as i64 + 1),
+                        0x0101_0101_0101_0101 * is as i64,
+                    );
+                    let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
+                    let q8 = load32(y, 4 + 128 * j + 32 * k);
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
+                }
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum_f32x8(acc)
+    }
+}
+
+/// Q8_0 x Q8_0 (ggml's AVX2 `ggml_vec_dot_q8_0_q8_0`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
+    let nb = (w.len() / Q80).min(a.len() / Q80);
+    // SAFETY (whole body): as in `vec_dot_q4k`.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let x = &w[i * Q80..(i + 1) * Q80];
+            let y = &a[i * Q80..(i + 1) * Q80];
+            let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
+            let qx = load32(x, 2);
+            let qy = load32(y, 2);
+            // |x| * (y * sign x): maddubs wants one unsigned operand.
+            let p = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+            let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            acc = _mm256_fmadd_ps(d, s, acc);
+        }
+        hsum_f32x8(acc)
+    }
+}
+
+/// f32 dot over `n` values read through `ld` (4 accumulators of 8, like
+/// ggml's GGML_F32_STEP), tail added in scalar.
+macro_rules! dot_body {
+    ($n:expr, $lda:expr, $ldb:expr, $sa:expr, $sb:expr) => {{
+        let n = $n;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps($lda(i + 8 * k), $ldb(i + 8 * k), *acc);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps($lda(i), $ldb(i), acc[0]);
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum_f32x8(s);
+        while i < n {
+            sum += $sa(i) * $sb(i);
+            i += 1;
+        }
+        sum
+    }};
+}
+
+/// Dot of two f32 rows given as little-endian bytes.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
+    let n = w.len().min(a.len()) / 4;
+    // SAFETY (whole body): loads are of 32 bytes inside `w`/`a` (bounds
+    // checked by the slicing), intrinsics need the caller's features.
+    unsafe {
+        let ld = |b: &[u8], i: usize| _mm256_loadu_ps(b[4 * i..4 * i + 32].as_ptr() as *const f32);
+        dot_body!(n, |i| ld(w, i), |i| ld(a, i), |i| f32_at(w, 4 * i), |i| f32_at(a, 4 * i))
+    }
+}
+
+/// Dot of two f16 rows given as little-endian bytes (exact conversions,
+/// f32 FMA accumulation like ggml's F16C path).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
+    let n = w.len().min(a.len()) / 2;
+    // SAFETY (whole body): as in `vec_dot_f32_bytes`, 16-byte loads.
+    unsafe {
+        let ld = |b: &[u8], i: usize| _mm256_cvtph_ps(load16(b, 2 * i));
+        dot_body!(n, |i| ld(w, i), |i| ld(a, i), |i| f16_at(w, 2 * i), |i| f16_at(a, 2 * i))
+    }
+}
+
+/// `sum a[i] * b[i]` over the shorter length.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    // SAFETY (whole body): 8-float loads at i + 8 <= n, inside both slices.
+    unsafe {
+        let ld = |s: &[f32], i: usize| _mm256_loadu_ps(s[i..i + 8].as_ptr());
+        dot_body!(n, |i| ld(a, i), |i| ld(b, i), |i| a[i], |i| b[i])
+    }
+}
+
+/// `sum a[i] * f16(b[i])`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_f32_f16(a: &[f32], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    // SAFETY (whole body): as in `dot_f32`; 8 halves are 16 bytes.
+    unsafe {
+        let la = |i: usize| _mm256_loadu_ps(a[i..i + 8].as_ptr());
+        let lb = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(b[i..i + 8].as_ptr() as *const __m128i));
+        dot_body!(n, la, lb, |i| a[i], |i| f16_bits_to_f32(b[i]))
+    }
+}
+
+/// `o[i] += s * v[i]`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn axpy_f32(o: &mut [f32], s: f32, v: &[f32]) {
+    let n = o.len().min(v.len());
+    let mut i = 0;
+    // SAFETY: 8-float accesses at i + 8 <= n, inside both slices.
+    unsafe {
+        let vs = _mm256_set1_ps(s);
+        while i + 8 <= n {
+            let p = o[i..i + 8].as_mut_ptr();
+            _mm256_storeu_ps(p, _mm256_fmadd_ps(vs, _mm256_loadu_ps(v[i..i + 8].as_ptr()), _mm256_loadu_ps(p)));
+            i += 8;
+        }
+    }
+    for i in i..n {
+        o[i] += s * v[i];
+    }
+}
+
+/// `o[i] += s * f16(v[i])`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
+    let n = o.len().min(v.len());
+    let mut i = 0;
+    // SAFETY: as in `axpy_f32`; 8 halves are 16 bytes.
+    unsafe {
+        let vs = _mm256_set1_ps(s);
+        while i + 8 <= n {
+            let p = o[i..i + 8].as_mut_ptr();
+            let vv = _mm256_cvtph_ps(_mm_loadu_si128(v[i..i + 8].as_ptr() as *const __m128i));
+            _mm256_storeu_ps(p, _mm256_fmadd_ps(vs, vv, _mm256_loadu_ps(p)));
+            i += 8;
+        }
+    }
+    for i in i..n {
+        o[i] += s * f16_bits_to_f32(v[i]);
+    }
+}
+
+/// Low bytes of 4 x 8 i32 lanes, in order (C's wrapping conversion).
+#[inline(always)]
+unsafe fn low_bytes(v: [__m256i; 4]) -> __m256i {
+    // SAFETY: register-only.
+    unsafe {
+        let ff = _mm256_set1_epi32(0xFF);
+        let a = _mm256_packus_epi32(_mm256_and_si256(v[0], ff), _mm256_and_si256(v[1], ff));
+        let b = _mm256_packus_epi32(_mm256_and_si256(v[2], ff), _mm256_and_si256(v[3], ff));
+        let p = _mm256_packus_epi16(a, b);
+        // The packs interleave 128-bit lanes: 0 4 1 5 2 6 3 7 (dwords).
+        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+}
+
+/// Q8_K activation quantization, bit-identical to `BlockQ8K::quantize`
+/// (ggml's `quantize_row_q8_K_ref`, which ggml's x86 backend also runs):
+/// same largest-magnitude pick (first index, NaNs skipped), same float
+/// products and the same round-to-nearest-even magic-number trick.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8k(x: &[f32], out: &mut [u8]) {
+    let nb = (x.len() / QK_K).min(out.len() / Q8K);
+    // SAFETY (whole body): loads/stores go through bounds-checked slices.
+    unsafe {
+        let absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        for i in 0..nb {
+            let x = &x[i * QK_K..(i + 1) * QK_K];
+            let o = &mut out[i * Q8K..(i + 1) * Q8K];
+            let ld = |k: usize| _mm256_loadu_ps(x[8 * k..8 * k + 8].as_ptr());
+            let mut m = _mm256_setzero_ps();
+            for k in 0..QK_K / 8 {
+                // max_ps returns its second operand when either is NaN:
+                // NaNs never win, as with the scalar `>`.
+                m = _mm256_max_ps(_mm256_and_ps(ld(k), absm), m);
+            }
+            let mut m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            let amax = _mm_cvtss_f32(m4);
+            if amax == 0.0 {
+                o.fill(0);
+                continue;
+            }
+            // The first element of that magnitude, with its sign.
+            let va = _mm256_set1_ps(amax);
+            let mut max = amax;
+            for k in 0..QK_K / 8 {
+                let hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(ld(k), absm), va, _CMP_EQ_OQ));
+                if hit != 0 {
+                    max = x[8 * k + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let vs = _mm256_set1_ps(iscale);
+            let magic = _mm256_set1_ps(12582912.0);
+            let mant = _mm256_set1_epi32(0x007f_ffff);
+            let off = _mm256_set1_epi32(0x0040_0000);
+            let top = _mm256_set1_epi32(127);
+            let ones = _mm256_set1_epi8(1);
+            let ones16 = _mm256_set1_epi16(1);
+            o[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+            for g in 0..QK_K / 32 {
+                let q: [__m256i; 4] = core::array::from_fn(|k| {
+                    let v = _mm256_add_ps(_mm256_mul_ps(vs, ld(4 * g + k)), magic);
+                    let n = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), mant), off);
+                    _mm256_min_epi32(n, top)
+                });
+                let q = low_bytes(q);
+                _mm256_storeu_si256(o[4 + 32 * g..4 + 32 * g + 32].as_mut_ptr() as *mut __m256i, q);
+                // bsums 2g, 2g + 1: byte pairs, then quads, then 16s.
+                let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q), ones16);
+                let s8 = _mm256_hadd_epi32(s4, s4);
+                let s16 = _mm256_hadd_epi32(s8, s8);
+                let lo = _mm256_cvtsi256_si32(s16) as i16;
+                let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(s16, 1)) as i16;
+                o[260 + 4 * g..262 + 4 * g].copy_from_slice(&lo.to_le_bytes());
+                o[262 + 4 * g..264 + 4 * g].copy_from_slice(&hi.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Q8_0 activation quantization, bit-identical to `BlockQ8_0::quantize`
+/// (ggml's `quantize_row_q8_0_ref`: amax / 127, roundf = ties away from
+/// zero) for finite inputs.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
+    let nb = (x.len() / QK8_0).min(out.len() / Q80);
+    // SAFETY (whole body): loads/stores go through bounds-checked slices.
+    unsafe {
+        let absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        for i in 0..nb {
+            let x = &x[i * QK8_0..(i + 1) * QK8_0];
+            let o = &mut out[i * Q80..(i + 1) * Q80];
+            let v: [__m256; 4] = core::array::from_fn(|k| _mm256_loadu_ps(x[8 * k..8 * k + 8].as_ptr()));
+            let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, absm), m));
+            let mut m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            let d = _mm_cvtss_f32(m4) / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            o[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+            let vid = _mm256_set1_ps(id);
+            let q: [__m256i; 4] = core::array::from_fn(|k| {
+                let p = _mm256_mul_ps(v[k], vid);
+                // roundf: truncate, then step away from zero on |frac| >= 0.5.
+                let t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+                let up = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(p, t), absm), half, _CMP_GE_OQ);
+                let step = _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(p, sign)));
+                _mm256_cvtps_epi32(_mm256_add_ps(t, step))
+            });
+            // Saturating packs, like Rust's float-to-int `as`.
+            let a = _mm256_packs_epi32(q[0], q[1]);
+            let b = _mm256_packs_epi32(q[2], q[3]);
+            let p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(o[2..34].as_mut_ptr() as *mut __m256i, p);
+        }
+    }
+}
+
+// Safe entry points for the dispatch tables. Each checks the CPU (a cached
+// atomic) so it is sound from anywhere, and falls back to the reference.
+
+macro_rules! safe_dot {
+    ($name:ident, $simd:ident, $scalar:ty) => {
+        pub(super) fn $name(w: &[u8], a: &[u8]) -> f32 {
+            if isa_available(Isa::Avx2) {
+                // SAFETY: the CPU supports AVX2, FMA and F16C (checked).
+                unsafe { $simd(w, a) }
+            } else {
+                <$scalar as super::WeightFormat>::vec_dot(w, a)
+            }
+        }
+    };
+}
+safe_dot!(q4k, vec_dot_q4k, BlockQ4K);
+safe_dot!(q5k, vec_dot_q5k, BlockQ5K);
+safe_dot!(q6k, vec_dot_q6k, BlockQ6K);
+safe_dot!(q8_0, vec_dot_q8_0, BlockQ8_0);
+safe_dot!(f32s, vec_dot_f32_bytes, f32);
+safe_dot!(f16s, vec_dot_f16_bytes, half::f16);
+
+macro_rules! safe_quant {
+    ($name:ident, $simd:ident, $scalar:ty) => {
+        pub(super) fn $name(x: &[f32], out: &mut [u8]) {
+            if isa_available(Isa::Avx2) {
+                // SAFETY: the CPU supports AVX2, FMA and F16C (checked).
+                unsafe { $simd(x, out) }
+            } else {
+                <$scalar as super::ActFormat>::quantize(x, out)
+            }
+        }
+    };
+}
+safe_quant!(quant_q8k, quantize_q8k, BlockQ8K);
+safe_quant!(quant_q8_0, quantize_q8_0, BlockQ8_0);

@@ -1,0 +1,334 @@
+//! The API the model calls: dequantize a row, quantize activations, and
+//! multiply a range of weight rows with one or several activation vectors.
+//!
+//! Shapes are checked on every call (a few integer operations) so no kernel
+//! ever sees a short buffer. Nothing here allocates: the caller owns every
+//! buffer, sized with [`GgmlType::row_bytes`] and [`act_row_bytes`].
+
+use core::ops::Range;
+
+use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+use super::avx2;
+use super::cpu::{self, Isa};
+use super::{
+    ActFormat, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, Format, GgmlType, QuantError,
+    WeightFormat,
+};
+
+/// Kernels for one weight type.
+#[derive(Clone, Copy)]
+struct RowKernels {
+    act: GgmlType,
+    vec_dot: fn(&[u8], &[u8]) -> f32,
+}
+
+const fn kernels_of<W: WeightFormat>() -> RowKernels {
+    RowKernels {
+        act: <W::Act as Format>::TYPE,
+        vec_dot: W::vec_dot,
+    }
+}
+
+/// The one dispatch point for dot-product kernels: the scalar reference, or
+/// the AVX2 versions when `isa` is Avx2 and the CPU has it (`usable`).
+fn row_kernels(ty: GgmlType, isa: Isa) -> Result<RowKernels, QuantError> {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::usable(isa) == Isa::Avx2 {
+        let vec_dot: fn(&[u8], &[u8]) -> f32 = match ty {
+            GgmlType::F32 => avx2::f32s,
+            GgmlType::F16 => avx2::f16s,
+            GgmlType::Q8_0 => avx2::q8_0,
+            GgmlType::Q4K => avx2::q4k,
+            GgmlType::Q5K => avx2::q5k,
+            GgmlType::Q6K => avx2::q6k,
+            GgmlType::Q8K => return row_kernels(ty, Isa::Scalar),
+        };
+        return Ok(RowKernels {
+            act: row_kernels(ty, Isa::Scalar)?.act,
+            vec_dot,
+        });
+    }
+    let _ = isa;
+    Ok(match ty {
+        GgmlType::F32 => kernels_of::<f32>(),
+        GgmlType::F16 => kernels_of::<f16>(),
+        GgmlType::Q8_0 => kernels_of::<BlockQ8_0>(),
+        GgmlType::Q4K => kernels_of::<BlockQ4K>(),
+        GgmlType::Q5K => kernels_of::<BlockQ5K>(),
+        GgmlType::Q6K => kernels_of::<BlockQ6K>(),
+        GgmlType::Q8K => {
+            return Err(QuantError::Unsupported {
+                ty,
+                op: "matmul weights",
+            })
+        }
+    })
+}
+
+fn dequantize_kernel(ty: GgmlType) -> fn(&[u8], &mut [f32]) {
+    match ty {
+        GgmlType::F32 => <f32 as Format>::dequantize,
+        GgmlType::F16 => <f16 as Format>::dequantize,
+        GgmlType::Q8_0 => BlockQ8_0::dequantize,
+        GgmlType::Q4K => BlockQ4K::dequantize,
+        GgmlType::Q5K => BlockQ5K::dequantize,
+        GgmlType::Q6K => BlockQ6K::dequantize,
+        GgmlType::Q8K => BlockQ8K::dequantize,
+    }
+}
+
+/// Activation quantizers, by activation type (every `act` of `row_kernels`).
+/// The AVX2 ones give the same bytes as the scalar reference.
+fn act_quantizer(act: GgmlType, isa: Isa) -> fn(&[f32], &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::usable(isa) == Isa::Avx2 {
+        match act {
+            GgmlType::Q8_0 => return avx2::quant_q8_0,
+            GgmlType::Q8K => return avx2::quant_q8k,
+            _ => {}
+        }
+    }
+    let _ = isa;
+    match act {
+        GgmlType::F16 => <f16 as ActFormat>::quantize,
+        GgmlType::Q8_0 => BlockQ8_0::quantize_row,
+        GgmlType::Q8K => BlockQ8K::quantize_row,
+        _ => <f32 as ActFormat>::quantize,
+    }
+}
+
+// Inherent shims so the fn-pointer table reads cleanly.
+impl BlockQ8_0 {
+    fn quantize_row(x: &[f32], out: &mut [u8]) {
+        <Self as ActFormat>::quantize(x, out)
+    }
+}
+impl BlockQ8K {
+    fn quantize_row(x: &[f32], out: &mut [u8]) {
+        <Self as ActFormat>::quantize(x, out)
+    }
+}
+
+/// Bytes of a row of `n` values of `ty`, as a usize.
+fn row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
+    if !n.is_multiple_of(ty.block_len()) {
+        return Err(QuantError::PartialBlock { ty, n });
+    }
+    (n / ty.block_len())
+        .checked_mul(ty.block_bytes())
+        .ok_or(QuantError::Overflow)
+}
+
+fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), QuantError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(QuantError::Length {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Decodes one row of `ty` from `src` into `dst`; `dst.len()` is the number
+/// of values and `src` must hold exactly their bytes.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    check_len(
+        "dequantize_row src bytes",
+        row_bytes(ty, dst.len())?,
+        src.len(),
+    )?;
+    dequantize_kernel(ty)(src, dst);
+    Ok(())
+}
+
+/// The type activations are quantized to for weights of type `wty`
+/// (ggml's `vec_dot_type`): Q8_K for the k-quants, Q8_0 for Q8_0, F16 for
+/// F16, F32 for F32.
+pub fn act_type(wty: GgmlType) -> Result<GgmlType, QuantError> {
+    Ok(row_kernels(wty, Isa::Scalar)?.act)
+}
+
+/// Bytes of one activation vector of `n_cols` values quantized for `wty`.
+pub fn act_row_bytes(wty: GgmlType, n_cols: usize) -> Result<usize, QuantError> {
+    let act = act_type(wty)?;
+    row_bytes(act, n_cols).map_err(|_| QuantError::PartialBlock { ty: wty, n: n_cols })
+}
+
+/// Quantizes one activation vector `x` for multiplication with weights of
+/// type `wty`. `out.len()` must be `act_row_bytes(wty, x.len())`.
+pub fn quantize_acts(wty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
+    quantize_acts_isa(cpu::isa(), wty, x, out)
+}
+
+/// [`quantize_acts`] on the kernels of `isa` (the scalar ones if this CPU
+/// lacks it). The bytes are the same for every `isa`.
+pub fn quantize_acts_isa(
+    isa: Isa,
+    wty: GgmlType,
+    x: &[f32],
+    out: &mut [u8],
+) -> Result<(), QuantError> {
+    check_len(
+        "quantize_acts out bytes",
+        act_row_bytes(wty, x.len())?,
+        out.len(),
+    )?;
+    act_quantizer(act_type(wty)?, isa)(x, out);
+    Ok(())
+}
+
+/// Quantizes `x.len() / n_cols` activation vectors stored back to back;
+/// `out` receives them back to back, `act_row_bytes(wty, n_cols)` each.
+pub fn quantize_acts_batch(
+    wty: GgmlType,
+    x: &[f32],
+    n_cols: usize,
+    out: &mut [u8],
+) -> Result<(), QuantError> {
+    let ab = act_row_bytes(wty, n_cols)?;
+    if n_cols == 0 || !x.len().is_multiple_of(n_cols) {
+        return Err(QuantError::Length {
+            what: "quantize_acts_batch x",
+            expected: n_cols,
+            actual: x.len(),
+        });
+    }
+    let n_batch = x.len() / n_cols;
+    check_len(
+        "quantize_acts_batch out bytes",
+        n_batch.checked_mul(ab).ok_or(QuantError::Overflow)?,
+        out.len(),
+    )?;
+    let quantize = act_quantizer(act_type(wty)?, cpu::isa());
+    for (x, o) in x.chunks_exact(n_cols).zip(out.chunks_exact_mut(ab)) {
+        quantize(x, o);
+    }
+    Ok(())
+}
+
+/// Dot product of one weight row (`n_cols` values of `wty`) with one
+/// activation vector quantized by [`quantize_acts`].
+pub fn vec_dot(wty: GgmlType, n_cols: usize, w_row: &[u8], acts: &[u8]) -> Result<f32, QuantError> {
+    vec_dot_isa(cpu::isa(), wty, n_cols, w_row, acts)
+}
+
+/// [`vec_dot`] on the kernels of `isa` (the scalar ones if this CPU lacks
+/// it).
+pub fn vec_dot_isa(
+    isa: Isa,
+    wty: GgmlType,
+    n_cols: usize,
+    w_row: &[u8],
+    acts: &[u8],
+) -> Result<f32, QuantError> {
+    let k = row_kernels(wty, isa)?;
+    check_len(
+        "vec_dot weight row bytes",
+        row_bytes(wty, n_cols)?,
+        w_row.len(),
+    )?;
+    check_len(
+        "vec_dot acts bytes",
+        act_row_bytes(wty, n_cols)?,
+        acts.len(),
+    )?;
+    Ok((k.vec_dot)(w_row, acts))
+}
+
+/// `out[i] = dot(row rows.start + i of w, acts)`.
+///
+/// `w` is the whole matrix: rows of `n_cols` values of `wty` back to back.
+/// Computing a range of rows lets the caller split a matmul into pieces
+/// (CPUs, short FPU sections); every piece gives the same bits as the whole.
+pub fn matvec_rows(
+    w: &[u8],
+    wty: GgmlType,
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    matmul_rows(w, wty, n_cols, rows, acts, 1, out)
+}
+
+/// Several activation vectors at once (prefill): `acts` holds `n_batch`
+/// vectors back to back, each `act_row_bytes(wty, n_cols)` bytes, and
+/// `out[i * n_batch + b] = dot(row rows.start + i, vector b)`: each weight
+/// row is read once for the whole batch, and a range of rows owns one
+/// contiguous piece of `out`. Bits equal `n_batch` calls of [`matvec_rows`].
+pub fn matmul_rows(
+    w: &[u8],
+    wty: GgmlType,
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    matmul_rows_isa(cpu::isa(), w, wty, n_cols, rows, acts, n_batch, out)
+}
+
+/// [`matmul_rows`] on the kernels of `isa` (the scalar ones if this CPU
+/// lacks it).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_rows_isa(
+    isa: Isa,
+    w: &[u8],
+    wty: GgmlType,
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    let k = row_kernels(wty, isa)?;
+    let rb = row_bytes(wty, n_cols)?;
+    let ab = act_row_bytes(wty, n_cols)?;
+    if rb == 0 {
+        // n_cols == 0: a matrix of empty rows has no row count.
+        return Err(QuantError::Length {
+            what: "matmul n_cols",
+            expected: 1,
+            actual: 0,
+        });
+    }
+    if !w.len().is_multiple_of(rb) {
+        return Err(QuantError::Length {
+            what: "matmul weight bytes (whole rows)",
+            expected: w.len() / rb * rb,
+            actual: w.len(),
+        });
+    }
+    let n_rows = w.len() / rb;
+    if rows.start > rows.end || rows.end > n_rows {
+        return Err(QuantError::RowRange {
+            start: rows.start,
+            end: rows.end,
+            n_rows,
+        });
+    }
+    check_len(
+        "matmul acts bytes",
+        n_batch.checked_mul(ab).ok_or(QuantError::Overflow)?,
+        acts.len(),
+    )?;
+    let n_out = rows
+        .len()
+        .checked_mul(n_batch)
+        .ok_or(QuantError::Overflow)?;
+    check_len("matmul out", n_out, out.len())?;
+    if n_batch == 0 {
+        return Ok(());
+    }
+    let w = &w[rows.start * rb..rows.end * rb];
+    for (row, out) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+        for (o, a) in out.iter_mut().zip(acts.chunks_exact(ab)) {
+            *o = (k.vec_dot)(row, a);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! f32 vector helpers for attention (dot, axpy; f16 variants for an f16 KV
+//! cache), on the selected instruction set.
+
+#[cfg(target_arch = "x86_64")]
+use super::avx2;
+use super::cpu::{isa, Isa};
+use super::float::f16_bits_to_f32;
+
+/// `sum a[i] * b[i]` over the shorter length.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: `isa()` returns Avx2 only when the CPU supports it.
+        return unsafe { avx2::dot_f32(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// `sum a[i] * f16(b[i])` (b as raw half bits).
+#[inline]
+pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as in `dot_f32`.
+        return unsafe { avx2::dot_f32_f16(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * f16_bits_to_f32(*y)).sum()
+}
+
+/// `o[i] += s * v[i]`.
+#[inline]
+pub fn axpy_f32(o: &mut [f32], s: f32, v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as in `dot_f32`.
+        return unsafe { avx2::axpy_f32(o, s, v) };
+    }
+    o.iter_mut().zip(v).for_each(|(o, v)| *o += s * v);
+}
+
+/// `o[i] += s * f16(v[i])`.
+#[inline]
+pub fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as in `dot_f32`.
+        return unsafe { avx2::axpy_f16(o, s, v) };
+    }
+    o.iter_mut().zip(v).for_each(|(o, v)| *o += s * f16_bits_to_f32(*v));
+}

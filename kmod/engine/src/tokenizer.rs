@@ -1,0 +1,1214 @@
+//! SentencePiece tokenizer for GGUF vocabularies with `tokenizer.ggml.model =
+//! "llama"`, a port of llama.cpp's SPM path (`llm_tokenizer_spm_session`,
+//! `tokenizer_st_partition`, `token_to_piece`, `detokenize`; llama.cpp as
+//! vendored by llama-cpp-python 0.3.36).
+//!
+//! All memory is taken when the tokenizer and a [`TokenizerScratch`] are
+//! made; `encode`/`detokenize` only borrow it (in the kernel they run where
+//! allocating is forbidden) and report a too small buffer as an error.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::gguf::{Gguf, Value, ValueType};
+
+/// Token attributes, the bits of llama.cpp's `llama_token_attr`.
+pub mod attr {
+    pub const UNDEFINED: u16 = 0;
+    pub const UNKNOWN: u16 = 1 << 0;
+    pub const UNUSED: u16 = 1 << 1;
+    pub const NORMAL: u16 = 1 << 2;
+    pub const CONTROL: u16 = 1 << 3;
+    pub const USER_DEFINED: u16 = 1 << 4;
+    pub const BYTE: u16 = 1 << 5;
+    pub const NORMALIZED: u16 = 1 << 6;
+    pub const LSTRIP: u16 = 1 << 7;
+    pub const RSTRIP: u16 = 1 << 8;
+    pub const SINGLE_WORD: u16 = 1 << 9;
+}
+
+/// "▁" (U+2581), SentencePiece's visible space.
+const SPACE: &[u8] = "\u{2581}".as_bytes();
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizerError {
+    MissingKey(&'static str),
+    WrongType(&'static str),
+    /// `tokenizer.ggml.model` is not "llama" (SentencePiece).
+    UnsupportedModel,
+    EmptyVocab,
+    TooManyTokens(u64),
+    /// `key` has fewer entries than there are tokens.
+    ShortArray {
+        key: &'static str,
+        len: u64,
+        n_vocab: u64,
+    },
+    /// Two tokens have the same text (llama.cpp refuses such a vocabulary).
+    DuplicateToken {
+        id: u32,
+    },
+    OutOfMemory,
+    /// The text is longer than the scratch was made for.
+    TextTooLong {
+        len: usize,
+        max: usize,
+    },
+    /// The output buffer holds fewer than `needed` items.
+    OutputTooSmall {
+        needed: usize,
+    },
+    /// The scratch was made for another tokenizer and is too small.
+    ScratchTooSmall,
+    NoBosToken,
+    NoEosToken,
+    /// The vocabulary has no byte token, byte-sized token or `<unk>` for a byte.
+    NoTokenForByte(u8),
+}
+
+impl fmt::Display for TokenizerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use TokenizerError::*;
+        match self {
+            MissingKey(k) => write!(f, "missing tokenizer key {k}"),
+            WrongType(k) => write!(f, "tokenizer key {k} has the wrong type"),
+            UnsupportedModel => write!(f, "unsupported tokenizer model (only \"llama\" SentencePiece)"),
+            EmptyVocab => write!(f, "empty vocabulary"),
+            TooManyTokens(n) => write!(f, "vocabulary of {n} tokens is too large"),
+            ShortArray { key, len, n_vocab } => {
+                write!(f, "{key} has {len} entries for {n_vocab} tokens")
+            }
+            DuplicateToken { id } => write!(f, "token {id} duplicates another token's text"),
+            OutOfMemory => write!(f, "out of memory while loading the tokenizer"),
+            TextTooLong { len, max } => {
+                write!(f, "text of {len} bytes exceeds the scratch's {max}")
+            }
+            OutputTooSmall { needed } => write!(f, "output buffer too small ({needed} needed)"),
+            ScratchTooSmall => write!(f, "scratch made for another tokenizer"),
+            NoBosToken => write!(f, "the vocabulary has no BOS token"),
+            NoEosToken => write!(f, "the vocabulary has no EOS token"),
+            NoTokenForByte(b) => write!(f, "no token for byte 0x{b:02X}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for TokenizerError {}
+
+/// Special token ids (None: the vocabulary has none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    pub eom: Option<u32>,
+    pub unk: Option<u32>,
+    pub sep: Option<u32>,
+    pub pad: Option<u32>,
+    pub mask: Option<u32>,
+    pub fim_pre: Option<u32>,
+    pub fim_suf: Option<u32>,
+    pub fim_mid: Option<u32>,
+    pub fim_pad: Option<u32>,
+    pub fim_rep: Option<u32>,
+    pub fim_sep: Option<u32>,
+}
+
+/// A SentencePiece vocabulary, owning copies of the token texts.
+pub struct Tokenizer {
+    /// Token i's text is `text[text_off[i]..text_off[i + 1]]`.
+    text: Vec<u8>,
+    text_off: Vec<u32>,
+    /// What llama.cpp's `token_to_piece(id, special = true)` gives.
+    piece: Vec<u8>,
+    piece_off: Vec<u32>,
+    scores: Vec<f32>,
+    attrs: Vec<u16>,
+    /// Ids sorted by text: the text -> id index.
+    by_text: Vec<u32>,
+    /// Control, user-defined and unknown tokens, longest first: the order in
+    /// which llama.cpp splits them out of the text.
+    specials: Vec<u32>,
+    /// End-of-generation ids, sorted.
+    eog: Vec<u32>,
+    byte_token: [Option<u32>; 256],
+    special: SpecialTokens,
+    add_bos: bool,
+    add_eos: bool,
+    add_space_prefix: bool,
+    max_token_len: usize,
+    /// Shortest text in `specials`: bounds the fragments of a text.
+    min_special_len: usize,
+}
+
+/// Preallocated working memory for [`Tokenizer::encode`], sized for texts of
+/// up to `max_bytes` bytes.
+pub struct TokenizerScratch {
+    max_bytes: usize,
+    frags: Vec<Frag>,
+    frags_next: Vec<Frag>,
+    /// One fragment with spaces escaped to "▁".
+    esc: Vec<u8>,
+    syms: Vec<Symbol>,
+    heap: Vec<Bigram>,
+}
+
+impl TokenizerScratch {
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Frag {
+    Text { start: u32, len: u32 },
+    Token(u32),
+}
+
+#[derive(Clone, Copy)]
+struct Symbol {
+    start: u32,
+    n: u32,
+    prev: i32,
+    next: i32,
+}
+
+#[derive(Clone, Copy)]
+struct Bigram {
+    left: i32,
+    right: i32,
+    score: f32,
+    size: u32,
+}
+
+fn oom<T>(_: T) -> TokenizerError {
+    TokenizerError::OutOfMemory
+}
+
+fn vec_with<T>(n: usize) -> Result<Vec<T>, TokenizerError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(oom)?;
+    Ok(v)
+}
+
+/// Pushes without ever growing: the kernel forbids allocation while encoding.
+fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), TokenizerError> {
+    if v.len() == v.capacity() {
+        return Err(TokenizerError::ScratchTooSmall);
+    }
+    v.push(x);
+    Ok(())
+}
+
+fn extend(v: &mut Vec<u8>, s: &[u8]) -> Result<(), TokenizerError> {
+    if v.capacity() - v.len() < s.len() {
+        return Err(TokenizerError::ScratchTooSmall);
+    }
+    v.extend_from_slice(s);
+    Ok(())
+}
+
+/// C's `isspace` in the "C" locale.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// llama.cpp's `unicode_len_utf8`: the length a lead byte announces
+/// (continuation and invalid bytes count as 1).
+fn utf8_len(b: u8) -> usize {
+    const LOOKUP: [u8; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
+    LOOKUP[(b >> 4) as usize] as usize
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    if hay.len() < needle.len() {
+        return None;
+    }
+    (0..=hay.len() - needle.len()).find(|&i| hay[i] == first && &hay[i..i + needle.len()] == needle)
+}
+
+/// `strtol(text.substr(3, 2), 16)` as llama.cpp's `token_to_byte` does it.
+fn byte_of_token_text(text: &[u8]) -> u8 {
+    let s = text.get(3..text.len().min(5)).unwrap_or(&[]);
+    let mut i = 0;
+    while i < s.len() && is_space(s[i]) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+        neg = s[i] == b'-';
+        i += 1;
+    }
+    let mut v: i32 = 0;
+    while let Some(d) = s.get(i).and_then(|&c| (c as char).to_digit(16)) {
+        v = v * 16 + d as i32;
+        i += 1;
+    }
+    (if neg { -v } else { v }) as u8
+}
+
+// Texts by which llama.cpp recognises special tokens (llama_vocab::impl::load).
+#[rustfmt::skip]
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
+    "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
+];
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+#[rustfmt::skip]
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>",
+    "<|code_prefix|>", "<|prefix|>",
+];
+#[rustfmt::skip]
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>",
+    "<|code_suffix|>", "<|suffix|>",
+];
+#[rustfmt::skip]
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>",
+    "<|code_middle|>", "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+#[rustfmt::skip]
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
+    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+    "<｜end▁of▁sentence｜>", "[e~[",
+];
+
+/// Picks one of the special ids.
+type Slot = fn(&mut SpecialTokens) -> &mut Option<u32>;
+
+fn in_list(list: &[&str], text: &[u8]) -> bool {
+    list.iter().any(|s| s.as_bytes() == text)
+}
+
+fn key_id(g: &Gguf<'_>, key: &str) -> Option<u64> {
+    g.get(key).and_then(|v| v.as_u64())
+}
+
+impl Tokenizer {
+    /// Loads the vocabulary like llama.cpp's `llama_vocab::impl::load`.
+    ///
+    /// Special ids and flags of the wrong type are ignored where llama.cpp
+    /// refuses the file; bad token, score and type arrays are errors.
+    pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, TokenizerError> {
+        const K_MODEL: &str = "tokenizer.ggml.model";
+        const K_TOKENS: &str = "tokenizer.ggml.tokens";
+        const K_SCORES: &str = "tokenizer.ggml.scores";
+        const K_TYPES: &str = "tokenizer.ggml.token_type";
+
+        match g.get(K_MODEL) {
+            None => return Err(TokenizerError::MissingKey(K_MODEL)),
+            Some(v) => match v.as_bytes() {
+                Some(b"llama") => {}
+                Some(_) => return Err(TokenizerError::UnsupportedModel),
+                None => return Err(TokenizerError::WrongType(K_MODEL)),
+            },
+        }
+        let tokens = match g.get(K_TOKENS) {
+            None => return Err(TokenizerError::MissingKey(K_TOKENS)),
+            Some(v) => match v.as_array() {
+                Some(a) if a.elem_type == ValueType::Str => a,
+                _ => return Err(TokenizerError::WrongType(K_TOKENS)),
+            },
+        };
+        let n64 = tokens.len;
+        if n64 == 0 {
+            return Err(TokenizerError::EmptyVocab);
+        }
+        // Ids are llama_token (int32) in llama.cpp.
+        if n64 > i32::MAX as u64 {
+            return Err(TokenizerError::TooManyTokens(n64));
+        }
+        let n = n64 as usize;
+
+        // Optional per-token arrays, checked like llama.cpp.
+        let scores_arr = match g.get(K_SCORES) {
+            None => None,
+            Some(v) => match v.as_array() {
+                Some(a) if matches!(a.elem_type, ValueType::F32 | ValueType::I32) => {
+                    if a.len < n64 {
+                        return Err(TokenizerError::ShortArray { key: K_SCORES, len: a.len, n_vocab: n64 });
+                    }
+                    Some(a)
+                }
+                _ => return Err(TokenizerError::WrongType(K_SCORES)),
+            },
+        };
+        let types_arr = match g.get(K_TYPES) {
+            None => None,
+            Some(v) => match v.as_array() {
+                Some(a) if a.elem_type == ValueType::I32 => {
+                    if a.len < n64 {
+                        return Err(TokenizerError::ShortArray { key: K_TYPES, len: a.len, n_vocab: n64 });
+                    }
+                    Some(a)
+                }
+                _ => return Err(TokenizerError::WrongType(K_TYPES)),
+            },
+        };
+
+        // Texts, with llama.cpp's stand-in for empty ones.
+        let mut text_len = 0usize;
+        for (i, v) in tokens.iter().enumerate() {
+            let len = v.as_bytes().map_or(0, |s| s.len());
+            text_len += if len == 0 { 8 + 10 } else { len };
+            if text_len > u32::MAX as usize || i >= n {
+                return Err(TokenizerError::TooManyTokens(n64));
+            }
+        }
+        let mut text = vec_with::<u8>(text_len)?;
+        let mut text_off = vec_with::<u32>(n + 1)?;
+        text_off.push(0);
+        let mut max_token_len = 0;
+        for (i, v) in tokens.iter().enumerate() {
+            let s = v.as_bytes().unwrap_or(&[]);
+            if s.is_empty() {
+                text.extend_from_slice(b"[EMPTY_");
+                push_decimal(&mut text, i as u32);
+                text.push(b']');
+            } else {
+                text.extend_from_slice(s);
+            }
+            let start = *text_off.last().unwrap_or(&0) as usize;
+            max_token_len = max_token_len.max(text.len() - start);
+            text_off.push(text.len() as u32);
+        }
+        if text_off.len() != n + 1 {
+            return Err(TokenizerError::WrongType(K_TOKENS));
+        }
+
+        let mut scores = vec_with::<f32>(n)?;
+        match scores_arr {
+            Some(a) => scores.extend(a.iter().take(n).map(|v| match v {
+                Value::F32(x) => x,
+                Value::I32(x) => x as f32,
+                _ => 0.0,
+            })),
+            None => scores.resize(n, 0.0),
+        }
+        scores.resize(n, 0.0);
+
+        let mut attrs = vec_with::<u16>(n)?;
+        match types_arr {
+            Some(a) => attrs.extend(a.iter().take(n).map(|v| match v {
+                Value::I32(1) => attr::NORMAL,
+                Value::I32(2) => attr::UNKNOWN,
+                Value::I32(3) => attr::CONTROL,
+                Value::I32(4) => attr::USER_DEFINED,
+                Value::I32(5) => attr::UNUSED,
+                Value::I32(6) => attr::BYTE,
+                _ => attr::UNDEFINED,
+            })),
+            None => attrs.resize(n, attr::NORMAL),
+        }
+        attrs.resize(n, attr::UNDEFINED);
+
+        let mut t = Tokenizer {
+            text,
+            text_off,
+            piece: Vec::new(),
+            piece_off: Vec::new(),
+            scores,
+            attrs,
+            by_text: Vec::new(),
+            specials: Vec::new(),
+            eog: Vec::new(),
+            byte_token: [None; 256],
+            special: SpecialTokens::default(),
+            add_bos: true,
+            add_eos: false,
+            add_space_prefix: true,
+            max_token_len,
+            min_special_len: usize::MAX,
+        };
+
+        let mut by_text = vec_with::<u32>(n)?;
+        by_text.extend(0..n as u32);
+        by_text.sort_unstable_by(|&a, &b| t.text(a).cmp(t.text(b)).then(a.cmp(&b)));
+        if let Some(w) = by_text.windows(2).find(|w| t.text(w[0]) == t.text(w[1])) {
+            return Err(TokenizerError::DuplicateToken { id: w[0].max(w[1]) });
+        }
+        t.by_text = by_text;
+
+        for b in 0..=255u8 {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            let name = [b'<', b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize], b'>'];
+            t.byte_token[b as usize] = t.token_id(&name).or_else(|| t.token_id(&[b]));
+        }
+
+        t.load_specials(g);
+        if let Some(v) = g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()) {
+            t.add_space_prefix = v;
+        }
+        if let Some(v) = g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()) {
+            t.add_bos = v;
+        }
+        if let Some(v) = g.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()) {
+            t.add_eos = v;
+        }
+        t.detect_special_attrs()?;
+
+        // Special-token cache: longest first. llama.cpp's std::sort leaves
+        // ties in an unspecified order; here they go by id.
+        let mut specials = vec_with::<u32>(n)?;
+        specials.extend(
+            (0..n as u32)
+                .filter(|&id| t.attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0),
+        );
+        specials.sort_unstable_by(|&a, &b| t.text(b).len().cmp(&t.text(a).len()).then(a.cmp(&b)));
+        t.min_special_len = specials.iter().map(|&id| t.text(id).len()).min().unwrap_or(usize::MAX);
+        t.specials = specials;
+
+        t.build_pieces()?;
+
+        // llama.cpp's per-model attributes that apply to SPM vocabularies.
+        let name = g.get("general.name").and_then(|v| v.as_bytes()).unwrap_or(&[]);
+        let lower_has = |pat: &[u8]| name.windows(pat.len()).any(|w| w.eq_ignore_ascii_case(pat));
+        if lower_has(b"phi-3") || lower_has(b"phi3") {
+            for i in 0..t.specials.len() {
+                let id = t.specials[i] as usize;
+                t.attrs[id] |= attr::RSTRIP;
+            }
+            if let Some(id) = t.token_id(b"</s>") {
+                t.attrs[id as usize] |= attr::RSTRIP;
+            }
+            for s in [&b"<unk>"[..], b"<s>", b"<|endoftext|>"] {
+                if let Some(id) = t.token_id(s) {
+                    t.attrs[id as usize] &= !attr::RSTRIP;
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    fn load_specials(&mut self, g: &Gguf<'_>) {
+        let n = self.n_vocab() as u64;
+        let s = &mut self.special;
+        // SentencePiece defaults, disabled when out of range.
+        let check = |id: u32| if (id as u64) < n { Some(id) } else { None };
+        s.bos = check(1);
+        s.eos = check(2);
+        s.unk = check(0);
+        let keys: [(&str, Slot); 17] = [
+            ("tokenizer.ggml.bos_token_id", |s| &mut s.bos),
+            ("tokenizer.ggml.eos_token_id", |s| &mut s.eos),
+            ("tokenizer.ggml.eot_token_id", |s| &mut s.eot),
+            ("tokenizer.ggml.eom_token_id", |s| &mut s.eom),
+            ("tokenizer.ggml.unknown_token_id", |s| &mut s.unk),
+            ("tokenizer.ggml.seperator_token_id", |s| &mut s.sep),
+            ("tokenizer.ggml.padding_token_id", |s| &mut s.pad),
+            ("tokenizer.ggml.mask_token_id", |s| &mut s.mask),
+            ("tokenizer.ggml.fim_pre_token_id", |s| &mut s.fim_pre),
+            ("tokenizer.ggml.fim_suf_token_id", |s| &mut s.fim_suf),
+            ("tokenizer.ggml.fim_mid_token_id", |s| &mut s.fim_mid),
+            ("tokenizer.ggml.fim_pad_token_id", |s| &mut s.fim_pad),
+            ("tokenizer.ggml.fim_rep_token_id", |s| &mut s.fim_rep),
+            ("tokenizer.ggml.fim_sep_token_id", |s| &mut s.fim_sep),
+            // Deprecated names, read last as in llama.cpp.
+            ("tokenizer.ggml.prefix_token_id", |s| &mut s.fim_pre),
+            ("tokenizer.ggml.suffix_token_id", |s| &mut s.fim_suf),
+            ("tokenizer.ggml.middle_token_id", |s| &mut s.fim_mid),
+        ];
+        for (key, slot) in keys {
+            // An id out of range keeps the default, as in llama.cpp.
+            if let Some(id) = key_id(g, key).filter(|&id| id < n) {
+                *slot(s) = Some(id as u32);
+            }
+        }
+    }
+
+    /// llama.cpp's detection of EOT/EOM/FIM/EOG tokens by text, which also
+    /// marks them as control tokens (and so changes how text is split).
+    /// llama.cpp walks a hash map; this walks ids in order, which only
+    /// matters for vocabularies with several candidates for one role.
+    fn detect_special_attrs(&mut self) -> Result<(), TokenizerError> {
+        let n = self.n_vocab();
+        let lists: [(&[&str], Slot); 8] = [
+            (EOT_TEXTS, |s| &mut s.eot),
+            (EOM_TEXTS, |s| &mut s.eom),
+            (FIM_PRE_TEXTS, |s| &mut s.fim_pre),
+            (FIM_SUF_TEXTS, |s| &mut s.fim_suf),
+            (FIM_MID_TEXTS, |s| &mut s.fim_mid),
+            (FIM_PAD_TEXTS, |s| &mut s.fim_pad),
+            (FIM_REP_TEXTS, |s| &mut s.fim_rep),
+            (FIM_SEP_TEXTS, |s| &mut s.fim_sep),
+        ];
+        for id in 0..n {
+            for (list, slot) in &lists {
+                if slot(&mut self.special).is_none() && in_list(list, self.text(id)) {
+                    *slot(&mut self.special) = Some(id);
+                    self.attrs[id as usize] |= attr::CONTROL;
+                }
+            }
+        }
+
+        // Control tokens named "unused" (C strstr: up to the first NUL).
+        for id in 0..n {
+            let a = &mut self.attrs[id as usize];
+            if *a & attr::CONTROL != 0 {
+                let t = &self.text[self.text_off[id as usize] as usize..self.text_off[id as usize + 1] as usize];
+                let t = t.split(|&b| b == 0).next().unwrap_or(&[]);
+                if t.windows(6).any(|w| w == b"unused") {
+                    *a |= attr::UNUSED;
+                }
+            }
+        }
+
+        let mut eog = vec_with::<u32>(n as usize + 3)?;
+        let s = self.special;
+        eog.extend([s.fim_pad, s.fim_rep, s.fim_sep].into_iter().flatten());
+        for id in 0..n {
+            if in_list(EOG_TEXTS, self.text(id)) {
+                eog.push(id);
+                self.attrs[id as usize] |= attr::CONTROL;
+            }
+        }
+        // gpt-oss: always rendered.
+        for id in 0..n {
+            if in_list(&["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"], self.text(id)) {
+                self.attrs[id as usize] = attr::USER_DEFINED;
+            }
+        }
+        eog.extend([s.eos, s.eot, s.eom].into_iter().flatten());
+        eog.sort_unstable();
+        eog.dedup();
+
+        // "<|end|>" is not an end of generation next to "<|return|>" and
+        // "<|call|>" (o200k_harmony) or "<|calls|>" and "<|flush|>" (solar-open).
+        let has = |t: &Self, e: &[u32], s: &[u8]| e.iter().copied().find(|&id| t.text(id) == s);
+        let end = has(self, &eog, b"<|end|>");
+        let ret = has(self, &eog, b"<|return|>").is_some();
+        let call = has(self, &eog, b"<|call|>").is_some() || has(self, &eog, b"<|calls|>").is_some();
+        let flush = has(self, &eog, b"<|flush|>").is_some();
+        if let Some(end) = end {
+            if call && (ret || flush) {
+                eog.retain(|&id| id != end);
+                self.attrs[end as usize] = attr::USER_DEFINED;
+            }
+        }
+        // gemma4 and plamo have a normal "</s>".
+        let normal_s = has(self, &eog, b"<|tool_response>").is_some() || has(self, &eog, b"<|plamo:eos|>").is_some();
+        if let (true, Some(s_id)) = (normal_s, has(self, &eog, b"</s>")) {
+            eog.retain(|&id| id != s_id);
+            self.attrs[s_id as usize] = attr::NORMAL;
+        }
+        self.eog = eog;
+        Ok(())
+    }
+
+    /// llama.cpp's token-to-piece cache (`token_to_piece(id, special = true)`).
+    fn build_pieces(&mut self) -> Result<(), TokenizerError> {
+        let n = self.n_vocab() as usize;
+        // Unescaping "▁" only shrinks, a byte token gives 1 byte.
+        let mut piece = vec_with::<u8>(self.text.len() + n)?;
+        let mut piece_off = vec_with::<u32>(n + 1)?;
+        piece_off.push(0);
+        for id in 0..n as u32 {
+            let a = self.attrs[id as usize];
+            let text = self.text(id);
+            if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
+                piece.extend_from_slice(text);
+            } else if a & attr::NORMAL != 0 {
+                let mut rest = text;
+                while let Some(i) = find(rest, SPACE) {
+                    piece.extend_from_slice(&rest[..i]);
+                    piece.push(b' ');
+                    rest = &rest[i + SPACE.len()..];
+                }
+                piece.extend_from_slice(rest);
+            } else if a & attr::BYTE != 0 {
+                // llama.cpp's substr(3, 2) throws on shorter texts.
+                if text.len() >= 3 {
+                    piece.push(byte_of_token_text(text));
+                }
+            }
+            piece_off.push(piece.len() as u32);
+        }
+        self.piece = piece;
+        self.piece_off = piece_off;
+        Ok(())
+    }
+
+    fn text(&self, id: u32) -> &[u8] {
+        let i = id as usize;
+        match (self.text_off.get(i), self.text_off.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.text.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    pub fn n_vocab(&self) -> u32 {
+        self.attrs.len() as u32
+    }
+
+    pub fn special_tokens(&self) -> &SpecialTokens {
+        &self.special
+    }
+
+    pub fn bos(&self) -> Option<u32> {
+        self.special.bos
+    }
+
+    pub fn eos(&self) -> Option<u32> {
+        self.special.eos
+    }
+
+    /// Whether the model wants BOS added (`tokenizer.ggml.add_bos_token`).
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    pub fn add_eos(&self) -> bool {
+        self.add_eos
+    }
+
+    pub fn add_space_prefix(&self) -> bool {
+        self.add_space_prefix
+    }
+
+    /// The token's text as stored in the vocabulary (empty for a bad id).
+    pub fn token_text(&self, id: u32) -> &[u8] {
+        self.text(id)
+    }
+
+    pub fn token_score(&self, id: u32) -> f32 {
+        self.scores.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The [`attr`] bits of a token (UNDEFINED for a bad id).
+    pub fn token_attr(&self, id: u32) -> u16 {
+        self.attrs.get(id as usize).copied().unwrap_or(attr::UNDEFINED)
+    }
+
+    pub fn is_control(&self, id: u32) -> bool {
+        self.token_attr(id) & attr::CONTROL != 0
+    }
+
+    pub fn is_byte(&self, id: u32) -> bool {
+        self.token_attr(id) & attr::BYTE != 0
+    }
+
+    /// End of generation: EOS, EOT, EOM and the like.
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog.binary_search(&id).is_ok()
+    }
+
+    /// The token whose text is exactly `text`.
+    pub fn token_id(&self, text: &[u8]) -> Option<u32> {
+        if text.len() > self.max_token_len {
+            return None;
+        }
+        self.by_text.binary_search_by(|&id| self.text(id).cmp(text)).ok().map(|i| self.by_text[i])
+    }
+
+    /// The token for one byte: `<0xNN>`, else the byte itself, else `<unk>`.
+    /// (llama.cpp aborts where this falls back to `<unk>`.)
+    pub fn byte_token(&self, b: u8) -> Option<u32> {
+        self.byte_token[b as usize].or(self.special.unk)
+    }
+
+    /// Scratch memory for texts of up to `max_text_bytes` bytes.
+    pub fn scratch(&self, max_text_bytes: usize) -> Result<TokenizerScratch, TokenizerError> {
+        let m = max_text_bytes;
+        // Offsets are u32 and an escaped text takes up to 3 bytes a byte.
+        const LIMIT: usize = (u32::MAX / 4) as usize;
+        if m > LIMIT {
+            return Err(TokenizerError::TextTooLong { len: m, max: LIMIT });
+        }
+        // Each split-out special token takes at least min_special_len bytes
+        // and adds at most one text fragment.
+        let n_frags = if self.specials.is_empty() {
+            1
+        } else {
+            (m / self.min_special_len.max(1))
+                .checked_mul(2)
+                .and_then(|x| x.checked_add(1))
+                .ok_or(TokenizerError::OutOfMemory)?
+        };
+        // A fragment plus the prefix space, each space escaped to 3 bytes;
+        // one symbol per byte at most; a merge queues at most two bigrams.
+        let n_sym = m.checked_add(1).ok_or(TokenizerError::OutOfMemory)?;
+        Ok(TokenizerScratch {
+            max_bytes: m,
+            frags: vec_with(n_frags)?,
+            frags_next: vec_with(n_frags)?,
+            esc: vec_with(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
+            syms: vec_with(n_sym)?,
+            heap: vec_with(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
+        })
+    }
+
+    /// Tokenizes `text` like llama.cpp's `llama_tokenize(..., add_special,
+    /// parse_special = false)` (what its test-tokenizer-0 checks): control
+    /// token texts are tokenized as plain text, user-defined ones are split out.
+    /// `add_special` adds BOS/EOS as the vocabulary asks
+    /// ([`add_bos`](Self::add_bos), [`add_eos`](Self::add_eos)).
+    /// Returns the number of ids written to `out`.
+    pub fn encode(
+        &self,
+        text: &[u8],
+        add_special: bool,
+        scratch: &mut TokenizerScratch,
+        out: &mut [u32],
+    ) -> Result<usize, TokenizerError> {
+        self.encode_with(text, add_special, false, scratch, out)
+    }
+
+    /// [`encode`](Self::encode) with `parse_special`: also split out control
+    /// tokens written as text (e.g. "<s>", CodeLlama's "▁<PRE>").
+    pub fn encode_with(
+        &self,
+        text: &[u8],
+        add_special: bool,
+        parse_special: bool,
+        scratch: &mut TokenizerScratch,
+        out: &mut [u32],
+    ) -> Result<usize, TokenizerError> {
+        if text.len() > scratch.max_bytes {
+            return Err(TokenizerError::TextTooLong { len: text.len(), max: scratch.max_bytes });
+        }
+        let mut o = Out { buf: out, n: 0 };
+        self.partition(text, parse_special, scratch)?;
+
+        let mut prev_special = true; // prefix the first fragment with a space
+        if add_special && self.add_bos {
+            o.push(self.special.bos.ok_or(TokenizerError::NoBosToken)?);
+        }
+        let frags = core::mem::take(&mut scratch.frags);
+        let res = (|| {
+            for f in &frags {
+                match *f {
+                    Frag::Text { start, len } => {
+                        let s = &text[start as usize..(start + len) as usize];
+                        self.encode_fragment(s, self.add_space_prefix && prev_special, scratch, &mut o)?;
+                        prev_special = false;
+                    }
+                    Frag::Token(id) => {
+                        o.push(id);
+                        prev_special = true;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        scratch.frags = frags; // give the buffer back even on error
+        res?;
+        if add_special && self.add_eos {
+            o.push(self.special.eos.ok_or(TokenizerError::NoEosToken)?);
+        }
+        if o.n > o.buf.len() {
+            return Err(TokenizerError::OutputTooSmall { needed: o.n });
+        }
+        Ok(o.n)
+    }
+
+    /// `tokenizer_st_partition`: split special tokens out of the text, one
+    /// token (longest first) at a time over all remaining text fragments.
+    fn partition(&self, text: &[u8], parse_special: bool, s: &mut TokenizerScratch) -> Result<(), TokenizerError> {
+        s.frags.clear();
+        if text.is_empty() {
+            return Ok(());
+        }
+        push(&mut s.frags, Frag::Text { start: 0, len: text.len() as u32 })?;
+        for &sid in &self.specials {
+            let a = self.attrs[sid as usize];
+            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                continue;
+            }
+            let tok = self.text(sid);
+            s.frags_next.clear();
+            for i in 0..s.frags.len() {
+                let (start, len) = match s.frags[i] {
+                    Frag::Text { start, len } => (start as usize, len as usize),
+                    f => {
+                        push(&mut s.frags_next, f)?;
+                        continue;
+                    }
+                };
+                let end = start + len;
+                let mut pos = start;
+                while let Some(m) = find(&text[pos..end], tok).map(|i| pos + i) {
+                    if m > pos {
+                        let mut l = m - pos;
+                        if a & attr::LSTRIP != 0 {
+                            while l > 0 && is_space(text[pos + l - 1]) {
+                                l -= 1;
+                            }
+                        }
+                        if l > 0 {
+                            push(&mut s.frags_next, Frag::Text { start: pos as u32, len: l as u32 })?;
+                        }
+                    }
+                    push(&mut s.frags_next, Frag::Token(sid))?;
+                    pos = m + tok.len();
+                    if a & attr::RSTRIP != 0 {
+                        while pos < end && is_space(text[pos]) {
+                            pos += 1;
+                        }
+                    }
+                    if pos >= end {
+                        break;
+                    }
+                }
+                if pos < end {
+                    push(&mut s.frags_next, Frag::Text { start: pos as u32, len: (end - pos) as u32 })?;
+                }
+            }
+            core::mem::swap(&mut s.frags, &mut s.frags_next);
+        }
+        Ok(())
+    }
+
+    /// `llm_tokenizer_spm_session::tokenize` on one text fragment.
+    fn encode_fragment(
+        &self,
+        frag: &[u8],
+        space_prefix: bool,
+        s: &mut TokenizerScratch,
+        o: &mut Out<'_>,
+    ) -> Result<(), TokenizerError> {
+        s.esc.clear();
+        if space_prefix {
+            extend(&mut s.esc, SPACE)?;
+        }
+        for &b in frag {
+            if b == b' ' {
+                extend(&mut s.esc, SPACE)?;
+            } else {
+                push(&mut s.esc, b)?;
+            }
+        }
+        let esc = &s.esc[..];
+        let n = esc.len();
+
+        // One symbol per UTF-8 character (as llama.cpp cuts it).
+        s.syms.clear();
+        let mut offs = 0;
+        while offs < n {
+            let len = utf8_len(esc[offs]).min(n - offs);
+            let idx = s.syms.len() as i32;
+            offs += len;
+            let next = if offs == n { -1 } else { idx + 1 };
+            push(&mut s.syms, Symbol { start: (offs - len) as u32, n: len as u32, prev: idx - 1, next })?;
+        }
+        if s.syms.is_empty() {
+            return Ok(());
+        }
+
+        s.heap.clear();
+        for i in 1..s.syms.len() as i32 {
+            self.try_add_bigram(esc, &s.syms, &mut s.heap, i - 1, i)?;
+        }
+        // Merge the best-scoring pair while there is one.
+        while let Some(b) = heap_pop(&mut s.heap) {
+            let (l, r) = (s.syms[b.left as usize], s.syms[b.right as usize]);
+            // Skip pairs one of whose symbols has changed since.
+            if l.n == 0 || r.n == 0 || l.n + r.n != b.size {
+                continue;
+            }
+            let left = &mut s.syms[b.left as usize];
+            left.n += r.n;
+            left.next = r.next;
+            let prev = left.prev;
+            let next = left.next;
+            s.syms[b.right as usize].n = 0;
+            if next >= 0 {
+                s.syms[next as usize].prev = b.left;
+            }
+            self.try_add_bigram(esc, &s.syms, &mut s.heap, prev, b.left)?;
+            self.try_add_bigram(esc, &s.syms, &mut s.heap, b.left, next)?;
+        }
+
+        // llama.cpp's `resegment`: every merged symbol is a token (only pairs
+        // forming a token are queued), so its rev_merge lookup never hits;
+        // what is not a token is a single character, sent as byte tokens.
+        let mut i = 0i32;
+        while i >= 0 {
+            let sym = s.syms[i as usize];
+            let t = &esc[sym.start as usize..(sym.start + sym.n) as usize];
+            match self.token_id(t) {
+                Some(id) => o.push(id),
+                None => {
+                    for &b in t {
+                        o.push(self.byte_token(b).ok_or(TokenizerError::NoTokenForByte(b))?);
+                    }
+                }
+            }
+            i = sym.next;
+        }
+        Ok(())
+    }
+
+    fn try_add_bigram(
+        &self,
+        esc: &[u8],
+        syms: &[Symbol],
+        heap: &mut Vec<Bigram>,
+        left: i32,
+        right: i32,
+    ) -> Result<(), TokenizerError> {
+        if left < 0 || right < 0 {
+            return Ok(());
+        }
+        let (l, r) = (syms[left as usize], syms[right as usize]);
+        let size = l.n + r.n;
+        let Some(id) = self.token_id(&esc[l.start as usize..(l.start + size) as usize]) else {
+            return Ok(());
+        };
+        heap_push(heap, Bigram { left, right, score: self.scores[id as usize], size })
+    }
+
+    /// The text of a token, like llama.cpp's `token_to_piece(id, special)`:
+    /// "▁" shown as a space, a byte token as its byte, control and unknown
+    /// tokens as nothing unless `special`. Empty for a bad id.
+    pub fn token_to_piece(&self, id: u32, special: bool) -> &[u8] {
+        if !special && self.token_attr(id) & (attr::UNKNOWN | attr::CONTROL) != 0 {
+            return &[];
+        }
+        let i = id as usize;
+        match (self.piece_off.get(i), self.piece_off.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.piece.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// `token_to_piece(id, special = true)`.
+    pub fn token_piece(&self, id: u32) -> &[u8] {
+        self.token_to_piece(id, true)
+    }
+
+    /// Copies a token's piece into `out`; returns its length.
+    pub fn decode_into(&self, id: u32, special: bool, out: &mut [u8]) -> Result<usize, TokenizerError> {
+        let p = self.token_to_piece(id, special);
+        let dst = out.get_mut(..p.len()).ok_or(TokenizerError::OutputTooSmall { needed: p.len() })?;
+        dst.copy_from_slice(p);
+        Ok(p.len())
+    }
+
+    /// llama.cpp's `llama_detokenize`: drops the space the tokenizer put in
+    /// front of the text, and with `remove_special` a leading BOS / trailing
+    /// EOS the vocabulary adds; `unparse_special` renders control tokens.
+    /// Returns the length, or OutputTooSmall with the length needed.
+    pub fn detokenize(
+        &self,
+        ids: &[u32],
+        remove_special: bool,
+        unparse_special: bool,
+        out: &mut [u8],
+    ) -> Result<usize, TokenizerError> {
+        let mut ids = ids;
+        let mut remove_space = self.add_space_prefix;
+        if remove_special && self.add_bos && !ids.is_empty() && Some(ids[0]) == self.special.bos {
+            remove_space = false;
+            ids = &ids[1..];
+        }
+        if remove_special && self.add_eos && !ids.is_empty() && Some(ids[ids.len() - 1]) == self.special.eos {
+            ids = &ids[..ids.len() - 1];
+        }
+        let mut total = 0usize;
+        for &id in ids {
+            let mut p = self.token_to_piece(id, unparse_special);
+            if remove_space {
+                p = p.strip_prefix(b" ").unwrap_or(p);
+            }
+            remove_space = false;
+            if let Some(dst) = out.get_mut(total..total + p.len()) {
+                dst.copy_from_slice(p);
+            }
+            total += p.len();
+        }
+        if total > out.len() {
+            return Err(TokenizerError::OutputTooSmall { needed: total });
+        }
+        Ok(total)
+    }
+}
+
+/// Output ids, counted past the end so the caller learns the size needed.
+struct Out<'a> {
+    buf: &'a mut [u32],
+    n: usize,
+}
+
+impl Out<'_> {
+    fn push(&mut self, id: u32) {
+        if let Some(slot) = self.buf.get_mut(self.n) {
+            *slot = id;
+        }
+        self.n += 1;
+    }
+}
+
+fn push_decimal(v: &mut Vec<u8>, mut x: u32) {
+    let mut d = [0u8; 10];
+    let mut i = d.len();
+    loop {
+        i -= 1;
+        d[i] = b'0' + (x % 10) as u8;
+        x /= 10;
+        if x == 0 {
+            break;
+        }
+    }
+    v.extend_from_slice(&d[i..]);
+}
+
+// The merge queue is libstdc++'s std::priority_queue step for step
+// (push_heap / pop_heap / __adjust_heap), so pops come in exactly
+// llama.cpp's order even for equal or NaN scores.
+
+/// llama.cpp's comparator: `a` ranks below `b`.
+fn lower(a: &Bigram, b: &Bigram) -> bool {
+    a.score < b.score || (a.score == b.score && a.left > b.left)
+}
+
+fn sift_up(h: &mut [Bigram], mut hole: usize, top: usize, v: Bigram) {
+    while hole > top {
+        let parent = (hole - 1) / 2;
+        if !lower(&h[parent], &v) {
+            break;
+        }
+        h[hole] = h[parent];
+        hole = parent;
+    }
+    h[hole] = v;
+}
+
+fn heap_push(h: &mut Vec<Bigram>, v: Bigram) -> Result<(), TokenizerError> {
+    push(h, v)?;
+    let last = h.len() - 1;
+    sift_up(h, last, 0, v);
+    Ok(())
+}
+
+fn heap_pop(h: &mut Vec<Bigram>) -> Option<Bigram> {
+    let len = h.len();
+    if len > 1 {
+        let top = h[0];
+        let v = h[len - 1];
+        h[len - 1] = top;
+        // __adjust_heap(first, 0, len - 1, v)
+        let n = len - 1;
+        let mut hole = 0;
+        let mut child = 0;
+        while child < (n.saturating_sub(1)) / 2 {
+            child = 2 * (child + 1);
+            if lower(&h[child], &h[child - 1]) {
+                child -= 1;
+            }
+            h[hole] = h[child];
+            hole = child;
+        }
+        if n & 1 == 0 && n >= 2 && child == (n - 2) / 2 {
+            child = 2 * (child + 1);
+            h[hole] = h[child - 1];
+            hole = child - 1;
+        }
+        sift_up(&mut h[..n], hole, 0, v);
+    }
+    h.pop()
+}
+
+/// Assembles streamed token bytes into valid UTF-8: a character split over
+/// several byte tokens is held back until complete; bytes that cannot be
+/// part of a character come out as U+FFFD (like `String::from_utf8_lossy`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Utf8Stream {
+    pending: [u8; 4],
+    n: u8,
+}
+
+const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+
+impl Utf8Stream {
+    pub const fn new() -> Self {
+        Utf8Stream { pending: [0; 4], n: 0 }
+    }
+
+    /// Bytes held back for an unfinished character.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending[..self.n as usize]
+    }
+
+    /// Appends `bytes` and writes every completed character to `out`;
+    /// returns the length written. On OutputTooSmall nothing is consumed.
+    /// `out` of `3 * (bytes.len() + 3)` bytes always suffices.
+    pub fn push(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<usize, TokenizerError> {
+        let (needed, _) = self.run(bytes, false, &mut |_, _| {});
+        if needed > out.len() {
+            return Err(TokenizerError::OutputTooSmall { needed });
+        }
+        let (n, pend) = self.run(bytes, false, &mut |at, s| out[at..at + s.len()].copy_from_slice(s));
+        *self = pend;
+        Ok(n)
+    }
+
+    /// Ends the stream: an unfinished character comes out as U+FFFD.
+    pub fn finish(&mut self, out: &mut [u8]) -> Result<usize, TokenizerError> {
+        let (needed, _) = self.run(&[], true, &mut |_, _| {});
+        if needed > out.len() {
+            return Err(TokenizerError::OutputTooSmall { needed });
+        }
+        let (n, _) = self.run(&[], true, &mut |at, s| out[at..at + s.len()].copy_from_slice(s));
+        *self = Utf8Stream::new();
+        Ok(n)
+    }
+
+    /// Decodes pending + `bytes`, handing each output piece to `emit(at, s)`;
+    /// returns the output length and the state after.
+    fn run(&self, bytes: &[u8], flush: bool, emit: &mut dyn FnMut(usize, &[u8])) -> (usize, Utf8Stream) {
+        let np = self.n as usize;
+        let total = np + bytes.len();
+        let at = |i: usize| if i < np { self.pending[i] } else { bytes[i - np] };
+        let mut written = 0;
+        let mut i = 0;
+        while i < total {
+            let mut w = [0u8; 4];
+            let wn = (total - i).min(4);
+            for (k, b) in w.iter_mut().enumerate().take(wn) {
+                *b = at(i + k);
+            }
+            let (take, valid) = match core::str::from_utf8(&w[..wn]) {
+                Ok(s) => (s.chars().next().map_or(1, |c| c.len_utf8()), true),
+                Err(e) if e.valid_up_to() > 0 => (utf8_len_valid(w[0]), true),
+                Err(e) => match e.error_len() {
+                    Some(k) => (k, false),
+                    // Unfinished character at the end of what we have.
+                    None if !flush => {
+                        let mut pend = Utf8Stream::new();
+                        pend.n = wn as u8;
+                        pend.pending[..wn].copy_from_slice(&w[..wn]);
+                        return (written, pend);
+                    }
+                    None => (wn, false),
+                },
+            };
+            if valid {
+                emit(written, &w[..take]);
+                written += take;
+            } else {
+                emit(written, REPLACEMENT);
+                written += REPLACEMENT.len();
+            }
+            i += take;
+        }
+        (written, Utf8Stream::new())
+    }
+}
+
+/// Length of a valid UTF-8 character from its lead byte.
+fn utf8_len_valid(b: u8) -> usize {
+    match b {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}

@@ -1,0 +1,917 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * llamux.ko: host of the hard-float engine object (engine_hf.o, built by
+ * build-engine.sh from kmod/kengine). This file holds what the engine needs
+ * from the kernel and what 6.12 gives Rust modules no abstraction for:
+ * the engine's callbacks (allocator, panic hook, parallel runner), per-CPU
+ * worker kthreads, chunked model loading, and the /proc/llamux files
+ * generate, load, model, params (status is shown by llamux_main.rs, which
+ * calls llamux_core_status()).
+ *
+ * FPU rule: every engine entry (llx_*) runs between
+ * kernel_fpu_begin_mask(KFPU_MXCSR) and kernel_fpu_end(), in process
+ * context. The engine's allocator and llx_parallel_run callbacks arrive
+ * inside such a section and leave it while they may sleep; that is sound
+ * because the SysV ABI makes every xmm/ymm register caller-saved across
+ * these extern "C" calls (the engine holds no vector state in registers
+ * over them) and KFPU_MXCSR reloads the default MXCSR the engine assumes.
+ * Nothing in this file allocates or sleeps inside a section.
+ */
+#include <linux/atomic.h>
+#include <linux/completion.h>
+#include <linux/cpumask.h>
+#include <linux/fs.h>
+#include <linux/kthread.h>
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/proc_fs.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+#include <linux/wait.h>
+#include <asm/fpu/api.h>
+
+/* ---- The engine's C ABI (kmod/kengine/src/lib.rs, LLX_ABI_VERSION 1) ---- */
+#define LLX_ABI 1
+
+struct llx_load_params {
+	u32 n_ctx, n_batch, kv_f16, max_prompt_bytes, parallelism, reserved;
+	void *exec_ctx;
+};
+
+struct llx_sampling {
+	u32 temperature_milli, top_k, top_p_milli, min_p_milli;
+	u32 repeat_penalty_milli, repeat_last_n, n_predict, reserved;
+	u64 seed;
+};
+
+u32 llx_abi_version(void);
+int llx_parse_params(const u8 *text, size_t len, struct llx_sampling *s);
+int llx_load(const u8 *file, size_t len, const struct llx_load_params *p,
+	     void **out, char *err, size_t err_cap);
+void llx_free(void *h);
+ssize_t llx_info(void *h, char *buf, size_t cap);
+int llx_prepare(void *h, const struct llx_sampling *s, char *err, size_t err_cap);
+s64 llx_start(void *h, const u8 *prompt, size_t len,
+	      const struct llx_sampling *s, char *err, size_t err_cap);
+int llx_step(void *h, u8 *out, size_t cap, size_t *out_len, u32 *token);
+void llx_task(const void *data, size_t i);
+
+/* Callbacks the engine calls (declared extern "C" in kengine). */
+void *llx_kmalloc(size_t size, size_t align);
+void llx_kfree(void *p, size_t size, size_t align);
+void __noreturn llx_panic(const u8 *msg, size_t len);
+void llx_parallel_run(void *exec_ctx, size_t n,
+		      void (*task_fn)(const void *, size_t), const void *data);
+
+/* Called by llamux_main.rs / llamux_proc.c. */
+int llamux_core_init(struct proc_dir_entry *dir);
+void llamux_core_stop(void);
+void llamux_core_exit(void);
+void llamux_core_status(struct seq_file *m);
+
+/* ---- Module parameters ---- */
+static char *model;
+module_param(model, charp, 0444);
+MODULE_PARM_DESC(model, "GGUF model file to load at module init");
+
+static unsigned int threads;
+module_param(threads, uint, 0444);
+MODULE_PARM_DESC(threads, "Inference threads including the caller (0 = max_threads or all online CPUs)");
+
+static unsigned int chunk_kb = 1024;
+module_param(chunk_kb, uint, 0644);
+MODULE_PARM_DESC(chunk_kb, "Model file read chunk in KiB");
+
+static unsigned int n_ctx = 512;
+module_param(n_ctx, uint, 0444);
+MODULE_PARM_DESC(n_ctx, "KV cache positions (prompt + generated tokens)");
+
+static unsigned int n_batch = 32;
+module_param(n_batch, uint, 0444);
+MODULE_PARM_DESC(n_batch, "Prefill batch size");
+
+static unsigned int max_prompt = 4096;
+module_param(max_prompt, uint, 0444);
+MODULE_PARM_DESC(max_prompt, "Longest prompt in bytes (longer writes fail with E2BIG)");
+
+static char *params;
+module_param(params, charp, 0444);
+MODULE_PARM_DESC(params, "Default sampling, e.g. \"temperature=0 top_k=40 seed=1 n_predict=32\"");
+
+unsigned int llamux_param_max_threads(void);
+
+#define KFPU_MXCSR_ONLY 2 /* KFPU_MXCSR: the engine uses SSE/AVX, never x87 */
+
+static inline void fpu_enter(void)
+{
+	kernel_fpu_begin_mask(KFPU_MXCSR_ONLY);
+}
+
+/* ---- Allocator and panic hook ---- */
+static atomic64_t engine_mem = ATOMIC64_INIT(0);
+
+void *llx_kmalloc(size_t size, size_t align)
+{
+	void *p;
+
+	/* Called inside the engine's FPU section: leave it, kvmalloc may sleep. */
+	kernel_fpu_end();
+	p = kvmalloc(size ? size : 1, GFP_KERNEL | __GFP_NOWARN);
+	if (p)
+		atomic64_add(size, &engine_mem);
+	fpu_enter();
+	return p;
+}
+
+void llx_kfree(void *p, size_t size, size_t align)
+{
+	kernel_fpu_end();	/* kvfree of vmalloc memory may sleep */
+	kvfree(p);
+	atomic64_sub(size, &engine_mem);
+	fpu_enter();
+}
+
+void __noreturn llx_panic(const u8 *msg, size_t len)
+{
+	kernel_fpu_end();
+	pr_emerg("llamux: engine panic: %.*s\n", (int)min_t(size_t, len, 256), msg);
+	BUG();
+}
+
+/* ---- Workers ---- */
+struct llx_pool {
+	int n_workers;
+	struct task_struct **tasks;
+	/* The current job, published by a release store of gen. */
+	void (*fn)(const void *, size_t);
+	const void *data;
+	size_t n;
+	atomic_long_t next;
+	atomic_t busy;		/* workers still in the current job */
+	unsigned long gen;
+	wait_queue_head_t wake;
+	wait_queue_head_t done;
+	bool stop;
+};
+
+static struct llx_pool pool;
+static unsigned int n_threads = 1;	/* workers + the calling thread */
+
+/* Claims and runs task indices until none are left; each task in its own
+ * short FPU section, a chance to reschedule between tasks. */
+static void pool_take(void (*fn)(const void *, size_t), const void *data, size_t n)
+{
+	for (;;) {
+		long i = atomic_long_inc_return(&pool.next) - 1;
+
+		if (i >= (long)n)
+			break;
+		fpu_enter();
+		fn(data, i);
+		kernel_fpu_end();
+		cond_resched();
+	}
+}
+
+static int pool_worker(void *arg)
+{
+	unsigned long seen = 0;
+
+	for (;;) {
+		unsigned long g;
+
+		wait_event_interruptible(pool.wake, kthread_should_stop() ||
+					 smp_load_acquire(&pool.gen) != seen);
+		if (kthread_should_stop())
+			break;
+		g = smp_load_acquire(&pool.gen);
+		if (g == seen)
+			continue;
+		seen = g;
+		pool_take(READ_ONCE(pool.fn), READ_ONCE(pool.data), READ_ONCE(pool.n));
+		if (atomic_dec_and_test(&pool.busy))
+			wake_up(&pool.done);
+	}
+	return 0;
+}
+
+void llx_parallel_run(void *exec_ctx, size_t n,
+		      void (*task_fn)(const void *, size_t), const void *data)
+{
+	/* Inside the caller's FPU section: leave it while tasks run and we wait. */
+	kernel_fpu_end();
+	if (pool.n_workers == 0 || n == 1) {
+		atomic_long_set(&pool.next, 0);
+		pool_take(task_fn, data, n);
+	} else {
+		pool.fn = task_fn;
+		pool.data = data;
+		pool.n = n;
+		atomic_long_set(&pool.next, 0);
+		atomic_set(&pool.busy, pool.n_workers);
+		smp_store_release(&pool.gen, pool.gen + 1);
+		wake_up_all(&pool.wake);
+		pool_take(task_fn, data, n);
+		/* Tasks and `data` live on the engine's stack: wait for all. */
+		wait_event(pool.done, atomic_read(&pool.busy) == 0);
+	}
+	fpu_enter();
+}
+
+static int pool_start(unsigned int nthreads)
+{
+	int i, cpu, ncpu = num_online_cpus();
+
+	init_waitqueue_head(&pool.wake);
+	init_waitqueue_head(&pool.done);
+	pool.n_workers = 0;
+	if (nthreads <= 1)
+		return 0;
+	pool.tasks = kcalloc(nthreads - 1, sizeof(*pool.tasks), GFP_KERNEL);
+	if (!pool.tasks)
+		return -ENOMEM;
+	/* Worker i on the i-th online CPU after the first (the caller's
+	 * usual place is free to move anywhere). */
+	i = 0;
+	for_each_online_cpu(cpu) {
+		struct task_struct *t;
+
+		if (i >= (int)nthreads - 1)
+			break;
+		if (ncpu > 1 && cpu == cpumask_first(cpu_online_mask))
+			continue;
+		t = kthread_create_on_cpu(pool_worker, NULL, cpu, "llamux/%u");
+		if (IS_ERR(t)) {
+			pr_err("llamux: worker on cpu %d: error %ld\n", cpu, PTR_ERR(t));
+			break;
+		}
+		pool.tasks[i++] = t;
+		wake_up_process(t);
+	}
+	pool.n_workers = i;
+	return 0;
+}
+
+static void pool_stop(void)
+{
+	int i;
+
+	for (i = 0; i < pool.n_workers; i++)
+		kthread_stop(pool.tasks[i]);
+	pool.n_workers = 0;
+	kfree(pool.tasks);
+	pool.tasks = NULL;
+}
+
+/* ---- Stack-hungry engine setup on a fresh kernel stack ----
+ * Building a model, tokenizer or session moves KiB-sized engine values
+ * through frames of up to ~11 KiB (see build-engine.sh's report). A syscall
+ * path has already used part of the 16 KiB stack, so run them in a
+ * short-lived kthread whose stack is empty, and wait for it. */
+struct fresh_call {
+	int (*fn)(void *arg);
+	void *arg;
+	int ret;
+	struct completion done;
+};
+
+static int fresh_thread(void *p)
+{
+	struct fresh_call *c = p;
+
+	c->ret = c->fn(c->arg);
+	complete(&c->done);
+	return 0;
+}
+
+static int run_on_fresh_stack(int (*fn)(void *), void *arg)
+{
+	struct fresh_call c = { .fn = fn, .arg = arg };
+	struct task_struct *t;
+
+	init_completion(&c.done);
+	t = kthread_run(fresh_thread, &c, "llamux-setup");
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	/* Uninterruptible: `c` lives on this stack until the thread is done. */
+	wait_for_completion(&c.done);
+	return c.ret;
+}
+
+struct load_call {
+	const u8 *buf;
+	size_t len;
+	const struct llx_load_params *lp;
+	void *h;
+	char *err_buf, *info;
+	ssize_t ilen;
+};
+
+static int load_fn(void *arg)
+{
+	struct load_call *c = arg;
+	int err;
+
+	fpu_enter();
+	err = llx_load(c->buf, c->len, c->lp, &c->h, c->err_buf, 256);
+	if (!err)
+		c->ilen = llx_info(c->h, c->info, 4095);
+	kernel_fpu_end();
+	return err;
+}
+
+struct prepare_call {
+	void *h;
+	const struct llx_sampling *s;
+	char *err_buf;
+	size_t err_cap;
+};
+
+static int prepare_fn(void *arg)
+{
+	struct prepare_call *c = arg;
+	int err;
+
+	fpu_enter();
+	err = llx_prepare(c->h, c->s, c->err_buf, c->err_cap);
+	kernel_fpu_end();
+	return err;
+}
+
+/* ---- Model and request state, under llx_lock ---- */
+static DEFINE_MUTEX(llx_lock);
+static bool stopping;		/* module exit began: requests quit */
+
+static void *engine;		/* llx handle */
+static u8 *file_buf;		/* the model file; the engine borrows it */
+static size_t file_len;
+static char *model_path;
+static char *model_info;
+static size_t model_info_len;
+static u64 load_ns;
+
+static struct llx_sampling sampling;	/* defaults for the next request */
+
+enum { REQ_IDLE, REQ_PENDING, REQ_RUNNING };
+static int req_state;
+static u8 *req_prompt;
+static size_t req_len;
+static struct llx_sampling req_sampling;
+static struct file *req_reader;
+static u8 req_piece[512];
+static size_t req_piece_len, req_piece_off;
+
+#define MAX_IDS 4096
+static u32 *last_ids;
+static unsigned int last_n_ids;
+static s64 last_n_prompt;
+static u64 last_prefill_ns, last_decode_ns;
+static int last_error;
+static unsigned long n_requests;
+
+static void engine_drop(void)
+{
+	if (engine) {
+		fpu_enter();
+		llx_free(engine);
+		kernel_fpu_end();
+		engine = NULL;
+	}
+	vfree(file_buf);
+	file_buf = NULL;
+	file_len = 0;
+	kfree(model_path);
+	model_path = NULL;
+	kfree(model_info);
+	model_info = NULL;
+	model_info_len = 0;
+}
+
+/* Reads the whole file into vmalloc memory in chunk_kb pieces. */
+static int read_model_file(const char *path, u8 **out, size_t *len)
+{
+	struct file *f;
+	loff_t size, pos = 0;
+	size_t chunk = (size_t)max(chunk_kb, 1u) * 1024;
+	u8 *buf;
+	int err = 0;
+
+	f = filp_open(path, O_RDONLY, 0);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	size = i_size_read(file_inode(f));
+	if (size <= 0) {
+		err = -EINVAL;
+		goto out;
+	}
+	buf = vmalloc(size);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	while (pos < size) {
+		ssize_t r = kernel_read(f, buf + pos, min_t(loff_t, chunk, size - pos), &pos);
+
+		if (r < 0) {
+			err = r;
+			break;
+		}
+		if (r == 0) {	/* file shrank underneath us */
+			err = -EIO;
+			break;
+		}
+		if (fatal_signal_pending(current)) {
+			err = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	if (err) {
+		vfree(buf);
+		goto out;
+	}
+	*out = buf;
+	*len = size;
+out:
+	filp_close(f, NULL);
+	return err;
+}
+
+/* Loads `path`, replacing the current model on success. llx_lock held. */
+static int model_load(const char *path)
+{
+	struct llx_load_params lp = {
+		.n_ctx = n_ctx, .n_batch = n_batch, .kv_f16 = 0,
+		.max_prompt_bytes = max_prompt, .parallelism = n_threads,
+		.exec_ctx = &pool,
+	};
+	struct load_call lc;
+	char *err_buf, *info = NULL, *p;
+	void *h = NULL;
+	u8 *buf = NULL;
+	size_t len = 0;
+	ssize_t ilen;
+	u64 t0 = ktime_get_ns();
+	int err;
+
+	p = kstrdup(path, GFP_KERNEL);
+	err_buf = kzalloc(256, GFP_KERNEL);
+	info = kzalloc(4096, GFP_KERNEL);
+	if (!p || !err_buf || !info) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	err = read_model_file(path, &buf, &len);
+	if (err) {
+		pr_err("llamux: %s: cannot read model file (errno %d)\n", path, err);
+		goto fail;
+	}
+	lc = (struct load_call){ .buf = buf, .len = len, .lp = &lp,
+				 .err_buf = err_buf, .info = info };
+	err = run_on_fresh_stack(load_fn, &lc);
+	h = lc.h;
+	ilen = lc.ilen;
+	if (err) {
+		pr_err("llamux: %s: %s (errno %d)\n", path, err_buf, err);
+		goto fail;
+	}
+	info[clamp_t(ssize_t, ilen, 0, 4095)] = 0;
+	engine_drop();
+	engine = h;
+	file_buf = buf;
+	file_len = len;
+	model_path = p;
+	model_info = info;
+	model_info_len = strlen(info);
+	load_ns = ktime_get_ns() - t0;
+	kfree(err_buf);
+	pr_info("llamux: loaded %s (%zu bytes, %llu ms, %u threads)\n", path, len,
+		load_ns / 1000000, n_threads);
+	return 0;
+fail:
+	vfree(buf);
+	kfree(p);
+	kfree(err_buf);
+	kfree(info);
+	return err;
+}
+
+static void req_finish(void)
+{
+	kfree(req_prompt);
+	req_prompt = NULL;
+	req_len = 0;
+	req_reader = NULL;
+	req_piece_len = req_piece_off = 0;
+	req_state = REQ_IDLE;
+}
+
+/* ---- /proc/llamux/generate ---- */
+static ssize_t gen_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	size_t len = count;
+	u8 *p;
+	int err;
+
+	if (count > max_prompt)
+		return -E2BIG;
+	if (count == 0)
+		return -EINVAL;
+	p = memdup_user(ubuf, count);
+	if (IS_ERR(p))
+		return PTR_ERR(p);
+	err = mutex_lock_interruptible(&llx_lock);
+	if (err) {
+		kfree(p);
+		return err;
+	}
+	if (stopping)
+		err = -ESHUTDOWN;
+	else if (!engine)
+		err = -ENODEV;
+	else if (req_state != REQ_IDLE)
+		err = -EBUSY;
+	if (err) {
+		mutex_unlock(&llx_lock);
+		kfree(p);
+		return err;
+	}
+	/* `echo` adds a newline the user did not mean as part of the prompt. */
+	if (len > 1 && p[len - 1] == '\n')
+		len--;
+	req_prompt = p;
+	req_len = len;
+	req_sampling = sampling;
+	req_state = REQ_PENDING;
+	mutex_unlock(&llx_lock);
+	return count;
+}
+
+/* Starts the pending request (prefill). llx_lock held. */
+static int req_begin(struct file *file)
+{
+	char err_buf[128];
+	u64 t0;
+	s64 n;
+
+	req_reader = file;
+	req_state = REQ_RUNNING;
+	last_n_ids = 0;
+	last_error = 0;
+	last_prefill_ns = last_decode_ns = 0;
+	n_requests++;
+	t0 = ktime_get_ns();
+	{
+		struct prepare_call pc = { .h = engine, .s = &req_sampling,
+					   .err_buf = err_buf, .err_cap = sizeof(err_buf) };
+		int e = run_on_fresh_stack(prepare_fn, &pc);
+
+		if (e) {
+			err_buf[sizeof(err_buf) - 1] = 0;
+			pr_info("llamux: generate: %s (errno %d)\n", err_buf, e);
+			last_error = e;
+			req_finish();
+			return e;
+		}
+	}
+	fpu_enter();
+	n = llx_start(engine, req_prompt, req_len, &req_sampling, err_buf, sizeof(err_buf));
+	kernel_fpu_end();
+	last_prefill_ns = ktime_get_ns() - t0;
+	last_n_prompt = n;
+	if (n < 0) {
+		err_buf[sizeof(err_buf) - 1] = 0;
+		pr_info("llamux: generate: %s (errno %lld)\n", err_buf, n);
+		last_error = n;
+		req_finish();
+		return n;
+	}
+	return 0;
+}
+
+static ssize_t gen_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
+{
+	size_t n, out_len = 0;
+	u32 tok = 0;
+	int r;
+
+	if (count == 0)
+		return 0;
+	r = mutex_lock_interruptible(&llx_lock);
+	if (r)
+		return r;
+	if (req_state == REQ_IDLE || stopping) {
+		if (req_state != REQ_IDLE)
+			req_finish();
+		mutex_unlock(&llx_lock);
+		return stopping ? -ESHUTDOWN : 0;
+	}
+	if (req_state == REQ_RUNNING && req_reader != file) {
+		mutex_unlock(&llx_lock);
+		return -EBUSY;
+	}
+	if (req_state == REQ_PENDING) {
+		r = req_begin(file);
+		if (r) {
+			mutex_unlock(&llx_lock);
+			return r;
+		}
+	}
+	if (req_piece_off >= req_piece_len) {
+		u64 t0;
+
+		/* One token per read: signals and rmmod are noticed between. */
+		if (signal_pending(current)) {
+			mutex_unlock(&llx_lock);
+			return -ERESTARTSYS;
+		}
+		t0 = ktime_get_ns();
+		fpu_enter();
+		r = llx_step(engine, req_piece, sizeof(req_piece), &out_len, &tok);
+		kernel_fpu_end();
+		last_decode_ns += ktime_get_ns() - t0;
+		if (r <= 0) {
+			if (r < 0) {
+				pr_info("llamux: generate: step failed (errno %d)\n", r);
+				last_error = r;
+			}
+			req_finish();
+			mutex_unlock(&llx_lock);
+			return r;
+		}
+		if (last_n_ids < MAX_IDS)
+			last_ids[last_n_ids++] = tok;
+		req_piece_len = out_len;
+		req_piece_off = 0;
+	}
+	n = min(count, req_piece_len - req_piece_off);
+	if (copy_to_user(ubuf, req_piece + req_piece_off, n)) {
+		mutex_unlock(&llx_lock);
+		return -EFAULT;
+	}
+	req_piece_off += n;
+	mutex_unlock(&llx_lock);
+	return n;
+}
+
+static int gen_release(struct inode *inode, struct file *file)
+{
+	mutex_lock(&llx_lock);
+	/* A reader that goes away (Ctrl-C) ends its request. */
+	if (req_state == REQ_RUNNING && req_reader == file)
+		req_finish();
+	mutex_unlock(&llx_lock);
+	return 0;
+}
+
+static const struct proc_ops gen_ops = {
+	.proc_read = gen_read,
+	.proc_write = gen_write,
+	.proc_release = gen_release,
+	.proc_lseek = noop_llseek,
+};
+
+/* ---- /proc/llamux/load ---- */
+static ssize_t load_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	char *path;
+	int err;
+
+	if (count == 0 || count >= PATH_MAX)
+		return -EINVAL;
+	path = memdup_user_nul(ubuf, count);
+	if (IS_ERR(path))
+		return PTR_ERR(path);
+	strim(path);
+	err = mutex_lock_interruptible(&llx_lock);
+	if (!err) {
+		if (stopping)
+			err = -ESHUTDOWN;
+		else if (req_state != REQ_IDLE)
+			err = -EBUSY;
+		else
+			err = model_load(path);
+		mutex_unlock(&llx_lock);
+	}
+	kfree(path);
+	return err ? err : count;
+}
+
+static const struct proc_ops load_ops = {
+	.proc_write = load_write,
+	.proc_lseek = noop_llseek,
+};
+
+/* ---- /proc/llamux/model ---- */
+static int model_show(struct seq_file *m, void *v)
+{
+	mutex_lock(&llx_lock);
+	if (model_info) {
+		seq_printf(m, "path: %s\n", model_path);
+		seq_write(m, model_info, model_info_len);
+	} else {
+		seq_puts(m, "none\n");
+	}
+	mutex_unlock(&llx_lock);
+	return 0;
+}
+
+/* ---- /proc/llamux/params ---- */
+static void show_sampling(struct seq_file *m, const struct llx_sampling *s)
+{
+	seq_printf(m, "temperature=%u.%03u top_k=%u top_p=%u.%03u min_p=%u.%03u repeat_penalty=%u.%03u repeat_last_n=%u seed=%llu n_predict=%u\n",
+		   s->temperature_milli / 1000, s->temperature_milli % 1000, s->top_k,
+		   s->top_p_milli / 1000, s->top_p_milli % 1000,
+		   s->min_p_milli / 1000, s->min_p_milli % 1000,
+		   s->repeat_penalty_milli / 1000, s->repeat_penalty_milli % 1000,
+		   s->repeat_last_n, s->seed, s->n_predict);
+}
+
+static int params_show(struct seq_file *m, void *v)
+{
+	mutex_lock(&llx_lock);
+	show_sampling(m, &sampling);
+	mutex_unlock(&llx_lock);
+	return 0;
+}
+
+static int params_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, params_show, NULL);
+}
+
+static ssize_t params_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	struct llx_sampling s;
+	char *text;
+	int err;
+
+	if (count == 0 || count > 1024)
+		return -EINVAL;
+	text = memdup_user_nul(ubuf, count);
+	if (IS_ERR(text))
+		return PTR_ERR(text);
+	err = mutex_lock_interruptible(&llx_lock);
+	if (!err) {
+		s = sampling;
+		fpu_enter();
+		err = llx_parse_params(text, count, &s);
+		kernel_fpu_end();
+		if (!err)
+			sampling = s;
+		mutex_unlock(&llx_lock);
+	}
+	kfree(text);
+	return err ? err : count;
+}
+
+static const struct proc_ops params_ops = {
+	.proc_open = params_open,
+	.proc_read = seq_read,
+	.proc_write = params_write,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+};
+
+/* ---- Status (appended to /proc/llamux/status by llamux_main.rs) ---- */
+static void show_rate(struct seq_file *m, const char *name, u64 tokens, u64 ns)
+{
+	u64 milli = ns ? div64_u64(tokens * 1000000000000ULL, ns) : 0;
+
+	seq_printf(m, "%s: %llu.%03llu\n", name, milli / 1000, milli % 1000);
+}
+
+void llamux_core_status(struct seq_file *m)
+{
+	static const char *const states[] = { "idle", "pending", "running" };
+	unsigned int i;
+
+	mutex_lock(&llx_lock);
+	seq_printf(m, "model_loaded: %s\n", engine ? "yes" : "no");
+	if (engine) {
+		seq_printf(m, "model_path: %s\n", model_path);
+		seq_printf(m, "model_file_bytes: %zu\n", file_len);
+		seq_printf(m, "model_load_ms: %llu\n", load_ns / 1000000);
+	}
+	seq_printf(m, "engine_alloc_bytes: %lld\n", (long long)atomic64_read(&engine_mem));
+	seq_printf(m, "threads: %u\n", n_threads);
+	seq_printf(m, "n_ctx: %u\nn_batch: %u\nmax_prompt: %u\nchunk_kb: %u\n",
+		   n_ctx, n_batch, max_prompt, chunk_kb);
+	seq_puts(m, "params: ");
+	show_sampling(m, &sampling);
+	seq_printf(m, "state: %s\n", states[req_state]);
+	seq_printf(m, "requests: %lu\n", n_requests);
+	seq_printf(m, "last_error: %d\n", last_error);
+	seq_printf(m, "last_prompt_tokens: %lld\n", last_n_prompt);
+	seq_printf(m, "last_generated_tokens: %u\n", last_n_ids);
+	show_rate(m, "last_prefill_tokens_per_s", last_n_prompt > 0 ? last_n_prompt : 0, last_prefill_ns);
+	/* As `llamux run`: the first token comes from the prefill's logits,
+	 * so decode speed counts n - 1 forward passes. */
+	show_rate(m, "last_decode_tokens_per_s", last_n_ids > 1 ? last_n_ids - 1 : 0, last_decode_ns);
+	seq_printf(m, "last_prefill_ms: %llu\nlast_decode_ms: %llu\n",
+		   last_prefill_ns / 1000000, last_decode_ns / 1000000);
+	seq_puts(m, "last_ids:");
+	for (i = 0; i < last_n_ids; i++)
+		seq_printf(m, " %u", last_ids[i]);
+	seq_putc(m, '\n');
+	mutex_unlock(&llx_lock);
+}
+
+/* ---- Init and exit ---- */
+static int model_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, model_show, NULL);
+}
+
+static const struct proc_ops model_ops = {
+	.proc_open = model_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+};
+
+int llamux_core_init(struct proc_dir_entry *dir)
+{
+	unsigned int want, ncpu = num_online_cpus();
+	u32 abi;
+	int err;
+
+	fpu_enter();
+	abi = llx_abi_version();
+	sampling.n_predict = 0;
+	err = llx_parse_params("defaults", 8, &sampling);
+	if (!err && params)
+		err = llx_parse_params(params, strlen(params), &sampling);
+	kernel_fpu_end();
+	if (abi != LLX_ABI) {
+		pr_err("llamux: engine ABI %u, module expects %u\n", abi, LLX_ABI);
+		return -EINVAL;
+	}
+	if (err) {
+		pr_err("llamux: bad params= \"%s\" (errno %d)\n", params, err);
+		return err;
+	}
+	last_ids = kcalloc(MAX_IDS, sizeof(*last_ids), GFP_KERNEL);
+	if (!last_ids)
+		return -ENOMEM;
+	want = threads ? threads : llamux_param_max_threads();
+	n_threads = clamp(want ? want : ncpu, 1u, ncpu);
+	err = pool_start(n_threads);
+	if (err)
+		goto fail_ids;
+	n_threads = pool.n_workers + 1;
+
+	if (!proc_create("generate", 0600, dir, &gen_ops) ||
+	    !proc_create("load", 0600, dir, &load_ops) ||
+	    !proc_create("model", 0600, dir, &model_ops) ||
+	    !proc_create("params", 0600, dir, &params_ops)) {
+		err = -ENOMEM;
+		goto fail_pool;	/* the caller removes the directory tree */
+	}
+	if (model) {
+		mutex_lock(&llx_lock);
+		err = model_load(model);
+		mutex_unlock(&llx_lock);
+		/* A bad model leaves the module loaded and usable without one. */
+		if (err)
+			pr_err("llamux: model=%s not loaded (errno %d)\n", model, err);
+	}
+	return 0;
+fail_pool:
+	pool_stop();
+fail_ids:
+	kfree(last_ids);
+	last_ids = NULL;
+	return err;
+}
+
+/* First half of exit: make a running generation quit at its next step.
+ * The caller then removes /proc/llamux (which waits for readers in flight)
+ * and calls llamux_core_exit(). */
+void llamux_core_stop(void)
+{
+	mutex_lock(&llx_lock);
+	stopping = true;
+	mutex_unlock(&llx_lock);
+}
+
+void llamux_core_exit(void)
+{
+	mutex_lock(&llx_lock);
+	stopping = true;
+	if (req_state != REQ_IDLE)
+		req_finish();
+	mutex_unlock(&llx_lock);
+	pool_stop();
+	engine_drop();
+	kfree(last_ids);
+	last_ids = NULL;
+}

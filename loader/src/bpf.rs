@@ -1,0 +1,876 @@
+//! Policy commands: load (validate, attach, relay events to the advisor,
+//! write decisions to the pinned map), unload, status.
+//!
+//! Layout on a running system:
+//!   /sys/fs/bpf/llamux/LLAMUX_*      pinned maps (decisions, config, stats...)
+//!   /sys/fs/bpf/llamux/link_*        pinned program links (with --detach)
+//!   $LLAMUX_RUN_DIR (/run/llamux)/state.json   loader pid, policies
+//!   .../relay.json                  relay counters, rewritten every second
+//!   .../trace.jsonl                 decisions and hits (`llamux trace`)
+
+use std::collections::{HashMap as StdMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::FdLink;
+use aya::programs::{Lsm, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use llamux_common as c;
+use serde_json::{json, Map as JMap, Value};
+
+use crate::bpf_btf;
+use crate::policy::{self, Action, Hook, Policy};
+use crate::policy_advise::{Advise, UserAdvisor};
+use crate::trace::{self, TraceWriter};
+
+pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
+
+
+pub struct LoadOpts {
+    pub policies: Vec<PathBuf>,
+    pub model: Option<PathBuf>,
+    pub detach: bool,
+    pub bpf_obj: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub ctx: usize,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn mono_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+fn state_path() -> PathBuf {
+    trace::run_dir().join("state.json")
+}
+
+fn read_state() -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(state_path()).ok()?).ok()
+}
+
+/// Mounts bpffs on /sys/fs/bpf when it is not there yet.
+fn ensure_bpffs() -> Result<(), String> {
+    let mut st: libc::statfs = unsafe_zeroed_statfs();
+    let p = c"/sys/fs/bpf";
+    // SAFETY: p is a NUL-terminated path, st a valid out-buffer.
+    let r = unsafe { libc::statfs(p.as_ptr(), &mut st) };
+    if r == 0 && st.f_type as i64 == 0xcafe4a11 {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| format!("/sys/fs/bpf: {e}"))?;
+    // SAFETY: all arguments are NUL-terminated strings or null data.
+    let r = unsafe { libc::mount(c"bpf".as_ptr(), p.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    if r != 0 {
+        return Err(format!("mount bpffs on /sys/fs/bpf: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn unsafe_zeroed_statfs() -> libc::statfs {
+    // SAFETY: statfs is a plain C struct of integers; all-zero is valid.
+    unsafe { std::mem::zeroed() }
+}
+
+fn bump_memlock() {
+    let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: r is a valid rlimit; failure only matters on pre-5.11 kernels.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
+}
+
+struct StderrLog;
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        eprintln!("llamux[bpf] {}", r.args());
+    }
+    fn flush(&self) {}
+}
+
+pub fn validate(paths: &[PathBuf]) -> Result<Vec<Policy>, String> {
+    let mut out: Vec<Policy> = Vec::new();
+    for p in paths {
+        let pol = policy::load(p).map_err(|e| e.to_string())?;
+        if out.iter().any(|q| q.name == pol.name) {
+            return Err(format!("{}: policy name `{}` is used twice", p.display(), pol.name));
+        }
+        if matches!(pol.hook, Hook::Exec | Hook::Open) && out.iter().any(|q| q.hook == pol.hook) {
+            return Err(format!("{}: only one {} policy can be loaded at a time", p.display(), pol.hook.name()));
+        }
+        out.push(pol);
+    }
+    if out.is_empty() {
+        return Err("no policy given".into());
+    }
+    Ok(out)
+}
+
+fn hook_config(p: Option<&Policy>) -> c::HookConfig {
+    let mut h = c::HookConfig {
+        enabled: 0,
+        key_kind: 0,
+        default_action: c::ACT_ALLOW,
+        prefix_len: 0,
+        prefix: [0; c::PREFIX_LEN],
+        request_gap_ns: 1_000_000_000,
+    };
+    if let Some(p) = p {
+        h.enabled = 1;
+        h.key_kind = p.key.id();
+        h.default_action = if p.default_deny { c::ACT_DENY } else { c::ACT_ALLOW };
+        let b = p.path_prefix.as_bytes();
+        h.prefix[..b.len()].copy_from_slice(b);
+        h.prefix_len = b.len() as u32;
+    }
+    h
+}
+
+fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, String> {
+    let of = |hook| pols.iter().find(|p| p.hook == hook);
+    Ok(c::Config {
+        loader_tgid,
+        syscall_sample: of(Hook::Syscall).map_or(0, |p| p.sample),
+        sched_sample: of(Hook::Sched).map_or(0, |p| p.sample),
+        exec_events: 1,
+        hooks: [hook_config(of(Hook::Exec)), hook_config(of(Hook::Open))],
+        off: bpf_btf::kernel_offsets()?,
+    })
+}
+
+fn write_config(bpf: &mut Ebpf, cfg: c::Config) -> Result<(), String> {
+    let map = bpf.map_mut("LLAMUX_CONFIG").ok_or("BPF object has no LLAMUX_CONFIG map")?;
+    let mut a: aya::maps::Array<&mut MapData, c::Config> = aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    a.set(0, cfg, 0).map_err(|e| format!("write config: {e}"))
+}
+
+struct Attached {
+    /// Links pinned under PIN_DIR (removed on exit).
+    pins: Vec<PathBuf>,
+    programs: Vec<String>,
+}
+
+fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
+    let mut tps: Vec<(&str, &str, &str)> =
+        vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
+    if pols.iter().any(|p| p.hook == Hook::Syscall) {
+        tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
+    }
+    if pols.iter().any(|p| p.hook == Hook::Sched) {
+        tps.push(("llamux_sched_switch", "sched", "sched_switch"));
+    }
+    let mut lsms: Vec<(&str, &str)> = Vec::new();
+    if pols.iter().any(|p| p.hook == Hook::Exec) {
+        lsms.push(("llamux_bprm_check", "bprm_check_security"));
+    }
+    if pols.iter().any(|p| p.hook == Hook::Open) {
+        lsms.push(("llamux_file_open", "file_open"));
+    }
+    let mut out = Attached { pins: Vec::new(), programs: Vec::new() };
+    for (prog, cat, name) in tps {
+        let tp: &mut TracePoint = bpf
+            .program_mut(prog)
+            .ok_or_else(|| format!("BPF object has no program {prog}"))?
+            .try_into()
+            .map_err(|e| format!("{prog}: {e}"))?;
+        tp.load().map_err(|e| format!("load {prog}: {e:#}"))?;
+        let id = tp.attach(cat, name).map_err(|e| format!("attach {prog} to {cat}/{name}: {e:#}"))?;
+        if pin_links {
+            let link: FdLink = tp.take_link(id).map_err(|e| e.to_string())?.try_into().map_err(|e| format!("{prog}: link: {e}"))?;
+            let path = Path::new(PIN_DIR).join(format!("link_{prog}"));
+            let pinned = link.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+            std::mem::forget(pinned); // the pin holds the link
+            out.pins.push(path);
+        }
+        out.programs.push(format!("tracepoint/{cat}/{name}"));
+    }
+    if !lsms.is_empty() {
+        let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+        for (prog, hook) in lsms {
+            let p: &mut Lsm = bpf
+                .program_mut(prog)
+                .ok_or_else(|| format!("BPF object has no program {prog}"))?
+                .try_into()
+                .map_err(|e| format!("{prog}: {e}"))?;
+            p.load(hook, &btf).map_err(|e| format!("load {prog}: {e:#}"))?;
+            let id = p.attach().map_err(|e| format!("attach {prog} to lsm/{hook}: {e:#} (is `bpf` in lsm=?)"))?;
+            if pin_links {
+                let link: FdLink = p.take_link(id).map_err(|e| e.to_string())?.into();
+                let path = Path::new(PIN_DIR).join(format!("link_{prog}"));
+                let pinned = link.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+                std::mem::forget(pinned);
+                out.pins.push(path);
+            }
+            out.programs.push(format!("lsm/{hook}"));
+        }
+    }
+    Ok(out)
+}
+
+fn pin_maps(bpf: &Ebpf) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for (name, map) in bpf.maps() {
+        if !name.starts_with("LLAMUX_") {
+            continue; // aya-log's own maps
+        }
+        let path = Path::new(PIN_DIR).join(name);
+        map.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+fn bpf_object(opts: &LoadOpts) -> Result<Vec<u8>, String> {
+    if let Some(p) = &opts.bpf_obj {
+        return std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    }
+    if let Some(p) = std::env::var_os("LLAMUX_BPF_OBJ") {
+        return std::fs::read(&p).map_err(|e| format!("{}: {e}", Path::new(&p).display()));
+    }
+    // Next to the binary, the system location, the build cache, the tree.
+    let mut cands = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(d) = exe.parent() {
+            cands.push(d.join("llamux-probes.o"));
+        }
+    }
+    cands.push(PathBuf::from("/usr/lib/llamux/llamux-probes.o"));
+    if let Some(h) = std::env::var_os("HOME") {
+        cands.push(PathBuf::from(h).join(".cache/llamux/bpf/llamux-probes.o"));
+    }
+    cands.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bpf/llamux-probes.o")));
+    for p in &cands {
+        if let Ok(b) = std::fs::read(p) {
+            return Ok(b);
+        }
+    }
+    Err(format!(
+        "no BPF object (looked in {}): run ebpf/build.sh or pass --bpf-obj FILE",
+        cands.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    ))
+}
+
+/// Per-policy runtime state in the relay.
+struct Live {
+    pol: Policy,
+    handle: usize,
+    tokens: f64,
+    last_refill: Instant,
+    /// Keys decided and still live (loader-side dedupe for syscall/sched).
+    decided: StdMap<u64, u64>,
+    rate_limited: u64,
+    decisions: u64,
+}
+
+struct Job {
+    policy: usize,
+    event: JMap<String, Value>,
+    summary: String,
+    ts_ns: u64,
+    pid: u32,
+}
+
+#[derive(Default)]
+struct Counters {
+    events: u64,
+    hits: u64,
+    requests: u64,
+    queued: u64,
+    queue_dropped: u64,
+    decisions: u64,
+    errors: u64,
+    filtered: u64,
+}
+
+fn event_fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap<String, Value> {
+    let mut m = JMap::new();
+    m.insert("pid".into(), json!(e.pid));
+    m.insert("uid".into(), json!(e.uid));
+    m.insert("comm".into(), json!(cstr(&e.comm)));
+    m.insert("time".into(), json!(format!("{:.3}", trace::now_unix())));
+    match hook {
+        Hook::Exec => {
+            let path = cstr(&e.path);
+            m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
+            m.insert("path".into(), json!(path));
+            m.insert("ppid".into(), json!(e.ppid));
+            m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
+        }
+        Hook::Open => {
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+        Hook::Syscall => {
+            m.insert("nr".into(), json!(e.a as i64));
+            m.insert("count".into(), json!(e.b));
+            m.insert("rate".into(), json!(rate.round() as u64));
+        }
+        Hook::Sched => {
+            let runtime_ms = e.a / 1_000_000;
+            let wall = e.ts_ns.saturating_sub(first_seen_ns).max(1);
+            m.insert("runtime_ms".into(), json!(runtime_ms));
+            m.insert("switches".into(), json!(e.b));
+            m.insert("involuntary".into(), json!(e.c));
+            m.insert("involuntary_pct".into(), json!((e.c * 100).checked_div(e.b).unwrap_or(0)));
+            m.insert("cpu_pct".into(), json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64));
+        }
+    }
+    m
+}
+
+pub fn load(opts: LoadOpts) -> Result<(), String> {
+    let pols = validate(&opts.policies)?;
+    let model = opts.model.clone().ok_or("no --model given and the module's advisor interface is not available yet")?;
+    if let Some(st) = read_state() {
+        let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
+        if pid_alive(pid) {
+            return Err(format!("policies already loaded by pid {pid}: run `llamux unload` first"));
+        }
+    }
+    let obj = bpf_object(&opts)?;
+    // Check the model before touching the kernel.
+    let _ = crate::engine_cmds::parse(&model)?;
+    ensure_bpffs()?;
+    bump_memlock();
+    if Path::new(PIN_DIR).exists() {
+        // Leftovers of a loader that died: nothing else owns this folder.
+        remove_pins();
+    }
+    std::fs::create_dir_all(PIN_DIR).map_err(|e| format!("{PIN_DIR}: {e}"))?;
+    let t0 = Instant::now();
+    let res = (|| {
+        let mut bpf = EbpfLoader::new().load(&obj).map_err(|e| format!("load BPF object: {e:#}"))?;
+        // The config must be valid before any program runs.
+        write_config(&mut bpf, build_config(&pols, std::process::id())?)?;
+        let maps = pin_maps(&bpf)?;
+        let att = attach(&mut bpf, &pols, opts.detach)?;
+        Ok::<_, String>((bpf, maps, att))
+    })();
+    let (mut bpf, map_pins, att) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            remove_pins();
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "llamux: attached {} in {:.0} ms: {}",
+        pols.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+        t0.elapsed().as_secs_f64() * 1000.0,
+        att.programs.join(", ")
+    );
+
+    // With --detach: fork now (no threads exist yet), the parent waits for
+    // the child to be ready and exits.
+    if opts.detach {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid 2-int array.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err("pipe failed".into());
+        }
+        // SAFETY: the process is single-threaded here (no pool yet), so the
+        // child may keep running Rust code after fork.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        if pid > 0 {
+            // SAFETY: closing our copy of the write end; reading one byte
+            // into a valid buffer.
+            unsafe { libc::close(fds[1]) };
+            let mut b = [0u8; 1];
+            // SAFETY: as above.
+            let n = unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) };
+            if n == 1 && b[0] == b'k' {
+                println!("llamux: policies loaded, relay running as pid {pid}");
+                std::mem::forget(bpf); // the child owns the programs now
+                return Ok(());
+            }
+            std::mem::forget(bpf);
+            return Err(format!("relay (pid {pid}) failed to start"));
+        }
+        // SAFETY: child: close the read end, start a new session.
+        unsafe {
+            libc::close(fds[0]);
+            libc::setsid();
+        }
+        let r = relay(&mut bpf, &pols, &opts, &model, &map_pins, &att, Some(fds[1]));
+        if let Err(e) = &r {
+            eprintln!("llamux: relay: {e}");
+        }
+        std::process::exit(if r.is_ok() { 0 } else { 1 });
+    }
+    relay(&mut bpf, &pols, &opts, &model, &map_pins, &att, None)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn relay(
+    bpf: &mut Ebpf,
+    pols: &[Policy],
+    opts: &LoadOpts,
+    model: &Path,
+    map_pins: &[PathBuf],
+    att: &Attached,
+    ready_fd: Option<i32>,
+) -> Result<(), String> {
+    let me = std::process::id();
+    let r = relay_inner(bpf, pols, opts, model, map_pins, att, ready_fd, me);
+    // Clean exit: programs detach when `bpf` drops; remove every pin.
+    remove_pins();
+    let _ = std::fs::remove_file(state_path());
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn relay_inner(
+    bpf: &mut Ebpf,
+    pols: &[Policy],
+    opts: &LoadOpts,
+    model: &Path,
+    map_pins: &[PathBuf],
+    att: &Attached,
+    ready_fd: Option<i32>,
+    me: u32,
+) -> Result<(), String> {
+    write_config(bpf, build_config(pols, me)?)?;
+    // SAFETY: installing an async-signal-safe handler (one atomic store).
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut logger = aya_log::EbpfLogger::init_with_logger(bpf, StderrLog).ok();
+
+    let t0 = Instant::now();
+    let mut adv = UserAdvisor::new(model, opts.threads, opts.ctx)?;
+    let mut live = Vec::new();
+    for p in pols {
+        let handle = adv.add_policy(p)?;
+        live.push(Live {
+            pol: p.clone(),
+            handle,
+            tokens: p.rate_limit as f64,
+            last_refill: Instant::now(),
+            decided: StdMap::new(),
+            rate_limited: 0,
+            decisions: 0,
+        });
+    }
+    let prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let mut tw = TraceWriter::create()?;
+    let state = json!({
+        "pid": me,
+        "started": trace::now_unix(),
+        "advisor": adv.name(),
+        "model": model.display().to_string(),
+        "policies": pols.iter().map(|p| json!({"name": p.name, "description": p.description, "file": p.file.display().to_string(), "hook": p.hook.name(),
+            "key": p.key.name(), "default": if p.default_deny {"deny"} else {"allow"}, "ttl": p.ttl_s, "rate_limit": p.rate_limit})).collect::<Vec<_>>(),
+        "programs": att.programs,
+        "pins": map_pins.iter().chain(att.pins.iter()).map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "detached": opts.detach,
+        "prefill_ms": prefill_ms,
+    });
+    std::fs::write(state_path(), serde_json::to_string_pretty(&state).unwrap()).map_err(|e| format!("{}: {e}", state_path().display()))?;
+    eprintln!("llamux: advisor ready ({}, prefixes prefilled in {prefill_ms:.0} ms); relaying", adv.name());
+    if let Some(fd) = ready_fd {
+        // SAFETY: fd is the pipe's write end, owned by this process.
+        unsafe {
+            libc::write(fd, b"k".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+
+    let mut events = RingBuf::try_from(bpf.take_map("LLAMUX_EVENTS").ok_or("no LLAMUX_EVENTS map")?).map_err(|e| e.to_string())?;
+    let mut hits = RingBuf::try_from(bpf.take_map("LLAMUX_HITS").ok_or("no LLAMUX_HITS map")?).map_err(|e| e.to_string())?;
+    let mut decisions: BpfHashMap<MapData, c::DecisionKey, c::Decision> =
+        BpfHashMap::try_from(bpf.take_map("LLAMUX_DECISIONS").ok_or("no LLAMUX_DECISIONS map")?).map_err(|e| e.to_string())?;
+
+    let mut cnt = Counters::default();
+    let mut queue: VecDeque<Job> = VecDeque::new();
+    let mut inflight: HashSet<(usize, u64)> = HashSet::new();
+    // syscall rate per pid: (count, ts_ns) of the previous sample
+    let mut last_sys: StdMap<u32, (u64, u64)> = StdMap::new();
+    let mut first_seen: StdMap<u32, u64> = StdMap::new();
+    let mut last_status = Instant::now();
+    const QUEUE_MAX: usize = 512;
+
+    while !STOP.load(Ordering::SeqCst) {
+        let mut got = 0;
+        // Drain the event ring (bounded per round, so hits and the queue
+        // keep moving under a flood).
+        while got < 4096 {
+            let Some(item) = events.next() else { break };
+            got += 1;
+            if item.len() < std::mem::size_of::<c::Event>() {
+                continue;
+            }
+            // SAFETY: the probes write whole `Event`s; read_unaligned copes
+            // with the ring's 8-byte alignment.
+            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            drop(item);
+            cnt.events += 1;
+            match e.kind {
+                c::EV_REQUEST => {
+                    cnt.requests += 1;
+                    let hook = if e.a as u32 == c::HOOK_EXEC { Hook::Exec } else { Hook::Open };
+                    if let Some(i) = live.iter().position(|l| l.pol.hook == hook) {
+                        let ev = event_fields(&e, hook, 0.0, 0);
+                        let summary = format!("pid {} {} {}", e.pid, cstr(&e.comm), cstr(&e.path));
+                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key.hash, ev, summary, &e);
+                    }
+                }
+                c::EV_SYSCALL => {
+                    let prev = last_sys.insert(e.pid, (e.b, e.ts_ns));
+                    let Some((pc, pt)) = prev else { continue };
+                    let dt = e.ts_ns.saturating_sub(pt) as f64 / 1e9;
+                    if dt <= 0.0 {
+                        continue;
+                    }
+                    let rate = e.b.saturating_sub(pc) as f64 / dt;
+                    for (i, l) in live.iter().enumerate() {
+                        if l.pol.hook != Hook::Syscall {
+                            continue;
+                        }
+                        if rate < l.pol.min_rate || l.pol.exclude_comm.iter().any(|x| *x == cstr(&e.comm)) {
+                            cnt.filtered += 1;
+                            continue;
+                        }
+                        let ev = event_fields(&e, Hook::Syscall, rate, 0);
+                        let Ok((key, _)) = l.pol.key_of(&ev) else { continue };
+                        if l.decided.get(&key.hash).is_some_and(|&exp| exp == 0 || exp > mono_ns()) {
+                            continue;
+                        }
+                        let summary = format!("pid {} {} {:.0} syscalls/s", e.pid, cstr(&e.comm), rate);
+                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key.hash, ev, summary, &e);
+                    }
+                }
+                c::EV_SCHED => {
+                    let fs = *first_seen.entry(e.tid).or_insert(e.ts_ns.saturating_sub(e.a));
+                    for (i, l) in live.iter().enumerate() {
+                        if l.pol.hook != Hook::Sched {
+                            continue;
+                        }
+                        if l.pol.exclude_comm.iter().any(|x| *x == cstr(&e.comm)) {
+                            cnt.filtered += 1;
+                            continue;
+                        }
+                        let ev = event_fields(&e, Hook::Sched, 0.0, fs);
+                        let Ok((key, _)) = l.pol.key_of(&ev) else { continue };
+                        if l.decided.get(&key.hash).is_some_and(|&exp| exp == 0 || exp > mono_ns()) {
+                            continue;
+                        }
+                        let summary = format!(
+                            "pid {} {} runtime {} ms, {} switches ({}% involuntary)",
+                            e.pid,
+                            cstr(&e.comm),
+                            e.a / 1_000_000,
+                            e.b,
+                            ev["involuntary_pct"]
+                        );
+                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key.hash, ev, summary, &e);
+                    }
+                }
+                c::EV_EXIT => {
+                    last_sys.remove(&e.pid);
+                    first_seen.remove(&e.tid);
+                }
+                _ => {}
+            }
+        }
+        // Decision hits: the probes' record of every enforced decision.
+        while let Some(item) = hits.next() {
+            if item.len() < std::mem::size_of::<c::Event>() {
+                continue;
+            }
+            // SAFETY: as above.
+            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            drop(item);
+            cnt.hits += 1;
+            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
+            let action = match e.b as u32 {
+                c::ACT_DENY => "deny",
+                c::ACT_AUDIT => "audit",
+                _ => "allow",
+            };
+            tw.write(&json!({"type": "hit", "time": trace::now_unix(), "policy": pol,
+                "hook": if e.a as u32 == c::HOOK_EXEC {"exec"} else {"open"}, "key": format!("{}:{}", if e.key.kind == c::KEY_PID {"pid"} else {"path"}, cstr(&e.path)),
+                "key_hash": format!("{:016x}", e.key.hash), "pid": e.pid, "comm": cstr(&e.comm), "path": cstr(&e.path), "action": action,
+                "answer_index": e.c >> 32}));
+        }
+        if let Some(l) = logger.as_mut() {
+            l.flush();
+        }
+        // Advise: as many queued events as the policies' rate limits allow.
+        let budget = Instant::now() + Duration::from_millis(200);
+        let mut requeue = VecDeque::new();
+        while let Some(job) = queue.pop_front() {
+            if Instant::now() > budget {
+                requeue.push_back(job);
+                continue;
+            }
+            let l = &mut live[job.policy];
+            let el = l.last_refill.elapsed().as_secs_f64();
+            l.last_refill = Instant::now();
+            l.tokens = (l.tokens + el * l.pol.rate_limit as f64).min(l.pol.rate_limit as f64);
+            let (key, shown) = match l.pol.key_of(&job.event) {
+                Ok(k) => k,
+                Err(_) => continue,
+            };
+            inflight.remove(&(job.policy, key.hash));
+            if l.tokens < 1.0 {
+                l.rate_limited += 1;
+                tw.write(&json!({"type": "drop", "time": trace::now_unix(), "policy": l.pol.name, "reason": "rate_limit", "key": shown}));
+                continue;
+            }
+            l.tokens -= 1.0;
+            let text = match l.pol.render(&job.event) {
+                Ok(t) => t,
+                Err(e) => {
+                    cnt.errors += 1;
+                    eprintln!("llamux: {e}");
+                    continue;
+                }
+            };
+            let a = match adv.advise(l.handle, &text) {
+                Ok(a) => a,
+                Err(e) => {
+                    cnt.errors += 1;
+                    eprintln!("llamux: advise ({}): {e}", l.pol.name);
+                    continue;
+                }
+            };
+            let now = mono_ns();
+            let ans = &l.pol.answers[a.answer];
+            let expires = if l.pol.ttl_s == 0 { 0 } else { now + l.pol.ttl_s * 1_000_000_000 };
+            let d = c::Decision { action: ans.action.code(), policy: job.policy as u32, expires_ns: expires, answer: a.answer as u32, _pad: 0 };
+            let mut applied = String::new();
+            if let Err(e) = decisions.insert(key, d, 0) {
+                cnt.errors += 1;
+                applied = format!("map write failed: {e}");
+            }
+            if let Action::Renice(n) = ans.action {
+                // SAFETY: plain syscall on a pid; failure is reported.
+                let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, job.pid, n) };
+                applied = if r == 0 { format!("nice {n}") } else { format!("renice failed: {}", std::io::Error::last_os_error()) };
+            }
+            l.decided.insert(key.hash, expires);
+            l.decisions += 1;
+            cnt.decisions += 1;
+            let scores: JMap<String, Value> = l.pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
+            tw.write(&json!({
+                "type": "decision", "time": trace::now_unix(), "policy": l.pol.name, "hook": l.pol.hook.name(),
+                "key": shown, "key_hash": format!("{:016x}", key.hash), "pid": job.pid, "summary": job.summary,
+                "event": job.event, "prompt": text, "answer": ans.text, "answer_index": a.answer,
+                "action": ans.action.name(), "applied": applied, "scores": scores, "score_list": a.scores,
+                "latency_us": a.latency_us, "e2e_us": now.saturating_sub(job.ts_ns) / 1000,
+                "event_tokens": a.event_tokens, "advisor": adv.name(), "ttl": l.pol.ttl_s,
+            }));
+        }
+        queue = requeue;
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = Instant::now();
+            let st = json!({"pid": me, "time": trace::now_unix(), "events": cnt.events, "hits": cnt.hits, "requests": cnt.requests,
+                "queued": cnt.queued, "queue_len": queue.len(), "queue_dropped": cnt.queue_dropped, "decisions": cnt.decisions,
+                "errors": cnt.errors, "filtered": cnt.filtered,
+                "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>()});
+            let _ = std::fs::write(trace::run_dir().join("relay.json"), st.to_string());
+        }
+        if got == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!("llamux: stopping ({} events, {} decisions)", cnt.events, cnt.decisions);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_job(
+    q: &mut VecDeque<Job>,
+    inflight: &mut HashSet<(usize, u64)>,
+    cnt: &mut Counters,
+    max: usize,
+    policy: usize,
+    hash: u64,
+    event: JMap<String, Value>,
+    summary: String,
+    e: &c::Event,
+) {
+    if !inflight.insert((policy, hash)) {
+        return; // already queued
+    }
+    if q.len() >= max {
+        inflight.remove(&(policy, hash));
+        cnt.queue_dropped += 1;
+        return;
+    }
+    cnt.queued += 1;
+    q.push_back(Job { policy, event, summary, ts_ns: e.ts_ns, pid: e.pid });
+}
+
+fn remove_pins() {
+    if let Ok(rd) = std::fs::read_dir(PIN_DIR) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(PIN_DIR);
+}
+
+pub fn unload() -> Result<(), String> {
+    let mut did = Vec::new();
+    if let Some(st) = read_state() {
+        let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
+        if pid_alive(pid) {
+            // SAFETY: sending SIGTERM to the loader recorded in the state file.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let t = Instant::now();
+            while pid_alive(pid) && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+                // reap it when it is our child (not the case with --detach)
+                // SAFETY: non-blocking waitpid on a pid.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+            if pid_alive(pid) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            did.push(format!("stopped relay pid {pid}"));
+        }
+        let _ = std::fs::remove_file(state_path());
+    }
+    if Path::new(PIN_DIR).exists() {
+        let n = std::fs::read_dir(PIN_DIR).map(|r| r.count()).unwrap_or(0);
+        remove_pins();
+        if Path::new(PIN_DIR).exists() {
+            return Err(format!("could not remove {PIN_DIR}"));
+        }
+        did.push(format!("removed {n} pins"));
+    }
+    let _ = std::fs::remove_file(trace::run_dir().join("relay.json"));
+    if did.is_empty() {
+        println!("llamux: nothing loaded");
+    } else {
+        println!("llamux: unloaded ({})", did.join(", "));
+    }
+    Ok(())
+}
+
+fn pinned(name: &str) -> Result<Map, String> {
+    let p = Path::new(PIN_DIR).join(name);
+    let md = MapData::from_pin(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Map::from_map_data(md).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+pub fn status(json_out: bool) -> Result<(), String> {
+    let st = read_state();
+    let pid = st.as_ref().and_then(|s| s.get("pid")).and_then(Value::as_i64).unwrap_or(0) as i32;
+    let alive = pid_alive(pid);
+    let relay: Option<Value> =
+        std::fs::read_to_string(trace::run_dir().join("relay.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let mut stats = JMap::new();
+    let mut n_decisions = None;
+    if Path::new(PIN_DIR).exists() {
+        if let Ok(m) = pinned("LLAMUX_STATS") {
+            if let Ok(a) = PerCpuArray::<_, u64>::try_from(m) {
+                for (i, name) in c::STAT_NAMES.iter().enumerate() {
+                    let v: u64 = a.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+                    stats.insert(name.to_string(), json!(v));
+                }
+            }
+        }
+        if let Ok(m) = pinned("LLAMUX_DECISIONS") {
+            if let Ok(h) = BpfHashMap::<_, c::DecisionKey, c::Decision>::try_from(m) {
+                n_decisions = Some(h.keys().count());
+            }
+        }
+    }
+    let pins: Vec<String> = std::fs::read_dir(PIN_DIR)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let out = json!({
+        "loaded": alive || !pins.is_empty(),
+        "relay_pid": if alive { json!(pid) } else { Value::Null },
+        "state": st, "relay": relay, "probe_stats": stats, "decisions_in_map": n_decisions, "pins": pins,
+    });
+    if json_out {
+        println!("{out}");
+        return Ok(());
+    }
+    if !out["loaded"].as_bool().unwrap_or(false) {
+        println!("llamux: no policy loaded");
+        return Ok(());
+    }
+    if let Some(st) = &st {
+        println!("relay: pid {pid} ({}), advisor {}", if alive { "running" } else { "NOT running" }, st["advisor"].as_str().unwrap_or("?"));
+        for p in st["policies"].as_array().into_iter().flatten() {
+            println!(
+                "policy {:<16} hook {:<8} key {:<5} default {:<5} ttl {}s rate {}/s  ({})",
+                p["name"].as_str().unwrap_or(""),
+                p["hook"].as_str().unwrap_or(""),
+                p["key"].as_str().unwrap_or(""),
+                p["default"].as_str().unwrap_or(""),
+                p["ttl"],
+                p["rate_limit"],
+                p["file"].as_str().unwrap_or("")
+            );
+        }
+        println!("programs: {}", st["programs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+    }
+    println!("pins: {}", pins.join(" "));
+    println!("decisions in map: {}", n_decisions.map_or("?".into(), |n| n.to_string()));
+    println!("probe counters: {}", stats.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    if let Some(r) = relay {
+        println!(
+            "relay counters: events={} requests={} decisions={} hits={} queue_dropped={} errors={}",
+            r["events"], r["requests"], r["decisions"], r["hits"], r["queue_dropped"], r["errors"]
+        );
+    }
+    Ok(())
+}
+
+/// `llamux advise`: the decision for one event, computed in user space.
+pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: Option<usize>, ctx: usize, json_out: bool) -> Result<(), String> {
+    let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
+    let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
+    let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
+    let text = pol.render(&ev)?;
+    let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey { hook: 0, kind: 0, hash: 0 }, String::new()));
+    let mut adv = UserAdvisor::new(model, threads, ctx)?;
+    let h = adv.add_policy(&pol)?;
+    let a = adv.advise(h, &text)?;
+    let ans = &pol.answers[a.answer];
+    let scores: JMap<String, Value> = pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
+    if json_out {
+        println!(
+            "{}",
+            json!({"policy": pol.name, "key": shown, "key_hash": format!("{:016x}", key.hash), "prompt": text,
+                "answer": ans.text, "answer_index": a.answer, "action": ans.action.name(), "scores": scores, "score_list": a.scores,
+                "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": adv.prefix_tokens(h), "advisor": adv.name()})
+        );
+    } else {
+        println!("policy {}: {}", pol.name, shown);
+        for (an, s) in pol.answers.iter().zip(&a.scores) {
+            println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
+        }
+        println!("answer {:?} -> {} ({:.1} ms)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0);
+    }
+    Ok(())
+}

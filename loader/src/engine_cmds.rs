@@ -1,0 +1,322 @@
+//! User-space engine commands: run, tokenize, logits, info.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use llamux_engine::gguf::Gguf;
+use llamux_engine::model::{ContextParams, KvType, Model};
+use llamux_engine::sample::SamplerParams;
+use llamux_engine::session::{Session, Step};
+use llamux_engine::tokenizer::Tokenizer;
+use serde_json::json;
+
+use crate::pool::Pool;
+use crate::{EngineArgs, SampleArgs};
+
+pub type Res = Result<(), String>;
+
+/// A model file mapped for the life of the process.
+pub struct Loaded {
+    pub gguf: Gguf<'static>,
+    pub model: Model<'static>,
+    pub tokenizer: Tokenizer,
+}
+
+pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // SAFETY: the mapping is read-only and private; the file is a model the
+    // user handed us and we do not defend against it changing underneath
+    // (truncation would fault, as for any mmap reader).
+    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Box::leak(Box::new(m)))
+}
+
+pub fn parse(path: &Path) -> Result<Gguf<'static>, String> {
+    let bytes = map_file(path)?;
+    Gguf::parse(bytes).map_err(|e| format!("{}: not a valid GGUF file: {e}", path.display()))
+}
+
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let gguf = parse(path)?;
+    let model = Model::from_gguf(&gguf).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
+    Ok(Loaded { gguf, model, tokenizer })
+}
+
+pub fn pool(threads: Option<usize>) -> Pool {
+    Pool::new(threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
+}
+
+pub fn sampler_params(s: &SampleArgs) -> SamplerParams {
+    SamplerParams {
+        temperature: s.temperature,
+        top_k: s.top_k as i32,
+        top_p: s.top_p,
+        min_p: 0.0,
+        repeat_penalty: s.repeat_penalty,
+        penalty_last_n: s.repeat_last_n,
+        seed: s.seed,
+        ..SamplerParams::default()
+    }
+}
+
+fn ctx_params(e: &EngineArgs, logits_all: bool) -> ContextParams {
+    ContextParams {
+        n_ctx: e.ctx,
+        logits_all,
+        kv_type: if e.kv_f16 { KvType::F16 } else { KvType::F32 },
+        ..ContextParams::default()
+    }
+}
+
+/// The prompt as the model expects it.
+pub fn format_prompt(arch: &str, prompt: &str, instruct: bool) -> String {
+    if !instruct {
+        return prompt.to_string();
+    }
+    match arch {
+        "qwen2" => format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"),
+        _ => format!("[INST] {prompt} [/INST]"),
+    }
+}
+
+pub fn run(
+    e: &EngineArgs,
+    prompt: Option<String>,
+    prompt_file: Option<std::path::PathBuf>,
+    s: &SampleArgs,
+    instruct: bool,
+    json_out: bool,
+) -> Res {
+    let prompt = match (prompt, prompt_file) {
+        (Some(p), _) => p,
+        (None, Some(f)) => std::fs::read_to_string(&f).map_err(|err| format!("{}: {err}", f.display()))?,
+        (None, None) => return Err("give --prompt TEXT or --prompt-file FILE".into()),
+    };
+    let l = load(&e.model)?;
+    let mut exec = pool(e.threads);
+    let text = format_prompt(&l.model.hp.arch, &prompt, instruct);
+    let mut sess = Session::new(&l.model, &l.tokenizer, ctx_params(e, false), sampler_params(s), text.len())
+        .map_err(|err| err.to_string())?;
+    let t0 = Instant::now();
+    let n_prompt = sess.start(&l.model, &l.tokenizer, text.as_bytes(), &mut exec).map_err(|err| err.to_string())?;
+    let t_prefill = t0.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    let mut utf8 = Utf8Stream::default();
+    let mut generated = Vec::new();
+    let mut text_out = String::new();
+    let t1 = Instant::now();
+    for _ in 0..s.n_predict {
+        match sess.step(&l.model, &l.tokenizer, &mut exec).map_err(|err| err.to_string())? {
+            Step::Token(t) => {
+                generated.push(t);
+                let piece = utf8.push(l.tokenizer.token_piece(t));
+                text_out.push_str(&piece);
+                if !json_out {
+                    let _ = out.write_all(piece.as_bytes());
+                    let _ = out.flush();
+                }
+            }
+            Step::End => break,
+        }
+    }
+    let t_decode = t1.elapsed().as_secs_f64();
+    let tail = utf8.finish();
+    text_out.push_str(&tail);
+    // The last sampled token is fed lazily; decode speed counts the forward
+    // passes that ran (one per generated token after the first).
+    let n_decode_fwd = generated.len().saturating_sub(1);
+    if json_out {
+        let v = json!({
+            "prompt": prompt,
+            "prompt_tokens": sess.prompt_tokens(),
+            "generated_tokens": generated,
+            "text": text_out,
+            "timings": {
+                "prefill_tokens": n_prompt,
+                "prefill_s": t_prefill,
+                "prefill_tokens_per_s": n_prompt as f64 / t_prefill.max(1e-9),
+                "decode_tokens": n_decode_fwd,
+                "decode_s": t_decode,
+                "decode_tokens_per_s": n_decode_fwd as f64 / t_decode.max(1e-9),
+                "threads": exec_threads(&exec),
+            }
+        });
+        println!("{v}");
+    } else {
+        let _ = writeln!(out, "{tail}");
+        eprintln!(
+            "\nllamux: prompt {n_prompt} tokens at {:.2} tok/s, generated {} tokens at {:.2} tok/s",
+            n_prompt as f64 / t_prefill.max(1e-9),
+            generated.len(),
+            n_decode_fwd as f64 / t_decode.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn exec_threads(p: &Pool) -> usize {
+    use llamux_engine::exec::Exec;
+    p.parallelism()
+}
+
+/// Assembles UTF-8 that byte tokens split across several pieces.
+#[derive(Default)]
+pub struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// Returns the text that is complete after adding `bytes`.
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // An incomplete sequence at the end waits for more bytes; an
+            // invalid one in the middle is emitted lossily.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let s = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        s
+    }
+
+    pub fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
+
+pub fn tokenize(model: &Path, text: &str, add_bos: bool, json_out: bool) -> Res {
+    let g = parse(model)?;
+    let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
+    let ids = encode(&tok, text.as_bytes(), add_bos)?;
+    if json_out {
+        let pieces: Vec<String> = ids.iter().map(|&t| String::from_utf8_lossy(tok.token_text(t)).into_owned()).collect();
+        println!("{}", json!({ "tokens": ids, "pieces": pieces }));
+    } else {
+        let s: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
+        println!("{}", s.join(","));
+    }
+    Ok(())
+}
+
+/// Tokenizes with a scratch sized for `text` (user space can allocate).
+pub fn encode(tok: &Tokenizer, text: &[u8], add_bos: bool) -> Result<Vec<u32>, String> {
+    let mut scratch = tok.scratch(text.len()).map_err(|e| e.to_string())?;
+    let mut ids = vec![0u32; text.len() + 2];
+    let n = tok.encode(text, add_bos, &mut scratch, &mut ids).map_err(|e| e.to_string())?;
+    ids.truncate(n);
+    Ok(ids)
+}
+
+pub fn logits(e: &EngineArgs, tokens: &[u32], out: &Path) -> Res {
+    if tokens.is_empty() {
+        return Err("--tokens needs at least one id".into());
+    }
+    let l = load(&e.model)?;
+    let mut exec = pool(e.threads);
+    let n_vocab = l.model.hp.n_vocab;
+    let mut params = ctx_params(e, true);
+    params.n_ctx = params.n_ctx.max(tokens.len());
+    let mut ctx = llamux_engine::model::Context::new(&l.model.hp, params).map_err(|err| err.to_string())?;
+    let mut bytes = Vec::with_capacity(tokens.len() * n_vocab * 4);
+    for chunk in tokens.chunks(ctx.params.n_batch) {
+        ctx.forward(&l.model, chunk, &mut exec).map_err(|err| err.to_string())?;
+        for v in ctx.logits() {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(out, &bytes).map_err(|err| format!("{}: {err}", out.display()))?;
+    eprintln!("llamux: wrote {} x {} logits to {}", tokens.len(), n_vocab, out.display());
+    Ok(())
+}
+
+pub fn info(path: &Path, json_out: bool) -> Res {
+    let g = parse(path)?;
+    let model = Model::from_gguf(&g);
+    let mut counts: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
+    for t in &g.tensors {
+        let c = counts.entry(t.type_name()).or_default();
+        c.0 += 1;
+        c.1 += t.n_bytes;
+    }
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let meta: Vec<(String, String)> = g.metadata.iter().map(|kv| (kv.key.to_string(), show_value(&kv.value))).collect();
+    let hp = model.as_ref().ok().map(|m| m.hp.clone());
+    let kv_per_token = hp.as_ref().map(|h| 2 * h.n_layer * h.kv_dim() * 4);
+    if json_out {
+        let v = json!({
+            "file": path.display().to_string(),
+            "file_bytes": file_len,
+            "version": g.version,
+            "metadata": meta.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
+            "tensors": g.tensors.iter().map(|t| json!({
+                "name": t.name, "type": t.type_name(), "dims": &t.dims[..t.n_dims as usize],
+                "offset": t.start, "bytes": t.n_bytes})).collect::<Vec<_>>(),
+            "type_counts": counts.iter().map(|(k, (n, b))| (k.to_string(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+            "supported": model.is_ok(),
+            "error": model.as_ref().err().map(|e| e.to_string()),
+            "kv_cache_bytes_per_token_f32": kv_per_token,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("{}: GGUF v{}, {} bytes, {} tensors, {} metadata keys", path.display(), g.version, file_len, g.tensors.len(), g.metadata.len());
+    for (k, v) in &meta {
+        println!("  {k} = {v}");
+    }
+    println!("tensors:");
+    for t in &g.tensors {
+        println!("  {:<32} {:<6} {:?} {} bytes", t.name, t.type_name(), &t.dims[..t.n_dims as usize], t.n_bytes);
+    }
+    println!("types:");
+    for (k, (n, b)) in &counts {
+        println!("  {k:<6} {n:>4} tensors {:>12} bytes", b);
+    }
+    match &model {
+        Ok(m) => {
+            let h = &m.hp;
+            println!(
+                "model: {} n_embd {} n_layer {} n_head {} n_head_kv {} n_ff {} n_vocab {} ctx_train {} rope_theta {} eps {}",
+                h.arch, h.n_embd, h.n_layer, h.n_head, h.n_head_kv, h.n_ff, h.n_vocab, h.n_ctx_train, h.rope_theta, h.rms_eps
+            );
+            let kv = kv_per_token.unwrap_or(0);
+            println!(
+                "memory: weights {} bytes; KV cache {} bytes/token f32 ({} MiB at 512 tokens, {} MiB at {} tokens)",
+                m.weight_bytes(),
+                kv,
+                kv * 512 >> 20,
+                kv * h.n_ctx_train >> 20,
+                h.n_ctx_train
+            );
+        }
+        Err(e) => println!("model: not runnable: {e}"),
+    }
+    Ok(())
+}
+
+fn show_value(v: &llamux_engine::gguf::Value<'_>) -> String {
+    use llamux_engine::gguf::Value::*;
+    match v {
+        Str(s) => format!("{:?}", String::from_utf8_lossy(s)),
+        Array(a) => {
+            let first: Vec<String> = a.iter().take(4).map(|x| show_value(&x)).collect();
+            format!("[{}; {}] {}{}", a.elem_type.name(), a.len, first.join(", "), if a.len > 4 { ", ..." } else { "" })
+        }
+        U8(x) => x.to_string(),
+        I8(x) => x.to_string(),
+        U16(x) => x.to_string(),
+        I16(x) => x.to_string(),
+        U32(x) => x.to_string(),
+        I32(x) => x.to_string(),
+        U64(x) => x.to_string(),
+        I64(x) => x.to_string(),
+        F32(x) => x.to_string(),
+        F64(x) => x.to_string(),
+        Bool(x) => x.to_string(),
+    }
+}

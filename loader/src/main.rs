@@ -1,0 +1,238 @@
+//! `llamux`: the Llamux user-space tool.
+//!
+//! Engine commands run the same engine the kernel module hosts, in user
+//! space (tests, benchmarks, machines without the module).
+
+mod bench;
+mod bpf;
+mod bpf_btf;
+mod engine_cmds;
+mod policy;
+mod policy_advise;
+mod pool;
+mod trace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "llamux", version, about = "Llamux: a LLaMA engine for the Linux kernel, and its user-space tool")]
+struct Cli {
+    /// Use the scalar reference kernels (no AVX2), e.g. to compare.
+    #[arg(long, global = true)]
+    no_simd: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+pub struct SampleArgs {
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 32)]
+    pub n_predict: usize,
+    /// 0 means greedy (argmax).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// 0 disables top-k.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// 1.0 disables top-p.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// 1.0 disables the repetition penalty.
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+}
+
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// GGUF model file.
+    #[arg(short, long)]
+    pub model: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// KV cache positions.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Keep the KV cache in f16 (half the memory).
+    #[arg(long)]
+    pub kv_f16: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a completion in user space.
+    Run {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(short, long, conflicts_with = "prompt_file")]
+        prompt: Option<String>,
+        #[arg(long)]
+        prompt_file: Option<PathBuf>,
+        #[command(flatten)]
+        sample: SampleArgs,
+        /// Wrap the prompt in the model's instruction template
+        /// (CodeLlama-Instruct: `<s>[INST] ... [/INST]`).
+        #[arg(long)]
+        instruct: bool,
+        /// Print one JSON object (ids, text, timings) instead of streaming.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the token ids of TEXT (comma-separated).
+    Tokenize {
+        #[arg(short, long)]
+        model: PathBuf,
+        text: String,
+        /// Do not prepend BOS.
+        #[arg(long)]
+        no_bos: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run TOKENS as one prompt and write the logits of every position
+    /// (little-endian f32, [n_tokens x n_vocab]).
+    Logits {
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',')]
+        tokens: Vec<u32>,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Prefill and decode speed (tokens/s), measured like llama-bench.
+    Bench {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Threads (default: all cores).
+        #[arg(short = 't', long)]
+        threads: Option<usize>,
+        /// Prompt tokens of the prefill test (0 skips it).
+        #[arg(short = 'p', long, default_value_t = 16)]
+        n_prompt: usize,
+        /// Tokens of the decode test (0 skips it).
+        #[arg(short = 'n', long, default_value_t = 32)]
+        n_gen: usize,
+        /// Repetitions of each test.
+        #[arg(short = 'r', long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Metadata, tensor table and memory needs of a model.
+    Info {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate POLICY files, attach their probes and relay events to the
+    /// advisor; decisions go to /sys/fs/bpf/llamux/. Runs until stopped.
+    Load {
+        #[arg(required = true)]
+        policies: Vec<PathBuf>,
+        /// GGUF model for the user-space advisor.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Pin the programs and keep relaying in the background.
+        #[arg(long)]
+        detach: bool,
+        /// BPF object (default: next to the binary, /usr/lib/llamux, the build cache).
+        #[arg(long)]
+        bpf_obj: Option<PathBuf>,
+        #[arg(short = 't', long)]
+        threads: Option<usize>,
+        /// Advisor KV cache positions per policy.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        /// Only validate the policies (nothing is attached).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Stop the relay and remove every program, link and pinned map.
+    Unload,
+    /// Loaded policies, programs, maps and counters.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live decisions (time, policy, key, event, answer, scores, latency).
+    Trace {
+        #[arg(long)]
+        json: bool,
+        /// Start from the first record instead of new ones.
+        #[arg(long)]
+        all: bool,
+        /// Print what is there and exit.
+        #[arg(long)]
+        no_follow: bool,
+        /// Exit after N records.
+        #[arg(short = 'n', long)]
+        count: Option<usize>,
+        /// Exit after SECONDS.
+        #[arg(long)]
+        timeout: Option<f64>,
+    },
+    /// The decision a policy's advisor makes for one event, in user space.
+    Advise {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(short, long)]
+        policy: PathBuf,
+        /// The event's fields as a JSON object (as in `trace --json`'s "event").
+        #[arg(short, long)]
+        event: String,
+        #[arg(short = 't', long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.no_simd {
+        llamux_engine::quant::set_simd(false);
+    }
+    let r = match cli.cmd {
+        Cmd::Bench { model, threads, n_prompt, n_gen, reps, json } => {
+            bench::bench(&bench::BenchOpts { model: &model, threads, n_prompt, n_gen, reps, json })
+        }
+        Cmd::Run { engine, prompt, prompt_file, sample, instruct, json } => {
+            engine_cmds::run(&engine, prompt, prompt_file, &sample, instruct, json)
+        }
+        Cmd::Tokenize { model, text, no_bos, json } => engine_cmds::tokenize(&model, &text, !no_bos, json),
+        Cmd::Logits { engine, tokens, out } => engine_cmds::logits(&engine, &tokens, &out),
+        Cmd::Info { model, json } => engine_cmds::info(&model, json),
+        Cmd::Load { policies, check: true, .. } => bpf::validate(&policies).map(|p| {
+            for p in p {
+                println!("{}: ok ({} policy `{}`, {} answers)", p.file.display(), p.hook.name(), p.name, p.answers.len());
+            }
+        }),
+        Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false } => {
+            bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx })
+        }
+        Cmd::Unload => bpf::unload(),
+        Cmd::Status { json } => bpf::status(json),
+        Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
+        Cmd::Advise { model, policy, event, threads, ctx, json } => bpf::advise_cmd(&model, &policy, &event, threads, ctx, json),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llamux: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

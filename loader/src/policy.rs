@@ -1,0 +1,589 @@
+//! Policies: TOML files naming the probe, filters, the question put to the
+//! model, its answer set and what each answer does.
+//!
+//! ```toml
+//! name = "exec-guard"
+//! hook = "exec"            # exec | open | syscall | sched
+//! key = "exe"              # exe | pid | comm | file
+//! default = "allow"        # on a miss: allow (fail-open) | deny (fail-closed)
+//! ttl = 600                # seconds a decision lives (0: forever)
+//! rate_limit = 20          # decisions per second at most
+//! [filter]
+//! path_prefix = "/tmp/"
+//! [prompt]
+//! prefix = "..."           # fixed: prefilled once, its KV cache reused
+//! event = "Program: {path}\nVerdict:"
+//! [[answer]]
+//! text = " ALLOW"
+//! action = "allow"
+//! ```
+//!
+//! Errors name the file, the line and the field.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use toml::Spanned;
+
+use llamux_common as c;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Exec,
+    Open,
+    Syscall,
+    Sched,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Exec => "exec",
+            Hook::Open => "open",
+            Hook::Syscall => "syscall",
+            Hook::Sched => "sched",
+        }
+    }
+    /// The decision map's hook id.
+    pub fn id(self) -> u32 {
+        match self {
+            Hook::Exec => c::HOOK_EXEC,
+            Hook::Open => c::HOOK_OPEN,
+            Hook::Syscall => 2,
+            Hook::Sched => 3,
+        }
+    }
+    /// Fields an event of this hook offers to the prompt template.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            Hook::Exec => &["pid", "uid", "comm", "time", "path", "exe", "ppid", "parent_comm"],
+            Hook::Open => &["pid", "uid", "comm", "time", "path"],
+            Hook::Syscall => &["pid", "uid", "comm", "time", "nr", "count", "rate"],
+            Hook::Sched => {
+                &["pid", "uid", "comm", "time", "runtime_ms", "switches", "involuntary", "involuntary_pct", "cpu_pct"]
+            }
+        }
+    }
+    fn keys(self) -> &'static [KeyKind] {
+        match self {
+            Hook::Exec => &[KeyKind::Exe, KeyKind::Pid, KeyKind::Comm],
+            Hook::Open => &[KeyKind::File, KeyKind::Pid, KeyKind::Comm],
+            Hook::Syscall | Hook::Sched => &[KeyKind::Pid, KeyKind::Comm],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Exe,
+    Pid,
+    Comm,
+    File,
+}
+
+impl KeyKind {
+    pub fn id(self) -> u32 {
+        match self {
+            KeyKind::Exe => c::KEY_EXE,
+            KeyKind::Pid => c::KEY_PID,
+            KeyKind::Comm => c::KEY_COMM,
+            KeyKind::File => c::KEY_FILE,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::Exe => "exe",
+            KeyKind::Pid => "pid",
+            KeyKind::Comm => "comm",
+            KeyKind::File => "file",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Allow,
+    Deny,
+    Audit,
+    /// setpriority(PRIO_PROCESS, pid, nice)
+    Renice(i32),
+    None,
+}
+
+impl Action {
+    pub fn name(self) -> String {
+        match self {
+            Action::Allow => "allow".into(),
+            Action::Deny => "deny".into(),
+            Action::Audit => "audit".into(),
+            Action::Renice(n) => format!("renice({n})"),
+            Action::None => "none".into(),
+        }
+    }
+    /// The decision map's action code.
+    pub fn code(self) -> u32 {
+        match self {
+            Action::Deny => c::ACT_DENY,
+            Action::Audit => c::ACT_AUDIT,
+            _ => c::ACT_ALLOW,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub text: String,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub file: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub hook: Hook,
+    pub key: KeyKind,
+    /// Fail-closed when true.
+    pub default_deny: bool,
+    pub ttl_s: u64,
+    pub rate_limit: u32,
+    pub path_prefix: String,
+    pub min_rate: f64,
+    pub sample: u32,
+    pub exclude_comm: Vec<String>,
+    pub prefix: String,
+    pub template: String,
+    pub answers: Vec<Answer>,
+}
+
+#[derive(Debug)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub field: String,
+    pub msg: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: field `{}`: {}", self.file.display(), self.line, self.field, self.msg)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    hook: Spanned<String>,
+    key: Spanned<String>,
+    #[serde(default)]
+    default: Option<Spanned<String>>,
+    #[serde(default)]
+    ttl: Option<Spanned<i64>>,
+    #[serde(default)]
+    rate_limit: Option<Spanned<i64>>,
+    #[serde(default)]
+    filter: Option<RawFilter>,
+    prompt: RawPrompt,
+    answer: Spanned<Vec<RawAnswer>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    #[serde(default)]
+    path_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    min_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    sample: Option<Spanned<i64>>,
+    #[serde(default)]
+    exclude_comm: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrompt {
+    prefix: Spanned<String>,
+    event: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnswer {
+    text: Spanned<String>,
+    action: Spanned<String>,
+    #[serde(default)]
+    nice: Option<Spanned<i64>>,
+}
+
+fn line_of(src: &str, pos: usize) -> usize {
+    src[..pos.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// Best guess of the dotted field name at byte `pos`: the key on that line
+/// inside the nearest table header above it.
+fn field_at(src: &str, pos: usize) -> String {
+    let pos = pos.min(src.len());
+    let start = src[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let end = src[pos..].find('\n').map_or(src.len(), |i| pos + i);
+    let line = src[start..end].trim();
+    let mut table = String::new();
+    for l in src[..start].lines().rev() {
+        let l = l.trim();
+        if l.starts_with('[') {
+            table = l.trim_matches(|ch| ch == '[' || ch == ']').trim().to_string();
+            break;
+        }
+    }
+    let key = if line.starts_with('[') {
+        return line.trim_matches(|ch| ch == '[' || ch == ']').trim().to_string();
+    } else if let Some(eq) = line.find('=') {
+        line[..eq].trim().to_string()
+    } else {
+        String::new()
+    };
+    match (table.is_empty(), key.is_empty()) {
+        (true, _) => key,
+        (false, true) => table,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn backticked(msg: &str) -> Option<String> {
+    let a = msg.find('`')?;
+    let b = msg[a + 1..].find('`')?;
+    Some(msg[a + 1..a + 1 + b].to_string())
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, field: &str, msg: impl Into<String>) -> PolicyError {
+        PolicyError { file: self.file.to_path_buf(), line: line_of(self.src, span.start), field: field.into(), msg: msg.into() }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+    let src = std::fs::read_to_string(path).map_err(|e| PolicyError {
+        file: path.to_path_buf(),
+        line: 0,
+        field: String::new(),
+        msg: e.to_string(),
+    })?;
+    parse(path, &src)
+}
+
+pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
+    let cx = Ctx { file: path, src };
+    let raw: RawPolicy = toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let msg = e.message().trim().to_string();
+        let mut field = field_at(src, span.start);
+        if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+            if let Some(f) = backticked(&msg) {
+                let table = field_at(src, span.start);
+                field = if table.is_empty() || msg.starts_with("unknown") && table == f {
+                    f
+                } else if msg.starts_with("unknown") {
+                    // the span points at the unknown key itself
+                    field_at(src, span.start)
+                } else {
+                    format!("{table}.{f}")
+                };
+            }
+        }
+        cx.err(span, &field, msg)
+    })?;
+
+    let name = raw.name.get_ref().trim().to_string();
+    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+        return Err(cx.err(raw.name.span(), "name", "must be non-empty ASCII letters, digits, '-' or '_'"));
+    }
+    let hook = match raw.hook.get_ref().as_str() {
+        "exec" => Hook::Exec,
+        "open" => Hook::Open,
+        "syscall" => Hook::Syscall,
+        "sched" => Hook::Sched,
+        other => {
+            return Err(cx.err(raw.hook.span(), "hook", format!("unknown hook `{other}` (expected exec, open, syscall or sched)")))
+        }
+    };
+    let key = match raw.key.get_ref().as_str() {
+        "exe" => KeyKind::Exe,
+        "pid" => KeyKind::Pid,
+        "comm" => KeyKind::Comm,
+        "file" => KeyKind::File,
+        other => return Err(cx.err(raw.key.span(), "key", format!("unknown key `{other}` (expected exe, pid, comm or file)"))),
+    };
+    if !hook.keys().contains(&key) {
+        let ok: Vec<_> = hook.keys().iter().map(|k| k.name()).collect();
+        return Err(cx.err(
+            raw.key.span(),
+            "key",
+            format!("key `{}` does not apply to hook `{}` (expected {})", key.name(), hook.name(), ok.join(", ")),
+        ));
+    }
+    let default_deny = match &raw.default {
+        None => false,
+        Some(d) => match d.get_ref().as_str() {
+            "allow" | "fail-open" => false,
+            "deny" | "fail-closed" => {
+                if !matches!(hook, Hook::Exec | Hook::Open) {
+                    return Err(cx.err(d.span(), "default", "only exec and open hooks can fail closed"));
+                }
+                true
+            }
+            other => {
+                return Err(cx.err(d.span(), "default", format!("unknown default `{other}` (expected allow or deny)")))
+            }
+        },
+    };
+    let ttl_s = match &raw.ttl {
+        None => 600,
+        Some(t) if *t.get_ref() >= 0 => *t.get_ref() as u64,
+        Some(t) => return Err(cx.err(t.span(), "ttl", "must be >= 0 seconds")),
+    };
+    let rate_limit = match &raw.rate_limit {
+        None => 50,
+        Some(r) if (1..=100_000).contains(r.get_ref()) => *r.get_ref() as u32,
+        Some(r) => return Err(cx.err(r.span(), "rate_limit", "must be 1..=100000 decisions per second")),
+    };
+    let f = raw.filter.unwrap_or_default();
+    let path_prefix = match &f.path_prefix {
+        None => String::new(),
+        Some(p) => {
+            if !matches!(hook, Hook::Exec | Hook::Open) {
+                return Err(cx.err(p.span(), "filter.path_prefix", "only applies to exec and open hooks"));
+            }
+            if p.get_ref().len() >= c::PREFIX_LEN {
+                return Err(cx.err(p.span(), "filter.path_prefix", format!("longer than {} bytes", c::PREFIX_LEN - 1)));
+            }
+            p.get_ref().clone()
+        }
+    };
+    let min_rate = match &f.min_rate {
+        None => 0.0,
+        Some(m) if *m.get_ref() >= 0.0 => *m.get_ref(),
+        Some(m) => return Err(cx.err(m.span(), "filter.min_rate", "must be >= 0")),
+    };
+    let sample = match &f.sample {
+        None => match hook {
+            Hook::Syscall => 256,
+            Hook::Sched => 16,
+            _ => 0,
+        },
+        Some(s) if (1..=1_000_000).contains(s.get_ref()) => *s.get_ref() as u32,
+        Some(s) => return Err(cx.err(s.span(), "filter.sample", "must be 1..=1000000")),
+    };
+    let prefix = raw.prompt.prefix.get_ref().clone();
+    if prefix.trim().is_empty() {
+        return Err(cx.err(raw.prompt.prefix.span(), "prompt.prefix", "must not be empty"));
+    }
+    let template = raw.prompt.event.get_ref().clone();
+    check_template(&template, hook).map_err(|m| cx.err(raw.prompt.event.span(), "prompt.event", m))?;
+
+    let mut answers = Vec::new();
+    let n = raw.answer.get_ref().len();
+    if !(2..=16).contains(&n) {
+        return Err(cx.err(raw.answer.span(), "answer", format!("needs 2 to 16 answers, found {n}")));
+    }
+    for (i, a) in raw.answer.get_ref().iter().enumerate() {
+        let field = |f: &str| format!("answer[{i}].{f}");
+        if a.text.get_ref().is_empty() {
+            return Err(cx.err(a.text.span(), &field("text"), "must not be empty"));
+        }
+        if answers.iter().any(|b: &Answer| &b.text == a.text.get_ref()) {
+            return Err(cx.err(a.text.span(), &field("text"), "duplicate answer"));
+        }
+        let action = match a.action.get_ref().as_str() {
+            "allow" => Action::Allow,
+            "deny" => Action::Deny,
+            "audit" => Action::Audit,
+            "none" => Action::None,
+            "renice" => {
+                let Some(nice) = &a.nice else {
+                    return Err(cx.err(a.action.span(), &field("nice"), "renice needs `nice = N` (-20..=19)"));
+                };
+                if !(-20..=19).contains(nice.get_ref()) {
+                    return Err(cx.err(nice.span(), &field("nice"), "must be -20..=19"));
+                }
+                Action::Renice(*nice.get_ref() as i32)
+            }
+            other => {
+                return Err(cx.err(
+                    a.action.span(),
+                    &field("action"),
+                    format!("unknown action `{other}` (expected allow, deny, audit, renice or none)"),
+                ))
+            }
+        };
+        match (hook, action) {
+            (Hook::Exec | Hook::Open, Action::Renice(_)) => {
+                return Err(cx.err(a.action.span(), &field("action"), "renice applies to syscall and sched policies"))
+            }
+            (Hook::Syscall | Hook::Sched, Action::Deny) => {
+                return Err(cx.err(a.action.span(), &field("action"), "deny applies to exec and open policies"))
+            }
+            _ => {}
+        }
+        answers.push(Answer { text: a.text.get_ref().clone(), action });
+    }
+    Ok(Policy {
+        file: path.to_path_buf(),
+        name,
+        description: raw.description,
+        hook,
+        key,
+        default_deny,
+        ttl_s,
+        rate_limit,
+        path_prefix,
+        min_rate,
+        sample,
+        exclude_comm: f.exclude_comm,
+        prefix,
+        template,
+        answers,
+    })
+}
+
+/// `{field}` placeholders; `{{` and `}}` are literal braces.
+fn placeholders(t: &str) -> Result<Vec<(Range<usize>, String)>, String> {
+    let mut out = Vec::new();
+    let b = t.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' if b.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if b.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' => {
+                let end = t[i..].find('}').ok_or("unclosed `{`")? + i;
+                out.push((i..end + 1, t[i + 1..end].trim().to_string()));
+                i = end + 1;
+            }
+            b'}' => return Err("stray `}` (write `}}`)".into()),
+            _ => i += 1,
+        }
+    }
+    Ok(out)
+}
+
+fn check_template(t: &str, hook: Hook) -> Result<(), String> {
+    if t.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    for (_, f) in placeholders(t)? {
+        if !hook.fields().contains(&f.as_str()) {
+            return Err(format!("unknown event field `{{{f}}}` for hook `{}` (known: {})", hook.name(), hook.fields().join(", ")));
+        }
+    }
+    Ok(())
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl Policy {
+    /// The event's part of the prompt (after the cached prefix).
+    pub fn render(&self, event: &Map<String, Value>) -> Result<String, String> {
+        let ph = placeholders(&self.template)?;
+        let mut out = String::new();
+        let mut last = 0;
+        for (r, f) in ph {
+            out.push_str(&self.template[last..r.start]);
+            let v = event.get(&f).ok_or_else(|| format!("event has no field `{f}` (policy {} needs it)", self.name))?;
+            out.push_str(&value_text(v));
+            last = r.end;
+        }
+        out.push_str(&self.template[last..]);
+        Ok(out.replace("{{", "{").replace("}}", "}"))
+    }
+
+    /// The decision key of an event, as the probes compute it.
+    pub fn key_of(&self, event: &Map<String, Value>) -> Result<(c::DecisionKey, String), String> {
+        let get = |f: &str| event.get(f).map(value_text).ok_or_else(|| format!("event has no field `{f}` for key {}", self.key.name()));
+        let (hash, shown) = match self.key {
+            KeyKind::Pid => {
+                let p = get("pid")?;
+                (p.parse::<u64>().map_err(|_| format!("pid `{p}` is not a number"))?, format!("pid:{p}"))
+            }
+            KeyKind::Comm => {
+                let s = get("comm")?;
+                (c::fnv1a(s.as_bytes()), format!("comm:{s}"))
+            }
+            KeyKind::Exe | KeyKind::File => {
+                let s = get("path")?;
+                (c::fnv1a(s.as_bytes()), format!("{}:{s}", self.key.name()))
+            }
+        };
+        Ok((c::DecisionKey { hook: self.hook.id(), kind: self.key.id(), hash }, shown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+hook = "exec"
+key = "exe"
+default = "deny"
+[filter]
+path_prefix = "/tmp/"
+[prompt]
+prefix = "Guard."
+event = "Program {path} from {parent_comm}:"
+[[answer]]
+text = " yes"
+action = "allow"
+[[answer]]
+text = " no"
+action = "deny"
+"#;
+
+    #[test]
+    fn parses_and_renders() {
+        let p = parse(Path::new("t.toml"), GOOD).unwrap();
+        assert!(p.default_deny);
+        let mut ev = Map::new();
+        ev.insert("path".into(), "/tmp/x".into());
+        ev.insert("parent_comm".into(), "sh".into());
+        assert_eq!(p.render(&ev).unwrap(), "Program /tmp/x from sh:");
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let bad = GOOD.replace("action = \"deny\"", "action = \"deyn\"");
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (16, "answer[1].action"), "{e}");
+        let bad = GOOD.replace("event = \"Program {path}", "event = \"Program {pth}");
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (10, "prompt.event"), "{e}");
+        let bad = GOOD.replace("key = \"exe\"", "key = 5");
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (4, "key"), "{e}");
+        let bad = GOOD.replace("path_prefix", "path_prefx");
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.field.contains("path_prefx"), "{e}");
+    }
+}

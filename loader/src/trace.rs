@@ -1,0 +1,124 @@
+//! Decision trace: the relay appends one JSON object per line to
+//! RUN_DIR/trace.jsonl (decisions and the probes' decision hits);
+//! `llamux trace` follows it and prints human or JSON lines.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("LLAMUX_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/llamux"))
+}
+
+pub fn trace_path() -> PathBuf {
+    run_dir().join("trace.jsonl")
+}
+
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+pub struct TraceWriter {
+    f: File,
+}
+
+impl TraceWriter {
+    pub fn create() -> Result<Self, String> {
+        let p = trace_path();
+        std::fs::create_dir_all(run_dir()).map_err(|e| format!("{}: {e}", run_dir().display()))?;
+        let f = OpenOptions::new().create(true).write(true).truncate(true).open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        Ok(TraceWriter { f })
+    }
+
+    pub fn write(&mut self, v: &Value) {
+        let mut line = v.to_string();
+        line.push('\n');
+        // One write per record: readers never see half a line unless the
+        // disk is full, and then the trace is the least of the problems.
+        let _ = self.f.write_all(line.as_bytes());
+    }
+}
+
+fn fmt_time(t: f64) -> String {
+    let secs = t as u64;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:03}", ((t - secs as f64) * 1000.0) as u64)
+}
+
+pub fn human(v: &Value) -> String {
+    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    let t = fmt_time(v.get("time").and_then(Value::as_f64).unwrap_or(0.0));
+    match v.get("type").and_then(Value::as_str) {
+        Some("decision") => {
+            let scores = v
+                .get("scores")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().map(|(k, x)| format!("{}={:.3}", k.trim(), x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default();
+            format!(
+                "{t} {:<14} {:<28} {} -> {} [{}] ({scores}) {:.1} ms",
+                s("policy"),
+                s("key"),
+                s("summary"),
+                s("answer").trim(),
+                s("action"),
+                v.get("latency_us").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0
+            )
+        }
+        Some("hit") => format!("{t} {:<14} {:<28} hit pid {} comm {} -> {}", s("policy"), s("key"), s("pid"), s("comm"), s("action")),
+        Some("drop") => format!("{t} {:<14} dropped: {}", s("policy"), s("reason")),
+        _ => v.to_string(),
+    }
+}
+
+/// Prints trace records: from the start with `all`, else only new ones;
+/// stops after `count` records or `timeout` without follow.
+pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout: Option<f64>) -> Result<(), String> {
+    let p = trace_path();
+    let start = Instant::now();
+    let deadline = timeout.map(|t| start + Duration::from_secs_f64(t));
+    let f = loop {
+        match File::open(&p) {
+            Ok(f) => break f,
+            Err(_) if follow && deadline.map_or(true, |d| Instant::now() < d) => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(format!("{}: {e} (is a policy loaded?)", p.display())),
+        }
+    };
+    let mut r = BufReader::new(f);
+    if !all {
+        r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    }
+    let mut n = 0;
+    let mut line = String::new();
+    let out = std::io::stdout();
+    loop {
+        line.clear();
+        let got = r.read_line(&mut line).map_err(|e| e.to_string())?;
+        if got > 0 && line.ends_with('\n') {
+            let v: Value = match serde_json::from_str(line.trim_end()) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let mut o = out.lock();
+            let _ = if json { writeln!(o, "{}", line.trim_end()) } else { writeln!(o, "{}", human(&v)) };
+            let _ = o.flush();
+            n += 1;
+            if count.is_some_and(|c| n >= c) {
+                return Ok(());
+            }
+            continue;
+        }
+        if got > 0 {
+            // a partial line: rewind and wait for the rest
+            let back = got as i64;
+            r.seek_relative(-back).map_err(|e| e.to_string())?;
+        }
+        if !follow || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

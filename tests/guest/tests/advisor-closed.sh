@@ -1,0 +1,26 @@
+#!/bin/sh
+# Fail-closed exec guard: a governed program without a decision is refused
+# (EPERM) and triggers a decision request; ungoverned programs run.
+. /llamux/lib.sh
+L=/bin/llamux M=/llamux/model.gguf P=/llamux/policies/exec-guard-closed.toml
+T=/run/llamux/trace.jsonl
+mkprog() { printf '#!/bin/sh\necho %s-ran\n' "$(basename "$1")" >"$1" && chmod +x "$1"; }
+mkdir -p /tmp/closed
+mkprog /tmp/closed/tool
+mkprog /tmp/outside
+step "load exec-guard-closed (detached)" $L load $P --model $M --detach
+step "miss is fail-closed: governed program gets EPERM" sh -c "env /tmp/closed/tool 2>&1 | tee /dev/stderr | grep -q 'Operation not permitted'"
+step "ungoverned program runs" sh -c "/tmp/outside | grep -q outside-ran"
+step "the miss asked for a decision" wait_for 120 grep -q '"key":"exe:/tmp/closed/tool"' $T
+d=$(grep '"type":"decision"' $T | grep '"key":"exe:/tmp/closed/tool"' | tail -1)
+echo "decision: $d"
+if echo "$d" | grep -q '"action":"allow"'; then
+	step "decided ALLOW: now runs" sh -c "/tmp/closed/tool | grep -q tool-ran"
+else
+	step "decided DENY: still EPERM" sh -c "env /tmp/closed/tool 2>&1 | grep -q 'Operation not permitted'"
+fi
+step "probe counters show misses" sh -c "$L status | tee /dev/stderr | grep -q 'misses=[1-9]'"
+step "unload" $L unload
+step "governed program runs after unload" sh -c "/tmp/closed/tool | grep -q tool-ran"
+step_not "pins removed" test -e /sys/fs/bpf/llamux
+finish

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# README's test command: installs what it needs (apt, pip, cargo), builds
+# everything, runs every test, and ends with one line `tests: N passed, N failed`.
+#
+#   tests/run.sh            everything (user-space engine tests, then guest tests)
+#   tests/run.sh --no-guest skip the kernel build and the guest tests
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+guest=1
+[ "${1:-}" = "--no-guest" ] && guest=0
+
+passed=0
+failed=0
+failures=()
+log_dir=${LLAMUX_LOG_DIR:-$root/target/test-logs}
+mkdir -p "$log_dir"
+
+note() { printf '\n=== %s (%s)\n' "$*" "$(date +%H:%M:%S)"; }
+ok() { passed=$((passed + 1)); echo "PASS $1"; }
+bad() { failed=$((failed + 1)); failures+=("$1"); echo "FAIL $1"; }
+
+# A setup step: its failure stops the run (later steps need it).
+setup() {
+    local name=$1; shift
+    note "$name"
+    if ! "$@"; then
+        bad "$name"
+        finish
+    fi
+}
+
+# Counts cargo's "test result" lines into the totals.
+cargo_tests() {
+    local name=$1; shift
+    note "$name"
+    local out="$log_dir/$name.log"
+    "$@" 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    local p f
+    p=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "$name (exit $rc)"; fi
+    [ "$f" -gt 0 ] && failures+=("$name")
+    return 0
+}
+
+# Counts a guest run's "guest: N passed, N failed" line into the totals.
+guest_tests() {
+    local name=$1; shift
+    note "$name"
+    local out="$log_dir/$name.log"
+    "$@" 2>&1 | tee "$out"
+    local rc=${PIPESTATUS[0]}
+    local line p f
+    line=$(grep -E '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)
+    p=$(echo "$line" | awk '{print $2+0}')
+    f=$(echo "$line" | awk '{print $4+0}')
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "$name (exit $rc)"; fi
+    [ "$f" -gt 0 ] && failures+=("$name")
+    return 0
+}
+
+finish() {
+    echo
+    [ ${#failures[@]} -gt 0 ] && printf 'failed: %s\n' "${failures[@]}"
+    echo "tests: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ] && exit 0
+    exit 1
+}
+
+setup "install packages (apt, bindgen)" tests/guest/setup.sh
+PY=$(tests/fixtures/setup-python.sh) || { bad "python venv"; finish; }
+LLAMUX_LLAMA_SRC=$(tests/fixtures/get-llama-src.sh) || { bad "llama.cpp sources (tokenizer vectors)"; finish; }
+export LLAMUX_LLAMA_SRC
+setup "make test models (deterministic, checked against SHA256SUMS)" tests/models/make.sh --check
+note "gguf-py listings of the test models"
+for m in tests/models/*.gguf; do
+    "$PY" tests/fixtures/gguf-listing.py "$m" || bad "listing $m"
+done
+
+cargo_tests "engine-and-loader" cargo test --workspace --release
+
+if [ "$guest" = 1 ]; then
+    for t in tests/guest/test-*.sh; do
+        guest_tests "$(basename "$t" .sh)" "$t"
+    done
+fi
+finish
