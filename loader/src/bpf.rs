@@ -413,6 +413,24 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
             libc::close(fds[0]);
             libc::setsid();
         }
+        // A daemon must not keep the caller's stdout/stderr open (a shell's
+        // `$(llamux load --detach)` would wait for it forever): log to a file.
+        let _ = std::fs::create_dir_all(trace::run_dir());
+        let logp = trace::run_dir().join("relay.log");
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&logp) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: dup2 onto the standard descriptors of this process;
+            // `f` stays open until the dups are made. /dev/null for stdin.
+            unsafe {
+                libc::dup2(f.as_raw_fd(), 1);
+                libc::dup2(f.as_raw_fd(), 2);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+                if null >= 0 {
+                    libc::dup2(null, 0);
+                    libc::close(null);
+                }
+            }
+        }
         let r = relay(&mut bpf, &pols, &opts, &model, &map_pins, &att, Some(fds[1]));
         if let Err(e) = &r {
             eprintln!("llamux: relay: {e}");
@@ -460,7 +478,9 @@ fn relay_inner(
     let mut logger = aya_log::EbpfLogger::init_with_logger(bpf, StderrLog).ok();
 
     let t0 = Instant::now();
-    let mut adv = UserAdvisor::new(model, opts.threads, opts.ctx)?;
+    // One worker thread unless asked: the relay shares the CPUs with the
+    // workload it watches, and a pool spinning on a busy CPU is slower.
+    let mut adv = UserAdvisor::new(model, opts.threads.or(Some(1)), opts.ctx)?;
     let mut live = Vec::new();
     for p in pols {
         let handle = adv.add_policy(p)?;
@@ -499,11 +519,15 @@ fn relay_inner(
     }
 
     let mut events = RingBuf::try_from(bpf.take_map("LLAMUX_EVENTS").ok_or("no LLAMUX_EVENTS map")?).map_err(|e| e.to_string())?;
+    let mut requests =
+        RingBuf::try_from(bpf.take_map("LLAMUX_REQUESTS").ok_or("no LLAMUX_REQUESTS map")?).map_err(|e| e.to_string())?;
     let mut hits = RingBuf::try_from(bpf.take_map("LLAMUX_HITS").ok_or("no LLAMUX_HITS map")?).map_err(|e| e.to_string())?;
     let mut decisions: BpfHashMap<MapData, c::DecisionKey, c::Decision> =
         BpfHashMap::try_from(bpf.take_map("LLAMUX_DECISIONS").ok_or("no LLAMUX_DECISIONS map")?).map_err(|e| e.to_string())?;
 
     let mut cnt = Counters::default();
+    // Decision requests from the LSM hooks gate enforcement: they go first.
+    let mut urgent: VecDeque<Job> = VecDeque::new();
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut inflight: HashSet<(usize, u64)> = HashSet::new();
     // syscall rate per pid: (count, ts_ns) of the previous sample
@@ -517,7 +541,8 @@ fn relay_inner(
         // Drain the event ring (bounded per round, so hits and the queue
         // keep moving under a flood).
         while got < 4096 {
-            let Some(item) = events.next() else { break };
+            // Requests (their own ring) before observation events.
+            let Some(item) = requests.next().or_else(|| events.next()) else { break };
             got += 1;
             if item.len() < std::mem::size_of::<c::Event>() {
                 continue;
@@ -534,7 +559,7 @@ fn relay_inner(
                     if let Some(i) = live.iter().position(|l| l.pol.hook == hook) {
                         let ev = event_fields(&e, hook, 0.0, 0);
                         let summary = format!("pid {} {} {}", e.pid, cstr(&e.comm), cstr(&e.path));
-                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key.hash, ev, summary, &e);
+                        push_job(&mut urgent, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key.hash, ev, summary, &e);
                     }
                 }
                 c::EV_SYSCALL => {
@@ -611,7 +636,12 @@ fn relay_inner(
                 _ => "allow",
             };
             tw.write(&json!({"type": "hit", "time": trace::now_unix(), "policy": pol,
-                "hook": if e.a as u32 == c::HOOK_EXEC {"exec"} else {"open"}, "key": format!("{}:{}", if e.key.kind == c::KEY_PID {"pid"} else {"path"}, cstr(&e.path)),
+                "hook": if e.a as u32 == c::HOOK_EXEC {"exec"} else {"open"}, "key": match e.key.kind {
+                    c::KEY_PID => format!("pid:{}", e.pid),
+                    c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
+                    c::KEY_FILE => format!("file:{}", cstr(&e.path)),
+                    _ => format!("exe:{}", cstr(&e.path)),
+                },
                 "key_hash": format!("{:016x}", e.key.hash), "pid": e.pid, "comm": cstr(&e.comm), "path": cstr(&e.path), "action": action,
                 "answer_index": e.c >> 32}));
         }
@@ -620,12 +650,8 @@ fn relay_inner(
         }
         // Advise: as many queued events as the policies' rate limits allow.
         let budget = Instant::now() + Duration::from_millis(200);
-        let mut requeue = VecDeque::new();
-        while let Some(job) = queue.pop_front() {
-            if Instant::now() > budget {
-                requeue.push_back(job);
-                continue;
-            }
+        while Instant::now() < budget {
+            let Some(job) = urgent.pop_front().or_else(|| queue.pop_front()) else { break };
             let l = &mut live[job.policy];
             let el = l.last_refill.elapsed().as_secs_f64();
             l.last_refill = Instant::now();
@@ -684,11 +710,10 @@ fn relay_inner(
                 "event_tokens": a.event_tokens, "advisor": adv.name(), "ttl": l.pol.ttl_s,
             }));
         }
-        queue = requeue;
         if last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             let st = json!({"pid": me, "time": trace::now_unix(), "events": cnt.events, "hits": cnt.hits, "requests": cnt.requests,
-                "queued": cnt.queued, "queue_len": queue.len(), "queue_dropped": cnt.queue_dropped, "decisions": cnt.decisions,
+                "queued": cnt.queued, "queue_len": queue.len() + urgent.len(), "queue_dropped": cnt.queue_dropped, "decisions": cnt.decisions,
                 "errors": cnt.errors, "filtered": cnt.filtered,
                 "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>()});
             let _ = std::fs::write(trace::run_dir().join("relay.json"), st.to_string());
@@ -779,7 +804,14 @@ fn pinned(name: &str) -> Result<Map, String> {
     Map::from_map_data(md).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+/// Exit quietly when the reader of our stdout goes away (`| grep -q`).
+pub fn default_sigpipe() {
+    // SAFETY: restores the default disposition of SIGPIPE; no handler runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 pub fn status(json_out: bool) -> Result<(), String> {
+    default_sigpipe();
     let st = read_state();
     let pid = st.as_ref().and_then(|s| s.get("pid")).and_then(Value::as_i64).unwrap_or(0) as i32;
     let alive = pid_alive(pid);
@@ -848,6 +880,7 @@ pub fn status(json_out: bool) -> Result<(), String> {
 
 /// `llamux advise`: the decision for one event, computed in user space.
 pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: Option<usize>, ctx: usize, json_out: bool) -> Result<(), String> {
+    default_sigpipe();
     let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
     let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };

@@ -149,3 +149,17 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         task_comm: btf.offset("task_struct", "comm")?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Reads (never loads anything into) the build machine's kernel BTF.
+    #[test]
+    fn offsets_from_this_kernel() {
+        if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return;
+        }
+        let o = super::kernel_offsets().unwrap();
+        assert!(o.bprm_filename > 0 && o.file_dentry > 0 && o.task_real_parent > 0, "{o:?}");
+        assert!(o.task_comm > o.task_tgid, "{o:?}");
+    }
+}

@@ -207,7 +207,8 @@ pub fn tokenize(model: &Path, text: &str, add_bos: bool, json_out: bool) -> Res 
 /// Tokenizes with a scratch sized for `text` (user space can allocate).
 pub fn encode(tok: &Tokenizer, text: &[u8], add_bos: bool) -> Result<Vec<u32>, String> {
     let mut scratch = tok.scratch(text.len()).map_err(|e| e.to_string())?;
-    let mut ids = vec![0u32; text.len() + 2];
+    // Invalid UTF-8 can take up to 3 ids per byte (BPE).
+    let mut ids = vec![0u32; 3 * text.len() + 2];
     let n = tok.encode(text, add_bos, &mut scratch, &mut ids).map_err(|e| e.to_string())?;
     ids.truncate(n);
     Ok(ids)

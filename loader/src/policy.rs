@@ -571,6 +571,20 @@ action = "deny"
     }
 
     #[test]
+    fn shipped_policies_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
     fn errors_name_line_and_field() {
         let bad = GOOD.replace("action = \"deny\"", "action = \"deyn\"");
         let e = parse(Path::new("t.toml"), &bad).unwrap_err();

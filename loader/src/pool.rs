@@ -1,14 +1,17 @@
 //! A persistent thread pool implementing the engine's `Exec`: the calling
-//! thread and `threads - 1` workers take tasks from a shared counter.
+//! thread and `threads - 1` workers claim tasks from one shared counter.
 //!
-//! A forward pass runs hundreds of short jobs (one per matmul), so handing a
-//! job out must cost far less than a futex wake-up: workers spin on an epoch
-//! counter for a while after each job and only then sleep on a condvar; the
-//! caller waits for the workers by spinning too (they are busy working).
+//! A forward pass runs hundreds of short jobs (one per matmul), so handing
+//! out a job must cost far less than a futex wake-up, and on a busy machine
+//! a descheduled worker must not stall everyone:
+//! - idle workers spin on the counter for a while, then sleep on a condvar;
+//! - the counter packs (job epoch, task count, next task) into one atomic,
+//!   so a claim is one compare-exchange that also proves the job is still
+//!   current; a late worker just finds nothing to claim;
+//! - `run` waits for tasks to finish, not for workers to show up: if no
+//!   worker wakes in time, the caller runs every task itself.
 
-use std::cell::UnsafeCell;
-use std::hint::spin_loop;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,47 +22,48 @@ use llamux_engine::exec::Exec;
 /// the gaps between a token's matmuls and between tokens (sampling).
 const SPIN: Duration = Duration::from_millis(5);
 
-/// A task with its lifetime erased; only dereferenced while `run` waits.
-#[derive(Clone, Copy)]
-struct TaskPtr(*const (dyn Fn(usize) + Sync));
+// `next` layout: epoch (24 bits) | task count (20) | next task index (20).
+const IDX_BITS: u32 = 20;
+const MAX_TASKS: usize = (1 << IDX_BITS) - 1;
+const EPOCH_SHIFT: u32 = 2 * IDX_BITS;
+
+fn pack(epoch: u64, n: usize, i: usize) -> u64 {
+    (epoch << EPOCH_SHIFT) | ((n as u64) << IDX_BITS) | i as u64
+}
+
+fn unpack(v: u64) -> (u64, usize, usize) {
+    let m = (1u64 << IDX_BITS) - 1;
+    (v >> EPOCH_SHIFT, ((v >> IDX_BITS) & m) as usize, (v & m) as usize)
+}
+
+type Task<'a> = &'a (dyn Fn(usize) + Sync);
 
 struct Shared {
-    /// The current job; written by `run` only while no worker is inside a
-    /// job (all have counted down `pending`), read by workers after they
-    /// see a new `epoch`.
-    job: UnsafeCell<(TaskPtr, usize)>,
-    /// Bumped (Release) once per job, after `job` is written.
-    epoch: AtomicU64,
-    /// Next task index.
-    next: AtomicUsize,
-    /// Workers that have not finished the current job.
-    pending: AtomicUsize,
-    /// Workers asleep (or about to) on `wake`.
+    next: AtomicU64,
+    /// The current job's task: points at a `Task` in `run`'s frame. Only
+    /// dereferenced after a successful claim, i.e. while `run` waits.
+    job: AtomicPtr<Task<'static>>,
+    /// Tasks of the current job that have finished.
+    done: AtomicUsize,
+    /// Workers asleep (or about to be) on `wake`.
     sleepers: AtomicUsize,
     lock: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
 }
 
-// SAFETY: `job` is the only non-Sync field; its accesses are ordered by the
-// epoch/pending protocol described on the field. The task pointee is Sync.
-unsafe impl Sync for Shared {}
-// SAFETY: as above; the raw pointer is only a borrowed `Sync` closure.
-unsafe impl Send for Shared {}
-
 pub struct Pool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    epoch: u64,
 }
 
 impl Pool {
     pub fn new(threads: usize) -> Self {
-        let noop: &'static (dyn Fn(usize) + Sync) = &|_| {};
         let shared = Arc::new(Shared {
-            job: UnsafeCell::new((TaskPtr(noop), 0)),
-            epoch: AtomicU64::new(0),
-            next: AtomicUsize::new(0),
-            pending: AtomicUsize::new(0),
+            next: AtomicU64::new(0),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            done: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             lock: Mutex::new(()),
             wake: Condvar::new(),
@@ -71,28 +75,68 @@ impl Pool {
                 std::thread::spawn(move || worker(&s))
             })
             .collect();
-        Pool { shared, workers }
+        Pool { shared, workers, epoch: 0 }
     }
-}
 
-fn take_tasks(s: &Shared, task: TaskPtr, n: usize) {
-    loop {
-        let i = s.next.fetch_add(1, Ordering::Relaxed);
-        if i >= n {
-            break;
+    fn run_some(&mut self, n: usize, task: Task<'_>) {
+        let s = &*self.shared;
+        self.epoch = (self.epoch + 1) & ((1 << (64 - EPOCH_SHIFT)) - 1);
+        let task_ref: Task<'_> = task;
+        // SAFETY (lifetime erasure): the pointer is only dereferenced by a
+        // thread that claimed a task of this job, and this function returns
+        // only after every task has finished.
+        let ptr = unsafe { std::mem::transmute::<*const Task<'_>, *mut Task<'static>>(&task_ref) };
+        s.job.store(ptr, Ordering::Relaxed);
+        s.done.store(0, Ordering::Relaxed);
+        // Publishes `job` and `done` (SeqCst: see `wait_job` for sleepers).
+        s.next.store(pack(self.epoch, n, 0), Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) != 0 {
+            let _g = s.lock.lock().unwrap();
+            s.wake.notify_all();
         }
-        // SAFETY: `run` has not returned (it waits for `pending` to reach 0
-        // after its own share), so the task is alive.
-        unsafe { (*task.0)(i) };
+        take_tasks(s, self.epoch);
+        let mut spins = 0u32;
+        while s.done.load(Ordering::Acquire) != n {
+            spins += 1;
+            // A worker running a task was descheduled: give it the CPU.
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 }
 
-/// Waits until `epoch` differs from `seen`; None when the pool stops.
+/// Claims and runs tasks of job `epoch` until none are left.
+fn take_tasks(s: &Shared, epoch: u64) {
+    let mut cur = s.next.load(Ordering::Acquire);
+    loop {
+        let (e, n, i) = unpack(cur);
+        if e != epoch || i >= n {
+            return;
+        }
+        match s.next.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                // SAFETY: we own task i of the current job, so `run` is
+                // waiting for it and its task reference is alive; the
+                // Acquire on `next` saw the store that published `job`.
+                let task = unsafe { *s.job.load(Ordering::Relaxed) };
+                task(i);
+                s.done.fetch_add(1, Ordering::Release);
+                cur = s.next.load(Ordering::Acquire);
+            }
+            Err(v) => cur = v,
+        }
+    }
+}
+
+/// Waits until the epoch in `next` differs from `seen`; None on stop.
 fn wait_job(s: &Shared, seen: u64) -> Option<u64> {
     let t0 = Instant::now();
     let mut spins = 0u32;
     loop {
-        let e = s.epoch.load(Ordering::Acquire);
+        let e = unpack(s.next.load(Ordering::Acquire)).0;
         if e != seen {
             return Some(e);
         }
@@ -100,15 +144,15 @@ fn wait_job(s: &Shared, seen: u64) -> Option<u64> {
             return None;
         }
         spins += 1;
-        if spins % 1024 != 0 || t0.elapsed() < SPIN {
-            spin_loop();
+        if !spins.is_multiple_of(1024) || t0.elapsed() < SPIN {
+            std::hint::spin_loop();
             continue;
         }
-        // Sleep. SeqCst on `sleepers` and `epoch` (here and in `run`):
-        // either `run` sees us counted and notifies, or we see its epoch.
+        // Sleep. SeqCst on `sleepers` and `next` (here and in `run_some`):
+        // either `run_some` sees us counted and notifies, or we see its job.
         let mut g = s.lock.lock().unwrap();
         s.sleepers.fetch_add(1, Ordering::SeqCst);
-        while s.epoch.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {
+        while unpack(s.next.load(Ordering::SeqCst)).0 == seen && !s.stop.load(Ordering::SeqCst) {
             g = s.wake.wait(g).unwrap();
         }
         s.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -121,11 +165,7 @@ fn worker(s: &Shared) {
     let mut seen = 0u64;
     while let Some(e) = wait_job(s, seen) {
         seen = e;
-        // SAFETY: `run` wrote `job` before bumping the epoch we acquired,
-        // and will not write it again until we count down `pending`.
-        let (task, n) = unsafe { *s.job.get() };
-        take_tasks(s, task, n);
-        s.pending.fetch_sub(1, Ordering::AcqRel);
+        take_tasks(s, e);
     }
 }
 
@@ -139,33 +179,12 @@ impl Exec for Pool {
             (0..n).for_each(task);
             return;
         }
-        let s = &*self.shared;
-        // SAFETY (lifetime erasure): this function does not return before
-        // every worker has counted down `pending`, i.e. stopped using it.
-        let ptr = TaskPtr(unsafe {
-            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(task)
-        });
-        // SAFETY: `pending` is 0 (the previous `run` waited for it), so no
-        // worker reads `job` until the epoch below is published.
-        unsafe { *s.job.get() = (ptr, n) };
-        s.next.store(0, Ordering::Relaxed);
-        s.pending.store(self.workers.len(), Ordering::Relaxed);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.load(Ordering::SeqCst) != 0 {
-            let _g = s.lock.lock().unwrap();
-            s.wake.notify_all();
-        }
-        take_tasks(s, ptr, n);
-        let mut spins = 0u32;
-        while s.pending.load(Ordering::Acquire) != 0 {
-            spins += 1;
-            // A worker that was asleep, or descheduled on a busy machine,
-            // needs the CPU: stop hogging it after a while.
-            if spins < 1 << 14 {
-                spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        // More tasks than the counter holds: run them in slices.
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(MAX_TASKS);
+            self.run_some(len, &|i| task(start + i));
+            start += len;
         }
     }
 }
@@ -189,20 +208,26 @@ mod tests {
 
     #[test]
     fn every_task_runs_once_per_job() {
-        for threads in [1, 2, 3, 5] {
+        for threads in [1, 2, 3] {
             let mut p = Pool::new(threads);
-            for round in 0..2000usize {
+            for round in 0..300usize {
                 let n = round % 37;
                 let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
                 p.run(n, &|i| {
                     hits[i].fetch_add(1, Ordering::Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
-                if round % 500 == 0 {
-                    // Let workers fall asleep once in a while.
+                if round % 100 == 0 {
+                    // Let the workers fall asleep once in a while.
                     std::thread::sleep(SPIN * 2);
                 }
             }
         }
+    }
+
+    #[test]
+    fn packing_round_trips() {
+        let v = pack(0xAB_CDEF, MAX_TASKS, 12345);
+        assert_eq!(unpack(v), (0xAB_CDEF, MAX_TASKS, 12345));
     }
 }

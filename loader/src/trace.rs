@@ -77,6 +77,7 @@ pub fn human(v: &Value) -> String {
 /// Prints trace records: from the start with `all`, else only new ones;
 /// stops after `count` records or `timeout` without follow.
 pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout: Option<f64>) -> Result<(), String> {
+    crate::bpf::default_sigpipe();
     let p = trace_path();
     let start = Instant::now();
     let deadline = timeout.map(|t| start + Duration::from_secs_f64(t));

@@ -71,6 +71,13 @@ if ((!FORCE)) && [[ -f "$OUT/complete" ]]; then print_result; exit 0; fi
 T0=$(date +%s)
 LOG="$LLAMUX_CACHE/build/$VARIANT-$KEY.log"
 echo "build-kernel: building $VARIANT kernel $KVER_PKG key $KEY (log $LOG, -j$JOBS)"
+KM=(make -s "${LLAMUX_KMAKE_VARS[@]}")
+if ((!FORCE)) && [[ -f "$BUILD/.llamux-configured" ]]; then
+  # An interrupted build of the same key: make picks up where it stopped.
+  echo "build-kernel: resuming the build in $BUILD"
+  cd "$BUILD"
+  T1=$(date +%s)
+else
 # Deleting an old tree is slow on a busy machine: move it aside, delete later.
 for d in "$BUILD" "$OUT" "$OUT.tmp"; do
   [[ -e $d ]] && mv "$d" "$LLAMUX_CACHE/build/.trash-$(basename "$d")-$$-$RANDOM"
@@ -79,7 +86,6 @@ done
 mkdir -p "$BUILD"
 tar -xaf /usr/src/linux-source-6.12.tar.* -C "$BUILD" --strip-components=1
 cd "$BUILD"
-KM=(make -s "${LLAMUX_KMAKE_VARS[@]}")
 
 { "${KM[@]}" rustavailable &&
   "${KM[@]}" tinyconfig &&
@@ -100,15 +106,17 @@ while IFS= read -r line; do
   fi
 done < <(cat "${FRAGS[@]}")
 ((bad)) && { echo "build-kernel: config fragment did not stick (see above)" >&2; exit 1; }
-
+touch .llamux-configured
 T1=$(date +%s)
-if ! "${KM[@]}" -j"$JOBS" bzImage modules >>"$LOG" 2>&1; then
+fi
+if ! "${KM[@]}" -j"$JOBS" bzImage modules >>"$LOG" 2>&1; then  # vmlinux comes with bzImage
   grep -E 'error|Error' "$LOG" | head -30; tail -20 "$LOG"
   echo "build-kernel: kernel build failed, log $LOG" >&2; exit 1
 fi
 T2=$(date +%s)
 
 # Trimmed tree usable as KDIR for `make -C KDIR M=... modules`.
+rm -rf "$OUT.tmp"
 mkdir -p "$OUT.tmp/kdir"
 K="$OUT.tmp/kdir"
 rsync -a --prune-empty-dirs \
@@ -133,7 +141,7 @@ T3=$(date +%s)
   echo "rustc: $RUSTC_VER"
   echo "bindgen: $BINDGEN_VER"
   echo "built: $(date -u +%FT%TZ) on $(nproc) cpus, -j$JOBS, loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "time: configure $((T1-T0)) s, make $((T2-T1)) s, trim $((T3-T2)) s, total $((T3-T0)) s"
+  echo "time: configure $((T1-T0)) s, make $((T2-T1)) s, trim $((T3-T2)) s, total $((T3-T0)) s (of this run)"
   echo "kdir size: $(du -sh "$K" | cut -f1)"
 } > "$OUT.tmp/info.txt"
 cp "$LOG" "$OUT.tmp/build.log"

@@ -13,6 +13,8 @@ mount -t tracefs tracefs /sys/kernel/tracing
 mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
+# busybox modinfo/modprobe want a modules.dep even for a .ko given by path.
+mkdir -p "/lib/modules/$(uname -r)" && touch "/lib/modules/$(uname -r)/modules.dep"
 LLAMUX_SHARE=""
 LLAMUX_TEST=/llamux/test.sh
 LLAMUX_TEST_ARGS=""

@@ -11,7 +11,7 @@
 #                        repeatable; user-space binaries must be static
 #     --disk IMG         attach IMG read-only as virtio-blk (/dev/vda in the guest)
 #     --share DIR        export DIR read-only over 9p, mounted at /mnt/host
-#     --kernel IMG       boot this image instead of the cached one
+#     --kernel IMG       boot this image (default: the cached PVH vmlinux; a bzImage works too)
 #     --append ARGS      extra kernel command line
 #     --allow REGEX      ignore kernel-check hits on lines matching REGEX (repeatable)
 #     --log FILE         serial log (default $LLAMUX_CACHE/logs/<test>.log)
@@ -57,7 +57,7 @@ TEST_ARGS="$*"
 
 if [[ -z "$KERNEL" ]]; then
   kargs=(); ((DEBUG)) && kargs=(--debug)
-  KERNEL="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-image)" || { echo "run-guest: no kernel" >&2; exit 1; }
+  KERNEL="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-vmlinux)" || { echo "run-guest: no kernel" >&2; exit 1; }
 fi
 NAME="$(basename "$TEST" .sh)"
 [[ -z "$LOG" ]] && LOG="$LLAMUX_CACHE/logs/$NAME$( ((DEBUG)) && echo -debug).log"

@@ -20,9 +20,10 @@ PKGS=(
 )
 
 missing=()
+installed=" $({ dpkg-query -W -f='${db:Status-Abbrev}|${Package}\n' "${PKGS[@]}" 2>/dev/null || true; } |
+  sed -n 's/^ii *|//p' | tr '\n' ' ') "
 for p in "${PKGS[@]}"; do
-  st="$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)"
-  [[ "$st" == ii* ]] || missing+=("$p")
+  [[ "$installed" == *" $p "* ]] || missing+=("$p")
 done
 
 if ((${#missing[@]})); then

@@ -11,7 +11,7 @@
 //! key up in the pinned DECISIONS map (written by the loader from the
 //! advisor's answers), return -EPERM on a live DENY, and on a miss apply the
 //! policy's default (fail-open or fail-closed) and ask for a decision with an
-//! EV_REQUEST record. Every decision hit is recorded in the HITS ring buffer.
+//! EV_REQUEST record (REQUESTS ring buffer). Every decision hit is recorded in the HITS ring buffer.
 //! Probes never wait for the model: decisions are computed ahead.
 #![no_std]
 #![no_main]
@@ -25,12 +25,18 @@ use aya_ebpf::macros::{lsm, map, tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
 use aya_ebpf::programs::{LsmContext, TracePointContext};
 use aya_ebpf::EbpfContext;
+use aya_log_ebpf::info;
 use llamux_common::*;
 
 const EPERM: i32 = 1;
 
 #[map(name = "LLAMUX_EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Decision requests from the LSM hooks: a ring of their own, so that a
+/// flood of observation events cannot starve enforcement.
+#[map(name = "LLAMUX_REQUESTS")]
+static REQUESTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 
 #[map(name = "LLAMUX_HITS")]
 static HITS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
@@ -309,7 +315,7 @@ fn prefix_ok(h: &HookConfig, path: &[u8; PATH_LEN]) -> bool {
 /// The decision for the event in `e` (path already filled). Returns the
 /// LSM verdict (0 or -EPERM).
 #[inline(always)]
-fn decide(hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
+fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
     let hash = match h.key_kind {
         KEY_PID => e.pid as u64,
         KEY_COMM => fnv1a(&e.comm),
@@ -329,6 +335,7 @@ fn decide(hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
             emit(&HITS, e, 0, ST_HITS_DROPPED, ST_HITS);
             if d.action == ACT_DENY {
                 stat(ST_DENIED);
+                info!(ctx, "deny hook {} pid {} (decision of policy {})", hook, e.pid, d.policy);
                 return -EPERM;
             }
             return 0;
@@ -343,7 +350,13 @@ fn decide(hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
         let _ = PENDING.insert(&key, &now, 0);
         e.kind = EV_REQUEST;
         e.b = h.default_action as u64;
-        emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
+        if REQUESTS.output::<Event>(e, 0).is_ok() {
+            stat(ST_EVENTS);
+        } else {
+            // Lost: let the next occurrence ask again at once.
+            stat(ST_EVENTS_DROPPED);
+            let _ = PENDING.remove(&key);
+        }
     } else {
         stat(ST_REQUESTS_SUPPRESSED);
     }
@@ -383,7 +396,7 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
         return 0;
     }
     fill_parent(e, &cfg.off);
-    decide(HOOK_EXEC, h, e)
+    decide(&ctx, HOOK_EXEC, h, e)
 }
 
 #[lsm(hook = "file_open")]
@@ -421,7 +434,7 @@ pub fn llamux_file_open(ctx: LsmContext) -> i32 {
     if !prefix_ok(h, &e.path) {
         return 0;
     }
-    decide(HOOK_OPEN, h, e)
+    decide(&ctx, HOOK_OPEN, h, e)
 }
 
 #[cfg(not(test))]

@@ -105,7 +105,9 @@ impl Session {
         self.tokens.clear();
         let cap = self.tokens.capacity() - 1;
         self.tokens.resize(cap, 0);
-        let n = match tok.encode(prompt, true, &mut self.scratch, &mut self.tokens) {
+        // Special tokens written in the prompt (ChatML's <|im_start|>) are
+        // parsed, as llama.cpp does for prompts.
+        let n = match tok.encode_with(prompt, true, true, &mut self.scratch, &mut self.tokens) {
             Ok(n) => n,
             Err(TokenizerError::OutputTooSmall { .. }) => {
                 self.tokens.clear();

@@ -8,7 +8,8 @@
 //!   the sum of the magnitudes of every product term (both the scale and
 //!   the min part for Q4_K/Q5_K), the scale of the rounding error.
 //! - matmul_rows on odd row ranges, batches and unaligned buffers: the same
-//!   tolerance, and row pieces give the bits of the whole.
+//!   tolerance; row pieces give the bits of the whole, and each token of a
+//!   batch the bits of the one-token kernel.
 //!
 //! Skipped (with a message) on CPUs without AVX2/FMA/F16C.
 
@@ -299,7 +300,7 @@ fn matmul_rows_ranges_batches_unaligned() {
         let mut wu = vec![0u8; w.len() + 1];
         wu[1..].copy_from_slice(&w);
         let rb = w.len() / rows;
-        for n_batch in [1usize, 2, 5] {
+        for n_batch in [1usize, 2, 3, 4, 5, 9] {
             let x = random_x(cols * n_batch, &mut rng);
             let a = acts(Isa::Avx2, wty, &x, cols);
             let ab = a.len() / n_batch;
@@ -312,6 +313,10 @@ fn matmul_rows_ranges_batches_unaligned() {
                     let mag = magnitude(wty, &w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab], cols);
                     let i = r * n_batch + b;
                     check_close(&format!("{wty:?} row {r} batch {b}"), v[i], s[i], mag);
+                    // Batched kernels (several tokens per weight block)
+                    // give each token the bits of the one-token kernel.
+                    let one = vec_dot_isa(Isa::Avx2, wty, cols, &w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab]).unwrap();
+                    assert_eq!(one.to_bits(), v[i].to_bits(), "{wty:?} row {r} batch {b} of {n_batch}");
                 }
             }
             // Odd pieces give the bits of the whole.

@@ -55,6 +55,7 @@ done
 step "trace --json shows both decisions" sh -c "[ \$($L trace --json --all --no-follow | grep '\"type\":\"decision\"' | grep -c 'exe:/tmp/') -ge 2 ]"
 step "trace records the denied exec as a hit" sh -c "$L trace --json --all --no-follow | grep '\"type\":\"hit\"' | grep -q '\"action\":\"deny\"'"
 step "human trace" sh -c "$L trace --all --no-follow | tee /dev/stderr | grep -q 'exec-guard'"
+step "probe-side aya-log reached the relay log" grep -q 'deny hook 0' /run/llamux/relay.log
 step "status counts the denial" sh -c "$L status | tee /dev/stderr | grep -q 'denied=[1-9]'"
 step "unload" $L unload
 step_not "pinned maps and links removed" test -e /sys/fs/bpf/llamux

@@ -24,9 +24,13 @@ const Q6K: usize = 210;
 const Q80: usize = 34;
 const Q8K: usize = 292;
 
+/// The f16 at `b[at..at + 2]`, converted by F16C (exact, like the scalar
+/// conversion).
 #[inline(always)]
-fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16_bits_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
+    let h = u16::from_le_bytes([b[at], b[at + 1]]);
+    // SAFETY: register-only; callers enable F16C.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32))) }
 }
 
 #[inline(always)]
@@ -101,43 +105,69 @@ unsafe fn k4_mins(mins_scales: __m256i, y: &[u8]) -> __m128i {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
-    let nb = (w.len() / Q4K).min(a.len() / Q8K);
+    let mut o = [0f32];
+    // SAFETY: same features as this function's.
+    unsafe { dot_q4k_multi::<1>(w, [a], &mut o) };
+    o[0]
+}
+
+/// One Q4_K row with B activation rows at once (prefill): the weight
+/// nibbles and scales are unpacked once for all B. Per activation row the
+/// operations and their order are those of the single-row kernel, so each
+/// result has the same bits as `vec_dot_q4k`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = a.iter().fold(w.len() / Q4K, |n, a| n.min(a.len() / Q8K));
     // SAFETY (whole body): every memory access goes through bounds-checked
     // slices; the intrinsics need the features the caller guarantees.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_m = _mm_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); B];
+        let mut acc_m = [_mm_setzero_ps(); B];
         for i in 0..nb {
             let x = &w[i * Q4K..(i + 1) * Q4K];
-            let y = &a[i * Q8K..(i + 1) * Q8K];
-            let yd = f32_at(y, 0);
-            let d = yd * f16_at(x, 0);
-            let dmin = -yd * f16_at(x, 2);
+            let mut y: [&[u8]; B] = [&[]; B];
+            for b in 0..B {
+                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+            }
+            let (xd, xdmin) = (f16_at(x, 0), f16_at(x, 2));
             let u = k4_scales(&x[4..16]);
             let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
-            let prod = k4_mins(ms, y);
-            acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+            for b in 0..B {
+                let dmin = -f32_at(y[b], 0) * xdmin;
+                let prod = k4_mins(ms, y[b]);
+                acc_m[b] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[b]);
+            }
             let sc = _mm256_castsi256_si128(ms);
             let scales = _mm256_set_m128i(sc, sc);
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 64 {
                 let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
                 let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
                 let q4 = load32(x, 16 + 32 * j);
                 let q4l = _mm256_and_si256(q4, m4);
                 let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(y, 4 + 64 * j)));
-                let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(y, 36 + 64 * j)));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_l, p_h));
+                for b in 0..B {
+                    let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(y[b], 4 + 64 * j)));
+                    let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(y[b], 36 + 64 * j)));
+                    sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
+                }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for b in 0..B {
+                let d = f32_at(y[b], 0) * xd;
+                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+            }
         }
-        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
-        hsum_f32x8(acc) + _mm_cvtss_f32(acc_m)
+        for b in 0..B {
+            let mut m = acc_m[b];
+            m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            out[b] = hsum_f32x8(acc[b]) + _mm_cvtss_f32(m);
+        }
     }
 }
 
@@ -145,30 +175,45 @@ pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
-    let nb = (w.len() / Q5K).min(a.len() / Q8K);
-    // SAFETY (whole body): as in `vec_dot_q4k`.
+    let mut o = [0f32];
+    // SAFETY: same features as this function's.
+    unsafe { dot_q5k_multi::<1>(w, [a], &mut o) };
+    o[0]
+}
+
+/// One Q5_K row with B activation rows (see `dot_q4k_multi`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = a.iter().fold(w.len() / Q5K, |n, a| n.min(a.len() / Q8K));
+    // SAFETY (whole body): as in `dot_q4k_multi`.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0f32;
+        let mut acc = [_mm256_setzero_ps(); B];
+        let mut summs = [0f32; B];
         for i in 0..nb {
             let x = &w[i * Q5K..(i + 1) * Q5K];
-            let y = &a[i * Q8K..(i + 1) * Q8K];
-            let yd = f32_at(y, 0);
-            let d = yd * f16_at(x, 0);
-            let dmin = -yd * f16_at(x, 2);
+            let mut y: [&[u8]; B] = [&[]; B];
+            for b in 0..B {
+                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+            }
+            let (xd, xdmin) = (f16_at(x, 0), f16_at(x, 2));
             let u = k4_scales(&x[4..16]);
             let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
-            let prod = k4_mins(ms, y);
-            let z = _mm_setzero_si128();
-            let hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
-            summs += dmin * _mm_cvtsi128_si32(hs) as f32;
+            for b in 0..B {
+                let dmin = -f32_at(y[b], 0) * xdmin;
+                let prod = k4_mins(ms, y[b]);
+                let z = _mm_setzero_si128();
+                let hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
+                summs[b] += dmin * _mm_cvtsi128_si32(hs) as f32;
+            }
             let sc = _mm256_castsi256_si128(ms);
             let scales = _mm256_set_m128i(sc, sc);
             let hbits = load32(x, 16);
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 64 {
                 let scale_0 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
                 let scale_1 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
@@ -180,13 +225,20 @@ pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
                 let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b1), b1), _mm256_set1_epi8(16));
                 let q5_0 = _mm256_or_si256(_mm256_and_si256(q5, m4), h0);
                 let q5_1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), h1);
-                let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load32(y, 4 + 64 * j)));
-                let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(y, 36 + 64 * j)));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+                for b in 0..B {
+                    let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load32(y[b], 4 + 64 * j)));
+                    let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(y[b], 36 + 64 * j)));
+                    sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p0, p1));
+                }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for b in 0..B {
+                let d = f32_at(y[b], 0) * xd;
+                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+            }
         }
-        hsum_f32x8(acc) + summs
+        for b in 0..B {
+            out[b] = hsum_f32x8(acc[b]) + summs[b];
+        }
     }
 }
 
@@ -195,21 +247,35 @@ pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
-    let nb = (w.len() / Q6K).min(a.len() / Q8K);
-    // SAFETY (whole body): as in `vec_dot_q4k`.
+    let mut o = [0f32];
+    // SAFETY: same features as this function's.
+    unsafe { dot_q6k_multi::<1>(w, [a], &mut o) };
+    o[0]
+}
+
+/// One Q6_K row with B activation rows (see `dot_q4k_multi`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = a.iter().fold(w.len() / Q6K, |n, a| n.min(a.len() / Q8K));
+    // SAFETY (whole body): as in `dot_q4k_multi`.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m2 = _mm256_set1_epi8(3);
         let m32s = _mm256_set1_epi8(32);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
             let x = &w[i * Q6K..(i + 1) * Q6K];
-            let y = &a[i * Q8K..(i + 1) * Q8K];
-            let d = f32_at(y, 0) * f16_at(x, 208);
+            let mut y: [&[u8]; B] = [&[]; B];
+            for b in 0..B {
+                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+            }
+            let xd = f16_at(x, 208);
             let scales = load16(x, 192);
-            let mut sumi = _mm256_setzero_si256();
+            let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 128 {
                 let ql1 = load32(x, 64 * j);
                 let ql2 = load32(x, 64 * j + 32);
@@ -232,14 +298,21 @@ pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
                         0x0101_0101_0101_0101 * is as i64,
                     );
                     let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
-                    let q8 = load32(y, 4 + 128 * j + 32 * k);
-                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(sc, p));
+                    for b in 0..B {
+                        let q8 = load32(y[b], 4 + 128 * j + 32 * k);
+                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
+                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
+                    }
                 }
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+            for b in 0..B {
+                let d = f32_at(y[b], 0) * xd;
+                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+            }
         }
-        hsum_f32x8(acc)
+        for b in 0..B {
+            out[b] = hsum_f32x8(acc[b]);
+        }
     }
 }
 
@@ -247,6 +320,7 @@ pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     let nb = (w.len() / Q80).min(a.len() / Q80);
@@ -300,6 +374,7 @@ macro_rules! dot_body {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
     let n = w.len().min(a.len()) / 4;
@@ -316,6 +391,7 @@ pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
     let n = w.len().min(a.len()) / 2;
@@ -465,11 +541,12 @@ pub unsafe fn quantize_q8k(x: &[f32], out: &mut [u8]) {
             let ones16 = _mm256_set1_epi16(1);
             o[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
             for g in 0..QK_K / 32 {
-                let q: [__m256i; 4] = core::array::from_fn(|k| {
+                let mut q = [_mm256_setzero_si256(); 4];
+                for (k, q) in q.iter_mut().enumerate() {
                     let v = _mm256_add_ps(_mm256_mul_ps(vs, ld(4 * g + k)), magic);
                     let n = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), mant), off);
-                    _mm256_min_epi32(n, top)
-                });
+                    *q = _mm256_min_epi32(n, top);
+                }
                 let q = low_bytes(q);
                 _mm256_storeu_si256(o[4 + 32 * g..4 + 32 * g + 32].as_mut_ptr() as *mut __m256i, q);
                 // bsums 2g, 2g + 1: byte pairs, then quads, then 16s.
@@ -503,7 +580,10 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
         for i in 0..nb {
             let x = &x[i * QK8_0..(i + 1) * QK8_0];
             let o = &mut out[i * Q80..(i + 1) * Q80];
-            let v: [__m256; 4] = core::array::from_fn(|k| _mm256_loadu_ps(x[8 * k..8 * k + 8].as_ptr()));
+            let mut v = [_mm256_setzero_ps(); 4];
+            for (k, v) in v.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(x[8 * k..8 * k + 8].as_ptr());
+            }
             let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, absm), m));
             let mut m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
             m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
@@ -512,14 +592,15 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             o[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
             let vid = _mm256_set1_ps(id);
-            let q: [__m256i; 4] = core::array::from_fn(|k| {
-                let p = _mm256_mul_ps(v[k], vid);
+            let mut q = [_mm256_setzero_si256(); 4];
+            for (q, &v) in q.iter_mut().zip(&v) {
+                let p = _mm256_mul_ps(v, vid);
                 // roundf: truncate, then step away from zero on |frac| >= 0.5.
                 let t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
                 let up = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(p, t), absm), half, _CMP_GE_OQ);
                 let step = _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(p, sign)));
-                _mm256_cvtps_epi32(_mm256_add_ps(t, step))
-            });
+                *q = _mm256_cvtps_epi32(_mm256_add_ps(t, step));
+            }
             // Saturating packs, like Rust's float-to-int `as`.
             let a = _mm256_packs_epi32(q[0], q[1]);
             let b = _mm256_packs_epi32(q[2], q[3]);
@@ -528,6 +609,84 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
         }
     }
 }
+
+/// `out[i * n_batch + b] = dot(row i of w, activation row b)`, rows of
+/// `rb` bytes, activation rows of `ab` bytes: the matmul inner loops in one
+/// AVX2 function, so the block kernel is inlined into them.
+macro_rules! rows_kernel {
+    ($name:ident, $dot:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            if rb == 0 || ab == 0 || n_batch == 0 {
+                return;
+            }
+            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+                for (o, a) in o.iter_mut().zip(acts.chunks_exact(ab)) {
+                    // SAFETY: same features as this function's.
+                    *o = unsafe { $dot(row, a) };
+                }
+            }
+        }
+    };
+}
+/// Like `rows_kernel!`, with activation rows taken 4 at a time by a
+/// `*_multi` kernel (each weight block unpacked once per 4 tokens).
+macro_rules! rows_kernel_multi {
+    ($name:ident, $multi:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            if rb == 0 || ab == 0 || n_batch == 0 {
+                return;
+            }
+            let a = |b: usize| &acts[b * ab..(b + 1) * ab];
+            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+                let mut b = 0;
+                // SAFETY (the calls below): same features as this function's.
+                while b + 4 <= n_batch {
+                    let o: &mut [f32; 4] = (&mut o[b..b + 4]).try_into().unwrap();
+                    unsafe { $multi::<4>(row, [a(b), a(b + 1), a(b + 2), a(b + 3)], o) };
+                    b += 4;
+                }
+                match n_batch - b {
+                    3 => unsafe { $multi::<3>(row, [a(b), a(b + 1), a(b + 2)], (&mut o[b..]).try_into().unwrap()) },
+                    2 => unsafe { $multi::<2>(row, [a(b), a(b + 1)], (&mut o[b..]).try_into().unwrap()) },
+                    1 => unsafe { $multi::<1>(row, [a(b)], (&mut o[b..]).try_into().unwrap()) },
+                    _ => {}
+                }
+            }
+        }
+    };
+}
+rows_kernel_multi!(rows_q4k, dot_q4k_multi);
+rows_kernel_multi!(rows_q5k, dot_q5k_multi);
+rows_kernel_multi!(rows_q6k, dot_q6k_multi);
+rows_kernel!(rows_q8_0, vec_dot_q8_0);
+rows_kernel!(rows_f32, vec_dot_f32_bytes);
+rows_kernel!(rows_f16, vec_dot_f16_bytes);
+
+// Safe row kernels: check the CPU once per call, else loop the scalar dot.
+macro_rules! safe_rows {
+    ($name:ident, $simd:ident, $fallback:ident) => {
+        pub(super) fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            if isa_available(Isa::Avx2) {
+                // SAFETY: the CPU supports AVX2, FMA and F16C (checked).
+                unsafe { $simd(w, rb, acts, ab, n_batch, out) }
+            } else {
+                super::matmul::rows_with($fallback, w, rb, acts, ab, n_batch, out)
+            }
+        }
+    };
+}
+safe_rows!(q4k_rows, rows_q4k, q4k);
+safe_rows!(q5k_rows, rows_q5k, q5k);
+safe_rows!(q6k_rows, rows_q6k, q6k);
+safe_rows!(q8_0_rows, rows_q8_0, q8_0);
+safe_rows!(f32_rows, rows_f32, f32s);
+safe_rows!(f16_rows, rows_f16, f16s);
 
 // Safe entry points for the dispatch tables. Each checks the CPU (a cached
 // atomic) so it is sound from anywhere, and falls back to the reference.

@@ -21,13 +21,40 @@ use super::{
 #[derive(Clone, Copy)]
 struct RowKernels {
     act: GgmlType,
-    vec_dot: fn(&[u8], &[u8]) -> f32,
+    vec_dot: DotFn,
+    /// Many rows x many activation rows (see `rows_with`); None: loop
+    /// over `vec_dot`.
+    rows: Option<RowsFn>,
 }
+
+type RowsFn = fn(&[u8], usize, &[u8], usize, usize, &mut [f32]);
+type DotFn = fn(&[u8], &[u8]) -> f32;
 
 const fn kernels_of<W: WeightFormat>() -> RowKernels {
     RowKernels {
         act: <W::Act as Format>::TYPE,
         vec_dot: W::vec_dot,
+        rows: None,
+    }
+}
+
+/// `out[i * n_batch + b] = dot(row i of w, activation row b)` by `dot`.
+pub(super) fn rows_with(
+    dot: fn(&[u8], &[u8]) -> f32,
+    w: &[u8],
+    rb: usize,
+    acts: &[u8],
+    ab: usize,
+    n_batch: usize,
+    out: &mut [f32],
+) {
+    if rb == 0 || ab == 0 || n_batch == 0 {
+        return;
+    }
+    for (row, out) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+        for (o, a) in out.iter_mut().zip(acts.chunks_exact(ab)) {
+            *o = dot(row, a);
+        }
     }
 }
 
@@ -36,18 +63,19 @@ const fn kernels_of<W: WeightFormat>() -> RowKernels {
 fn row_kernels(ty: GgmlType, isa: Isa) -> Result<RowKernels, QuantError> {
     #[cfg(target_arch = "x86_64")]
     if cpu::usable(isa) == Isa::Avx2 {
-        let vec_dot: fn(&[u8], &[u8]) -> f32 = match ty {
-            GgmlType::F32 => avx2::f32s,
-            GgmlType::F16 => avx2::f16s,
-            GgmlType::Q8_0 => avx2::q8_0,
-            GgmlType::Q4K => avx2::q4k,
-            GgmlType::Q5K => avx2::q5k,
-            GgmlType::Q6K => avx2::q6k,
+        let (vec_dot, rows): (DotFn, RowsFn) = match ty {
+            GgmlType::F32 => (avx2::f32s, avx2::f32_rows),
+            GgmlType::F16 => (avx2::f16s, avx2::f16_rows),
+            GgmlType::Q8_0 => (avx2::q8_0, avx2::q8_0_rows),
+            GgmlType::Q4K => (avx2::q4k, avx2::q4k_rows),
+            GgmlType::Q5K => (avx2::q5k, avx2::q5k_rows),
+            GgmlType::Q6K => (avx2::q6k, avx2::q6k_rows),
             GgmlType::Q8K => return row_kernels(ty, Isa::Scalar),
         };
         return Ok(RowKernels {
             act: row_kernels(ty, Isa::Scalar)?.act,
             vec_dot,
+            rows: Some(rows),
         });
     }
     let _ = isa;
@@ -325,10 +353,9 @@ pub fn matmul_rows_isa(
         return Ok(());
     }
     let w = &w[rows.start * rb..rows.end * rb];
-    for (row, out) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
-        for (o, a) in out.iter_mut().zip(acts.chunks_exact(ab)) {
-            *o = (k.vec_dot)(row, a);
-        }
+    match k.rows {
+        Some(f) => f(w, rb, acts, ab, n_batch, out),
+        None => rows_with(k.vec_dot, w, rb, acts, ab, n_batch, out),
     }
     Ok(())
 }

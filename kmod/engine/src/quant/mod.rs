@@ -9,7 +9,10 @@
 //! picked.
 //!
 //! Data arrives as `&[u8]` (GGUF tensors are only 32-byte aligned), so blocks
-//! are decoded with `from_le_bytes`: no alignment assumptions, no unsafe.
+//! are decoded with `from_le_bytes`: no alignment assumptions, and no unsafe
+//! in the scalar kernels. The AVX2 kernels (`avx2`) use unaligned loads from
+//! bounds-checked slices; `cpu` detects the CPU once and `set_simd(false)`
+//! forces the scalar reference.
 
 use core::fmt;
 

@@ -1,7 +1,11 @@
-//! SentencePiece tokenizer for GGUF vocabularies with `tokenizer.ggml.model =
-//! "llama"`, a port of llama.cpp's SPM path (`llm_tokenizer_spm_session`,
-//! `tokenizer_st_partition`, `token_to_piece`, `detokenize`; llama.cpp as
-//! vendored by llama-cpp-python 0.3.36).
+//! Tokenizers for GGUF vocabularies, ports of llama.cpp's (as vendored by
+//! llama-cpp-python 0.3.36):
+//! - SentencePiece, `tokenizer.ggml.model = "llama"`: `llm_tokenizer_spm_session`;
+//! - byte-level BPE, `tokenizer.ggml.model = "gpt2"` with the Qwen2
+//!   pre-tokenizer: `llm_tokenizer_bpe_session` (see [`bpe`]);
+//!
+//! and for both `tokenizer_st_partition` (special tokens), `token_to_piece`
+//! and `detokenize`.
 //!
 //! All memory is taken when the tokenizer and a [`TokenizerScratch`] are
 //! made; `encode`/`detokenize` only borrow it (in the kernel they run where
@@ -11,6 +15,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::gguf::{Gguf, Value, ValueType};
+
+mod bpe;
+mod unicode;
 
 /// Token attributes, the bits of llama.cpp's `llama_token_attr`.
 pub mod attr {
@@ -34,7 +41,8 @@ const SPACE: &[u8] = "\u{2581}".as_bytes();
 pub enum TokenizerError {
     MissingKey(&'static str),
     WrongType(&'static str),
-    /// `tokenizer.ggml.model` is not "llama" (SentencePiece).
+    /// `tokenizer.ggml.model` is neither "llama" (SentencePiece) nor "gpt2"
+    /// (byte-level BPE) with a Qwen2 pre-tokenizer.
     UnsupportedModel,
     EmptyVocab,
     TooManyTokens(u64),
@@ -72,7 +80,10 @@ impl fmt::Display for TokenizerError {
         match self {
             MissingKey(k) => write!(f, "missing tokenizer key {k}"),
             WrongType(k) => write!(f, "tokenizer key {k} has the wrong type"),
-            UnsupportedModel => write!(f, "unsupported tokenizer model (only \"llama\" SentencePiece)"),
+            UnsupportedModel => write!(
+                f,
+                "unsupported tokenizer (only \"llama\" SentencePiece and \"gpt2\" BPE with the qwen2 pre-tokenizer)"
+            ),
             EmptyVocab => write!(f, "empty vocabulary"),
             TooManyTokens(n) => write!(f, "vocabulary of {n} tokens is too large"),
             ShortArray { key, len, n_vocab } => {
@@ -114,8 +125,10 @@ pub struct SpecialTokens {
     pub fim_sep: Option<u32>,
 }
 
-/// A SentencePiece vocabulary, owning copies of the token texts.
+/// A vocabulary, owning copies of the token texts.
 pub struct Tokenizer {
+    /// Byte-level BPE merges; None for SentencePiece.
+    bpe: Option<bpe::Bpe>,
     /// Token i's text is `text[text_off[i]..text_off[i + 1]]`.
     text: Vec<u8>,
     text_off: Vec<u32>,
@@ -151,6 +164,8 @@ pub struct TokenizerScratch {
     esc: Vec<u8>,
     syms: Vec<Symbol>,
     heap: Vec<Bigram>,
+    /// BPE: the fragment's codepoints.
+    cpts: Vec<u32>,
 }
 
 impl TokenizerScratch {
@@ -171,6 +186,8 @@ struct Symbol {
     n: u32,
     prev: i32,
     next: i32,
+    /// BPE: the token whose text the symbol is (bpe::NONE if none).
+    id: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -303,14 +320,15 @@ impl Tokenizer {
         const K_SCORES: &str = "tokenizer.ggml.scores";
         const K_TYPES: &str = "tokenizer.ggml.token_type";
 
-        match g.get(K_MODEL) {
+        let is_bpe = match g.get(K_MODEL) {
             None => return Err(TokenizerError::MissingKey(K_MODEL)),
             Some(v) => match v.as_bytes() {
-                Some(b"llama") => {}
+                Some(b"llama") => false,
+                Some(b"gpt2") if bpe::supported_pre(g) => true,
                 Some(_) => return Err(TokenizerError::UnsupportedModel),
                 None => return Err(TokenizerError::WrongType(K_MODEL)),
             },
-        }
+        };
         let tokens = match g.get(K_TOKENS) {
             None => return Err(TokenizerError::MissingKey(K_TOKENS)),
             Some(v) => match v.as_array() {
@@ -411,6 +429,7 @@ impl Tokenizer {
         attrs.resize(n, attr::UNDEFINED);
 
         let mut t = Tokenizer {
+            bpe: None,
             text,
             text_off,
             piece: Vec::new(),
@@ -422,9 +441,9 @@ impl Tokenizer {
             eog: Vec::new(),
             byte_token: [None; 256],
             special: SpecialTokens::default(),
-            add_bos: true,
+            add_bos: !is_bpe,
             add_eos: false,
-            add_space_prefix: true,
+            add_space_prefix: !is_bpe,
             max_token_len,
             min_special_len: usize::MAX,
         };
@@ -437,13 +456,13 @@ impl Tokenizer {
         }
         t.by_text = by_text;
 
-        for b in 0..=255u8 {
+        for b in (0..=255u8).filter(|_| !is_bpe) {
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
             let name = [b'<', b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize], b'>'];
             t.byte_token[b as usize] = t.token_id(&name).or_else(|| t.token_id(&[b]));
         }
 
-        t.load_specials(g);
+        t.load_specials(g, is_bpe);
         if let Some(v) = g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()) {
             t.add_space_prefix = v;
         }
@@ -466,7 +485,10 @@ impl Tokenizer {
         t.min_special_len = specials.iter().map(|&id| t.text(id).len()).min().unwrap_or(usize::MAX);
         t.specials = specials;
 
-        t.build_pieces()?;
+        t.build_pieces(is_bpe)?;
+        if is_bpe {
+            t.bpe = Some(bpe::Bpe::load(g, &t)?);
+        }
 
         // llama.cpp's per-model attributes that apply to SPM vocabularies.
         let name = g.get("general.name").and_then(|v| v.as_bytes()).unwrap_or(&[]);
@@ -488,14 +510,19 @@ impl Tokenizer {
         Ok(t)
     }
 
-    fn load_specials(&mut self, g: &Gguf<'_>) {
+    fn load_specials(&mut self, g: &Gguf<'_>, is_bpe: bool) {
         let n = self.n_vocab() as u64;
         let s = &mut self.special;
-        // SentencePiece defaults, disabled when out of range.
+        // SentencePiece's or GPT-2's defaults, disabled when out of range.
         let check = |id: u32| if (id as u64) < n { Some(id) } else { None };
-        s.bos = check(1);
-        s.eos = check(2);
-        s.unk = check(0);
+        if is_bpe {
+            s.bos = check(11);
+            s.eos = check(11);
+        } else {
+            s.bos = check(1);
+            s.eos = check(2);
+            s.unk = check(0);
+        }
         let keys: [(&str, Slot); 17] = [
             ("tokenizer.ggml.bos_token_id", |s| &mut s.bos),
             ("tokenizer.ggml.eos_token_id", |s| &mut s.eos),
@@ -604,7 +631,7 @@ impl Tokenizer {
     }
 
     /// llama.cpp's token-to-piece cache (`token_to_piece(id, special = true)`).
-    fn build_pieces(&mut self) -> Result<(), TokenizerError> {
+    fn build_pieces(&mut self, is_bpe: bool) -> Result<(), TokenizerError> {
         let n = self.n_vocab() as usize;
         // Unescaping "▁" only shrinks, a byte token gives 1 byte.
         let mut piece = vec_with::<u8>(self.text.len() + n)?;
@@ -615,6 +642,9 @@ impl Tokenizer {
             let text = self.text(id);
             if a & (attr::UNKNOWN | attr::CONTROL | attr::USER_DEFINED) != 0 {
                 piece.extend_from_slice(text);
+            } else if a & attr::NORMAL != 0 && is_bpe {
+                // May grow past the estimate for odd texts: grows fallibly.
+                bpe::decode_text(text, &mut piece)?;
             } else if a & attr::NORMAL != 0 {
                 let mut rest = text;
                 while let Some(i) = find(rest, SPACE) {
@@ -732,16 +762,21 @@ impl Tokenizer {
                 .and_then(|x| x.checked_add(1))
                 .ok_or(TokenizerError::OutOfMemory)?
         };
-        // A fragment plus the prefix space, each space escaped to 3 bytes;
-        // one symbol per byte at most; a merge queues at most two bigrams.
-        let n_sym = m.checked_add(1).ok_or(TokenizerError::OutOfMemory)?;
+        // SPM: a fragment plus the prefix space, each space escaped to 3
+        // bytes; one symbol per byte at most.
+        // BPE: a word rebuilt from codepoints, an invalid byte becoming
+        // U+FFFD's 3 bytes; one symbol per byte of that.
+        // Both: a merge queues at most two bigrams.
+        let big = |k: usize| m.checked_add(1).and_then(|x| x.checked_mul(k)).ok_or(TokenizerError::OutOfMemory);
+        let (n_sym, n_cpts) = if self.bpe.is_some() { (big(3)?, m) } else { (big(1)?, 0) };
         Ok(TokenizerScratch {
             max_bytes: m,
             frags: vec_with(n_frags)?,
             frags_next: vec_with(n_frags)?,
-            esc: vec_with(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
+            esc: vec_with(big(3)?)?,
             syms: vec_with(n_sym)?,
             heap: vec_with(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
+            cpts: vec_with(n_cpts)?,
         })
     }
 
@@ -776,6 +811,31 @@ impl Tokenizer {
         }
         let mut o = Out { buf: out, n: 0 };
         self.partition(text, parse_special, scratch)?;
+        if let Some(bpe) = &self.bpe {
+            // llm_tokenizer_bpe_session: no prefix space, BOS/EOS as asked.
+            if add_special && self.add_bos {
+                o.push(self.special.bos.ok_or(TokenizerError::NoBosToken)?);
+            }
+            let frags = core::mem::take(&mut scratch.frags);
+            let res = frags.iter().try_for_each(|f| match *f {
+                Frag::Text { start, len } => {
+                    self.bpe_fragment(bpe, &text[start as usize..(start + len) as usize], scratch, &mut o)
+                }
+                Frag::Token(id) => {
+                    o.push(id);
+                    Ok(())
+                }
+            });
+            scratch.frags = frags;
+            res?;
+            if add_special && self.add_eos {
+                o.push(self.special.eos.ok_or(TokenizerError::NoEosToken)?);
+            }
+            if o.n > o.buf.len() {
+                return Err(TokenizerError::OutputTooSmall { needed: o.n });
+            }
+            return Ok(o.n);
+        }
 
         let mut prev_special = true; // prefix the first fragment with a space
         if add_special && self.add_bos {
@@ -896,7 +956,7 @@ impl Tokenizer {
             let idx = s.syms.len() as i32;
             offs += len;
             let next = if offs == n { -1 } else { idx + 1 };
-            push(&mut s.syms, Symbol { start: (offs - len) as u32, n: len as u32, prev: idx - 1, next })?;
+            push(&mut s.syms, Symbol { start: (offs - len) as u32, n: len as u32, prev: idx - 1, next, id: 0 })?;
         }
         if s.syms.is_empty() {
             return Ok(());

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Llamux vs llama.cpp (llama-bench) on the same GGUF files, 1 and 2 threads,
+# plus a streaming-read memory bandwidth figure; prints a table of ratios.
+#
+#   bench/run.sh            tiny-q4_k_m, tiny-mixed and the 13B-shape model
+#   bench/run.sh --no-13b   only the tiny models
+#
+# Env: P, N, R (prompt tokens, generated tokens, repetitions; defaults 16,
+# 32, 5 for the tiny models), P13, N13, R13 (defaults 16, 8, 2 for 13B),
+# THREADS (default "1 2"), LLAMA_BENCH (path; default: the build of
+# tests/fixtures/build-llama.sh, built if missing), LLAMUX_CACHE.
+# Results (JSON per run) go to target/bench/; the 13B-shape GGUF (7.9 GB)
+# is written once to $LLAMUX_CACHE/models/ by bench/make-13b.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cache=${LLAMUX_CACHE:-$HOME/.cache/llamux}
+out=$root/target/bench
+mkdir -p "$out"
+with13=1
+[ "${1:-}" = "--no-13b" ] && with13=0
+P=${P:-16} N=${N:-32} R=${R:-5}
+P13=${P13:-16} N13=${N13:-8} R13=${R13:-2}
+THREADS=${THREADS:-"1 2"}
+
+echo "== build" >&2
+cargo build --release -q -p llamux >&2
+llamux=$root/target/release/llamux
+cc -O2 -pthread -o "$out/bw" bench/bw.c
+
+lb=${LLAMA_BENCH:-}
+if [ -z "$lb" ]; then
+    lb=$(ls "$cache"/llama-build-0.3.36-native*/bin/llama-bench 2>/dev/null | head -1 || true)
+fi
+if [ -z "$lb" ]; then
+    echo "== building llama.cpp (tests/fixtures/build-llama.sh)" >&2
+    eval "$(tests/fixtures/build-llama.sh)"
+    lb=$LLAMA_BIN/llama-bench
+fi
+
+models=()
+for m in tiny-q4_k_m tiny-mixed; do
+    [ -f "tests/models/$m.gguf" ] || tests/models/make.sh >/dev/null
+    models+=("tests/models/$m.gguf")
+done
+m13=$cache/models/codellama-13b-shape-q4_k_m.gguf
+if [ $with13 = 1 ] && [ ! -f "$m13" ]; then
+    echo "== writing $m13 (bench/make-13b.py)" >&2
+    mkdir -p "$(dirname "$m13")"
+    py=$(tests/fixtures/setup-python.sh)
+    vocab=$(tests/fixtures/get-llama-src.sh)/models/ggml-vocab-llama-spm.gguf
+    "$py" bench/make-13b.py --vocab "$vocab" --out "$m13" >&2
+fi
+[ $with13 = 1 ] && models+=("$m13")
+
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== bandwidth" >&2
+for t in $THREADS; do "$out/bw" "$t" 1024 10 > "$out/bw-$t.txt"; done
+
+: > "$out/runs.jsonl"
+for m in "${models[@]}"; do
+    name=$(basename "$m" .gguf)
+    if [ "$m" = "$m13" ]; then p=$P13 n=$N13 r=$R13; else p=$P n=$N r=$R; fi
+    # Page the file in once, so neither side pays for the disk.
+    cat "$m" > /dev/null
+    for t in $THREADS; do
+        echo "== $name, $t thread(s)" >&2
+        # Alternate the two engines, pp and tg separately, to spread the
+        # machine's background load over both.
+        "$llamux" bench -m "$m" -t "$t" -p "$p" -n 0 -r "$r" --json > "$out/$name-t$t-llamux-pp.json"
+        "$lb" -m "$m" -t "$t" -p "$p" -n 0 -r "$r" -o json 2>/dev/null > "$out/$name-t$t-llama-pp.json"
+        "$llamux" bench -m "$m" -t "$t" -p 0 -n "$n" -r "$r" --json > "$out/$name-t$t-llamux-tg.json"
+        "$lb" -m "$m" -t "$t" -p 0 -n "$n" -r "$r" -o json 2>/dev/null > "$out/$name-t$t-llama-tg.json"
+        echo "{\"model\":\"$name\",\"threads\":$t,\"p\":$p,\"n\":$n,\"r\":$r}" >> "$out/runs.jsonl"
+    done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+for t in $THREADS; do "$out/bw" "$t" 1024 10 >> "$out/bw-$t.txt"; done
+
+python3 - "$out" "$load0" "$load1" <<'PY'
+import json, os, platform, subprocess, sys, time
+out, load0, load1 = sys.argv[1:4]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+except Exception:
+    commit = "?"
+def bw(t):
+    v = [float(x) for x in open(f"{out}/bw-{t}.txt").read().split()]
+    return max(v)
+def ours(name, t, kind):
+    j = json.load(open(f"{out}/{name}-t{t}-llamux-{kind}.json"))
+    return j[kind]["avg_ts"], j[kind]["stddev_ts"], j["weight_bytes"], j["isa"]
+def theirs(name, t, kind):
+    j = json.load(open(f"{out}/{name}-t{t}-llama-{kind}.json"))
+    return j[0]["avg_ts"], j[0]["stddev_ts"]
+print(f"# Llamux vs llama.cpp llama-bench ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit})")
+print(f"# {cpu}, {os.cpu_count()} cores, {int(mem) / 1048576:.0f} GiB RAM, {platform.release()}")
+print(f"# load average before {load0}, after {load1}")
+runs = [json.loads(l) for l in open(f"{out}/runs.jsonl")]
+ts = sorted({r["threads"] for r in runs})
+print("# streaming read bandwidth: " + ", ".join(f"{t} thread(s) {bw(t):.2f} GB/s" for t in ts))
+print()
+hdr = ["model", "t", "pp", "llamux pp t/s", "llama.cpp pp t/s", "pp ratio", "tg", "llamux tg t/s", "llama.cpp tg t/s", "tg ratio", "llamux tg GB/s", "% of bw"]
+rows = []
+for r in runs:
+    name, t = r["model"], r["threads"]
+    opp, ospp, wb, isa = ours(name, t, "pp")
+    otg, ostg, _, _ = ours(name, t, "tg")
+    lpp, lspp = theirs(name, t, "pp")
+    ltg, lstg = theirs(name, t, "tg")
+    gbs = otg * wb / 1e9
+    rows.append([name, str(t), f"pp{r['p']}", f"{opp:.2f} ± {ospp:.2f}", f"{lpp:.2f} ± {lspp:.2f}", f"{opp / lpp:.2f}x",
+                 f"tg{r['n']}", f"{otg:.2f} ± {ostg:.2f}", f"{ltg:.2f} ± {lstg:.2f}", f"{otg / ltg:.2f}x",
+                 f"{gbs:.2f}", f"{100 * gbs / bw(t):.0f}%"])
+w = [max(len(x[i]) for x in rows + [hdr]) for i in range(len(hdr))]
+print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for x in rows:
+    print("| " + " | ".join(c.rjust(w[i]) if i > 0 else c.ljust(w[i]) for i, c in enumerate(x)) + " |")
+print()
+print(f"# llamux kernels: {isa}; ratios are Llamux / llama.cpp (higher is better for Llamux);")
+print("# GB/s = decode tokens/s x bytes of weights read per token; % of bw = share of the streaming-read bandwidth at the same thread count.")
+PY
