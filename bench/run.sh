@@ -6,7 +6,7 @@
 #   bench/run.sh --no-13b   only the tiny models
 #
 # Env: P, N, R (prompt tokens, generated tokens, repetitions; defaults 16,
-# 32, 5 for the tiny models), P13, N13, R13 (defaults 16, 8, 2 for 13B),
+# 32, 10 for the tiny models), P13, N13, R13 (defaults 16, 4, 3 for 13B),
 # THREADS (default "1 2"), LLAMA_BENCH (path; default: the build of
 # tests/fixtures/build-llama.sh, built if missing), LLAMUX_CACHE.
 # Results (JSON per run) go to target/bench/; the 13B-shape GGUF (7.9 GB)
@@ -19,8 +19,8 @@ out=$root/target/bench
 mkdir -p "$out"
 with13=1
 [ "${1:-}" = "--no-13b" ] && with13=0
-P=${P:-16} N=${N:-32} R=${R:-5}
-P13=${P13:-16} N13=${N13:-8} R13=${R13:-2}
+P=${P:-16} N=${N:-32} R=${R:-10}
+P13=${P13:-16} N13=${N13:-4} R13=${R13:-3}
 THREADS=${THREADS:-"1 2"}
 
 echo "== build" >&2
@@ -89,12 +89,19 @@ except Exception:
 def bw(t):
     v = [float(x) for x in open(f"{out}/bw-{t}.txt").read().split()]
     return max(v)
+# Median of the repetitions (robust to a busy machine), and the spread
+# (min-max) of the samples.
+def med(v):
+    v = sorted(v)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2, v[0], v[-1]
 def ours(name, t, kind):
     j = json.load(open(f"{out}/{name}-t{t}-llamux-{kind}.json"))
-    return j[kind]["avg_ts"], j[kind]["stddev_ts"], j["weight_bytes"], j["isa"]
+    return med(j[kind]["samples_ts"]) + (j["weight_bytes"], j["isa"])
 def theirs(name, t, kind):
     j = json.load(open(f"{out}/{name}-t{t}-llama-{kind}.json"))
-    return j[0]["avg_ts"], j[0]["stddev_ts"]
+    return med(j[0]["samples_ts"])
+def fmt(m, lo, hi):
+    return f"{m:.2f} [{lo:.4g}-{hi:.4g}]"
 print(f"# Llamux vs llama.cpp llama-bench ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit})")
 print(f"# {cpu}, {os.cpu_count()} cores, {int(mem) / 1048576:.0f} GiB RAM, {platform.release()}")
 print(f"# load average before {load0}, after {load1}")
@@ -106,13 +113,13 @@ hdr = ["model", "t", "pp", "llamux pp t/s", "llama.cpp pp t/s", "pp ratio", "tg"
 rows = []
 for r in runs:
     name, t = r["model"], r["threads"]
-    opp, ospp, wb, isa = ours(name, t, "pp")
-    otg, ostg, _, _ = ours(name, t, "tg")
-    lpp, lspp = theirs(name, t, "pp")
-    ltg, lstg = theirs(name, t, "tg")
+    opp, opl, oph, wb, isa = ours(name, t, "pp")
+    otg, otl, oth, _, _ = ours(name, t, "tg")
+    lpp, lpl, lph = theirs(name, t, "pp")
+    ltg, ltl, lth = theirs(name, t, "tg")
     gbs = otg * wb / 1e9
-    rows.append([name, str(t), f"pp{r['p']}", f"{opp:.2f} ± {ospp:.2f}", f"{lpp:.2f} ± {lspp:.2f}", f"{opp / lpp:.2f}x",
-                 f"tg{r['n']}", f"{otg:.2f} ± {ostg:.2f}", f"{ltg:.2f} ± {lstg:.2f}", f"{otg / ltg:.2f}x",
+    rows.append([name, str(t), f"pp{r['p']}", fmt(opp, opl, oph), fmt(lpp, lpl, lph), f"{opp / lpp:.2f}x",
+                 f"tg{r['n']}", fmt(otg, otl, oth), fmt(ltg, ltl, lth), f"{otg / ltg:.2f}x",
                  f"{gbs:.2f}", f"{100 * gbs / bw(t):.0f}%"])
 w = [max(len(x[i]) for x in rows + [hdr]) for i in range(len(hdr))]
 print("| " + " | ".join(h.ljust(w[i]) for i, h in enumerate(hdr)) + " |")
@@ -120,6 +127,6 @@ print("|" + "|".join("-" * (x + 2) for x in w) + "|")
 for x in rows:
     print("| " + " | ".join(c.rjust(w[i]) if i > 0 else c.ljust(w[i]) for i, c in enumerate(x)) + " |")
 print()
-print(f"# llamux kernels: {isa}; ratios are Llamux / llama.cpp (higher is better for Llamux);")
+print(f"# tokens/s: median [min-max] of the repetitions; llamux kernels: {isa}; ratios are Llamux / llama.cpp medians;")
 print("# GB/s = decode tokens/s x bytes of weights read per token; % of bw = share of the streaming-read bandwidth at the same thread count.")
 PY

@@ -29,6 +29,7 @@
 #include <linux/mutex.h>
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
+#include <linux/sched/clock.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -97,6 +98,10 @@ MODULE_PARM_DESC(n_ctx, "KV cache positions (prompt + generated tokens)");
 static unsigned int n_batch = 32;
 module_param(n_batch, uint, 0444);
 MODULE_PARM_DESC(n_batch, "Prefill batch size");
+
+static unsigned int spin_us = 50;
+module_param(spin_us, uint, 0644);
+MODULE_PARM_DESC(spin_us, "Workers and the caller spin this long for the next job / the job's end before sleeping");
 
 static unsigned int max_prompt = 4096;
 module_param(max_prompt, uint, 0444);
@@ -181,6 +186,32 @@ static void pool_take(void (*fn)(const void *, size_t), const void *data, size_t
 	}
 }
 
+/* Spins up to spin_us until cond() holds; false if it did not (then sleep).
+ * A forward pass hands out jobs in quick bursts, and a wake-up costs more
+ * than a short spin; need_resched() keeps the spin polite under
+ * PREEMPT_NONE. */
+static bool spin_until(bool (*cond)(unsigned long), unsigned long arg)
+{
+	u64 end = local_clock() + (u64)READ_ONCE(spin_us) * 1000;
+
+	while (!cond(arg)) {
+		if (need_resched() || local_clock() > end)
+			return false;
+		cpu_relax();
+	}
+	return true;
+}
+
+static bool new_job(unsigned long seen)
+{
+	return smp_load_acquire(&pool.gen) != seen || kthread_should_stop();
+}
+
+static bool job_done(unsigned long unused)
+{
+	return atomic_read(&pool.busy) == 0;
+}
+
 static int pool_worker(void *arg)
 {
 	unsigned long seen = 0;
@@ -188,8 +219,8 @@ static int pool_worker(void *arg)
 	for (;;) {
 		unsigned long g;
 
-		wait_event_interruptible(pool.wake, kthread_should_stop() ||
-					 smp_load_acquire(&pool.gen) != seen);
+		if (!spin_until(new_job, seen))
+			wait_event_interruptible(pool.wake, new_job(seen));
 		if (kthread_should_stop())
 			break;
 		g = smp_load_acquire(&pool.gen);
@@ -218,10 +249,12 @@ void llx_parallel_run(void *exec_ctx, size_t n,
 		atomic_long_set(&pool.next, 0);
 		atomic_set(&pool.busy, pool.n_workers);
 		smp_store_release(&pool.gen, pool.gen + 1);
-		wake_up_all(&pool.wake);
+		if (wq_has_sleeper(&pool.wake))
+			wake_up_all(&pool.wake);
 		pool_take(task_fn, data, n);
 		/* Tasks and `data` live on the engine's stack: wait for all. */
-		wait_event(pool.done, atomic_read(&pool.busy) == 0);
+		if (!spin_until(job_done, 0))
+			wait_event(pool.done, atomic_read(&pool.busy) == 0);
 	}
 	fpu_enter();
 }

@@ -28,6 +28,8 @@ extern "C" {
     fn llamux_proc_init() -> c_int;
     fn llamux_proc_exit();
     fn llamux_param_max_threads() -> c_uint;
+    /// Appends the engine host's part of the status (llamux_core.c).
+    fn llamux_core_status(m: *mut bindings::seq_file);
 }
 
 /// How many times `/proc/llamux/status` was read since load.
@@ -53,7 +55,7 @@ fn worker_threads() -> u32 {
 pub extern "C" fn llamux_status_show(m: *mut bindings::seq_file) -> c_int {
     let reads = STATUS_READS.fetch_add(1, Ordering::Relaxed) + 1;
     let text = match CString::try_from_fmt(kernel::fmt!(
-        "llamux {}\nstate: idle\nmodel: none\nmax_threads: {}\nworker_threads: {}\nstatus_reads: {}\n",
+        "llamux {}\nmax_threads: {}\nworker_threads: {}\nstatus_reads: {}\n",
         VERSION,
         // SAFETY: see `worker_threads`.
         unsafe { llamux_param_max_threads() },
@@ -69,6 +71,9 @@ pub extern "C" fn llamux_status_show(m: *mut bindings::seq_file) -> c_int {
     // seq_write only reports overflow, which the seq_file core handles by
     // retrying with a bigger buffer, so its result needs no handling here.
     unsafe { bindings::seq_write(m, bytes.as_ptr().cast(), bytes.len()) };
+    // SAFETY: `m` is the live seq_file of this show call (see above); the
+    // C side only appends to it under its own lock.
+    unsafe { llamux_core_status(m) };
     0
 }
 

@@ -21,6 +21,11 @@ void llamux_proc_exit(void);
 /* Implemented in Rust: write the text of /proc/llamux/status into m. */
 int llamux_status_show(struct seq_file *m);
 
+/* llamux_core.c: engine host (workers, model, generate/load/model/params). */
+int llamux_core_init(struct proc_dir_entry *dir);
+void llamux_core_stop(void);
+void llamux_core_exit(void);
+
 static struct proc_dir_entry *llamux_dir;
 
 unsigned int llamux_param_max_threads(void)
@@ -35,20 +40,31 @@ static int llamux_status_open_show(struct seq_file *m, void *v)
 
 int llamux_proc_init(void)
 {
+	int err;
+
 	llamux_dir = proc_mkdir("llamux", NULL);
 	if (!llamux_dir)
 		return -ENOMEM;
-	if (!proc_create_single("status", 0444, llamux_dir, llamux_status_open_show)) {
+	if (!proc_create_single("status", 0600, llamux_dir, llamux_status_open_show)) {
 		proc_remove(llamux_dir);
 		llamux_dir = NULL;
 		return -ENOMEM;
 	}
-	return 0;
+	err = llamux_core_init(llamux_dir);
+	if (err) {
+		proc_remove(llamux_dir);
+		llamux_dir = NULL;
+	}
+	return err;
 }
 
 void llamux_proc_exit(void)
 {
-	/* Removes the directory and everything below it; waits for readers. */
+	/* A running generation quits at its next token; proc_remove then
+	 * waits for readers and writers in flight, and only after that the
+	 * workers, the engine and the model go away. */
+	llamux_core_stop();
 	proc_remove(llamux_dir);
 	llamux_dir = NULL;
+	llamux_core_exit();
 }

@@ -30,38 +30,29 @@ setup() {
     fi
 }
 
-# Counts cargo's "test result" lines into the totals.
-cargo_tests() {
-    local name=$1; shift
+# Runs a suite and adds its counts to the totals: cargo's "N passed; N
+# failed" lines (summed), or a guest run's last "guest: N passed, N failed".
+suite() {
+    local kind=$1 name=$2; shift 2
     note "$name"
     local out="$log_dir/$name.log"
     "$@" 2>&1 | tee "$out"
     local rc=${PIPESTATUS[0]}
     local p f
-    p=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
-    f=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+    if [ "$kind" = cargo ]; then
+        p=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
+        f=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+    else
+        read -r p f < <(grep -E '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
+        p=${p:-0} f=${f:-0}
+    fi
     passed=$((passed + p))
     failed=$((failed + f))
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "$name (exit $rc)"; fi
-    [ "$f" -gt 0 ] && failures+=("$name")
-    return 0
-}
-
-# Counts a guest run's "guest: N passed, N failed" line into the totals.
-guest_tests() {
-    local name=$1; shift
-    note "$name"
-    local out="$log_dir/$name.log"
-    "$@" 2>&1 | tee "$out"
-    local rc=${PIPESTATUS[0]}
-    local line p f
-    line=$(grep -E '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)
-    p=$(echo "$line" | awk '{print $2+0}')
-    f=$(echo "$line" | awk '{print $4+0}')
-    passed=$((passed + p))
-    failed=$((failed + f))
-    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then bad "$name (exit $rc)"; fi
-    [ "$f" -gt 0 ] && failures+=("$name")
+    if [ "$f" -gt 0 ]; then
+        failures+=("$name")
+    elif [ "$rc" -ne 0 ]; then
+        bad "$name (exit $rc)"
+    fi
     return 0
 }
 
@@ -83,11 +74,11 @@ for m in tests/models/*.gguf; do
     "$PY" tests/fixtures/gguf-listing.py "$m" || bad "listing $m"
 done
 
-cargo_tests "engine-and-loader" cargo test --workspace --release
+suite cargo "engine-and-loader" cargo test --workspace --release
 
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do
-        guest_tests "$(basename "$t" .sh)" "$t"
+        suite guest "$(basename "$t" .sh)" "$t"
     done
 fi
 finish

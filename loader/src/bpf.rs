@@ -74,7 +74,7 @@ fn ensure_bpffs() -> Result<(), String> {
     let p = c"/sys/fs/bpf";
     // SAFETY: p is a NUL-terminated path, st a valid out-buffer.
     let r = unsafe { libc::statfs(p.as_ptr(), &mut st) };
-    if r == 0 && st.f_type as i64 == 0xcafe4a11 {
+    if r == 0 && st.f_type == 0xcafe4a11 {
         return Ok(());
     }
     std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| format!("/sys/fs/bpf: {e}"))?;

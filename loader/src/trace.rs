@@ -84,7 +84,7 @@ pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout
     let f = loop {
         match File::open(&p) {
             Ok(f) => break f,
-            Err(_) if follow && deadline.map_or(true, |d| Instant::now() < d) => std::thread::sleep(Duration::from_millis(200)),
+            Err(_) if follow && deadline.is_none_or(|d| Instant::now() < d) => std::thread::sleep(Duration::from_millis(200)),
             Err(e) => return Err(format!("{}: {e} (is a policy loaded?)", p.display())),
         }
     };

@@ -1,6 +1,6 @@
 //! The SIMD kernels against the scalar reference, both run in this test.
 //!
-//! - Activation quantizers (Q8_K, Q8_0): bytes identical.
+//! - Activation quantizers (Q8_K, Q8_0, F16): bytes identical.
 //! - Dot products, integer parts: with power-of-two scales and small
 //!   activations every partial sum is an exact integer below 2^24, so both
 //!   paths must give identical bits; this pins the integer arithmetic.
@@ -189,6 +189,31 @@ fn act_quantizers_give_identical_bytes() {
             quantize_acts_isa(Isa::Avx2, wty, x, &mut v[1..]).unwrap();
             assert_eq!(s, v, "{wty:?} case {case}");
         }
+    }
+}
+
+/// F16 activations: every f32 class (random bit patterns: NaN payloads,
+/// infinities, subnormals, overflow) gives the bytes of `half`'s rounding.
+#[test]
+fn f16_activations_give_identical_bytes() {
+    if !have_avx2() {
+        return;
+    }
+    let mut rng = Rng(0x5eed_0006);
+    for case in 0..200 {
+        let n = 1 + rng.below(300) as usize;
+        let x: Vec<f32> = (0..n + 1)
+            .map(|_| match rng.below(3) {
+                0 => f32::from_bits(rng.next() as u32),
+                1 => rng.f32() * 70000.0,
+                _ => rng.f32() * 1e-6,
+            })
+            .collect();
+        let x = &x[1..];
+        let (mut s, mut v) = (vec![0u8; 2 * n + 1], vec![0u8; 2 * n + 1]);
+        quantize_acts_isa(Isa::Scalar, GgmlType::F16, x, &mut s[1..]).unwrap();
+        quantize_acts_isa(Isa::Avx2, GgmlType::F16, x, &mut v[1..]).unwrap();
+        assert_eq!(s, v, "case {case}");
     }
 }
 

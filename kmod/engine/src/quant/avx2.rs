@@ -324,16 +324,19 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     let nb = (w.len() / Q80).min(a.len() / Q80);
-    // SAFETY (whole body): as in `vec_dot_q4k`.
+    let (pw, pa) = (w.as_ptr(), a.as_ptr());
+    // SAFETY (whole body): block i < nb lies inside both slices (nb is
+    // clamped to both), so bytes 34i..34i + 34 are readable; unaligned
+    // loads; the intrinsics need the features the caller guarantees.
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let mut acc = _mm256_setzero_ps();
+        let f16 = |p: *const u8| _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32)));
         for i in 0..nb {
-            let x = &w[i * Q80..(i + 1) * Q80];
-            let y = &a[i * Q80..(i + 1) * Q80];
-            let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
-            let qx = load32(x, 2);
-            let qy = load32(y, 2);
+            let (x, y) = (pw.add(i * Q80), pa.add(i * Q80));
+            let d = _mm256_set1_ps(f16(x) * f16(y));
+            let qx = _mm256_loadu_si256(x.add(2) as *const __m256i);
+            let qy = _mm256_loadu_si256(y.add(2) as *const __m256i);
             // |x| * (y * sign x): maddubs wants one unsigned operand.
             let p = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
             let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
@@ -343,8 +346,9 @@ pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     }
 }
 
-/// f32 dot over `n` values read through `ld` (4 accumulators of 8, like
-/// ggml's GGML_F32_STEP), tail added in scalar.
+/// f32 dot over `n` values: `$lda(i)`/`$ldb(i)` load 8 values at i (only
+/// called with i + 8 <= n), `$sa(i)`/`$sb(i)` one. 4 accumulators of 8,
+/// like ggml's GGML_F32_STEP; the tail is added in scalar.
 macro_rules! dot_body {
     ($n:expr, $lda:expr, $ldb:expr, $sa:expr, $sb:expr) => {{
         let n = $n;
@@ -378,11 +382,13 @@ macro_rules! dot_body {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
     let n = w.len().min(a.len()) / 4;
-    // SAFETY (whole body): loads are of 32 bytes inside `w`/`a` (bounds
-    // checked by the slicing), intrinsics need the caller's features.
+    let (pw, pa) = (w.as_ptr(), a.as_ptr());
+    // SAFETY (whole body): `dot_body` loads 8 floats at i only when
+    // i + 8 <= n, so 32 bytes at 4i are inside both slices (n is clamped
+    // to both lengths); unaligned loads; features from the caller.
     unsafe {
-        let ld = |b: &[u8], i: usize| _mm256_loadu_ps(b[4 * i..4 * i + 32].as_ptr() as *const f32);
-        dot_body!(n, |i| ld(w, i), |i| ld(a, i), |i| f32_at(w, 4 * i), |i| f32_at(a, 4 * i))
+        let ld = |p: *const u8, i: usize| _mm256_loadu_ps(p.add(4 * i) as *const f32);
+        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f32_at(w, 4 * i), |i| f32_at(a, 4 * i))
     }
 }
 
@@ -395,10 +401,11 @@ pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
     let n = w.len().min(a.len()) / 2;
-    // SAFETY (whole body): as in `vec_dot_f32_bytes`, 16-byte loads.
+    let (pw, pa) = (w.as_ptr(), a.as_ptr());
+    // SAFETY (whole body): as in `vec_dot_f32_bytes`, 16-byte loads at 2i.
     unsafe {
-        let ld = |b: &[u8], i: usize| _mm256_cvtph_ps(load16(b, 2 * i));
-        dot_body!(n, |i| ld(w, i), |i| ld(a, i), |i| f16_at(w, 2 * i), |i| f16_at(a, 2 * i))
+        let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i));
+        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f16_at(w, 2 * i), |i| f16_at(a, 2 * i))
     }
 }
 
@@ -409,10 +416,11 @@ pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
     // SAFETY (whole body): 8-float loads at i + 8 <= n, inside both slices.
     unsafe {
-        let ld = |s: &[f32], i: usize| _mm256_loadu_ps(s[i..i + 8].as_ptr());
-        dot_body!(n, |i| ld(a, i), |i| ld(b, i), |i| a[i], |i| b[i])
+        let ld = |p: *const f32, i: usize| _mm256_loadu_ps(p.add(i));
+        dot_body!(n, |i| ld(pa, i), |i| ld(pb, i), |i| a[i], |i| b[i])
     }
 }
 
@@ -423,11 +431,37 @@ pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn dot_f32_f16(a: &[f32], b: &[u16]) -> f32 {
     let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
     // SAFETY (whole body): as in `dot_f32`; 8 halves are 16 bytes.
     unsafe {
-        let la = |i: usize| _mm256_loadu_ps(a[i..i + 8].as_ptr());
-        let lb = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(b[i..i + 8].as_ptr() as *const __m128i));
+        let la = |i: usize| _mm256_loadu_ps(pa.add(i));
+        let lb = |i: usize| _mm256_cvtph_ps(_mm_loadu_si128(pb.add(i) as *const __m128i));
         dot_body!(n, la, lb, |i| a[i], |i| f16_bits_to_f32(b[i]))
+    }
+}
+
+/// F16 activation rows: `_mm256_cvtps_ph` rounds to nearest even like
+/// `half::f16::from_f32` (ggml's GGML_FP32_TO_FP16), overflow to infinity,
+/// NaNs quieted with the payload's top bits: the same bits.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
+    let n = x.len().min(out.len() / 2);
+    let mut i = 0;
+    let (px, po) = (x.as_ptr(), out.as_mut_ptr());
+    // SAFETY: 8 floats read at i + 8 <= n <= x.len(), 16 bytes written at
+    // 2i + 16 <= 2n <= out.len(); unaligned accesses.
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph(_mm256_loadu_ps(px.add(i)), _MM_FROUND_TO_NEAREST_INT);
+            _mm_storeu_si128(po.add(2 * i) as *mut __m128i, h);
+            i += 8;
+        }
+    }
+    for i in i..n {
+        out[2 * i..2 * i + 2].copy_from_slice(&half::f16::from_f32(x[i]).to_bits().to_le_bytes());
     }
 }
 
@@ -724,3 +758,4 @@ macro_rules! safe_quant {
 }
 safe_quant!(quant_q8k, quantize_q8k, BlockQ8K);
 safe_quant!(quant_q8_0, quantize_q8_0, BlockQ8_0);
+safe_quant!(quant_f16, quantize_f16, half::f16);

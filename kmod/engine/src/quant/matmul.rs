@@ -115,6 +115,7 @@ fn act_quantizer(act: GgmlType, isa: Isa) -> fn(&[f32], &mut [u8]) {
         match act {
             GgmlType::Q8_0 => return avx2::quant_q8_0,
             GgmlType::Q8K => return avx2::quant_q8k,
+            GgmlType::F16 => return avx2::quant_f16,
             _ => {}
         }
     }
