@@ -28,8 +28,9 @@ extern "C" {
     fn llamux_proc_init() -> c_int;
     fn llamux_proc_exit();
     fn llamux_param_max_threads() -> c_uint;
-    /// Appends the engine host's part of the status (llamux_core.c).
-    fn llamux_core_status(m: *mut bindings::seq_file);
+    /// Appends the engine host's part of the status (llamux_core.c); `m`
+    /// is a `struct seq_file *` (opaque to bindgen, hence void).
+    fn llamux_core_status(m: *mut core::ffi::c_void);
 }
 
 /// How many times `/proc/llamux/status` was read since load.
@@ -73,7 +74,7 @@ pub extern "C" fn llamux_status_show(m: *mut bindings::seq_file) -> c_int {
     unsafe { bindings::seq_write(m, bytes.as_ptr().cast(), bytes.len()) };
     // SAFETY: `m` is the live seq_file of this show call (see above); the
     // C side only appends to it under its own lock.
-    unsafe { llamux_core_status(m) };
+    unsafe { llamux_core_status(m.cast()) };
     0
 }
 

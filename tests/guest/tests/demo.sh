@@ -1,0 +1,38 @@
+#!/bin/sh
+# Guest side of tests/demo.sh.
+. /llamux/lib.sh
+L=/bin/llamux P=/proc/llamux
+say() { printf '\n--- %s\n' "$*"; }
+
+say "insmod llamux.ko model=/llamux/model.gguf"
+step "insmod" insmod /llamux/llamux.ko model=/llamux/model.gguf
+dmesg | grep llamux
+say "modinfo"
+modinfo /llamux/llamux.ko | grep -E '^(description|parm)'
+say "/proc/llamux/model"
+head -n 12 $P/model
+say "prompt: $(cat /llamux/prompt.txt)"
+cat /llamux/prompt.txt > $P/generate
+step "completion through /proc/llamux/generate" sh -c "cat $P/generate > /tmp/answer.txt"
+cat /tmp/answer.txt; echo
+say "/proc/llamux/status"
+cat $P/status
+
+say "exec guard: the model decides which programs may run"
+printf '#!/bin/sh\necho tool-ran\n' > /tmp/tool
+printf '#!/bin/sh\necho python-ran\n' > /tmp/python
+chmod +x /tmp/tool /tmp/python
+step "load policies/exec-guard.toml" $L load /llamux/policies/exec-guard.toml --model /llamux/model.gguf --detach
+/tmp/tool; /tmp/python   # first execs: policy default (fail-open), decisions requested
+step "decisions arrive" wait_for 180 sh -c "[ \$($L trace --json --all --no-follow | grep -c '\"type\":\"decision\"') -ge 2 ]"
+say "decisions (llamux trace)"
+$L trace --all --no-follow
+say "run both again"
+for p in /tmp/tool /tmp/python; do
+    if out=$($p 2>&1); then echo "$p: $out"; else echo "$p: refused: $out"; fi
+done
+step "one exec was refused with EPERM" sh -c "{ /tmp/tool; /tmp/python; } 2>&1 | grep -q 'Operation not permitted'"
+$L status
+step "unload" $L unload
+step "rmmod" rmmod llamux
+finish
