@@ -98,18 +98,36 @@ pub struct Candidate {
 /// std::mt19937 (32-bit Mersenne Twister), as llama.cpp seeds and uses it.
 #[derive(Clone)]
 pub struct Mt19937 {
-    mt: [u32; 624],
+    /// 624 words on the heap: kept off the stack, which is 16 KiB in the
+    /// kernel and held this struct several times while a session was built.
+    mt: Vec<u32>,
     i: usize,
 }
 
 impl Mt19937 {
+    /// Panics only if the 2.5 KiB state cannot be allocated (user space);
+    /// the engine uses [`Mt19937::try_new`].
     pub fn new(seed: u32) -> Self {
-        let mut mt = [0u32; 624];
+        Self::try_new(seed).expect("out of memory")
+    }
+
+    pub fn try_new(seed: u32) -> Option<Self> {
+        let mut mt = Vec::new();
+        mt.try_reserve_exact(624).ok()?;
+        mt.resize(624, 0);
+        let mut r = Mt19937 { mt, i: 624 };
+        r.seed(seed);
+        Some(r)
+    }
+
+    /// Restarts from `seed` without allocating.
+    pub fn seed(&mut self, seed: u32) {
+        let mt = &mut self.mt;
         mt[0] = seed;
         for i in 1..624 {
             mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
         }
-        Mt19937 { mt, i: 624 }
+        self.i = 624;
     }
 
     pub fn next_u32(&mut self) -> u32 {
@@ -182,6 +200,22 @@ fn rel_exp(l: f32, max: f32) -> f32 {
     }
 }
 
+fn check_params(p: &SamplerParams) -> Result<(), SampleError> {
+    for (ok, name) in [
+        (!p.temperature.is_nan(), "temperature"),
+        (!p.top_p.is_nan(), "top_p"),
+        (!p.min_p.is_nan(), "min_p"),
+        (p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0, "repeat_penalty"),
+        (p.frequency_penalty.is_finite(), "frequency_penalty"),
+        (p.presence_penalty.is_finite(), "presence_penalty"),
+    ] {
+        if !ok {
+            return Err(SampleError::BadParam(name));
+        }
+    }
+    Ok(())
+}
+
 pub struct Sampler {
     params: SamplerParams,
     /// One slot per vocabulary entry; the first `size` are in the running.
@@ -201,26 +235,15 @@ impl Sampler {
         if n_vocab > u32::MAX as usize {
             return Err(SampleError::BadParam("n_vocab"));
         }
-        let p = &params;
-        for (ok, name) in [
-            (!p.temperature.is_nan(), "temperature"),
-            (!p.top_p.is_nan(), "top_p"),
-            (!p.min_p.is_nan(), "min_p"),
-            (p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0, "repeat_penalty"),
-            (p.frequency_penalty.is_finite(), "frequency_penalty"),
-            (p.presence_penalty.is_finite(), "presence_penalty"),
-        ] {
-            if !ok {
-                return Err(SampleError::BadParam(name));
-            }
-        }
+        check_params(&params)?;
         let mut cand = Vec::new();
         cand.try_reserve_exact(n_vocab).map_err(|_| SampleError::OutOfMemory)?;
         cand.resize(n_vocab, Candidate::default());
         let mut counts = Vec::new();
         counts.try_reserve_exact(n_vocab).map_err(|_| SampleError::OutOfMemory)?;
         counts.resize(n_vocab, 0u32);
-        Ok(Sampler { params, cand, size: 0, sorted: false, counts, rng: Mt19937::new(params.seed) })
+        let rng = Mt19937::try_new(params.seed).ok_or(SampleError::OutOfMemory)?;
+        Ok(Sampler { params, cand, size: 0, sorted: false, counts, rng })
     }
 
     pub fn params(&self) -> &SamplerParams {
@@ -234,7 +257,16 @@ impl Sampler {
     /// Restarts the random sequence from `seed`.
     pub fn reseed(&mut self, seed: u32) {
         self.params.seed = seed;
-        self.rng = Mt19937::new(seed);
+        self.rng.seed(seed);
+    }
+
+    /// New parameters for the next request, without allocating; the random
+    /// sequence restarts from the new seed.
+    pub fn set_params(&mut self, params: SamplerParams) -> Result<(), SampleError> {
+        check_params(&params)?;
+        self.params = params;
+        self.rng.seed(params.seed);
+        Ok(())
     }
 
     /// What survived the filters of the last `sample`, with probabilities.

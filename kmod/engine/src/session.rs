@@ -97,6 +97,12 @@ impl Session {
         })
     }
 
+    /// New sampling parameters for the next prompt (no allocation; the
+    /// random sequence restarts from the new seed).
+    pub fn set_sampling(&mut self, p: SamplerParams) -> Result<(), SessionError> {
+        Ok(self.sampler.set_params(p)?)
+    }
+
     /// Tokenizes `prompt` and runs it through the model, in batches.
     /// Returns the number of prompt tokens.
     pub fn start(&mut self, model: &Model<'_>, tok: &Tokenizer, prompt: &[u8], exec: &mut dyn Exec) -> Result<usize, SessionError> {

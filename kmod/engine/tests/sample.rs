@@ -279,3 +279,24 @@ fn sampling_does_not_allocate() {
     }
     assert_eq!(allocs(), before);
 }
+
+#[test]
+fn set_params_equals_a_new_sampler_and_does_not_allocate() {
+    let n = 300;
+    let l = logits(n, 7, 3.0);
+    let mut fresh = Sampler::new(SamplerParams { seed: 42, ..params(1.0) }, n).unwrap();
+    let want: Vec<u32> = (0..50).map(|_| fresh.sample(&l, &[]).unwrap()).collect();
+    let mut reused = Sampler::new(SamplerParams { seed: 1, ..params(0.5) }, n).unwrap();
+    for _ in 0..10 {
+        reused.sample(&l, &[]).unwrap();
+    }
+    let mut got = Vec::with_capacity(50);
+    let before = allocs();
+    reused.set_params(SamplerParams { seed: 42, ..params(1.0) }).unwrap();
+    for _ in 0..50 {
+        got.push(reused.sample(&l, &[]).unwrap());
+    }
+    assert_eq!(allocs(), before, "set_params or sample allocated");
+    assert_eq!(got, want);
+    assert!(reused.set_params(SamplerParams { top_p: f32::NAN, ..params(1.0) }).is_err());
+}

@@ -144,7 +144,8 @@ pub struct Tokenizer {
     specials: Vec<u32>,
     /// End-of-generation ids, sorted.
     eog: Vec<u32>,
-    byte_token: [Option<u32>; 256],
+    /// 256 entries, on the heap: the kernel stack is 16 KiB.
+    byte_token: Vec<Option<u32>>,
     special: SpecialTokens,
     add_bos: bool,
     add_eos: bool,
@@ -439,7 +440,7 @@ impl Tokenizer {
             by_text: Vec::new(),
             specials: Vec::new(),
             eog: Vec::new(),
-            byte_token: [None; 256],
+            byte_token: Vec::new(),
             special: SpecialTokens::default(),
             add_bos: !is_bpe,
             add_eos: false,
@@ -456,6 +457,9 @@ impl Tokenizer {
         }
         t.by_text = by_text;
 
+        let mut byte_token = vec_with::<Option<u32>>(256)?;
+        byte_token.resize(256, None);
+        t.byte_token = byte_token;
         for b in (0..=255u8).filter(|_| !is_bpe) {
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
             let name = [b'<', b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize], b'>'];
