@@ -77,7 +77,7 @@ for m in tests/models/*.gguf; do
     "$PY" tests/fixtures/gguf-listing.py "$m" || bad "listing $m"
 done
 
-suite cargo "engine-and-loader" cargo test --workspace --release
+suite cargo "engine-and-loader" cargo test --workspace --release --no-fail-fast
 
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do

@@ -386,5 +386,5 @@ fn fuzz_regressions_replay() {
 #[ignore]
 fn write_fuzz_seed() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/gguf");
-    std::fs::write(dir.join("every-type.gguf"), every_type_file().build()).unwrap();
+    std::fs::write(dir.join("every-type.bin"), every_type_file().build()).unwrap();
 }
