@@ -364,7 +364,7 @@ impl Context {
             up: zeroed(b * hp.n_ff)?,
             acts: zeroed(b * act_row_bytes(hp.n_embd.max(hp.n_ff)))?,
             mm: zeroed((b * hp.n_embd.max(hp.n_ff)).max(n_logit_rows * hp.n_vocab))?,
-            rope: zeroed(hp.n_rot)?,
+            rope: zeroed(b * hp.n_rot)?,
             logits: zeroed(n_logit_rows * hp.n_vocab)?,
             n_logits: 0,
         })
@@ -415,6 +415,11 @@ impl Context {
         for (i, &t) in tokens.iter().enumerate() {
             ops::embedding_row(m.tok_embd.data, m.tok_embd.ty, t as usize, &mut self.x[i * e..(i + 1) * e])?;
         }
+        // RoPE angles depend only on the position: once per token, not per layer.
+        let nr = hp.n_rot;
+        for i in 0..n {
+            ops::rope_cache(self.pos + i, nr, hp.rope_theta, 1.0, &mut self.rope[i * nr..(i + 1) * nr])?;
+        }
         for (li, l) in m.layers.iter().enumerate() {
             // Attention block.
             for i in 0..n {
@@ -429,16 +434,16 @@ impl Context {
                 }
             }
             for i in 0..n {
-                ops::rope_cache(self.pos + i, hp.n_rot, hp.rope_theta, 1.0, &mut self.rope)?;
                 let (q, k) = (&mut self.q[i * e..(i + 1) * e], &mut self.k[i * kvd..(i + 1) * kvd]);
+                let rope = &self.rope[i * nr..(i + 1) * nr];
                 match hp.rope {
                     RopeStyle::Norm => {
-                        ops::rope_normal(q, hp.head_dim, &self.rope)?;
-                        ops::rope_normal(k, hp.head_dim, &self.rope)?;
+                        ops::rope_normal(q, hp.head_dim, rope)?;
+                        ops::rope_normal(k, hp.head_dim, rope)?;
                     }
                     RopeStyle::Neox => {
-                        rope_neox(q, hp.head_dim, &self.rope);
-                        rope_neox(k, hp.head_dim, &self.rope);
+                        rope_neox(q, hp.head_dim, rope);
+                        rope_neox(k, hp.head_dim, rope);
                     }
                 }
             }
