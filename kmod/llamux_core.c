@@ -5,7 +5,7 @@
  * from the kernel and what 6.12 gives Rust modules no abstraction for:
  * the engine's callbacks (allocator, panic hook, parallel runner), per-CPU
  * worker kthreads, chunked model loading, and the /proc/llamux files
- * generate, load, model, params (status is shown by llamux_main.rs, which
+ * generate, load, model, params, advise (status is shown by llamux_main.rs, which
  * calls llamux_core_status()).
  *
  * FPU rule: every engine entry (llx_*) runs between
@@ -39,8 +39,8 @@
 #include <linux/wait.h>
 #include <asm/fpu/api.h>
 
-/* ---- The engine's C ABI (kmod/kengine/src/lib.rs, LLX_ABI_VERSION 1) ---- */
-#define LLX_ABI 1
+/* ---- The engine's C ABI (kmod/kengine/src/lib.rs, LLX_ABI_VERSION 2) ---- */
+#define LLX_ABI 2
 
 struct llx_load_params {
 	u32 n_ctx, n_batch, kv_f16, max_prompt_bytes, parallelism, reserved;
@@ -64,6 +64,7 @@ s64 llx_start(void *h, const u8 *prompt, size_t len,
 	      const struct llx_sampling *s, char *err, size_t err_cap);
 int llx_step(void *h, u8 *out, size_t cap, size_t *out_len, u32 *token);
 void llx_task(const void *data, size_t i);
+ssize_t llx_advise(void *h, const u8 *req, size_t len, u8 *resp, size_t cap);
 
 /* Callbacks the engine calls (declared extern "C" in kengine). */
 void *llx_kmalloc(size_t size, size_t align);
@@ -409,6 +410,8 @@ static s64 last_n_prompt;
 static u64 last_prefill_ns, last_decode_ns;
 static int last_error;
 static unsigned long n_requests;
+static unsigned long n_advise, n_advise_errors;
+static u64 last_advise_ns;
 
 static void engine_drop(void)
 {
@@ -712,6 +715,147 @@ static const struct proc_ops gen_ops = {
 	.proc_lseek = noop_llseek,
 };
 
+/* ---- /proc/llamux/advise ----
+ * The module side of the loader's kernel advisor. One write() carries one
+ * whole request record; the decision is computed during that write, and
+ * read() on the same open file then returns the response record (at EOF
+ * after it; the next write replaces it). Records (defined in
+ * kmod/kengine/src/lib.rs, llx_advise):
+ *   request:  "llxa1 CTX PREFIX_LEN EVENT_LEN N A_LEN_1 .. A_LEN_N\n"
+ *             followed by the prefix, event and answer bytes back to back
+ *   response: "BEST EVENT_TOKENS PREFIX_TOKENS N BITS_1 .. BITS_N\n"
+ *             (BITS_i: answer i's score as raw f32 bits, 8 hex digits)
+ * This file only checks the size (0 bytes: EINVAL; over ADVISE_MAX: E2BIG);
+ * the engine parses the record (malformed: EINVAL).
+ * Serialization: one engine user at a time under llx_lock (a writer waits
+ * for the lock, interruptibly); while a /proc/llamux/generate request is
+ * pending or running, a write fails with EBUSY instead of waiting for the
+ * reader to finish it. No model: ENODEV. The engine keeps the last
+ * policy's prefilled prefix, so repeated requests of one policy only run
+ * the event and the answers. */
+#define ADVISE_MAX 16384	/* LLX_ADVISE_MAX in kengine */
+#define ADVISE_RESP 1024
+
+struct advise_file {
+	size_t len;		/* response bytes, 0: none */
+	size_t off;		/* read offset into resp */
+	u8 resp[ADVISE_RESP];
+};
+
+struct advise_call {
+	const u8 *req;
+	size_t len;
+	u8 *resp;
+	size_t cap;
+	ssize_t ret;
+};
+
+/* On a fresh stack: a request may rebuild the advisor and prefill. */
+static int advise_fn(void *arg)
+{
+	struct advise_call *c = arg;
+
+	fpu_enter();
+	c->ret = llx_advise(engine, c->req, c->len, c->resp, c->cap);
+	kernel_fpu_end();
+	return 0;
+}
+
+static int advise_open(struct inode *inode, struct file *file)
+{
+	struct advise_file *af = kzalloc(sizeof(*af), GFP_KERNEL);
+
+	if (!af)
+		return -ENOMEM;
+	file->private_data = af;
+	return 0;
+}
+
+static ssize_t advise_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
+{
+	struct advise_file *af = file->private_data;
+	struct advise_call c;
+	u8 *req;
+	u64 t0;
+	int err;
+
+	if (count == 0)
+		return -EINVAL;
+	if (count > ADVISE_MAX)
+		return -E2BIG;
+	req = memdup_user(ubuf, count);
+	if (IS_ERR(req))
+		return PTR_ERR(req);
+	err = mutex_lock_interruptible(&llx_lock);
+	if (err) {
+		kfree(req);
+		return err;
+	}
+	af->len = af->off = 0;
+	if (stopping)
+		err = -ESHUTDOWN;
+	else if (!engine)
+		err = -ENODEV;
+	else if (req_state != REQ_IDLE)
+		err = -EBUSY;
+	if (err)
+		goto out;
+	c = (struct advise_call){ .req = req, .len = count, .resp = af->resp,
+				  .cap = sizeof(af->resp) };
+	t0 = ktime_get_ns();
+	err = run_on_fresh_stack(advise_fn, &c);
+	last_advise_ns = ktime_get_ns() - t0;
+	n_advise++;
+	if (!err && c.ret < 0)
+		err = c.ret;
+	if (err) {
+		n_advise_errors++;
+		af->resp[sizeof(af->resp) - 1] = 0;
+		if (c.ret < 0)
+			pr_info("llamux: advise: %s (errno %d)\n", af->resp, err);
+		goto out;
+	}
+	af->len = min_t(size_t, c.ret, sizeof(af->resp));
+out:
+	mutex_unlock(&llx_lock);
+	kfree(req);
+	return err ? err : count;
+}
+
+static ssize_t advise_read(struct file *file, char __user *ubuf, size_t count, loff_t *ppos)
+{
+	struct advise_file *af = file->private_data;
+	size_t n;
+	int err;
+
+	/* The lock also orders this read after a write on the same file. */
+	err = mutex_lock_interruptible(&llx_lock);
+	if (err)
+		return err;
+	n = min(count, af->len - af->off);
+	if (n && copy_to_user(ubuf, af->resp + af->off, n)) {
+		mutex_unlock(&llx_lock);
+		return -EFAULT;
+	}
+	af->off += n;
+	mutex_unlock(&llx_lock);
+	return n;
+}
+
+static int advise_release(struct inode *inode, struct file *file)
+{
+	kfree(file->private_data);
+	return 0;
+}
+
+static const struct proc_ops advise_ops = {
+	.proc_open = advise_open,
+	.proc_read = advise_read,
+	.proc_write = advise_write,
+	.proc_release = advise_release,
+	.proc_lseek = noop_llseek,
+};
+
 /* ---- /proc/llamux/load ---- */
 static ssize_t load_write(struct file *file, const char __user *ubuf, size_t count, loff_t *ppos)
 {
@@ -843,6 +987,8 @@ void llamux_core_status(struct seq_file *m)
 	seq_printf(m, "state: %s\n", states[req_state]);
 	seq_printf(m, "requests: %lu\n", n_requests);
 	seq_printf(m, "last_error: %d\n", last_error);
+	seq_printf(m, "advise_requests: %lu\nadvise_errors: %lu\nlast_advise_ms: %llu\n",
+		   n_advise, n_advise_errors, last_advise_ns / 1000000);
 	seq_printf(m, "last_prompt_tokens: %lld\n", last_n_prompt);
 	seq_printf(m, "last_generated_tokens: %u\n", last_n_ids);
 	show_rate(m, "last_prefill_tokens_per_s", last_n_prompt > 0 ? last_n_prompt : 0, last_prefill_ns);
@@ -905,7 +1051,8 @@ int llamux_core_init(struct proc_dir_entry *dir)
 	if (!proc_create("generate", 0600, dir, &gen_ops) ||
 	    !proc_create("load", 0600, dir, &load_ops) ||
 	    !proc_create("model", 0600, dir, &model_ops) ||
-	    !proc_create("params", 0600, dir, &params_ops)) {
+	    !proc_create("params", 0600, dir, &params_ops) ||
+	    !proc_create("advise", 0600, dir, &advise_ops)) {
 		err = -ENOMEM;
 		goto fail_pool;	/* the caller removes the directory tree */
 	}
@@ -947,4 +1094,8 @@ void llamux_core_exit(void)
 	engine_drop();
 	kfree(last_ids);
 	last_ids = NULL;
+	/* Every engine allocation goes through llx_kmalloc/llx_kfree: the
+	 * tests read this line to prove an unload leaks nothing. */
+	pr_info("llamux: engine memory outstanding at unload: %lld bytes\n",
+		(long long)atomic64_read(&engine_mem));
 }

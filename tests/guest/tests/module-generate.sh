@@ -108,6 +108,7 @@ step "rmmod during generation" rmmod llamux
 wait $CAT
 echo "reader got $(wc -c < /tmp/cut.txt) bytes before unload"
 step_not "module gone" grep -E '^llamux ' /proc/modules
+step "no engine memory leaked by the unload" sh -c "dmesg | grep 'engine memory outstanding at unload' | tail -n1 | grep -q ': 0 bytes'"
 step "insmod with a bad model= still loads" insmod $KO model=/tmp/trunc.gguf
 step "dmesg names the bad model=" dmesg_has 'llamux: model=/tmp/trunc.gguf not loaded \(errno -22\)'
 step "status: no model" sh -c "grep -x 'model_loaded: no' $P/status"
@@ -116,4 +117,5 @@ step "rmmod without a model" rmmod llamux
 step "insmod again after rmmod" insmod $KO model=$MQ
 step "generate after reload" same_ids $MQ 2 "Hello, world" 8
 step "final rmmod" rmmod llamux
+step "no engine memory leaked at the final unload" sh -c "dmesg | grep 'engine memory outstanding at unload' | tail -n1 | grep -q ': 0 bytes'"
 finish
