@@ -40,10 +40,10 @@ suite() {
     local rc=${PIPESTATUS[0]}
     local p f
     if [ "$kind" = cargo ]; then
-        p=$(grep -Eo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
-        f=$(grep -Eo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
+        p=$(grep -aEo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
+        f=$(grep -aEo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
     else
-        read -r p f < <(grep -E '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
+        read -r p f < <(grep -aE '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
         p=${p:-0} f=${f:-0}
     fi
     passed=$((passed + p))

@@ -124,8 +124,8 @@ SECS=$(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.1f", b-a}')
 
 # Judge the log (strip CRs; console lines may carry CR from the serial port).
 tr -d '\r' < "$LOG" > "$WORK/log"
-PASSED=$(grep -cE 'LLAMUX-TEST PASS ' "$WORK/log")
-FAILED=$(grep -cE 'LLAMUX-TEST FAIL ' "$WORK/log")
+PASSED=$(grep -acE 'LLAMUX-TEST PASS ' "$WORK/log")
+FAILED=$(grep -acE 'LLAMUX-TEST FAIL ' "$WORK/log")
 extra_fail() { echo "LLAMUX-TEST FAIL $1: $2"; FAILED=$((FAILED + 1)); }
 
 if ((QRC == 124 || QRC == 137)); then
@@ -133,10 +133,12 @@ if ((QRC == 124 || QRC == 137)); then
 elif ((QRC != 0)); then
   extra_fail qemu "qemu exited with status $QRC"
 fi
-if ! grep -q 'LLAMUX-GUEST END' "$WORK/log"; then
+if ! grep -aq 'LLAMUX-GUEST END' "$WORK/log"; then
   extra_fail guest-end "no LLAMUX-GUEST END marker (init or test script did not finish)"
 else
-  rc=$(grep -o 'LLAMUX-GUEST END rc=[0-9]*' "$WORK/log" | tail -1 | cut -d= -f2)
+  # -a: a serial glitch can put NUL bytes in the log (grep then says
+  # "binary file matches" instead of printing the marker).
+  rc=$(grep -ao 'LLAMUX-GUEST END rc=[0-9]*' "$WORK/log" | tail -1 | cut -d= -f2)
   if [[ "$rc" != 0 ]] && ((FAILED == 0)); then
     extra_fail test-script "test script exited with status $rc"
   fi
@@ -144,7 +146,7 @@ fi
 ((PASSED + FAILED == 0)) && extra_fail no-steps "the test script reported no step"
 
 KPAT='Oops|BUG:|WARNING:|\blockdep\b|possible (circular|recursive) locking|DEBUG_LOCKS_WARN_ON|KASAN:|soft lockup|hard LOCKUP|rcu_sched self-detected stall|self-detected stall|detected stalls on CPUs|RCU stall|scheduling while atomic|Call Trace|Kernel panic|kernel BUG at|general protection fault|blocked for more than|unreferenced object|UBSAN:|invalid opcode'
-hits="$(grep -nE "$KPAT" "$WORK/log" | grep -v 'LLAMUX-TEST ')"
+hits="$(grep -anE "$KPAT" "$WORK/log" | grep -v 'LLAMUX-TEST ')"
 for a in "${ALLOW[@]+"${ALLOW[@]}"}"; do
   hits="$(printf '%s\n' "$hits" | grep -vE -- "$a")"
 done
@@ -157,7 +159,7 @@ fi
 if ((QUIET)) && ((FAILED)); then
   echo "run-guest: last lines of $LOG:"; tail -40 "$WORK/log" | sed 's/^/  /'
 fi
-grep -E 'LLAMUX-TEST (PASS|FAIL) ' "$WORK/log" | sed 's/^.*\(LLAMUX-TEST \)/\1/' > "$WORK/steps"
+grep -aE 'LLAMUX-TEST (PASS|FAIL) ' "$WORK/log" | sed 's/^.*\(LLAMUX-TEST \)/\1/' > "$WORK/steps"
 ((QUIET)) && cat "$WORK/steps"
 echo "run-guest: $NAME finished in ${SECS}s (qemu status $QRC)"
 echo "guest: $PASSED passed, $FAILED failed"
