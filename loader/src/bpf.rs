@@ -22,7 +22,7 @@ use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
 use crate::policy::{self, Action, Hook, Policy};
-use crate::policy_advise::{Advise, UserAdvisor};
+use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor, UserAdvisor};
 use crate::trace::{self, TraceWriter};
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
@@ -35,6 +35,7 @@ pub struct LoadOpts {
     pub bpf_obj: Option<PathBuf>,
     pub threads: Option<usize>,
     pub ctx: usize,
+    pub advisor: AdvisorChoice,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -339,7 +340,13 @@ fn event_fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap
 
 pub fn load(opts: LoadOpts) -> Result<(), String> {
     let pols = validate(&opts.policies)?;
-    let model = opts.model.clone().ok_or("no --model given and the module's advisor interface is not available yet")?;
+    let model = opts.model.clone();
+    if model.is_none() && opts.advisor == AdvisorChoice::User {
+        return Err("--advisor user needs --model".into());
+    }
+    if model.is_none() && !crate::policy_advise::kernel_available() {
+        return Err("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)".into());
+    }
     if let Some(st) = read_state() {
         let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
         if pid_alive(pid) {
@@ -348,7 +355,9 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     }
     let obj = bpf_object(&opts)?;
     // Check the model before touching the kernel.
-    let _ = crate::engine_cmds::parse(&model)?;
+    if let Some(model) = &model {
+        let _ = crate::engine_cmds::parse(model)?;
+    }
     ensure_bpffs()?;
     bump_memlock();
     if Path::new(PIN_DIR).exists() {
@@ -431,13 +440,13 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
                 }
             }
         }
-        let r = relay(&mut bpf, &pols, &opts, &model, &map_pins, &att, Some(fds[1]));
+        let r = relay(&mut bpf, &pols, &opts, model.as_deref(), &map_pins, &att, Some(fds[1]));
         if let Err(e) = &r {
             eprintln!("llamux: relay: {e}");
         }
         std::process::exit(if r.is_ok() { 0 } else { 1 });
     }
-    relay(&mut bpf, &pols, &opts, &model, &map_pins, &att, None)
+    relay(&mut bpf, &pols, &opts, model.as_deref(), &map_pins, &att, None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -445,7 +454,7 @@ fn relay(
     bpf: &mut Ebpf,
     pols: &[Policy],
     opts: &LoadOpts,
-    model: &Path,
+    model: Option<&Path>,
     map_pins: &[PathBuf],
     att: &Attached,
     ready_fd: Option<i32>,
@@ -463,7 +472,7 @@ fn relay_inner(
     bpf: &mut Ebpf,
     pols: &[Policy],
     opts: &LoadOpts,
-    model: &Path,
+    model: Option<&Path>,
     map_pins: &[PathBuf],
     att: &Attached,
     ready_fd: Option<i32>,
@@ -480,7 +489,7 @@ fn relay_inner(
     let t0 = Instant::now();
     // One worker thread unless asked: the relay shares the CPUs with the
     // workload it watches, and a pool spinning on a busy CPU is slower.
-    let mut adv = UserAdvisor::new(model, opts.threads.or(Some(1)), opts.ctx)?;
+    let mut adv = AutoAdvisor::new(opts.advisor, model, opts.threads.or(Some(1)), opts.ctx)?;
     let mut live = Vec::new();
     for p in pols {
         let handle = adv.add_policy(p)?;
@@ -500,7 +509,7 @@ fn relay_inner(
         "pid": me,
         "started": trace::now_unix(),
         "advisor": adv.name(),
-        "model": model.display().to_string(),
+        "model": model.map(|m| m.display().to_string()).unwrap_or_else(|| "kernel module's model".into()),
         "policies": pols.iter().map(|p| json!({"name": p.name, "description": p.description, "file": p.file.display().to_string(), "hook": p.hook.name(),
             "key": p.key.name(), "default": if p.default_deny {"deny"} else {"allow"}, "ttl": p.ttl_s, "rate_limit": p.rate_limit})).collect::<Vec<_>>(),
         "programs": att.programs,

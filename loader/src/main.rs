@@ -140,7 +140,8 @@ enum Cmd {
     Load {
         #[arg(required = true)]
         policies: Vec<PathBuf>,
-        /// GGUF model for the user-space advisor.
+        /// GGUF model for the user-space advisor (optional when llamux.ko
+        /// is loaded with a model).
         #[arg(short, long)]
         model: Option<PathBuf>,
         /// Pin the programs and keep relaying in the background.
@@ -157,6 +158,10 @@ enum Cmd {
         /// Only validate the policies (nothing is attached).
         #[arg(long)]
         check: bool,
+        /// Who runs the model: the kernel module (/proc/llamux/advise) when
+        /// it has a model, falling back to user space on errors (auto).
+        #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::Auto)]
+        advisor: policy_advise::AdvisorChoice,
     },
     /// Stop the relay and remove every program, link and pinned map.
     Unload,
@@ -220,8 +225,8 @@ fn main() -> ExitCode {
                 println!("{}: ok ({} policy `{}`, {} answers)", p.file.display(), p.hook.name(), p.name, p.answers.len());
             }
         }),
-        Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false } => {
-            bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx })
+        Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false, advisor } => {
+            bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx, advisor })
         }
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),

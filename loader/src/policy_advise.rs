@@ -2,9 +2,10 @@
 //! the policy's answers with the model.
 //!
 //! `Advise` is the seam between the relay loop and whoever runs the model:
-//! today the user-space engine (`UserAdvisor`, also what `llamux advise`
-//! uses); the kernel module's advisor interface plugs in behind the same
-//! trait once it exists.
+//! the user-space engine (`UserAdvisor`, also what `llamux advise` uses)
+//! and the kernel module's engine through /proc/llamux/advise
+//! (`KernelAdvisor`); `AutoAdvisor`, what the relay uses, prefers the
+//! kernel and falls back to user space.
 
 use std::path::Path;
 use std::time::Instant;
@@ -27,7 +28,8 @@ pub struct Advice {
 }
 
 pub trait Advise {
-    /// Where the model runs ("user" or "module").
+    /// Where the model runs ("user" or "kernel"); for `AutoAdvisor`, where
+    /// the last decision was made.
     fn name(&self) -> &'static str;
     /// Prepares a policy (its prefix is prefilled once); returns its handle.
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String>;
@@ -107,5 +109,205 @@ impl Advise for UserAdvisor {
         let mut scores = vec![0f32; answers.len()];
         let best = st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
         Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens: ev.len() })
+    }
+}
+
+/// Where the kernel module's advisor interface lives.
+pub const KERNEL_ADVISE: &str = "/proc/llamux/advise";
+
+/// The request record of /proc/llamux/advise (format in
+/// kmod/kengine/src/lib.rs, `llx_advise`): the engine in the module
+/// tokenizes and scores exactly as `UserAdvisor` does with the same `ctx`.
+pub fn kernel_request(ctx: usize, prefix: &str, event: &str, answers: &[&str]) -> Vec<u8> {
+    let mut head = format!("llxa1 {ctx} {} {} {}", prefix.len(), event.len(), answers.len());
+    for a in answers {
+        head.push_str(&format!(" {}", a.len()));
+    }
+    head.push('\n');
+    let mut r = head.into_bytes();
+    r.extend_from_slice(prefix.as_bytes());
+    r.extend_from_slice(event.as_bytes());
+    for a in answers {
+        r.extend_from_slice(a.as_bytes());
+    }
+    r
+}
+
+/// Parses a response record: "BEST EVENT_TOKENS PREFIX_TOKENS N BITS..".
+pub fn kernel_response(text: &str, n_answers: usize) -> Result<(usize, usize, usize, Vec<f32>), String> {
+    let bad = || format!("malformed advise response {text:?}");
+    let w: Vec<&str> = text.split_whitespace().collect();
+    if w.len() < 4 {
+        return Err(bad());
+    }
+    let num = |s: &str| s.parse::<usize>().map_err(|_| bad());
+    let (best, ev, pre, n) = (num(w[0])?, num(w[1])?, num(w[2])?, num(w[3])?);
+    if n != n_answers || w.len() != 4 + n || best >= n {
+        return Err(bad());
+    }
+    let scores = w[4..].iter().map(|b| u32::from_str_radix(b, 16).map(f32::from_bits).map_err(|_| bad())).collect::<Result<Vec<_>, _>>()?;
+    Ok((best, ev, pre, scores))
+}
+
+/// True when the module is loaded with a model and offers the advisor.
+pub fn kernel_available() -> bool {
+    Path::new(KERNEL_ADVISE).exists()
+        && std::fs::read_to_string("/proc/llamux/model").map(|m| !m.starts_with("none")).unwrap_or(false)
+}
+
+/// The kernel module's engine as advisor, through /proc/llamux/advise.
+pub struct KernelAdvisor {
+    ctx: usize,
+    /// Prefix and answer texts per policy.
+    policies: Vec<(String, Vec<String>)>,
+}
+
+impl KernelAdvisor {
+    pub fn new(ctx: usize) -> Self {
+        KernelAdvisor { ctx, policies: Vec::new() }
+    }
+}
+
+impl Advise for KernelAdvisor {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
+        self.policies.push((p.prefix.clone(), p.answers.iter().map(|a| a.text.clone()).collect()));
+        Ok(self.policies.len() - 1)
+    }
+
+    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
+        use std::io::{Read, Write};
+        let t0 = Instant::now();
+        let (prefix, answers) = self.policies.get(policy).ok_or("no such policy")?;
+        let answers: Vec<&str> = answers.iter().map(|s| s.as_str()).collect();
+        let req = kernel_request(self.ctx, prefix, event_text, &answers);
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(KERNEL_ADVISE).map_err(|e| format!("{KERNEL_ADVISE}: {e}"))?;
+        let n = f.write(&req).map_err(|e| format!("{KERNEL_ADVISE}: write: {e}"))?;
+        if n != req.len() {
+            return Err(format!("{KERNEL_ADVISE}: short write ({n} of {})", req.len()));
+        }
+        let mut resp = String::new();
+        f.read_to_string(&mut resp).map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
+        let (best, event_tokens, _, scores) = kernel_response(&resp, answers.len())?;
+        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens })
+    }
+}
+
+/// Which advisor `llamux load` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AdvisorChoice {
+    /// The kernel module when it has a model, else user space; a kernel
+    /// error falls back to user space (needs --model).
+    Auto,
+    /// Only the kernel module.
+    Kernel,
+    /// Only the user-space engine (needs --model).
+    User,
+}
+
+/// The relay's advisor: the kernel's when possible, the user-space engine
+/// (built on first need) otherwise. `name()` tells who decided last.
+pub struct AutoAdvisor {
+    kernel: Option<KernelAdvisor>,
+    user: Option<UserAdvisor>,
+    model: Option<std::path::PathBuf>,
+    threads: Option<usize>,
+    ctx: usize,
+    policies: Vec<Policy>,
+    last: &'static str,
+}
+
+impl AutoAdvisor {
+    pub fn new(choice: AdvisorChoice, model: Option<&Path>, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
+        let kernel_ok = kernel_available();
+        let kernel = match choice {
+            AdvisorChoice::User => None,
+            AdvisorChoice::Kernel if !kernel_ok => {
+                return Err(format!("--advisor kernel: {KERNEL_ADVISE} is not there or the module has no model"))
+            }
+            _ if kernel_ok => Some(KernelAdvisor::new(ctx)),
+            _ => None,
+        };
+        let model = if choice == AdvisorChoice::Kernel { None } else { model.map(Path::to_path_buf) };
+        if kernel.is_none() && model.is_none() {
+            return Err("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)".into());
+        }
+        let mut a = AutoAdvisor { kernel, user: None, model, threads, ctx, policies: Vec::new(), last: "user" };
+        if a.kernel.is_some() {
+            a.last = "kernel";
+        } else {
+            a.user_advisor()?;
+        }
+        Ok(a)
+    }
+
+    /// The user-space advisor with every policy added, built on first use.
+    fn user_advisor(&mut self) -> Result<&mut UserAdvisor, String> {
+        if self.user.is_none() {
+            let model = self.model.as_deref().ok_or("no --model for the user-space advisor")?;
+            let mut u = UserAdvisor::new(model, self.threads, self.ctx)?;
+            for p in &self.policies {
+                u.add_policy(p)?;
+            }
+            self.user = Some(u);
+        }
+        Ok(self.user.as_mut().unwrap())
+    }
+}
+
+impl Advise for AutoAdvisor {
+    fn name(&self) -> &'static str {
+        self.last
+    }
+
+    fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
+        let h = self.policies.len();
+        if let Some(k) = self.kernel.as_mut() {
+            k.add_policy(p)?;
+        }
+        if let Some(u) = self.user.as_mut() {
+            u.add_policy(p)?;
+        }
+        self.policies.push(p.clone());
+        Ok(h)
+    }
+
+    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
+        if let Some(k) = self.kernel.as_mut() {
+            match k.advise(policy, event_text) {
+                Ok(a) => {
+                    self.last = "kernel";
+                    return Ok(a);
+                }
+                Err(e) if self.model.is_some() => eprintln!("llamux: kernel advisor: {e}; deciding in user space"),
+                Err(e) => return Err(format!("kernel advisor: {e}")),
+            }
+        }
+        let a = self.user_advisor()?.advise(policy, event_text)?;
+        self.last = "user";
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_record() {
+        let r = kernel_request(512, "Pre\nfix", "ev", &["Y", "No"]);
+        assert_eq!(r, b"llxa1 512 7 2 2 1 2\nPre\nfixevYNo");
+    }
+
+    #[test]
+    fn response_record() {
+        let (b, ev, pre, s) = kernel_response("1 5 40 2 bf800000 c0000000\n", 2).unwrap();
+        assert_eq!((b, ev, pre), (1, 5, 40));
+        assert_eq!(s, vec![-1.0, -2.0]);
+        assert!(kernel_response("2 5 40 2 bf800000 c0000000\n", 2).is_err());
+        assert!(kernel_response("0 5 40 3 bf800000 c0000000\n", 2).is_err());
     }
 }

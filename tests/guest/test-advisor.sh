@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # AI-assisted syscalls end to end in guests: builds the BPF object
 # (ebpf/build.sh) and a static `llamux`, then boots one guest per
-# tests/guest/tests/advisor-*.sh with the tiny test model, the policies and
-# the BPF object, and sums the steps into one `guest: N passed, N failed`.
+# tests/guest/tests/advisor-*.sh with the tiny test model, the policies,
+# llamux.ko (make -C kmod) and the BPF object, and sums the steps into one
+# `guest: N passed, N failed`.
 #   tests/guest/test-advisor.sh [advisor-NAME ...] [-- run-guest.sh options]
 # LLAMUX_BIN=FILE uses a prebuilt static llamux instead of building one.
 set -uo pipefail
@@ -25,11 +26,13 @@ if [[ -z "${LLAMUX_BIN:-}" ]]; then
     { echo "LLAMUX-TEST FAIL loader-build: static llamux did not build"; summary 0 1; }
   LLAMUX_BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/llamux"
 fi
+# llamux.ko for advisor-kernel.sh (the kernel module's advisor).
+make -C "$ROOT/kmod" >&2 || { echo "LLAMUX-TEST FAIL module-build: make -C kmod failed"; summary 0 1; }
 MODEL="${LLAMUX_ADVISOR_MODEL:-$ROOT/tests/models/tiny-q8_0.gguf}"
 [[ -f "$MODEL" ]] || "$ROOT/tests/models/make.sh" >&2
 echo "test-advisor: builds took $(( $(date +%s) - t0 )) s" >&2
 
-files=(--file "$LLAMUX_BIN:/bin/llamux" --file "$OBJ:/usr/lib/llamux/llamux-probes.o" --file "$MODEL:/llamux/model.gguf")
+files=(--file "$ROOT/kmod/llamux.ko" --file "$LLAMUX_BIN:/bin/llamux" --file "$OBJ:/usr/lib/llamux/llamux-probes.o" --file "$MODEL:/llamux/model.gguf")
 for p in "$ROOT"/policies/*.toml; do files+=(--file "$p:/llamux/policies/$(basename "$p")"); done
 ((${#names[@]})) || names=($(cd "$HERE/tests" && ls advisor-*.sh | sed 's/\.sh$//'))
 P=0 F=0

@@ -38,16 +38,19 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use core::fmt::{self, Write};
 
+use alloc::vec::Vec;
+
+use llamux_engine::advise::{Advisor, MAX_ANSWERS};
 use llamux_engine::exec::Exec;
 use llamux_engine::gguf::Gguf;
 use llamux_engine::model::{ContextParams, KvType, Model, ModelError};
 use llamux_engine::sample::SamplerParams;
 use llamux_engine::session::{Session, SessionError, Step};
-use llamux_engine::tokenizer::Tokenizer;
+use llamux_engine::tokenizer::{Tokenizer, TokenizerScratch};
 
 /// Bumped whenever a signature or a `#[repr(C)]` layout below changes; the
 /// module refuses an object with another version.
-pub const LLX_ABI_VERSION: u32 = 1;
+pub const LLX_ABI_VERSION: u32 = 2;
 
 const E2BIG: i32 = 7;
 const ENOMEM: i32 = 12;
@@ -114,6 +117,7 @@ trampoline!("llx_prepare", prepare);
 trampoline!("llx_start", start);
 trampoline!("llx_step", step);
 trampoline!("llx_task", task);
+trampoline!("llx_advise", advise);
 
 // ---------------------------------------------------------------------------
 // Allocator and panic handler.
@@ -321,6 +325,8 @@ struct Engine {
     /// Tokens produced since the last `llx_start`.
     n_generated: u32,
     started: bool,
+    /// The advisor of the last `llx_advise` policy (None until first use).
+    adv: Option<Box<AdvState>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -583,6 +589,7 @@ extern "C" fn load(
         sampling: LlxSampling::DEFAULT,
         n_generated: 0,
         started: false,
+        adv: None,
     };
     let b = Box::new(e);
     // SAFETY: `out` is non-null and the caller's.
@@ -772,4 +779,296 @@ extern "C" fn step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Advisor: `llx_advise`.
+//
+// Request record (bytes; written by the loader, passed through unchanged by
+// the module):
+//
+//   "llxa1 CTX PREFIX_LEN EVENT_LEN N_ANSWERS A_LEN_1 .. A_LEN_N\n"
+//   then PREFIX_LEN bytes of policy prefix text, EVENT_LEN bytes of event
+//   text, and the N answer texts (A_LEN_i bytes each), back to back.
+//
+// Numbers are decimal; the byte counts must add up to the record exactly.
+// The engine tokenizes like the loader's user-space advisor
+// (loader/src/policy_advise.rs): prefix with BOS, event and answers
+// without; an Advisor of CTX positions and n_batch = max(longest answer,
+// 32); the event cut from the front to leave room for the answers. So the
+// scores are bit-identical to `llamux advise` with the same --ctx.
+//
+// Response record (text, one line):
+//
+//   "BEST EVENT_TOKENS PREFIX_TOKENS N BITS_1 .. BITS_N\n"
+//
+// BITS_i: answer i's score (summed log-probability) as the raw f32 bits in
+// 8 hex digits (the module is soft-float and only passes text through).
+//
+// One advisor is kept: while CTX, the prefix and the answers stay the same
+// (compared byte for byte), its prefilled prefix KV cache is reused and a
+// request allocates nothing. A different policy rebuilds it (allocation
+// and prefill happen only then).
+
+/// Longest request record, in bytes (the module checks it first: E2BIG).
+pub const LLX_ADVISE_MAX: usize = 16384;
+
+struct AdvState {
+    adv: Advisor,
+    /// CTX, prefix and answers of the request that built this state.
+    ctx: usize,
+    prefix: Vec<u8>,
+    answers_key: Vec<u8>,
+    answer_lens: [usize; MAX_ANSWERS],
+    n_answers: usize,
+    /// Answer tokens back to back (`answer_lens` splits them).
+    answer_toks: Vec<u32>,
+    prefix_tokens: usize,
+    scratch: TokenizerScratch,
+    /// Event tokens (room for LLX_ADVISE_MAX bytes' worth).
+    ev: Vec<u32>,
+}
+
+/// A parsed request record, borrowing the caller's bytes.
+struct AdvReq<'a> {
+    ctx: usize,
+    prefix: &'a [u8],
+    event: &'a [u8],
+    /// All answer texts back to back.
+    answers: &'a [u8],
+    lens: [usize; MAX_ANSWERS],
+    n: usize,
+}
+
+fn parse_advise(req: &[u8]) -> Option<AdvReq<'_>> {
+    let nl = req.iter().position(|&c| c == b'\n')?;
+    let mut words = req[..nl].split(|&c| c == b' ').filter(|w| !w.is_empty());
+    if words.next()? != b"llxa1" {
+        return None;
+    }
+    let mut num = || -> Option<usize> { usize::try_from(parse_u64(words.next()?)?).ok() };
+    let ctx = num()?;
+    let plen = num()?;
+    let elen = num()?;
+    let n = num()?;
+    if n == 0 || n > MAX_ANSWERS || ctx == 0 || ctx > 1 << 20 {
+        return None;
+    }
+    let mut lens = [0usize; MAX_ANSWERS];
+    let mut alen: usize = 0;
+    for l in lens.iter_mut().take(n) {
+        *l = num()?;
+        if *l == 0 {
+            return None;
+        }
+        alen = alen.checked_add(*l)?;
+    }
+    if words.next().is_some() {
+        return None;
+    }
+    let body = &req[nl + 1..];
+    if plen.checked_add(elen)?.checked_add(alen)? != body.len() || elen == 0 {
+        return None;
+    }
+    Some(AdvReq { ctx, prefix: &body[..plen], event: &body[plen..plen + elen], answers: &body[plen + elen..], lens, n })
+}
+
+impl AdvState {
+    fn matches(&self, r: &AdvReq<'_>) -> bool {
+        self.ctx == r.ctx
+            && self.n_answers == r.n
+            && self.answer_lens[..r.n] == r.lens[..r.n]
+            && self.prefix[..] == *r.prefix
+            && self.answers_key[..] == *r.answers
+    }
+}
+
+fn copy_bytes(b: &[u8]) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(b.len()).ok()?;
+    v.extend_from_slice(b);
+    Some(v)
+}
+
+fn zeroed_u32(n: usize) -> Option<Vec<u32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    v.resize(n, 0);
+    Some(v)
+}
+
+/// Builds the advisor for `r` and prefills its prefix (the setup path:
+/// allocation happens here only). Errors: (-errno, message) in `err`.
+#[inline(never)]
+fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<Box<AdvState>, i32> {
+    let mut scratch = match e.tok.scratch(LLX_ADVISE_MAX) {
+        Ok(s) => s,
+        Err(x) => {
+            let _ = write!(err, "tokenizer scratch: {x}");
+            return Err(-ENOMEM);
+        }
+    };
+    let oom = |err: &mut FixedBuf<'_>| {
+        let _ = write!(err, "out of memory");
+        -ENOMEM
+    };
+    let mut buf = zeroed_u32(LLX_ADVISE_MAX + 2).ok_or_else(|| oom(err))?;
+    let n = match e.tok.encode(r.prefix, true, &mut scratch, &mut buf) {
+        Ok(n) => n,
+        Err(x) => {
+            let _ = write!(err, "prefix: {x}");
+            return Err(-EINVAL);
+        }
+    };
+    let prefix_toks = copy_from(&buf[..n]).ok_or_else(|| oom(err))?;
+    let mut answer_toks = Vec::new();
+    let mut answer_lens = [0usize; MAX_ANSWERS];
+    let mut off = 0;
+    let mut longest = 0;
+    for i in 0..r.n {
+        let text = &r.answers[off..off + r.lens[i]];
+        off += r.lens[i];
+        let n = match e.tok.encode(text, false, &mut scratch, &mut buf) {
+            Ok(n) => n,
+            Err(x) => {
+                let _ = write!(err, "answer {i}: {x}");
+                return Err(-EINVAL);
+            }
+        };
+        if n == 0 {
+            let _ = write!(err, "answer {i} has no tokens");
+            return Err(-EINVAL);
+        }
+        if answer_toks.try_reserve(n).is_err() {
+            return Err(oom(err));
+        }
+        answer_toks.extend_from_slice(&buf[..n]);
+        answer_lens[i] = n;
+        longest = longest.max(n);
+    }
+    let n_batch = longest.max(32);
+    if prefix_toks.len() + 64 + n_batch > r.ctx {
+        let _ = write!(err, "prefix of {} tokens does not fit a {}-position context", prefix_toks.len(), r.ctx);
+        return Err(-E2BIG);
+    }
+    let mut adv = match Advisor::new(&e.model, r.ctx, n_batch) {
+        Ok(a) => a,
+        Err(x) => {
+            let _ = write!(err, "advisor: {x}");
+            return Err(model_errno(&x));
+        }
+    };
+    if let Err(x) = adv.set_prefix(&e.model, &prefix_toks, &mut e.exec) {
+        let _ = write!(err, "prefix: {x}");
+        return Err(model_errno(&x));
+    }
+    let (Some(prefix), Some(answers_key)) = (copy_bytes(r.prefix), copy_bytes(r.answers)) else {
+        return Err(oom(err));
+    };
+    Ok(Box::new(AdvState {
+        adv,
+        ctx: r.ctx,
+        prefix,
+        answers_key,
+        answer_lens,
+        n_answers: r.n,
+        answer_toks,
+        prefix_tokens: prefix_toks.len(),
+        scratch,
+        ev: buf,
+    }))
+}
+
+fn copy_from(t: &[u32]) -> Option<Vec<u32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(t.len()).ok()?;
+    v.extend_from_slice(t);
+    Some(v)
+}
+
+/// Scores a request record (format above) and writes the response record
+/// into `resp[..cap]`. Returns the response length, or -errno with a
+/// NUL-terminated message in `resp`: -EINVAL (malformed record, engine
+/// error), -E2BIG (record over LLX_ADVISE_MAX, prefix too long for CTX),
+/// -ENOMEM, -EOVERFLOW (`cap` too small).
+extern "C" fn advise(h: *mut c_void, req: *const u8, len: usize, resp: *mut u8, cap: usize) -> isize {
+    if h.is_null() || req.is_null() || resp.is_null() || cap == 0 {
+        return -EINVAL as isize;
+    }
+    // SAFETY: the caller promises `cap` writable bytes at `resp`, not
+    // aliased by `req` or the engine.
+    let out = unsafe { core::slice::from_raw_parts_mut(resp, cap) };
+    let last = cap - 1;
+    let mut err = FixedBuf { buf: &mut out[..last], len: 0 };
+    let r = advise_inner(h, req, len, &mut err);
+    let n = err.len;
+    if r < 0 {
+        out[n] = 0;
+    }
+    r
+}
+
+fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'_>) -> isize {
+    if len > LLX_ADVISE_MAX {
+        let _ = write!(out, "request of {len} bytes, at most {LLX_ADVISE_MAX}");
+        return -E2BIG as isize;
+    }
+    // SAFETY: a live handle, used by one call at a time (module's lock).
+    let e = unsafe { &mut *(h as *mut Engine) };
+    // SAFETY: the caller promises `len` readable bytes at `req`.
+    let bytes = unsafe { core::slice::from_raw_parts(req, len) };
+    let Some(r) = parse_advise(bytes) else {
+        let _ = write!(out, "malformed advise request");
+        return -EINVAL as isize;
+    };
+    if !e.adv.as_ref().is_some_and(|a| a.matches(&r)) {
+        // Free the old advisor first: peak memory stays one advisor.
+        e.adv = None;
+        match build_adv(e, &r, out) {
+            Ok(a) => e.adv = Some(a),
+            Err(x) => return x as isize,
+        }
+    }
+    let Some(st) = e.adv.as_deref_mut() else {
+        return -EINVAL as isize;
+    };
+    let n_ev = match e.tok.encode(r.event, false, &mut st.scratch, &mut st.ev) {
+        Ok(n) => n,
+        Err(x) => {
+            let _ = write!(out, "event: {x}");
+            return -EINVAL as isize;
+        }
+    };
+    let mut answers: [&[u32]; MAX_ANSWERS] = [&[]; MAX_ANSWERS];
+    let mut off = 0;
+    let mut longest = 0;
+    for (i, a) in answers.iter_mut().enumerate().take(st.n_answers) {
+        let l = st.answer_lens[i];
+        *a = &st.answer_toks[off..off + l];
+        off += l;
+        longest = longest.max(l);
+    }
+    // As the user-space advisor: cut the event from the front if long.
+    let room = st.ctx.saturating_sub(st.prefix_tokens + longest + 1);
+    let ev = &st.ev[..n_ev];
+    let ev = if ev.len() > room { &ev[ev.len() - room..] } else { ev };
+    let mut scores = [0f32; MAX_ANSWERS];
+    let best = match st.adv.score(&e.model, ev, &answers[..st.n_answers], &mut scores, &mut e.exec) {
+        Ok(b) => b,
+        Err(x) => {
+            let _ = write!(out, "{x}");
+            return model_errno(&x) as isize;
+        }
+    };
+    let _ = write!(out, "{best} {} {} {}", ev.len(), st.prefix_tokens, st.n_answers);
+    for s in &scores[..st.n_answers] {
+        let _ = write!(out, " {:08x}", s.to_bits());
+    }
+    let _ = writeln!(out);
+    if out.len == out.buf.len() {
+        out.len = 0;
+        let _ = write!(out, "response buffer too small");
+        return -EOVERFLOW as isize;
+    }
+    out.len as isize
 }

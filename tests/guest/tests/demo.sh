@@ -22,11 +22,15 @@ say "exec guard: the model decides which programs may run"
 printf '#!/bin/sh\necho tool-ran\n' > /tmp/tool
 printf '#!/bin/sh\necho python-ran\n' > /tmp/python
 chmod +x /tmp/tool /tmp/python
-step "load policies/exec-guard.toml" $L load /llamux/policies/exec-guard.toml --model /llamux/model.gguf --detach
+say "the decisions come from the model inside the kernel (/proc/llamux/advise): no --model for user space"
+step "load policies/exec-guard.toml --advisor kernel" $L load /llamux/policies/exec-guard.toml --advisor kernel --detach
 /tmp/tool; /tmp/python   # first execs: policy default (fail-open), decisions requested
 step "decisions arrive" wait_for 180 sh -c "[ \$($L trace --json --all --no-follow | grep -c '\"type\":\"decision\"') -ge 2 ]"
 say "decisions (llamux trace)"
 $L trace --all --no-follow
+step "the kernel advisor made them" sh -c "$L trace --json --all --no-follow | grep '\"type\":\"decision\"' | grep -q '\"advisor\":\"kernel\"'"
+$L trace --json --all --no-follow | grep '"type":"decision"' | sed -n 's/.*"advisor":"\([a-z]*\)".*"key":"\([^"]*\)".*"score_list":\(\[[^]]*\]\).*/\2: advisor \1, scores \3/p'
+grep -E '^(advise_requests|advise_errors|last_advise_ms):' $P/status
 say "run both again"
 for p in /tmp/tool /tmp/python; do
     if out=$($p 2>&1); then echo "$p: $out"; else echo "$p: refused: $out"; fi
