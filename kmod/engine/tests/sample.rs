@@ -1,41 +1,15 @@
 //! Sampler: greedy, determinism, the filters, penalties, the softmax
 //! distribution, libstdc++'s RNG, and no allocation while sampling.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 
 use llamux_engine::sample::{argmax, Mt19937, SampleError, Sampler, SamplerParams};
 
-/// Counts this thread's allocations, to show `sample` makes none.
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above, i.e. from System.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: as for alloc/dealloc.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
+use common::allocs;
 
 /// Deterministic pseudo-random logits in [-scale, scale).
 fn logits(n: usize, seed: u32, scale: f32) -> Vec<f32> {

@@ -6,44 +6,18 @@
 //! llama-cpp-python 0.3.36: set LLAMUX_LLAMA_SRC to the path that
 //! tests/fixtures/get-llama-src.sh prints.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use llamux_engine::gguf::Gguf;
 use llamux_engine::tokenizer::{Tokenizer, TokenizerError};
 
-/// Counts this thread's allocations, to show encoding makes none.
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` above, i.e. from System.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.with(|c| c.set(c.get() + 1));
-        // SAFETY: as for alloc/dealloc.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
-fn allocs() -> usize {
-    ALLOCS.with(|c| c.get())
-}
+use common::allocs;
 
 fn models_dir() -> PathBuf {
     let hint = "set LLAMUX_LLAMA_SRC to llama.cpp's source: \

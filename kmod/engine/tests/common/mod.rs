@@ -1,6 +1,8 @@
 //! Shared helpers of the engine's integration tests.
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 /// The test models made by tests/models/make.sh.
@@ -24,4 +26,34 @@ pub fn read(path: &Path) -> Vec<u8> {
 
 pub fn read_string(path: &Path) -> String {
     String::from_utf8(read(path)).unwrap()
+}
+
+/// Counts this thread's allocations, to show a hot path makes none. A test
+/// binary installs it with `#[global_allocator] static GLOBAL: common::Counting = common::Counting;`.
+pub struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `alloc` above, i.e. from System.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.with(|c| c.set(c.get() + 1));
+        // SAFETY: as for alloc/dealloc.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+/// Allocations (and reallocations) made by this thread so far.
+pub fn allocs() -> usize {
+    ALLOCS.with(|c| c.get())
 }
