@@ -644,27 +644,30 @@ fn boxed_session(
     Session::new(m, tok, cp, s.to_engine(), max_prompt_bytes).map(Box::new)
 }
 
-/// Makes `e.sess` sample with `e.sampling`. Session has no way to change
-/// its sampler, so the session is rebuilt (the KV cache reallocated) when
-/// the settings change, and for every non-greedy request so that the random
-/// sequence restarts from the seed as in `llamux run`. Greedy requests with
-/// unchanged settings reuse it.
+/// Makes `e.sess` sample with `e.sampling`: new settings, and for every
+/// non-greedy request a restart of the random sequence from the seed (as in
+/// `llamux run`), go through `Session::set_sampling`, which allocates
+/// nothing. The session is only built when there is none (first use, or
+/// after a failed build).
 #[inline(never)]
 fn prepare_session(e: &mut Engine) -> Result<(), SessionError> {
-    if e.sess.is_some() && e.sess_sampling == e.sampling && (e.fresh || e.sampling.temperature_milli == 0) {
+    if let Some(sess) = e.sess.as_mut() {
+        if e.sess_sampling != e.sampling || !(e.fresh || e.sampling.temperature_milli == 0) {
+            sess.set_sampling(e.sampling.to_engine())?;
+            e.sess_sampling = e.sampling;
+            e.fresh = true;
+        }
         return Ok(());
     }
-    // Free the old context first: peak memory stays one context.
-    e.sess = None;
     e.sess = Some(boxed_session(&e.model, &e.tok, e.ctx_params, e.sampling, e.max_prompt_bytes)?);
     e.sess_sampling = e.sampling;
     e.fresh = true;
     Ok(())
 }
 
-/// Rebuilds the session for `sampling` if `llx_start` would (see
-/// `prepare_session`), so the module can do this stack-hungry part on a
-/// fresh kernel stack. Returns 0 or -errno with a message.
+/// Prepares the session for `sampling` as `llx_start` would (see
+/// `prepare_session`), so the module can do the stack-hungry first build on
+/// a fresh kernel stack. Returns 0 or -errno with a message.
 extern "C" fn prepare(h: *mut c_void, sampling: *const LlxSampling, err: *mut u8, err_cap: usize) -> i32 {
     if h.is_null() || sampling.is_null() {
         put_err(err, err_cap, format_args!("null argument"));
