@@ -64,15 +64,16 @@ step "dmesg names junk" dmesg_has 'llamux: /tmp/junk.gguf: .*\(errno -[0-9]+\)'
 step_not "missing file rejected" sh -c "echo /nonexistent.gguf > $P/load"
 step "still usable after bad loads" same_ids $MM 2 "Once upon a time" $N
 
-# Seeded sampling: the same sampler as user space, restarted from the seed
-# on every request (no session rebuild: Session::set_sampling).
+# Seeded sampling, hot enough to leave the argmax: the same sampler as user
+# space, restarted from the seed on every request (Session::set_sampling,
+# no session rebuild).
 sampled_ids() { # PROMPT
-	echo "temperature=0.8 top_k=40 top_p=0.95 min_p=0 repeat_penalty=1 seed=7 n_predict=16" > $P/params || return 1
+	echo "temperature=4 top_k=0 top_p=1 min_p=0 repeat_penalty=1 seed=7 n_predict=16" > $P/params || return 1
 	printf '%s' "$1" > $P/generate && cat $P/generate > /dev/null && ids_kernel
 }
 same_sampled() {
 	k1=$(sampled_ids "Once upon a time") && k2=$(sampled_ids "Once upon a time") || return 1
-	u=$("$U" run --model $MM -t 2 --prompt "Once upon a time" -n 16 --temperature 0.8 --top-k 40 --top-p 0.95 --seed 7 --json |
+	u=$("$U" run --model $MM -t 2 --prompt "Once upon a time" -n 16 --temperature 4 --top-k 0 --top-p 1 --seed 7 --json |
 		sed -n 's/.*"generated_tokens":\[\([^]]*\)\].*/\1/p' | tr ',' ' ')
 	echo "kernel ids: $k1"; echo "again:      $k2"; echo "user ids:   $u"
 	[ -n "$k1" ] && [ "$k1" = "$k2" ] && [ "$k1" = "$u" ]
