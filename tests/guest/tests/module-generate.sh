@@ -37,7 +37,15 @@ step "insmod threads=1 model=q4_k_m chunk_kb=4" insmod $KO threads=1 chunk_kb=4 
 step "load line in dmesg" dmesg_has 'llamux: loaded /llamux/tiny-q4_k_m.gguf'
 step "model info" cat $P/model
 step "status" cat $P/status
-step "files are 0600" sh -c 'for f in generate load model params status; do m=$(ls -l /proc/llamux/$f | cut -c1-10); echo "$f $m"; [ "$m" = "-rw-------" ] || exit 1; done'
+step "files are 0600" sh -c 'for f in generate load model params status advise; do m=$(ls -l /proc/llamux/$f | cut -c1-10); echo "$f $m"; [ "$m" = "-rw-------" ] || exit 1; done'
+# An unprivileged user can neither drive, reconfigure nor read the module.
+grep -q '^nobody:' /etc/passwd 2>/dev/null || echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> /etc/passwd
+grep -q '^nogroup:' /etc/group 2>/dev/null || echo 'nogroup:x:65534:' >> /etc/group
+step "a shell as uid 65534" su -s /bin/sh nobody -c 'test "$(id -u)" = 65534'
+for f in generate load params advise; do
+	step_not "uid 65534 cannot write /proc/llamux/$f" su -s /bin/sh nobody -c "echo x > $P/$f"
+done
+step_not "uid 65534 cannot read /proc/llamux/status" su -s /bin/sh nobody -c "cat $P/status"
 for p in "Once upon a time" "The quick brown fox" "Hello, world" "1 2 3 4"; do
 	step "t1 q4_k_m equal: $p" same_ids $MQ 1 "$p" $N
 done
