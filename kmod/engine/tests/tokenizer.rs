@@ -6,7 +6,6 @@
 //! llama-cpp-python 0.3.36: set LLAMUX_LLAMA_SRC to the path that
 //! tests/fixtures/get-llama-src.sh prints.
 
-use std::path::PathBuf;
 
 use llamux_engine::gguf::Gguf;
 use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
@@ -16,21 +15,8 @@ mod common;
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
 
-use common::allocs;
+use common::{allocs, read_llama_model as read_model, vocab_vectors as vectors};
 
-fn llama_src() -> PathBuf {
-    let hint = "set LLAMUX_LLAMA_SRC to llama.cpp's source: \
-                export LLAMUX_LLAMA_SRC=$(tests/fixtures/get-llama-src.sh)";
-    let dir = std::env::var_os("LLAMUX_LLAMA_SRC").map(PathBuf::from).unwrap_or_else(|| panic!("{hint}"));
-    let vocab = dir.join("models/ggml-vocab-llama-spm.gguf");
-    assert!(vocab.is_file(), "{} not found; {hint}", vocab.display());
-    dir
-}
-
-fn read_model(name: &str) -> Vec<u8> {
-    let p = llama_src().join("models").join(name);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
 
 fn load(bytes: &[u8]) -> Tokenizer {
     Tokenizer::from_gguf(&Gguf::parse(bytes).unwrap()).unwrap()
@@ -56,31 +42,6 @@ fn dec(t: &Tokenizer, ids: &[u32]) -> Vec<u8> {
     out
 }
 
-/// llama.cpp's test-tokenizer-0 file pair: inputs separated by
-/// "\n__ggml_vocab_test__\n", one line of space-separated ids per input.
-fn vectors(name: &str) -> Vec<(Vec<u8>, Vec<u32>)> {
-    let inp = read_model(&format!("{name}.inp"));
-    let out = String::from_utf8(read_model(&format!("{name}.out"))).unwrap();
-    let sep = b"\n__ggml_vocab_test__\n";
-    let mut inputs = Vec::new();
-    let mut pos = 0;
-    while pos < inp.len() {
-        match inp[pos..].windows(sep.len()).position(|w| w == sep) {
-            Some(i) => {
-                inputs.push(inp[pos..pos + i].to_vec());
-                pos += i + sep.len();
-            }
-            None => {
-                inputs.push(inp[pos..].to_vec());
-                break;
-            }
-        }
-    }
-    let outputs: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
-    assert_eq!(inputs.len(), outputs.len(), "{name}: .inp and .out disagree on the number of tests");
-    inputs.into_iter().zip(outputs).collect()
-}
 
 fn check_vectors(t: &Tokenizer, name: &str) -> usize {
     let cases = vectors(name);

@@ -57,3 +57,40 @@ unsafe impl GlobalAlloc for Counting {
 pub fn allocs() -> usize {
     ALLOCS.with(|c| c.get())
 }
+
+/// A file of llama.cpp's models/ folder (vocabularies and their test
+/// vectors), from $LLAMUX_LLAMA_SRC, the path tests/fixtures/get-llama-src.sh
+/// prints.
+pub fn read_llama_model(name: &str) -> Vec<u8> {
+    let hint = "set LLAMUX_LLAMA_SRC to llama.cpp's source: \
+                export LLAMUX_LLAMA_SRC=$(tests/fixtures/get-llama-src.sh)";
+    let dir = std::env::var_os("LLAMUX_LLAMA_SRC").map(PathBuf::from).unwrap_or_else(|| panic!("{hint}"));
+    let p = dir.join("models").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}; {hint}", p.display()))
+}
+
+/// llama.cpp's test-tokenizer-0 file pair: inputs separated by
+/// "\n__ggml_vocab_test__\n", one line of space-separated ids per input.
+pub fn vocab_vectors(name: &str) -> Vec<(Vec<u8>, Vec<u32>)> {
+    let inp = read_llama_model(&format!("{name}.inp"));
+    let out = String::from_utf8(read_llama_model(&format!("{name}.out"))).unwrap();
+    let sep = b"\n__ggml_vocab_test__\n";
+    let mut inputs = Vec::new();
+    let mut pos = 0;
+    while pos < inp.len() {
+        match inp[pos..].windows(sep.len()).position(|w| w == sep) {
+            Some(i) => {
+                inputs.push(inp[pos..pos + i].to_vec());
+                pos += i + sep.len();
+            }
+            None => {
+                inputs.push(inp[pos..].to_vec());
+                break;
+            }
+        }
+    }
+    let outputs: Vec<Vec<u32>> =
+        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    assert_eq!(inputs.len(), outputs.len(), "{name}: .inp and .out disagree on the number of tests");
+    inputs.into_iter().zip(outputs).collect()
+}
