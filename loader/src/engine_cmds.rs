@@ -18,7 +18,6 @@ pub type Res = Result<(), String>;
 
 /// A model file mapped for the life of the process.
 pub struct Loaded {
-    pub gguf: Gguf<'static>,
     pub model: Model<'static>,
     pub tokenizer: Tokenizer,
 }
@@ -41,7 +40,7 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     let gguf = parse(path)?;
     let model = Model::from_gguf(&gguf).map_err(|e| format!("{}: {e}", path.display()))?;
     let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
-    Ok(Loaded { gguf, model, tokenizer })
+    Ok(Loaded { model, tokenizer })
 }
 
 pub fn pool(threads: Option<usize>) -> Pool {

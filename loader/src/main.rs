@@ -7,6 +7,7 @@ mod bench;
 mod bpf;
 mod bpf_btf;
 mod engine_cmds;
+mod kernel_cmds;
 mod policy;
 mod policy_advise;
 mod pool;
@@ -135,6 +136,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the model inside llamux.ko: write PROMPT to /proc/llamux/generate
+    /// and stream the completion (root; the module must have a model).
+    Query {
+        prompt: String,
+        /// Sampling for this and later requests, e.g. "temperature=0 n_predict=64".
+        #[arg(long)]
+        params: Option<String>,
+        /// Wrap the prompt in the model's instruction template.
+        #[arg(long)]
+        instruct: bool,
+        /// One JSON object: text, generated ids, in-kernel tokens/s.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate POLICY files, attach their probes and relay events to the
     /// advisor; decisions go to /sys/fs/bpf/llamux/. Runs until stopped.
     Load {
@@ -220,6 +235,7 @@ fn main() -> ExitCode {
         Cmd::Tokenize { model, text, no_bos, json } => engine_cmds::tokenize(&model, &text, !no_bos, json),
         Cmd::Logits { engine, tokens, out } => engine_cmds::logits(&engine, &tokens, &out),
         Cmd::Info { model, json } => engine_cmds::info(&model, json),
+        Cmd::Query { prompt, params, instruct, json } => kernel_cmds::query(&prompt, params.as_deref(), instruct, json),
         Cmd::Load { policies, check: true, .. } => bpf::validate(&policies).map(|p| {
             for p in p {
                 println!("{}: ok ({} policy `{}`, {} answers)", p.file.display(), p.hook.name(), p.name, p.answers.len());

@@ -49,6 +49,15 @@ step_not "uid 65534 cannot read /proc/llamux/status" su -s /bin/sh nobody -c "ca
 for p in "Once upon a time" "The quick brown fox" "Hello, world" "1 2 3 4"; do
 	step "t1 q4_k_m equal: $p" same_ids $MQ 1 "$p" $N
 done
+query_same() {
+	echo "temperature=0 n_predict=$N" > $P/params
+	printf 'Hello, world' > $P/generate && want=$(cat $P/generate) || return 1
+	got=$("$U" query 'Hello, world') || return 1
+	j=$("$U" query --json 'Hello, world') || return 1
+	echo "generate: $want"; echo "query:    $got"; echo "json:     $j"
+	[ -n "$want" ] && [ "$got" = "$want" ] && echo "$j" | grep -q "\"generated_tokens\":\[$(ids_kernel | tr ' ' ',')\]"
+}
+step "llamux query streams the same completion" query_same
 step "rmmod" rmmod llamux
 
 step "insmod threads=2" insmod $KO threads=2 model=$MQ
