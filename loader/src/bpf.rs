@@ -22,7 +22,7 @@ use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
 use crate::policy::{self, Action, Hook, Policy};
-use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor, UserAdvisor};
+use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
 use crate::trace::{self, TraceWriter};
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
@@ -968,15 +968,24 @@ pub fn status(json_out: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// `llamux advise`: the decision for one event, computed in user space.
-pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: Option<usize>, ctx: usize, json_out: bool) -> Result<(), String> {
+/// `llamux advise`: the decision for one event, computed in user space
+/// (or by the kernel module's advisor with `--advisor kernel|auto`).
+pub fn advise_cmd(
+    model: Option<&Path>,
+    advisor: AdvisorChoice,
+    policy_file: &Path,
+    event_json: &str,
+    threads: Option<usize>,
+    ctx: usize,
+    json_out: bool,
+) -> Result<(), String> {
     default_sigpipe();
     let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
     let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
     let text = pol.render(&ev)?;
     let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey { hook: 0, kind: 0, hash: 0 }, String::new()));
-    let mut adv = UserAdvisor::new(model, threads, ctx)?;
+    let mut adv = AutoAdvisor::new(advisor, model, threads, ctx)?;
     let h = adv.add_policy(&pol)?;
     let a = adv.advise(h, &text)?;
     let ans = &pol.answers[a.answer];
@@ -986,14 +995,14 @@ pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: O
             "{}",
             json!({"policy": pol.name, "key": shown, "key_hash": format!("{:016x}", key.hash), "prompt": text,
                 "answer": ans.text, "answer_index": a.answer, "action": ans.action.name(), "scores": scores, "score_list": a.scores,
-                "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": adv.prefix_tokens(h), "advisor": adv.name()})
+                "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": a.prefix_tokens, "advisor": adv.name()})
         );
     } else {
         println!("policy {}: {}", pol.name, shown);
         for (an, s) in pol.answers.iter().zip(&a.scores) {
             println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
         }
-        println!("answer {:?} -> {} ({:.1} ms)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0);
+        println!("answer {:?} -> {} ({:.1} ms, {} advisor)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0, adv.name());
     }
     Ok(())
 }
