@@ -736,7 +736,7 @@ fn relay_inner(
 /// The tracepoints' per-decision hit counters (HITCOUNT), most hit first.
 fn decision_hits(m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>, names: &StdMap<c::DecisionKey, (String, String)>) -> Vec<Value> {
     let mut v: Vec<(c::DecisionKey, u64)> = m.iter().flatten().map(|(k, h)| (k, h.hits)).collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
     v.truncate(64);
     v.iter()
         .map(|(k, n)| {

@@ -172,7 +172,13 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
             KEY_COMM => fnv1a(&bpf_get_current_comm().unwrap_or([0; COMM_LEN])),
             _ => continue,
         };
-        tp_hit(&DecisionKey { hook, kind, hash }, now, 0, BPF_RB_NO_WAKEUP as u64);
+        let key = DecisionKey { hook, kind, hash };
+        if let Some((hits, d)) = tp_hit(&key, now) {
+            let Some(e) = scratch(0) else { return 0 };
+            fill_current(e, EV_TP_HIT, now);
+            hit_fields(e, &key, hits, &d);
+            emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
+        }
     }
     let n = match SYSCOUNT.get_ptr_mut(&tgid) {
         Some(p) => {
@@ -201,16 +207,16 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Counts a hit of `key` when it has a live decision, and records it
-/// (EV_TP_HIT, HITS ring) at most once per HIT_GAP_NS. `slot`: the calling
-/// program family's scratch record.
+/// Counts a hit of `key` when it has a live decision; returns the hits so
+/// far and the decision when an EV_TP_HIT record is due (at most once per
+/// HIT_GAP_NS per key).
 #[inline(always)]
-fn tp_hit(key: &DecisionKey, now: u64, slot: u32, flags: u64) {
+fn tp_hit(key: &DecisionKey, now: u64) -> Option<(u64, Decision)> {
     // SAFETY: copied out at once; a concurrent update by the loader gives
     // the older or the newer decision.
-    let Some(d) = (unsafe { DECISIONS.get(key) }).copied() else { return };
+    let d = (unsafe { DECISIONS.get(key) }).copied()?;
     if d.expires_ns != 0 && now >= d.expires_ns {
-        return;
+        return None;
     }
     stat(ST_TP_HITS);
     let (hits, record) = match HITCOUNT.get_ptr_mut(key) {
@@ -231,16 +237,21 @@ fn tp_hit(key: &DecisionKey, now: u64, slot: u32, flags: u64) {
             (1, true)
         }
     };
-    if !record {
-        return;
+    if record {
+        Some((hits, d))
+    } else {
+        None
     }
-    let Some(e) = scratch(slot) else { return };
-    fill_current(e, EV_TP_HIT, now);
+}
+
+/// Turns `e` (the hitting task's record) into an EV_TP_HIT.
+#[inline(always)]
+fn hit_fields(e: &mut Event, key: &DecisionKey, hits: u64, d: &Decision) {
+    e.kind = EV_TP_HIT;
     e.key = *key;
     e.a = hits;
     e.b = d.action as u64;
     e.c = d.policy as u64 | ((d.answer as u64) << 32);
-    emit(&HITS, e, flags, ST_TP_HITS_DROPPED, ST_HITS);
 }
 
 #[inline(always)]
@@ -336,8 +347,12 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
         KEY_COMM => fnv1a(&e.comm),
         _ => return 0,
     };
-    let now = e.ts_ns;
-    tp_hit(&DecisionKey { hook: HOOK_EXEC, kind, hash }, now, 1, 0);
+    let key = DecisionKey { hook: HOOK_EXEC, kind, hash };
+    if let Some((hits, d)) = tp_hit(&key, e.ts_ns) {
+        // The exec record (path, parent) becomes the hit record.
+        hit_fields(e, &key, hits, &d);
+        emit(&HITS, e, 0, ST_TP_HITS_DROPPED, ST_HITS);
+    }
     0
 }
 
