@@ -14,7 +14,7 @@ CRATE="$(cd "$HERE/kengine" && pwd -P)"
 TARGET=x86_64-unknown-linux-gnu
 
 # Entries the module calls (global_asm trampolines in kengine/src/lib.rs).
-EXPORTS=(llx_abi_version llx_parse_params llx_load llx_free llx_info llx_prepare llx_start llx_step llx_task llx_advise)
+EXPORTS=(llx_abi_version llx_parse_params llx_load llx_free llx_info llx_prepare llx_start llx_step llx_task llx_advise llx_advise_stats)
 # What the object may leave undefined: module callbacks + kernel string fns.
 ALLOWED=(llx_kmalloc llx_kfree llx_panic llx_parallel_run memcpy memset memmove memcmp bcmp)
 

@@ -43,7 +43,7 @@
 #define LLX_ABI 2
 
 struct llx_load_params {
-	u32 n_ctx, n_batch, kv_f16, max_prompt_bytes, parallelism, reserved;
+	u32 n_ctx, n_batch, kv_f16, max_prompt_bytes, parallelism, advise_slots;
 	void *exec_ctx;
 };
 
@@ -65,6 +65,12 @@ s64 llx_start(void *h, const u8 *prompt, size_t len,
 int llx_step(void *h, u8 *out, size_t cap, size_t *out_len, u32 *token);
 void llx_task(const void *data, size_t i);
 ssize_t llx_advise(void *h, const u8 *req, size_t len, u8 *resp, size_t cap);
+
+struct llx_advise_stats {
+	u64 prefills, reuses;
+	u32 slots_used, slots;
+};
+void llx_advise_stats(void *h, struct llx_advise_stats *out);
 
 /* Callbacks the engine calls (declared extern "C" in kengine). */
 void *llx_kmalloc(size_t size, size_t align);
@@ -107,6 +113,10 @@ MODULE_PARM_DESC(spin_us, "Workers and the caller spin this long for the next jo
 static unsigned int max_prompt = 4096;
 module_param(max_prompt, uint, 0444);
 MODULE_PARM_DESC(max_prompt, "Longest prompt in bytes (longer writes fail with E2BIG)");
+
+static unsigned int advise_slots = 4;
+module_param(advise_slots, uint, 0444);
+MODULE_PARM_DESC(advise_slots, "Advisor policy prefixes kept prefilled (1-8; each holds a KV cache)");
 
 static char *params;
 module_param(params, charp, 0444);
@@ -411,6 +421,8 @@ static u64 last_prefill_ns, last_decode_ns;
 static int last_error;
 static unsigned long n_requests;
 static unsigned long n_advise, n_advise_errors;
+/* Engine's advisor counters, copied after every request (llx_lock). */
+static struct llx_advise_stats adv_stats;
 static u64 last_advise_ns;
 
 static void engine_drop(void)
@@ -421,6 +433,8 @@ static void engine_drop(void)
 		kernel_fpu_end();
 		engine = NULL;
 	}
+	/* Its advisors went with it. */
+	memset(&adv_stats, 0, sizeof(adv_stats));
 	vfree(file_buf);
 	file_buf = NULL;
 	file_len = 0;
@@ -487,7 +501,7 @@ static int model_load(const char *path)
 	struct llx_load_params lp = {
 		.n_ctx = n_ctx, .n_batch = n_batch, .kv_f16 = 0,
 		.max_prompt_bytes = max_prompt, .parallelism = n_threads,
-		.exec_ctx = &pool,
+		.advise_slots = clamp(advise_slots, 1u, 8u), .exec_ctx = &pool,
 	};
 	struct load_call lc;
 	char *err_buf, *info = NULL, *p;
@@ -730,9 +744,9 @@ static const struct proc_ops gen_ops = {
  * Serialization: one engine user at a time under llx_lock (a writer waits
  * for the lock, interruptibly); while a /proc/llamux/generate request is
  * pending or running, a write fails with EBUSY instead of waiting for the
- * reader to finish it. No model: ENODEV. The engine keeps the last
- * policy's prefilled prefix, so repeated requests of one policy only run
- * the event and the answers. */
+ * reader to finish it. No model: ENODEV. The engine keeps the prefilled
+ * prefixes of the last advise_slots policies (LRU), so requests of those
+ * only run the event and the answers (status: advise_prefills). */
 #define ADVISE_MAX 16384	/* LLX_ADVISE_MAX in kengine */
 #define ADVISE_RESP 1024
 
@@ -757,6 +771,7 @@ static int advise_fn(void *arg)
 
 	fpu_enter();
 	c->ret = llx_advise(engine, c->req, c->len, c->resp, c->cap);
+	llx_advise_stats(engine, &adv_stats);
 	kernel_fpu_end();
 	return 0;
 }
@@ -989,6 +1004,9 @@ void llamux_core_status(struct seq_file *m)
 	seq_printf(m, "last_error: %d\n", last_error);
 	seq_printf(m, "advise_requests: %lu\nadvise_errors: %lu\nlast_advise_ms: %llu\n",
 		   n_advise, n_advise_errors, last_advise_ns / 1000000);
+	seq_printf(m, "advise_prefills: %llu\nadvise_reuses: %llu\nadvise_slots: %u/%u\n",
+		   adv_stats.prefills, adv_stats.reuses, adv_stats.slots_used,
+		   adv_stats.slots);
 	seq_printf(m, "last_prompt_tokens: %lld\n", last_n_prompt);
 	seq_printf(m, "last_generated_tokens: %u\n", last_n_ids);
 	show_rate(m, "last_prefill_tokens_per_s", last_n_prompt > 0 ? last_n_prompt : 0, last_prefill_ns);

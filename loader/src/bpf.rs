@@ -22,7 +22,7 @@ use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
 use crate::policy::{self, Action, Hook, Policy};
-use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor, UserAdvisor};
+use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
 use crate::trace::{self, TraceWriter};
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
@@ -155,6 +155,7 @@ fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, String> 
         sched_sample: of(Hook::Sched).map_or(0, |p| p.sample),
         exec_events: 1,
         hooks: [hook_config(of(Hook::Exec)), hook_config(of(Hook::Open))],
+        hit_key: [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched].map(|h| of(h).map_or(0, |p| p.key.id())),
         off: bpf_btf::kernel_offsets()?,
     })
 }
@@ -174,7 +175,8 @@ struct Attached {
 fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
     let mut tps: Vec<(&str, &str, &str)> =
         vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
-    if pols.iter().any(|p| p.hook == Hook::Syscall) {
+    // sys_enter also counts the hits of sched decisions.
+    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched)) {
         tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
     }
     if pols.iter().any(|p| p.hook == Hook::Sched) {
@@ -186,6 +188,10 @@ fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, 
     }
     if pols.iter().any(|p| p.hook == Hook::Open) {
         lsms.push(("llamux_file_open", "file_open"));
+    }
+    // Records the nice changes the kernel applies to advised tasks.
+    if pols.iter().any(|p| p.answers.iter().any(|a| matches!(a.action, Action::Renice(_)))) {
+        lsms.push(("llamux_task_setnice", "task_setnice"));
     }
     let mut out = Attached { pins: Vec::new(), programs: Vec::new() };
     for (prog, cat, name) in tps {
@@ -533,6 +539,10 @@ fn relay_inner(
     let mut hits = RingBuf::try_from(bpf.take_map("LLAMUX_HITS").ok_or("no LLAMUX_HITS map")?).map_err(|e| e.to_string())?;
     let mut decisions: BpfHashMap<MapData, c::DecisionKey, c::Decision> =
         BpfHashMap::try_from(bpf.take_map("LLAMUX_DECISIONS").ok_or("no LLAMUX_DECISIONS map")?).map_err(|e| e.to_string())?;
+    let hitcount: BpfHashMap<MapData, c::DecisionKey, c::HitStat> =
+        BpfHashMap::try_from(bpf.take_map("LLAMUX_HITCOUNT").ok_or("no LLAMUX_HITCOUNT map")?).map_err(|e| e.to_string())?;
+    // Decision key -> (policy, key as shown), for the hit counters.
+    let mut names: StdMap<c::DecisionKey, (String, String)> = StdMap::new();
 
     let mut cnt = Counters::default();
     // Decision requests from the LSM hooks gate enforcement: they go first.
@@ -629,7 +639,7 @@ fn relay_inner(
                 _ => {}
             }
         }
-        // Decision hits: the probes' record of every enforced decision.
+        // Decision hits (LSM and tracepoints) and applied nice changes.
         while let Some(item) = hits.next() {
             if item.len() < std::mem::size_of::<c::Event>() {
                 continue;
@@ -638,21 +648,7 @@ fn relay_inner(
             let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
             cnt.hits += 1;
-            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
-            let action = match e.b as u32 {
-                c::ACT_DENY => "deny",
-                c::ACT_AUDIT => "audit",
-                _ => "allow",
-            };
-            tw.write(&json!({"type": "hit", "time": trace::now_unix(), "policy": pol,
-                "hook": if e.a as u32 == c::HOOK_EXEC {"exec"} else {"open"}, "key": match e.key.kind {
-                    c::KEY_PID => format!("pid:{}", e.pid),
-                    c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
-                    c::KEY_FILE => format!("file:{}", cstr(&e.path)),
-                    _ => format!("exe:{}", cstr(&e.path)),
-                },
-                "key_hash": format!("{:016x}", e.key.hash), "pid": e.pid, "comm": cstr(&e.comm), "path": cstr(&e.path), "action": action,
-                "answer_index": e.c >> 32}));
+            tw.write(&hit_record(&e, &live));
         }
         if let Some(l) = logger.as_mut() {
             l.flush();
@@ -707,6 +703,7 @@ fn relay_inner(
                 applied = if r == 0 { format!("nice {n}") } else { format!("renice failed: {}", std::io::Error::last_os_error()) };
             }
             l.decided.insert(key.hash, expires);
+            names.insert(key, (l.pol.name.clone(), shown.clone()));
             l.decisions += 1;
             cnt.decisions += 1;
             let scores: JMap<String, Value> = l.pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
@@ -724,7 +721,8 @@ fn relay_inner(
             let st = json!({"pid": me, "time": trace::now_unix(), "events": cnt.events, "hits": cnt.hits, "requests": cnt.requests,
                 "queued": cnt.queued, "queue_len": queue.len() + urgent.len(), "queue_dropped": cnt.queue_dropped, "decisions": cnt.decisions,
                 "errors": cnt.errors, "filtered": cnt.filtered,
-                "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>()});
+                "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>(),
+                "decision_hits": decision_hits(&hitcount, &names)});
             let _ = std::fs::write(trace::run_dir().join("relay.json"), st.to_string());
         }
         if got == 0 {
@@ -733,6 +731,81 @@ fn relay_inner(
     }
     eprintln!("llamux: stopping ({} events, {} decisions)", cnt.events, cnt.decisions);
     Ok(())
+}
+
+/// The tracepoints' per-decision hit counters (HITCOUNT), most hit first.
+fn decision_hits(m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>, names: &StdMap<c::DecisionKey, (String, String)>) -> Vec<Value> {
+    let mut v: Vec<(c::DecisionKey, u64)> = m.iter().flatten().map(|(k, h)| (k, h.hits)).collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.1));
+    v.truncate(64);
+    v.iter()
+        .map(|(k, n)| {
+            let (pol, shown) = names.get(k).cloned().unwrap_or_else(|| (String::new(), format!("{}:{:016x}", hook_name(k.hook), k.hash)));
+            json!({"policy": pol, "hook": hook_name(k.hook), "key": shown, "hits": n})
+        })
+        .collect()
+}
+
+/// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42").
+fn shown_key(e: &c::Event) -> String {
+    match e.key.kind {
+        c::KEY_PID => format!("pid:{}", e.key.hash),
+        c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
+        c::KEY_FILE => format!("file:{}", cstr(&e.path)),
+        _ => format!("exe:{}", cstr(&e.path)),
+    }
+}
+
+fn hook_name(id: u32) -> &'static str {
+    match id {
+        c::HOOK_EXEC => "exec",
+        c::HOOK_OPEN => "open",
+        c::HOOK_SYSCALL => "syscall",
+        _ => "sched",
+    }
+}
+
+/// The trace record of one EV_HIT, EV_TP_HIT or EV_NICE from the hits ring.
+fn hit_record(e: &c::Event, live: &[Live]) -> Value {
+    let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
+    let action = match e.b as u32 {
+        c::ACT_DENY => "deny",
+        c::ACT_AUDIT => "audit",
+        _ => "allow",
+    };
+    let mut r = json!({"time": trace::now_unix(), "policy": pol, "key": shown_key(e), "key_hash": format!("{:016x}", e.key.hash),
+        "pid": e.pid, "comm": cstr(&e.comm), "answer_index": e.c >> 32});
+    let m = r.as_object_mut().expect("an object");
+    match e.kind {
+        c::EV_NICE => {
+            m.insert("type".into(), json!("applied"));
+            m.insert("hook".into(), json!(hook_name(e.key.hook)));
+            m.insert("probe".into(), json!("lsm/task_setnice"));
+            m.insert("tid".into(), json!(e.tid));
+            m.insert("nice_old".into(), json!(e.a as i64));
+            m.insert("nice_new".into(), json!(e.b as i64));
+            m.insert("by_pid".into(), json!(e.ppid));
+            m.insert("by_comm".into(), json!(cstr(&e.pcomm)));
+        }
+        c::EV_TP_HIT => {
+            let probe = if e.key.hook == c::HOOK_EXEC { "tracepoint/sched/sched_process_exec" } else { "tracepoint/raw_syscalls/sys_enter" };
+            m.insert("type".into(), json!("hit"));
+            m.insert("hook".into(), json!(hook_name(e.key.hook)));
+            m.insert("probe".into(), json!(probe));
+            m.insert("hits".into(), json!(e.a));
+            m.insert("action".into(), json!(action));
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+        _ => {
+            let hook = e.a as u32;
+            m.insert("type".into(), json!("hit"));
+            m.insert("hook".into(), json!(hook_name(hook)));
+            m.insert("probe".into(), json!(if hook == c::HOOK_EXEC { "lsm/bprm_check_security" } else { "lsm/file_open" }));
+            m.insert("action".into(), json!(action));
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+    }
+    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -883,19 +956,36 @@ pub fn status(json_out: bool) -> Result<(), String> {
             "relay counters: events={} requests={} decisions={} hits={} queue_dropped={} errors={}",
             r["events"], r["requests"], r["decisions"], r["hits"], r["queue_dropped"], r["errors"]
         );
+        let dh: Vec<String> = r["decision_hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(20)
+            .map(|h| format!("{} {}={}", h["policy"].as_str().unwrap_or(""), h["key"].as_str().unwrap_or(""), h["hits"]))
+            .collect();
+        println!("decision hits (tracepoints): {}", if dh.is_empty() { "none".into() } else { dh.join(", ") });
     }
     Ok(())
 }
 
-/// `llamux advise`: the decision for one event, computed in user space.
-pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: Option<usize>, ctx: usize, json_out: bool) -> Result<(), String> {
+/// `llamux advise`: the decision for one event, computed in user space
+/// (or by the kernel module's advisor with `--advisor kernel|auto`).
+pub fn advise_cmd(
+    model: Option<&Path>,
+    advisor: AdvisorChoice,
+    policy_file: &Path,
+    event_json: &str,
+    threads: Option<usize>,
+    ctx: usize,
+    json_out: bool,
+) -> Result<(), String> {
     default_sigpipe();
     let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
     let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
     let text = pol.render(&ev)?;
     let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey { hook: 0, kind: 0, hash: 0 }, String::new()));
-    let mut adv = UserAdvisor::new(model, threads, ctx)?;
+    let mut adv = AutoAdvisor::new(advisor, model, threads, ctx)?;
     let h = adv.add_policy(&pol)?;
     let a = adv.advise(h, &text)?;
     let ans = &pol.answers[a.answer];
@@ -905,14 +995,58 @@ pub fn advise_cmd(model: &Path, policy_file: &Path, event_json: &str, threads: O
             "{}",
             json!({"policy": pol.name, "key": shown, "key_hash": format!("{:016x}", key.hash), "prompt": text,
                 "answer": ans.text, "answer_index": a.answer, "action": ans.action.name(), "scores": scores, "score_list": a.scores,
-                "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": adv.prefix_tokens(h), "advisor": adv.name()})
+                "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": a.prefix_tokens, "advisor": adv.name()})
         );
     } else {
         println!("policy {}: {}", pol.name, shown);
         for (an, s) in pol.answers.iter().zip(&a.scores) {
             println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
         }
-        println!("answer {:?} -> {} ({:.1} ms)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0);
+        println!("answer {:?} -> {} ({:.1} ms, {} advisor)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0, adv.name());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_record_keeps_negative_values_and_the_caller() {
+        let mut e = c::Event::zeroed();
+        e.kind = c::EV_NICE;
+        e.pid = 42;
+        e.tid = 43;
+        e.ppid = 7;
+        e.comm[..2].copy_from_slice(b"dd");
+        e.pcomm[..6].copy_from_slice(b"renice");
+        e.a = -3i64 as u64;
+        e.b = 5;
+        e.c = 1u64 << 32;
+        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 42 };
+        let r = hit_record(&e, &[]);
+        assert_eq!(r["type"], "applied");
+        assert_eq!(r["key"], "pid:42");
+        assert_eq!((r["nice_old"].as_i64(), r["nice_new"].as_i64()), (Some(-3), Some(5)));
+        assert_eq!((r["by_pid"].as_u64(), r["by_comm"].as_str()), (Some(7), Some("renice")));
+        assert_eq!((r["hook"].as_str(), r["answer_index"].as_u64()), (Some("sched"), Some(1)));
+    }
+
+    #[test]
+    fn tracepoint_hit_record_names_its_probe_and_count() {
+        let mut e = c::Event::zeroed();
+        e.kind = c::EV_TP_HIT;
+        e.a = 1234;
+        e.b = c::ACT_ALLOW as u64;
+        e.path[..9].copy_from_slice(b"/tmp/tool");
+        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: c::fnv1a(b"/tmp/tool") };
+        let r = hit_record(&e, &[]);
+        assert_eq!((r["type"].as_str(), r["key"].as_str()), (Some("hit"), Some("exe:/tmp/tool")));
+        assert_eq!(r["probe"], "tracepoint/sched/sched_process_exec");
+        assert_eq!(r["hits"].as_u64(), Some(1234));
+        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 9 };
+        assert_eq!(hit_record(&e, &[])["probe"], "tracepoint/raw_syscalls/sys_enter");
+        assert_eq!(hit_record(&e, &[])["key"], "pid:9");
+        assert!(trace::human(&hit_record(&e, &[])).contains("1234 hits"));
+    }
 }

@@ -147,6 +147,8 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         task_real_parent: btf.offset("task_struct", "real_parent")?,
         task_tgid: btf.offset("task_struct", "tgid")?,
         task_comm: btf.offset("task_struct", "comm")?,
+        task_pid: btf.offset("task_struct", "pid")?,
+        task_static_prio: btf.offset("task_struct", "static_prio")?,
     })
 }
 
@@ -161,5 +163,6 @@ mod tests {
         let o = super::kernel_offsets().unwrap();
         assert!(o.bprm_filename > 0 && o.file_dentry > 0 && o.task_real_parent > 0, "{o:?}");
         assert!(o.task_comm > o.task_tgid, "{o:?}");
+        assert!(o.task_tgid == o.task_pid + 4 && o.task_static_prio > 0, "{o:?}");
     }
 }

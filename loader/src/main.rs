@@ -202,10 +202,12 @@ enum Cmd {
         #[arg(long)]
         timeout: Option<f64>,
     },
-    /// The decision a policy's advisor makes for one event, in user space.
+    /// The decision a policy's advisor makes for one event, in user space
+    /// (or in the kernel module with --advisor kernel).
     Advise {
+        /// GGUF model (needed unless --advisor kernel).
         #[arg(short, long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(short, long)]
         policy: PathBuf,
         /// The event's fields as a JSON object (as in `trace --json`'s "event").
@@ -217,6 +219,10 @@ enum Cmd {
         ctx: usize,
         #[arg(long)]
         json: bool,
+        /// Who runs the model: user space (default), the kernel module
+        /// (/proc/llamux/advise), or auto (kernel if loaded, else user).
+        #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::User)]
+        advisor: policy_advise::AdvisorChoice,
     },
 }
 
@@ -247,7 +253,9 @@ fn main() -> ExitCode {
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
         Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
-        Cmd::Advise { model, policy, event, threads, ctx, json } => bpf::advise_cmd(&model, &policy, &event, threads, ctx, json),
+        Cmd::Advise { model, policy, event, threads, ctx, json, advisor } => {
+            bpf::advise_cmd(model.as_deref(), advisor, &policy, &event, threads, ctx, json)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,8 +52,8 @@ impl Hook {
         match self {
             Hook::Exec => c::HOOK_EXEC,
             Hook::Open => c::HOOK_OPEN,
-            Hook::Syscall => 2,
-            Hook::Sched => 3,
+            Hook::Syscall => c::HOOK_SYSCALL,
+            Hook::Sched => c::HOOK_SCHED,
         }
     }
     /// Fields an event of this hook offers to the prompt template.

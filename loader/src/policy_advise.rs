@@ -25,6 +25,8 @@ pub struct Advice {
     pub latency_us: u64,
     /// Tokens of the event part of the prompt.
     pub event_tokens: usize,
+    /// Tokens of the policy's cached prefix.
+    pub prefix_tokens: usize,
 }
 
 pub trait Advise {
@@ -67,10 +69,6 @@ impl UserAdvisor {
         let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
         Ok(UserAdvisor { l, exec: engine_cmds::pool(threads), ctx, policies: Vec::new() })
     }
-
-    pub fn prefix_tokens(&self, policy: usize) -> usize {
-        self.policies[policy].prefix_tokens
-    }
 }
 
 impl Advise for UserAdvisor {
@@ -108,7 +106,8 @@ impl Advise for UserAdvisor {
         let answers: Vec<&[u32]> = st.answers.iter().map(|a| a.as_slice()).collect();
         let mut scores = vec![0f32; answers.len()];
         let best = st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
-        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens: ev.len() })
+        let (event_tokens, prefix_tokens) = (ev.len(), st.prefix_tokens);
+        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
     }
 }
 
@@ -191,8 +190,8 @@ impl Advise for KernelAdvisor {
         }
         let mut resp = String::new();
         f.read_to_string(&mut resp).map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
-        let (best, event_tokens, _, scores) = kernel_response(&resp, answers.len())?;
-        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens })
+        let (best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, answers.len())?;
+        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
     }
 }
 

@@ -68,7 +68,29 @@ pub fn human(v: &Value) -> String {
                 v.get("latency_us").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0
             )
         }
-        Some("hit") => format!("{t} {:<14} {:<28} hit pid {} comm {} -> {}", s("policy"), s("key"), s("pid"), s("comm"), s("action")),
+        Some("hit") if v.get("hits").is_some() => format!(
+            "{t} {:<14} {:<28} hit pid {} comm {} -> {} ({} hits, {})",
+            s("policy"),
+            s("key"),
+            s("pid"),
+            s("comm"),
+            s("action"),
+            s("hits"),
+            s("probe")
+        ),
+        Some("hit") => format!("{t} {:<14} {:<28} hit pid {} comm {} -> {} ({})", s("policy"), s("key"), s("pid"), s("comm"), s("action"), s("probe")),
+        Some("applied") => format!(
+            "{t} {:<14} {:<28} applied: pid {} {} nice {} -> {} (set by pid {} {}, {})",
+            s("policy"),
+            s("key"),
+            s("pid"),
+            s("comm"),
+            s("nice_old"),
+            s("nice_new"),
+            s("by_pid"),
+            s("by_comm"),
+            s("probe")
+        ),
         Some("drop") => format!("{t} {:<14} dropped: {}", s("policy"), s("reason")),
         _ => v.to_string(),
     }

@@ -37,7 +37,8 @@ for p in "$ROOT"/policies/*.toml; do files+=(--file "$p:/llamux/policies/$(basen
 ((${#names[@]})) || names=($(cd "$HERE/tests" && ls advisor-*.sh | sed 's/\.sh$//'))
 P=0 F=0
 for n in "${names[@]}"; do
-  out="$("$HERE/run-guest.sh" --quiet --smp 2 --mem 1G --append "lsm=bpf" "${files[@]}" "${opts[@]}" "$HERE/tests/$n.sh" 2>&1)"
+  # 600 s: under TCG on a busy host the relay decides slowly.
+  out="$("$HERE/run-guest.sh" --quiet --smp 2 --mem 1G --timeout 600 --append "lsm=bpf" "${files[@]}" "${opts[@]}" "$HERE/tests/$n.sh" 2>&1)"
   printf '%s\n' "$out" | grep -vE '^guest: [0-9]+ passed' | sed "s/^/[$n] /"
   line="$(printf '%s\n' "$out" | grep -E '^guest: [0-9]+ passed, [0-9]+ failed' | tail -1)"
   if [[ -z "$line" ]]; then

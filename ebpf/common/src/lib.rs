@@ -25,14 +25,33 @@ pub const EV_EXIT: u32 = 4;
 /// An LSM hook found no (live) decision for `key`: the loader should ask
 /// the advisor. `a` = hook (HOOK_*), `b` = the default that was applied.
 pub const EV_REQUEST: u32 = 5;
-/// An LSM hook applied a decision (`a` = hook, `b` = action): sent to the
-/// hits ring buffer, the "tracepoint record" of every decision hit.
+/// An LSM hook applied a decision (`a` = hook, `b` = action, `c` =
+/// policy | answer << 32): sent to the hits ring buffer.
 pub const EV_HIT: u32 = 6;
+/// The kernel is applying a nice change (BPF-LSM task_setnice) to a task
+/// that has a live syscall/sched decision: `pid`/`tid`/`comm` = the target,
+/// `a` = its nice before, `b` = the new nice (both i64 bits), `c` = policy |
+/// answer << 32, `ppid`/`pcomm` = the process asking, `key` = the decision's.
+pub const EV_NICE: u32 = 7;
+/// A tracepoint saw a live decision apply (sched_process_exec for exec
+/// decisions, raw_syscalls/sys_enter for syscall/sched ones): `a` = the
+/// key's hits so far (HitStat), `b` = action, `c` = policy | answer << 32.
+/// At most one record per key per HIT_GAP_NS; the counter counts them all.
+pub const EV_TP_HIT: u32 = 8;
+
+/// Minimum ns between two EV_TP_HIT records of one key.
+pub const HIT_GAP_NS: u64 = 1_000_000_000;
 
 // ---- hooks (what a decision is for) ----
 pub const HOOK_EXEC: u32 = 0;
 pub const HOOK_OPEN: u32 = 1;
+/// Decisions of syscall and sched policies (no LSM hook of their own).
+pub const HOOK_SYSCALL: u32 = 2;
+pub const HOOK_SCHED: u32 = 3;
+/// LSM hooks with a HookConfig (exec, open).
 pub const N_HOOKS: usize = 2;
+/// All hook ids (Config::hit_key).
+pub const N_ALL_HOOKS: usize = 4;
 
 // ---- key kinds (HookConfig::key_kind, DecisionKey::kind) ----
 /// FNV-1a of the executable path as passed to execve (bprm->filename).
@@ -61,7 +80,13 @@ pub const ST_SYSCALLS: u32 = 6;
 pub const ST_SWITCHES: u32 = 7;
 pub const ST_REQUESTS_SUPPRESSED: u32 = 8;
 pub const ST_EXPIRED: u32 = 9;
-pub const N_STATS: u32 = 10;
+/// Decision hits counted by the tracepoints (all, not only the recorded).
+pub const ST_TP_HITS: u32 = 10;
+/// EV_TP_HIT records lost to a full ring.
+pub const ST_TP_HITS_DROPPED: u32 = 11;
+/// Nice changes of advised tasks seen by task_setnice.
+pub const ST_NICE: u32 = 12;
+pub const N_STATS: u32 = 13;
 pub const STAT_NAMES: [&str; N_STATS as usize] = [
     "events",
     "events_dropped",
@@ -73,6 +98,9 @@ pub const STAT_NAMES: [&str; N_STATS as usize] = [
     "switches",
     "requests_suppressed",
     "expired",
+    "tp_hits",
+    "tp_hits_dropped",
+    "nice_applied",
 ];
 
 /// 64-bit FNV-1a; the probes and the loader must hash keys identically.
@@ -193,6 +221,9 @@ pub struct Offsets {
     pub task_real_parent: u32,
     pub task_tgid: u32,
     pub task_comm: u32,
+    /// struct task_struct: pid (the thread id), static_prio (nice + 120).
+    pub task_pid: u32,
+    pub task_static_prio: u32,
 }
 
 /// The single entry of the CONFIG array map.
@@ -208,7 +239,19 @@ pub struct Config {
     /// Report exec/exit events (0/1).
     pub exec_events: u32,
     pub hooks: [HookConfig; N_HOOKS],
+    /// Key kind of the loaded policy of each hook id (0: none): which
+    /// decisions the tracepoints look up to count hits.
+    pub hit_key: [u32; N_ALL_HOOKS],
     pub off: Offsets,
+}
+
+/// Hits of one decision key seen by the tracepoints (HITCOUNT map).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct HitStat {
+    pub hits: u64,
+    /// When the last EV_TP_HIT record of this key was sent.
+    pub last_record_ns: u64,
 }
 
 /// Per-task scheduler accounting (SCHED map, by tid).
@@ -235,11 +278,14 @@ mod pod {
     unsafe impl aya::Pod for super::Config {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SchedStat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HitStat {}
 }
 
 // Layout checks: the same sizes on the BPF target and on x86_64.
 const _: () = assert!(core::mem::size_of::<DecisionKey>() == 16);
 const _: () = assert!(core::mem::size_of::<Decision>() == 24);
 const _: () = assert!(core::mem::size_of::<Event>() == 104 + PATH_LEN);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 24);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 32);
+const _: () = assert!(core::mem::size_of::<HitStat>() == 16);
 const _: () = assert!(core::mem::size_of::<HookConfig>() == 16 + PREFIX_LEN + 8);

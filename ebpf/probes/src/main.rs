@@ -11,7 +11,16 @@
 //! key up in the pinned DECISIONS map (written by the loader from the
 //! advisor's answers), return -EPERM on a live DENY, and on a miss apply the
 //! policy's default (fail-open or fail-closed) and ask for a decision with an
-//! EV_REQUEST record (REQUESTS ring buffer). Every decision hit is recorded in the HITS ring buffer.
+//! EV_REQUEST record (REQUESTS ring buffer). Every decision they apply is
+//! recorded in the HITS ring buffer (EV_HIT).
+//!
+//! Decision hits outside the LSM hooks: sched_process_exec (exec-keyed
+//! decisions) and raw_syscalls/sys_enter (syscall/sched decisions) look the
+//! running task up in DECISIONS, count every live hit per key (HITCOUNT)
+//! and record at most one EV_TP_HIT per key per HIT_GAP_NS. BPF-LSM
+//! task_setnice records (EV_NICE) every nice change the kernel applies to a
+//! task with a live syscall/sched decision (the scheduler advisor's renice),
+//! and always allows it.
 //! Probes never wait for the model: decisions are computed ahead.
 #![no_std]
 #![no_main]
@@ -62,11 +71,15 @@ static SCHED: LruHashMap<u32, SchedStat> = LruHashMap::with_max_entries(8192, 0)
 #[map(name = "LLAMUX_PENDING")]
 static PENDING: LruHashMap<DecisionKey, u64> = LruHashMap::with_max_entries(4096, 0);
 
+/// Decision hits seen by the tracepoints, per key.
+#[map(name = "LLAMUX_HITCOUNT")]
+static HITCOUNT: LruHashMap<DecisionKey, HitStat> = LruHashMap::with_max_entries(16384, 0);
+
 /// Per-CPU scratch records (an Event does not fit the 512-byte stack well),
 /// one slot per program family so that a program preempted on its CPU by
 /// another family's does not see its record clobbered.
 #[map(name = "LLAMUX_SCRATCH")]
-static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(4, 0);
+static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(5, 0);
 
 #[inline(always)]
 fn stat(i: u32) {
@@ -151,6 +164,22 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
         return 0;
     }
     stat(ST_SYSCALLS);
+    let now = unsafe_ktime();
+    // Constant indexes: no bounds-check panic path for the verifier.
+    for (hook, kind) in [(HOOK_SYSCALL, cfg.hit_key[2]), (HOOK_SCHED, cfg.hit_key[3])] {
+        let hash = match kind {
+            KEY_PID => tgid as u64,
+            KEY_COMM => fnv1a(&bpf_get_current_comm().unwrap_or([0; COMM_LEN])),
+            _ => continue,
+        };
+        let key = DecisionKey { hook, kind, hash };
+        if let Some((hits, d)) = tp_hit(&key, now) {
+            let Some(e) = scratch(0) else { return 0 };
+            fill_current(e, EV_TP_HIT, now);
+            hit_fields(e, &key, hits, &d);
+            emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
+        }
+    }
     let n = match SYSCOUNT.get_ptr_mut(&tgid) {
         Some(p) => {
             // SAFETY: a live map value; a racing update from another CPU only
@@ -170,12 +199,59 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let Some(e) = scratch(0) else { return 0 };
-    fill_current(e, EV_SYSCALL, unsafe_ktime());
+    fill_current(e, EV_SYSCALL, now);
     // SAFETY: `id` (long) is at offset 8 of raw_syscalls/sys_enter's record.
     e.a = unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1) as u64;
     e.b = n;
     emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
     0
+}
+
+/// Counts a hit of `key` when it has a live decision; returns the hits so
+/// far and the decision when an EV_TP_HIT record is due (at most once per
+/// HIT_GAP_NS per key).
+#[inline(always)]
+fn tp_hit(key: &DecisionKey, now: u64) -> Option<(u64, Decision)> {
+    // SAFETY: copied out at once; a concurrent update by the loader gives
+    // the older or the newer decision.
+    let d = (unsafe { DECISIONS.get(key) }).copied()?;
+    if d.expires_ns != 0 && now >= d.expires_ns {
+        return None;
+    }
+    stat(ST_TP_HITS);
+    let (hits, record) = match HITCOUNT.get_ptr_mut(key) {
+        Some(p) => {
+            // SAFETY: a live map value; a racing update from another CPU
+            // only loses a count or sends one extra record.
+            unsafe {
+                (*p).hits += 1;
+                let record = now.wrapping_sub((*p).last_record_ns) >= HIT_GAP_NS;
+                if record {
+                    (*p).last_record_ns = now;
+                }
+                ((*p).hits, record)
+            }
+        }
+        None => {
+            let _ = HITCOUNT.insert(key, &HitStat { hits: 1, last_record_ns: now }, 0);
+            (1, true)
+        }
+    };
+    if record {
+        Some((hits, d))
+    } else {
+        None
+    }
+}
+
+/// Turns `e` (the hitting task's record) into an EV_TP_HIT.
+#[inline(always)]
+fn hit_fields(e: &mut Event, key: &DecisionKey, hits: u64, d: &Decision) {
+    e.kind = EV_TP_HIT;
+    e.key = *key;
+    e.a = hits;
+    e.b = d.action as u64;
+    e.c = d.policy as u64 | ((d.answer as u64) << 32);
 }
 
 #[inline(always)]
@@ -263,6 +339,20 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
         }
     }
     emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
+    // A live exec decision for this program: a hit (the exec succeeded).
+    let kind = cfg.hit_key[0];
+    let hash = match kind {
+        KEY_EXE => fnv1a(&e.path),
+        KEY_PID => e.pid as u64,
+        KEY_COMM => fnv1a(&e.comm),
+        _ => return 0,
+    };
+    let key = DecisionKey { hook: HOOK_EXEC, kind, hash };
+    if let Some((hits, d)) = tp_hit(&key, e.ts_ns) {
+        // The exec record (path, parent) becomes the hit record.
+        hit_fields(e, &key, hits, &d);
+        emit(&HITS, e, 0, ST_TP_HITS_DROPPED, ST_HITS);
+    }
     0
 }
 
@@ -435,6 +525,62 @@ pub fn llamux_file_open(ctx: LsmContext) -> i32 {
         return 0;
     }
     decide(&ctx, HOOK_OPEN, h, e)
+}
+
+#[lsm(hook = "task_setnice")]
+pub fn llamux_task_setnice(ctx: LsmContext) -> i32 {
+    // LSM_HOOK(int, 0, task_setnice, struct task_struct *p, int nice)
+    let retval: i32 = ctx.arg(2);
+    if retval != 0 {
+        return retval;
+    }
+    let Some(cfg) = config() else { return 0 };
+    let task: *const u8 = ctx.arg(0);
+    let nice: i32 = ctx.arg(1);
+    let off = &cfg.off;
+    if off.task_static_prio == 0 {
+        return 0;
+    }
+    // SAFETY: `task` is the hook's target task_struct; every field is read
+    // with bpf_probe_read_kernel, which faults safely.
+    let (tgid, tid, prio, comm) = unsafe {
+        (
+            bpf_probe_read_kernel(task.add(off.task_tgid as usize) as *const u32).unwrap_or(0),
+            bpf_probe_read_kernel(task.add(off.task_pid as usize) as *const u32).unwrap_or(0),
+            bpf_probe_read_kernel(task.add(off.task_static_prio as usize) as *const i32).unwrap_or(120),
+            bpf_probe_read_kernel(task.add(off.task_comm as usize) as *const [u8; COMM_LEN]).unwrap_or([0; COMM_LEN]),
+        )
+    };
+    let now = unsafe_ktime();
+    for (hook, kind) in [(HOOK_SCHED, cfg.hit_key[3]), (HOOK_SYSCALL, cfg.hit_key[2])] {
+        let hash = match kind {
+            KEY_PID => tgid as u64,
+            KEY_COMM => fnv1a(&comm),
+            _ => continue,
+        };
+        let key = DecisionKey { hook, kind, hash };
+        // SAFETY: copied out at once, as in `decide`.
+        let Some(d) = (unsafe { DECISIONS.get(&key) }).copied() else { continue };
+        if d.expires_ns != 0 && now >= d.expires_ns {
+            continue;
+        }
+        let Some(e) = scratch(4) else { return 0 };
+        fill_current(e, EV_NICE, now);
+        // The caller goes to ppid/pcomm, the target to pid/tid/comm.
+        e.ppid = e.pid;
+        e.pcomm = e.comm;
+        e.pid = tgid;
+        e.tid = tid;
+        e.comm = comm;
+        e.key = key;
+        // static_prio = nice + 120 (NICE_TO_PRIO).
+        e.a = (prio - 120) as i64 as u64;
+        e.b = nice as i64 as u64;
+        e.c = d.policy as u64 | ((d.answer as u64) << 32);
+        emit(&HITS, e, 0, ST_HITS_DROPPED, ST_NICE);
+        return 0;
+    }
+    0
 }
 
 #[cfg(not(test))]

@@ -118,6 +118,7 @@ trampoline!("llx_start", start);
 trampoline!("llx_step", step);
 trampoline!("llx_task", task);
 trampoline!("llx_advise", advise);
+trampoline!("llx_advise_stats", advise_stats);
 
 // ---------------------------------------------------------------------------
 // Allocator and panic handler.
@@ -210,7 +211,9 @@ pub struct LlxLoadParams {
     pub max_prompt_bytes: u32,
     /// How many tasks `llx_parallel_run` runs at once (a splitting hint).
     pub parallelism: u32,
-    pub reserved: u32,
+    /// Advisor prefixes kept prefilled (`llx_advise`); 0: the default,
+    /// clamped to 1..=ADV_SLOTS_MAX.
+    pub advise_slots: u32,
     /// Passed back to `llx_parallel_run`.
     pub exec_ctx: *mut c_void,
 }
@@ -325,8 +328,15 @@ struct Engine {
     /// Tokens produced since the last `llx_start`.
     n_generated: u32,
     started: bool,
-    /// The advisor of the last `llx_advise` policy (None until first use).
-    adv: Option<Box<AdvState>>,
+    /// Prefilled advisors of the last `adv_slots` policies used by
+    /// `llx_advise` (LRU; None: a free slot).
+    advs: [Option<Box<AdvState>>; ADV_SLOTS_MAX],
+    adv_slots: usize,
+    /// Clock of `AdvState::last_used`: one tick per request.
+    adv_clock: u64,
+    /// Advisors built (prefix prefilled) and requests served by a cached one.
+    adv_prefills: u64,
+    adv_reuses: u64,
 }
 
 // ---------------------------------------------------------------------------
@@ -589,7 +599,11 @@ extern "C" fn load(
         sampling: LlxSampling::DEFAULT,
         n_generated: 0,
         started: false,
-        adv: None,
+        advs: Default::default(),
+        adv_slots: if p.advise_slots == 0 { ADV_SLOTS_DEFAULT } else { (p.advise_slots as usize).min(ADV_SLOTS_MAX) },
+        adv_clock: 0,
+        adv_prefills: 0,
+        adv_reuses: 0,
     };
     let b = Box::new(e);
     // SAFETY: `out` is non-null and the caller's.
@@ -808,13 +822,32 @@ extern "C" fn step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize
 // BITS_i: answer i's score (summed log-probability) as the raw f32 bits in
 // 8 hex digits (the module is soft-float and only passes text through).
 //
-// One advisor is kept: while CTX, the prefix and the answers stay the same
-// (compared byte for byte), its prefilled prefix KV cache is reused and a
-// request allocates nothing. A different policy rebuilds it (allocation
-// and prefill happen only then).
+// Up to `advise_slots` advisors are kept, one per (CTX, prefix, answers)
+// (compared byte for byte): a request matching one reuses its prefilled
+// prefix KV cache and allocates nothing. Any other request builds a new
+// advisor (allocation and prefill happen only then) in a free slot or in
+// place of the least recently used one; so policies used in turn are each
+// prefilled once while they fit. If that allocation fails while other
+// advisors are cached, they are freed and the build is tried once more.
 
 /// Longest request record, in bytes (the module checks it first: E2BIG).
 pub const LLX_ADVISE_MAX: usize = 16384;
+/// Advisor slots: the default and the most (each holds a KV cache of CTX
+/// positions: with a big model, few slots).
+pub const ADV_SLOTS_DEFAULT: usize = 4;
+pub const ADV_SLOTS_MAX: usize = 8;
+
+/// Counters of `llx_advise_stats`.
+#[repr(C)]
+pub struct LlxAdviseStats {
+    /// Advisors built, each with one prefill of its policy's prefix.
+    pub prefills: u64,
+    /// Requests served by an already prefilled advisor.
+    pub reuses: u64,
+    /// Slots in use and available.
+    pub slots_used: u32,
+    pub slots: u32,
+}
 
 struct AdvState {
     adv: Advisor,
@@ -830,6 +863,8 @@ struct AdvState {
     scratch: TokenizerScratch,
     /// Event tokens (room for LLX_ADVISE_MAX bytes' worth).
     ev: Vec<u32>,
+    /// `Engine::adv_clock` at its last request (LRU).
+    last_used: u64,
 }
 
 /// A parsed request record, borrowing the caller's bytes.
@@ -979,6 +1014,7 @@ fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<B
         prefix_tokens: prefix_toks.len(),
         scratch,
         ev: buf,
+        last_used: 0,
     }))
 }
 
@@ -1024,17 +1060,47 @@ fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'
         let _ = write!(out, "malformed advise request");
         return -EINVAL as isize;
     };
-    if !e.adv.as_ref().is_some_and(|a| a.matches(&r)) {
-        // Free the old advisor first: peak memory stays one advisor.
-        e.adv = None;
-        match build_adv(e, &r, out) {
-            Ok(a) => e.adv = Some(a),
-            Err(x) => return x as isize,
+    let n_slots = e.adv_slots.clamp(1, ADV_SLOTS_MAX);
+    let slot = match e.advs[..n_slots].iter().position(|a| a.as_ref().is_some_and(|a| a.matches(&r))) {
+        Some(i) => {
+            e.adv_reuses += 1;
+            i
         }
-    }
-    let Some(st) = e.adv.as_deref_mut() else {
+        None => {
+            // A free slot, else the least recently used one, freed first.
+            let i = e.advs[..n_slots].iter().position(Option::is_none).unwrap_or_else(|| {
+                let mut lru = 0;
+                for (j, a) in e.advs[..n_slots].iter().enumerate() {
+                    if a.as_ref().map_or(0, |a| a.last_used) < e.advs[lru].as_ref().map_or(0, |a| a.last_used) {
+                        lru = j;
+                    }
+                }
+                lru
+            });
+            e.advs[i] = None;
+            let built = match build_adv(e, &r, out) {
+                Err(x) if x == -ENOMEM && e.advs.iter().any(Option::is_some) => {
+                    // No memory for one more: keep only the new one.
+                    e.advs.iter_mut().for_each(|a| *a = None);
+                    out.len = 0;
+                    build_adv(e, &r, out)
+                }
+                b => b,
+            };
+            match built {
+                Ok(a) => e.advs[i] = Some(a),
+                Err(x) => return x as isize,
+            }
+            e.adv_prefills += 1;
+            i
+        }
+    };
+    e.adv_clock += 1;
+    let clock = e.adv_clock;
+    let Some(st) = e.advs[slot].as_deref_mut() else {
         return -EINVAL as isize;
     };
+    st.last_used = clock;
     let n_ev = match e.tok.encode(r.event, false, &mut st.scratch, &mut st.ev) {
         Ok(n) => n,
         Err(x) => {
@@ -1074,4 +1140,21 @@ fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'
         return -EOVERFLOW as isize;
     }
     out.len as isize
+}
+
+/// Copies the advisor counters into `*out` (null is ignored).
+extern "C" fn advise_stats(h: *mut c_void, out: *mut LlxAdviseStats) {
+    if h.is_null() || out.is_null() {
+        return;
+    }
+    // SAFETY: a live handle, used by one call at a time (module's lock).
+    let e = unsafe { &*(h as *const Engine) };
+    let st = LlxAdviseStats {
+        prefills: e.adv_prefills,
+        reuses: e.adv_reuses,
+        slots_used: e.advs.iter().filter(|a| a.is_some()).count() as u32,
+        slots: e.adv_slots as u32,
+    };
+    // SAFETY: the caller's writable LlxAdviseStats.
+    unsafe { out.write(st) };
 }

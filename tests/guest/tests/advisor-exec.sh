@@ -52,6 +52,14 @@ for p in $A $B; do
 	step "$p: scores equal llamux advise" test "$(echo "$d" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p')" = "$(echo "$adv" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p')"
 	step "$p: trace has scores and latency" sh -c "echo '$d' | grep -q '\"scores\":{' && echo '$d' | grep -q '\"latency_us\":[0-9]'"
 done
+# The tracepoint sched_process_exec counts every exec of the ALLOWed
+# program (LLAMUX_HITCOUNT, `status`) and records it (at most once a second).
+ok=$A
+[ "$aa" = allow ] || ok=$B
+for i in 1 2 3; do $ok >/dev/null; done
+step "sched_process_exec hit record for $ok" wait_for 60 sh -c "grep '\"type\":\"hit\"' $T | grep '\"key\":\"exe:$ok\"' | grep -q 'tracepoint/sched/sched_process_exec'"
+step "per-decision counter: at least 3 exec hits of $ok" wait_for 10 sh -c "[ \$($L status | sed -n 's|.* exe:$ok=\([0-9]*\).*|\1|p') -ge 3 ]"
+step "the LSM program records its hits too" sh -c "grep '\"type\":\"hit\"' $T | grep '\"key\":\"exe:$ok\"' | grep -q 'lsm/bprm_check_security'"
 step "trace --json shows both decisions" sh -c "[ \$($L trace --json --all --no-follow | grep '\"type\":\"decision\"' | grep -c 'exe:/tmp/') -ge 2 ]"
 step "trace records the denied exec as a hit" sh -c "$L trace --json --all --no-follow | grep '\"type\":\"hit\"' | grep -q '\"action\":\"deny\"'"
 step "human trace" sh -c "$L trace --all --no-follow | grep -q 'exec-guard'"

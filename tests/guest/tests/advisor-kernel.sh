@@ -59,7 +59,36 @@ step "the module counted the requests" sh -c "grep -q '^advise_requests: [1-9]' 
 grep '^advise\|^last_advise' /proc/llamux/status
 step "no user-space fallback was needed" sh -c "! grep -q 'deciding in user space' /run/llamux/relay.log"
 step "unload" $L unload
+
+# Two policies in turn through the kernel advisor: each policy's prefix is
+# prefilled once (a slot per policy, LRU), the later requests reuse it, and
+# the scores still equal user space's.
+st() { sed -n "s/^$1: //p" /proc/llamux/status; }
+E=$(echo "$da" | sed -n 's/.*"event":\({[^}]*}\).*/\1/p')
+O='{"comm":"cat","path":"secret-python","pid":7,"time":"0","uid":0}'
+PO=/llamux/policies/open-guard.toml
+ue=$($L advise -m $M -p $P -e "$E" --json | scores) uo=$($L advise -m $M -p $PO -e "$O" --json | scores)
+p0=$(st advise_prefills) r0=$(st advise_reuses)
+echo "before: advise_prefills $p0, advise_reuses $r0, slots $(st advise_slots)"
+step "exec-guard's prefix is cached from the relay's requests" test "$p0" = 1
+for i in 1 2 3; do
+	step "round $i: exec-guard in the kernel equals user space" test "$($L advise --advisor kernel -p $P -e "$E" --json | scores)" = "$ue"
+	step "round $i: open-guard in the kernel equals user space" test "$($L advise --advisor kernel -p $PO -e "$O" --json | scores)" = "$uo"
+done
+grep '^advise' /proc/llamux/status
+step "alternating policies: one prefill per policy (2 in all)" test "$(st advise_prefills)" = 2
+step "the other 5 requests reused a cached prefix" test $(($(st advise_reuses) - r0)) = 5
+step "two of the slots in use" sh -c "grep -q '^advise_slots: 2/4' /proc/llamux/status"
 step "rmmod" rmmod llamux
+# One slot: every switch of policy evicts the other and prefills again.
+step "insmod advise_slots=1" insmod /llamux/llamux.ko model=$M advise_slots=1
+for i in 1 2; do
+	step "1 slot, round $i: exec-guard equals user space" test "$($L advise --advisor kernel -p $P -e "$E" --json | scores)" = "$ue"
+	step "1 slot, round $i: open-guard equals user space" test "$($L advise --advisor kernel -p $PO -e "$O" --json | scores)" = "$uo"
+done
+grep '^advise' /proc/llamux/status
+step "1 slot: 4 requests in turn, 4 prefills" test "$(st advise_prefills)" = 4
+step "rmmod (1 slot)" rmmod llamux
 
 # Without the module the relay decides in user space.
 step "load without the module: user-space advisor" $L load $P --model $M --detach
