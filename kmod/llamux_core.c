@@ -946,8 +946,10 @@ static ssize_t params_write(struct file *file, const char __user *ubuf, size_t c
 	char *text;
 	int err;
 
-	if (count == 0 || count > 1024)
+	if (count == 0)
 		return -EINVAL;
+	if (count > 1024)	/* too long, as generate/advise: not malformed */
+		return -E2BIG;
 	text = memdup_user_nul(ubuf, count);
 	if (IS_ERR(text))
 		return PTR_ERR(text);

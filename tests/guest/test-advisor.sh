@@ -26,8 +26,11 @@ if [[ -z "${LLAMUX_BIN:-}" ]]; then
     { echo "LLAMUX-TEST FAIL loader-build: static llamux did not build"; summary 0 1; }
   LLAMUX_BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/llamux"
 fi
-# llamux.ko for advisor-kernel.sh (the kernel module's advisor).
-make -C "$ROOT/kmod" >&2 || { echo "LLAMUX-TEST FAIL module-build: make -C kmod failed"; summary 0 1; }
+# llamux.ko for advisor-kernel.sh (the kernel module's advisor), built
+# against the kernel the guests boot (the debug one with `-- --debug`).
+dbg=0
+for o in "${opts[@]+"${opts[@]}"}"; do [[ $o == --debug ]] && dbg=1; done
+make -C "$ROOT/kmod" LLAMUX_DEBUG=$dbg >&2 || { echo "LLAMUX-TEST FAIL module-build: make -C kmod failed"; summary 0 1; }
 MODEL="${LLAMUX_ADVISOR_MODEL:-$ROOT/tests/models/tiny-q8_0.gguf}"
 [[ -f "$MODEL" ]] || "$ROOT/tests/models/make.sh" >&2
 echo "test-advisor: builds took $(( $(date +%s) - t0 )) s" >&2

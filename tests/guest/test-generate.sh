@@ -2,12 +2,14 @@
 # Build (or reuse) the guest kernel, llamux.ko with the engine, the static
 # `llamux` tool and the test models, then run
 # tests/guest/tests/module-generate.sh in a 2-CPU guest.
-#   tests/guest/test-generate.sh [run-guest.sh options...]
+#   tests/guest/test-generate.sh [run-guest.sh options, e.g. --debug...]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 . "$HERE/env.sh"
-KDIR="$("$HERE/build-kernel.sh" --print-kdir)"
+kargs=()
+for a in "$@"; do [[ $a == --debug ]] && kargs=(--debug); done
+KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
 echo "test-generate: KDIR=$KDIR"
 t0=$(date +%s)
 make -C "$ROOT/kmod" KDIR="$KDIR"

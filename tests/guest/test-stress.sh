@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Hostile use of /proc/llamux in a 2-CPU guest: exact errnos for empty,
+# oversized, split and non-UTF-8 writes on every writable file, concurrent
+# writers/readers, signals, model replace while busy, and an unload/reload
+# loop (tests/guest/tests/module-stress.sh, with the static helper procio.c).
+#   tests/guest/test-stress.sh [--debug] [run-guest.sh options...] [-- LOOPS]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+. "$HERE/env.sh"
+kargs=() opts=() targs=()
+while (($#)); do
+  case "$1" in --) shift; targs=("$@"); break ;; --debug) kargs=(--debug); opts+=("$1") ;; *) opts+=("$1") ;; esac
+  shift
+done
+KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
+make -C "$ROOT/kmod" KDIR="$KDIR" >&2
+OUT="$ROOT/target/guest"
+mkdir -p "$OUT"
+cc -static -O2 -Wall -o "$OUT/procio" "$HERE/procio.c"
+MODELS="$ROOT/tests/models"
+[[ -f "$MODELS/tiny-q4_k_m.gguf" && -f "$MODELS/tiny-mixed.gguf" ]] || "$MODELS/make.sh" >&2
+exec "$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
+  --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" \
+  --file "$MODELS/tiny-q4_k_m.gguf" --file "$MODELS/tiny-mixed.gguf" \
+  "$HERE/tests/module-stress.sh" "${targs[@]}"
