@@ -20,6 +20,7 @@
 #include <linux/atomic.h>
 #include <linux/completion.h>
 #include <linux/cpumask.h>
+#include <linux/fadvise.h>
 #include <linux/fs.h>
 #include <linux/kthread.h>
 #include <linux/ktime.h>
@@ -99,8 +100,42 @@ module_param(chunk_kb, uint, 0644);
 MODULE_PARM_DESC(chunk_kb, "Model file read chunk in KiB");
 
 static unsigned int n_ctx = 512;
-module_param(n_ctx, uint, 0444);
-MODULE_PARM_DESC(n_ctx, "KV cache positions (prompt + generated tokens)");
+module_param(n_ctx, uint, 0644);
+MODULE_PARM_DESC(n_ctx, "KV cache positions (prompt + generated tokens); a change applies at the next load");
+
+/* KV cache element type: 0 f32, 1 f16 (half the memory). */
+static int kv_f16;
+
+static int kv_type_set(const char *val, const struct kernel_param *kp)
+{
+	if (sysfs_streq(val, "f32"))
+		*(int *)kp->arg = 0;
+	else if (sysfs_streq(val, "f16"))
+		*(int *)kp->arg = 1;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int kv_type_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", *(int *)kp->arg ? "f16" : "f32");
+}
+
+static const struct kernel_param_ops kv_type_ops = {
+	.set = kv_type_set,
+	.get = kv_type_get,
+};
+module_param_cb(kv_type, &kv_type_ops, &kv_f16, 0644);
+MODULE_PARM_DESC(kv_type, "KV cache type: f32 or f16; a change applies at the next load");
+
+static unsigned int max_model_mb = 65536;
+module_param(max_model_mb, uint, 0644);
+MODULE_PARM_DESC(max_model_mb, "Largest model file in MiB; bigger files fail with EFBIG");
+
+static bool drop_cache = true;
+module_param(drop_cache, bool, 0644);
+MODULE_PARM_DESC(drop_cache, "Drop each chunk's page cache after copying it, so the model is not held twice");
 
 static unsigned int n_batch = 32;
 module_param(n_batch, uint, 0444);
@@ -425,6 +460,10 @@ static unsigned long n_advise, n_advise_errors;
 static struct llx_advise_stats adv_stats;
 static u64 last_advise_ns;
 
+static void req_finish(void);
+/* Woken when a request ends: a load waiting to swap models. */
+static DECLARE_WAIT_QUEUE_HEAD(req_idle_wq);
+
 static void engine_drop(void)
 {
 	if (engine) {
@@ -445,29 +484,118 @@ static void engine_drop(void)
 	model_info_len = 0;
 }
 
-/* Reads the whole file into vmalloc memory in chunk_kb pieces. */
-static int read_model_file(const char *path, u8 **out, size_t *len)
+/* ---- Model loading ----
+ * A load reads the whole file into vmalloc memory in chunk_kb pieces
+ * without llx_lock (the old model keeps answering, status shows progress),
+ * then builds the engine on it and swaps it in under llx_lock. Until the
+ * swap nothing can see the new bytes, so a failed or interrupted load
+ * leaves the old model (or none) in place. */
+static DEFINE_MUTEX(load_lock);	/* one load at a time */
+static atomic_t load_seq;	/* bumped by every new load: a running one stops */
+
+/* Progress for status, under load_stat_lock (read without llx_lock). */
+static DEFINE_SPINLOCK(load_stat_lock);
+static struct {
+	bool active;
+	char file[128];
+	u64 done, total, start_ns;
+	int last_err;			/* last finished load: 0 or -errno */
+	u64 last_bytes, last_ns;	/* last successful load */
+} load_stat;
+
+/* Memory a load leaves free beyond the file (KV cache, scratch, the rest
+ * of the system): 1/32 of RAM, at least 32 MiB. */
+static u64 load_reserve(void)
+{
+	return max_t(u64, (totalram_pages() << PAGE_SHIFT) / 32, 32ULL << 20);
+}
+
+static u64 mb_per_s(u64 bytes, u64 ns)
+{
+	return ns ? div64_u64(bytes * 1000, ns) : 0;	/* bytes/ns*1000 = MB/s */
+}
+
+static void load_stat_end(int err, u64 bytes, u64 ns)
+{
+	spin_lock(&load_stat_lock);
+	load_stat.active = false;
+	load_stat.last_err = err;
+	if (!err) {
+		load_stat.last_bytes = bytes;
+		load_stat.last_ns = ns;
+	}
+	spin_unlock(&load_stat_lock);
+}
+
+/* 0, or why this load (number `seq`) must stop: -EINTR on a fatal signal;
+ * -ECANCELED on rmmod or a newer load written to /proc/llamux/load (not
+ * EINTR: writers such as echo retry a write that fails with EINTR, and two
+ * of them would then cancel each other for ever). */
+static int load_cancelled(int seq)
+{
+	if (fatal_signal_pending(current))
+		return -EINTR;
+	if (READ_ONCE(stopping) || atomic_read(&load_seq) != seq)
+		return -ECANCELED;
+	return 0;
+}
+
+/* Reads `path` into vmalloc memory. With drop_cache, each chunk's pages
+ * leave the page cache once copied (POSIX_FADV_DONTNEED), so the file is
+ * not held twice. A block device works too (its size is its bdev inode's). */
+static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 {
 	struct file *f;
 	loff_t size, pos = 0;
 	size_t chunk = (size_t)max(chunk_kb, 1u) * 1024;
+	u64 avail, t0;
 	u8 *buf;
 	int err = 0;
 
-	f = filp_open(path, O_RDONLY, 0);
+	f = filp_open(path, O_RDONLY | O_LARGEFILE, 0);
 	if (IS_ERR(f))
 		return PTR_ERR(f);
-	size = i_size_read(file_inode(f));
+	size = i_size_read(f->f_mapping->host);
 	if (size <= 0) {
 		err = -EINVAL;
 		goto out;
 	}
-	buf = vmalloc(size);
-	if (!buf) {
+	if (size > ((loff_t)READ_ONCE(max_model_mb) << 20)) {
+		pr_err("llamux: %s: %lld bytes is over max_model_mb=%u\n",
+		       path, size, READ_ONCE(max_model_mb));
+		err = -EFBIG;
+		goto out;
+	}
+	/* vmalloc would reclaim and then OOM-kill to satisfy us (it has no
+	 * RETRY_MAYFAIL): refuse up front what clearly does not fit. */
+	avail = (u64)si_mem_available() << PAGE_SHIFT;
+	if ((u64)size + load_reserve() > avail) {
+		pr_err("llamux: %s: %lld bytes do not fit: %llu bytes available, %llu kept in reserve\n",
+		       path, size, avail, load_reserve());
 		err = -ENOMEM;
 		goto out;
 	}
+	err = load_cancelled(seq);	/* superseded while waiting for load_lock */
+	if (err)
+		goto out;
+	buf = __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
+	if (!buf) {
+		err = fatal_signal_pending(current) ? -EINTR : -ENOMEM;
+		pr_err("llamux: %s: cannot allocate %lld bytes (errno %d)\n", path, size, err);
+		goto out;
+	}
+	t0 = ktime_get_ns();
+	spin_lock(&load_stat_lock);
+	load_stat.active = true;
+	strscpy(load_stat.file, path, sizeof(load_stat.file));
+	load_stat.done = 0;
+	load_stat.total = size;
+	load_stat.start_ns = t0;
+	spin_unlock(&load_stat_lock);
+	pr_info("llamux: loading %s (%lld bytes, chunk %zu KiB, drop_cache=%d)\n",
+		path, size, chunk / 1024, READ_ONCE(drop_cache));
 	while (pos < size) {
+		loff_t from = pos;
 		ssize_t r = kernel_read(f, buf + pos, min_t(loff_t, chunk, size - pos), &pos);
 
 		if (r < 0) {
@@ -478,8 +606,15 @@ static int read_model_file(const char *path, u8 **out, size_t *len)
 			err = -EIO;
 			break;
 		}
-		if (fatal_signal_pending(current)) {
-			err = -EINTR;
+		if (READ_ONCE(drop_cache))
+			vfs_fadvise(f, from, r, POSIX_FADV_DONTNEED);
+		spin_lock(&load_stat_lock);
+		load_stat.done = pos;
+		spin_unlock(&load_stat_lock);
+		err = load_cancelled(seq);
+		if (err) {
+			pr_info("llamux: load of %s interrupted after %lld of %lld bytes (errno %d)\n",
+				path, pos, size, err);
 			break;
 		}
 		cond_resched();
@@ -495,22 +630,33 @@ out:
 	return err;
 }
 
-/* Loads `path`, replacing the current model on success. llx_lock held. */
-static int model_load(const char *path)
+/* The "kv_cache: ..." line of the engine's info text, without newline. */
+static const char *kv_line(const char *info, int *n)
+{
+	const char *p = info ? strstr(info, "kv_cache: ") : NULL;
+
+	*n = p ? (int)strcspn(p, "\n") : 0;
+	return p ? p : "";
+}
+
+/* Loads `path` (load number `seq`), replacing the current model on
+ * success. load_lock held, llx_lock not. */
+static int model_load(const char *path, int seq)
 {
 	struct llx_load_params lp = {
-		.n_ctx = n_ctx, .n_batch = n_batch, .kv_f16 = 0,
+		.n_ctx = READ_ONCE(n_ctx), .n_batch = n_batch, .kv_f16 = READ_ONCE(kv_f16),
 		.max_prompt_bytes = max_prompt, .parallelism = n_threads,
 		.advise_slots = clamp(advise_slots, 1u, 8u), .exec_ctx = &pool,
 	};
 	struct load_call lc;
 	char *err_buf, *info = NULL, *p;
+	const char *kv;
 	void *h = NULL;
 	u8 *buf = NULL;
 	size_t len = 0;
 	ssize_t ilen;
-	u64 t0 = ktime_get_ns();
-	int err;
+	u64 t0 = ktime_get_ns(), ns;
+	int err, kvn;
 
 	p = kstrdup(path, GFP_KERNEL);
 	err_buf = kzalloc(256, GFP_KERNEL);
@@ -519,10 +665,32 @@ static int model_load(const char *path)
 		err = -ENOMEM;
 		goto fail;
 	}
-	err = read_model_file(path, &buf, &len);
+	err = read_model_file(path, seq, &buf, &len);
 	if (err) {
 		pr_err("llamux: %s: cannot read model file (errno %d)\n", path, err);
 		goto fail;
+	}
+	for (;;) {
+		err = mutex_lock_interruptible(&llx_lock);
+		if (err)
+			goto fail;
+		/* A newer load or rmmod came while we read: theirs wins. */
+		if (stopping || atomic_read(&load_seq) != seq) {
+			mutex_unlock(&llx_lock);
+			err = -ECANCELED;
+			goto fail;
+		}
+		if (req_state != REQ_RUNNING)
+			break;
+		mutex_unlock(&llx_lock);
+		/* A generation began while we read: its answer comes from the
+		 * model it started on, the swap waits for it to end. */
+		err = wait_event_killable(req_idle_wq, READ_ONCE(req_state) != REQ_RUNNING ||
+					  READ_ONCE(stopping) || atomic_read(&load_seq) != seq);
+		if (err) {
+			err = -EINTR;
+			goto fail;
+		}
 	}
 	lc = (struct load_call){ .buf = buf, .len = len, .lp = &lp,
 				 .err_buf = err_buf, .info = info };
@@ -530,10 +698,13 @@ static int model_load(const char *path)
 	h = lc.h;
 	ilen = lc.ilen;
 	if (err) {
+		mutex_unlock(&llx_lock);
 		pr_err("llamux: %s: %s (errno %d)\n", path, err_buf, err);
 		goto fail;
 	}
 	info[clamp_t(ssize_t, ilen, 0, 4095)] = 0;
+	/* Nothing runs on the old model now (a pending prompt has not started:
+	 * the new model answers it). */
 	engine_drop();
 	engine = h;
 	file_buf = buf;
@@ -541,16 +712,39 @@ static int model_load(const char *path)
 	model_path = p;
 	model_info = info;
 	model_info_len = strlen(info);
-	load_ns = ktime_get_ns() - t0;
+	ns = ktime_get_ns() - t0;
+	load_ns = ns;
+	mutex_unlock(&llx_lock);
 	kfree(err_buf);
-	pr_info("llamux: loaded %s (%zu bytes, %llu ms, %u threads)\n", path, len,
-		load_ns / 1000000, n_threads);
+	kv = kv_line(info, &kvn);
+	pr_info("llamux: loaded %s (%zu bytes, %llu ms, %llu MB/s, %u threads)\n", path, len,
+		ns / 1000000, mb_per_s(len, ns), n_threads);
+	pr_info("llamux: %.*s\n", kvn, kv);
+	load_stat_end(0, len, ns);
 	return 0;
 fail:
+	load_stat_end(err, 0, 0);
 	vfree(buf);
 	kfree(p);
 	kfree(err_buf);
 	kfree(info);
+	return err;
+}
+
+/* A load from /proc/llamux/load or model=: stops any load in progress,
+ * waits for it to go, then loads. */
+static int load_model_file(const char *path)
+{
+	int seq = atomic_inc_return(&load_seq);
+	int err;
+
+	wake_up_all(&req_idle_wq);	/* an older load waiting to swap quits */
+	err = mutex_lock_interruptible(&load_lock);
+
+	if (err)
+		return err;
+	err = model_load(path, seq);
+	mutex_unlock(&load_lock);
 	return err;
 }
 
@@ -562,6 +756,7 @@ static void req_finish(void)
 	req_reader = NULL;
 	req_piece_len = req_piece_off = 0;
 	req_state = REQ_IDLE;
+	wake_up_all(&req_idle_wq);
 }
 
 /* ---- /proc/llamux/generate ---- */
@@ -883,16 +1078,19 @@ static ssize_t load_write(struct file *file, const char __user *ubuf, size_t cou
 	if (IS_ERR(path))
 		return PTR_ERR(path);
 	strim(path);
+	/* Like generate and advise: EBUSY while a prompt is pending or
+	 * generating, rather than taking the model away from it. */
 	err = mutex_lock_interruptible(&llx_lock);
-	if (!err) {
-		if (stopping)
-			err = -ESHUTDOWN;
-		else if (req_state != REQ_IDLE)
-			err = -EBUSY;
-		else
-			err = model_load(path);
-		mutex_unlock(&llx_lock);
+	if (err) {
+		kfree(path);
+		return err;
 	}
+	err = stopping ? -ESHUTDOWN : req_state != REQ_IDLE ? -EBUSY : 0;
+	mutex_unlock(&llx_lock);
+	/* Not under llx_lock: the current model keeps working while the new
+	 * one is read, and a later load or rmmod interrupts this one. */
+	if (!err)
+		err = load_model_file(path);
 	kfree(path);
 	return err ? err : count;
 }
@@ -987,6 +1185,29 @@ void llamux_core_status(struct seq_file *m)
 {
 	static const char *const states[] = { "idle", "pending", "running" };
 	unsigned int i;
+	const char *kv;
+	int kvn;
+
+	/* Load progress first, without llx_lock: a load does not hold it
+	 * while it reads (seq_file buffers, so copy under the spinlock). */
+	{
+		typeof(load_stat) ls;
+		u64 now = ktime_get_ns();
+
+		spin_lock(&load_stat_lock);
+		ls = load_stat;
+		spin_unlock(&load_stat_lock);
+		seq_printf(m, "load_state: %s\n", ls.active ? "loading" : "idle");
+		if (ls.active) {
+			seq_printf(m, "load_file: %s\n", ls.file);
+			seq_printf(m, "load_bytes: %llu / %llu\n", ls.done, ls.total);
+			seq_printf(m, "load_mb_per_s: %llu\n", mb_per_s(ls.done, now - ls.start_ns));
+		}
+		seq_printf(m, "last_load_error: %d\n", ls.last_err);
+		seq_printf(m, "last_load_mb_per_s: %llu\n", mb_per_s(ls.last_bytes, ls.last_ns));
+	}
+	seq_printf(m, "kv_type: %s\nmax_model_mb: %u\ndrop_cache: %d\n",
+		   READ_ONCE(kv_f16) ? "f16" : "f32", READ_ONCE(max_model_mb), READ_ONCE(drop_cache));
 
 	mutex_lock(&llx_lock);
 	seq_printf(m, "model_loaded: %s\n", engine ? "yes" : "no");
@@ -994,6 +1215,8 @@ void llamux_core_status(struct seq_file *m)
 		seq_printf(m, "model_path: %s\n", model_path);
 		seq_printf(m, "model_file_bytes: %zu\n", file_len);
 		seq_printf(m, "model_load_ms: %llu\n", load_ns / 1000000);
+		kv = kv_line(model_info, &kvn);
+		seq_printf(m, "%.*s\n", kvn, kv);
 	}
 	seq_printf(m, "engine_alloc_bytes: %lld\n", (long long)atomic64_read(&engine_mem));
 	seq_printf(m, "threads: %u\n", n_threads);
@@ -1077,9 +1300,7 @@ int llamux_core_init(struct proc_dir_entry *dir)
 		goto fail_pool;	/* the caller removes the directory tree */
 	}
 	if (model) {
-		mutex_lock(&llx_lock);
-		err = model_load(model);
-		mutex_unlock(&llx_lock);
+		err = load_model_file(model);
 		/* A bad model leaves the module loaded and usable without one. */
 		if (err)
 			pr_err("llamux: model=%s not loaded (errno %d)\n", model, err);
@@ -1101,6 +1322,7 @@ void llamux_core_stop(void)
 	mutex_lock(&llx_lock);
 	stopping = true;
 	mutex_unlock(&llx_lock);
+	wake_up_all(&req_idle_wq);	/* a load waiting to swap quits */
 }
 
 void llamux_core_exit(void)

@@ -23,11 +23,37 @@ pub struct Loaded {
 }
 
 pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::FileTypeExt;
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    if f.metadata().map_err(err)?.file_type().is_block_device() {
+        // A model on a raw disk: its size is where a seek to the end lands,
+        // and it is read, not mapped (a device whose size is not a multiple
+        // of the page size faults with SIGBUS on its last mapped page).
+        let len = f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
+        let len = usize::try_from(len).map_err(|_| format!("{}: too large", path.display()))?;
+        f.rewind().map_err(err)?;
+        if len == 0 {
+            return Ok(&[]);
+        }
+        // Page-aligned like a mapping (tensor data is aligned in the file).
+        let layout = std::alloc::Layout::from_size_align(len, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        if p.is_null() {
+            return Err(format!("{}: cannot allocate {len} bytes", path.display()));
+        }
+        // SAFETY: `p` is a fresh, zeroed allocation of `len` bytes, never
+        // freed (leaked for the life of the process like a mapping).
+        let buf: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        f.read_exact(buf).map_err(err)?;
+        return Ok(buf);
+    }
     // SAFETY: the mapping is read-only and private; the file is a model the
     // user handed us and we do not defend against it changing underneath
     // (truncation would fault, as for any mmap reader).
-    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(err)?;
     Ok(Box::leak(Box::new(m)))
 }
 

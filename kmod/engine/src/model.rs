@@ -370,12 +370,17 @@ impl Context {
         })
     }
 
-    /// Bytes this context holds (KV cache and scratch).
-    pub fn memory_bytes(&self) -> usize {
-        let kv = match &self.kv {
+    /// Bytes of the KV cache alone (n_layer * n_ctx * kv_dim * 2 * element size).
+    pub fn kv_bytes(&self) -> usize {
+        match &self.kv {
             KvCache::F32 { k, v } => (k.len() + v.len()) * 4,
             KvCache::F16 { k, v } => (k.len() + v.len()) * 2,
-        };
+        }
+    }
+
+    /// Bytes this context holds (KV cache and scratch).
+    pub fn memory_bytes(&self) -> usize {
+        let kv = self.kv_bytes();
         let f = [&self.x, &self.xn, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up, &self.logits, &self.mm];
         kv + f.iter().map(|b| b.len() * 4).sum::<usize>() + self.acts.len()
     }
