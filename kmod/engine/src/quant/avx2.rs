@@ -46,13 +46,6 @@ unsafe fn load32(b: &[u8], at: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
 }
 
-#[inline(always)]
-unsafe fn load16(b: &[u8], at: usize) -> __m128i {
-    let s = &b[at..at + 16];
-    // SAFETY: `s` is 16 readable bytes; loadu has no alignment needs.
-    unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
-}
-
 /// ggml's `hsum_float_8`.
 #[inline(always)]
 unsafe fn hsum_f32x8(x: __m256) -> f32 {
@@ -114,6 +107,76 @@ pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
     o[0][0]
 }
 
+/// How many whole blocks of `bw` (weights) and `Q8K` (activations) bytes an
+/// R x B tile can read: R rows `rb` bytes apart in `w`, each `a[b]`.
+#[inline(always)]
+fn tile_blocks<const R: usize, const B: usize>(w: &[u8], rb: usize, a: &[&[u8]; B], bw: usize) -> usize {
+    let mut nb = rb / bw;
+    if R > 0 {
+        // The last row starts at (R - 1) * rb.
+        nb = match (R - 1).checked_mul(rb).and_then(|s| w.len().checked_sub(s)) {
+            Some(last) => nb.min(last / bw),
+            None => 0,
+        };
+    }
+    a.iter().fold(nb, |n, a| n.min(a.len() / Q8K))
+}
+
+/// 32 bytes at `p` (unaligned).
+///
+/// # Safety
+/// `p..p + 32` must be readable.
+#[inline(always)]
+unsafe fn ld32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes; loadu needs no alignment.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The f16 (as f32) at `p`. # Safety: 2 readable bytes at `p`; F16C.
+#[inline(always)]
+unsafe fn f16p(p: *const u8) -> f32 {
+    // SAFETY: as the caller guarantees; register-only conversion.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32))) }
+}
+
+/// The f32 at `p`. # Safety: 4 readable bytes at `p`.
+#[inline(always)]
+unsafe fn f32p(p: *const u8) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { p.cast::<f32>().read_unaligned() }
+}
+
+/// `[hsum_f32x8(v[0]), .., hsum_f32x8(v[3])]` with the same bits: the same
+/// additions in the same grouping, four at a time.
+#[inline(always)]
+unsafe fn hsum4_f32x8(v: [__m256; 4]) -> __m128 {
+    // SAFETY (whole body): register-only; callers enable AVX.
+    unsafe {
+        // [lo+hi of v0 | of v1], [of v2 | of v3]
+        let t = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));
+        let u = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20), _mm256_permute2f128_ps(v[2], v[3], 0x31));
+        // Per half: [x0+x2 of t, of u, x1+x3 of t, of u]
+        let p = _mm256_add_ps(_mm256_unpacklo_ps(t, u), _mm256_unpackhi_ps(t, u));
+        // (x0+x2) + (x1+x3): lanes 0/1 of each half are v0, v2 | v1, v3.
+        let q = _mm256_add_ps(p, _mm256_permute_ps(p, 0b01_00_11_10));
+        // lo = [v0, v2, ..], hi = [v1, v3, ..]: interleave to [v0, v1, v2, v3].
+        _mm_unpacklo_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1))
+    }
+}
+
+/// `[m0 + m2 + m1 + m3 grouped as (m0+m2)+(m1+m3)]` of each of 4 vectors:
+/// the min-sum reduction of the Q4_K kernel, four at a time, same bits.
+#[inline(always)]
+unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
+    // SAFETY (whole body): register-only.
+    unsafe {
+        // [m0_0+m0_2, m1_0+m1_2, m0_1+m0_3, m1_1+m1_3]
+        let p01 = _mm_add_ps(_mm_unpacklo_ps(m[0], m[1]), _mm_unpackhi_ps(m[0], m[1]));
+        let p23 = _mm_add_ps(_mm_unpacklo_ps(m[2], m[3]), _mm_unpackhi_ps(m[2], m[3]));
+        _mm_add_ps(_mm_movelh_ps(p01, p23), _mm_movehl_ps(p23, p01))
+    }
+}
+
 /// R Q4_K rows (`rb` bytes apart in `w`) times B activation rows, each
 /// weight block unpacked once for all B, each activation block's row-free
 /// parts (scale, bsums) once for all R. Per (row, activation) pair the
@@ -122,40 +185,32 @@ pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
-    let nb = a.iter().fold(rb.min(w.len()) / Q4K, |n, a| n.min(a.len() / Q8K));
-    // Every row's blocks, bounds-checked once here (loops, not
-    // array::from_fn, which is not always inlined).
-    let mut x_rows: [&[u8]; R] = [&[]; R];
-    for (r, x) in x_rows.iter_mut().enumerate() {
-        *x = &w[r * rb..r * rb + nb * Q4K];
-    }
-    let mut y_rows: [&[u8]; B] = [&[]; B];
-    for (y, a) in y_rows.iter_mut().zip(a) {
-        *y = &a[..nb * Q8K];
-    }
-    // SAFETY (whole body): every memory access goes through bounds-checked
-    // slices; the intrinsics need the features the caller guarantees.
+    let nb = tile_blocks::<R, B>(w, rb, &a, Q4K);
+    let wp = w.as_ptr();
+    // SAFETY (whole body): `tile_blocks` keeps block i < nb of row r,
+    // bytes r * rb + i * Q4K + 0..Q4K, inside `w`, and activation block i,
+    // bytes i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is
+    // such a block plus an offset inside it. The intrinsics need the
+    // features the caller guarantees.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let mut acc = [[_mm256_setzero_ps(); B]; R];
         let mut acc_m = [[_mm_setzero_ps(); B]; R];
         for i in 0..nb {
-            let mut y: [&[u8]; B] = [&[]; B];
-            for (y, a) in y.iter_mut().zip(y_rows) {
-                *y = &a[i * Q8K..(i + 1) * Q8K];
-            }
+            let mut y = [wp; B];
             let mut dy = [0f32; B];
             // bsums summed in pairs: one per 32-value sub-block.
             let mut q8s = [_mm_setzero_si128(); B];
             for b in 0..B {
-                dy[b] = f32_at(y[b], 0);
-                let bs = load32(y[b], 260);
+                y[b] = a[b].as_ptr().add(i * Q8K);
+                dy[b] = f32p(y[b]);
+                let bs = ld32(y[b].add(260));
                 q8s[b] = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             }
             for r in 0..R {
-                let x = &x_rows[r][i * Q4K..(i + 1) * Q4K];
-                let (xd, xdmin) = (f16_at(x, 0), f16_at(x, 2));
-                let u = k4_scales(&x[4..16]);
+                let x = wp.add(r * rb + i * Q4K);
+                let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
+                let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
                 let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
                 for b in 0..B {
                     let dmin = -dy[b] * xdmin;
@@ -168,12 +223,12 @@ unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [
                 for j in 0..QK_K / 64 {
                     let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
                     let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
-                    let q4 = load32(x, 16 + 32 * j);
+                    let q4 = ld32(x.add(16 + 32 * j));
                     let q4l = _mm256_and_si256(q4, m4);
                     let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
                     for b in 0..B {
-                        let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(y[b], 4 + 64 * j)));
-                        let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(y[b], 36 + 64 * j)));
+                        let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y[b].add(4 + 64 * j))));
+                        let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y[b].add(36 + 64 * j))));
                         sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
                     }
                 }
@@ -182,6 +237,21 @@ unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [
                     acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
                 }
             }
+        }
+        if R * B == 4 {
+            // Four results at once, same bits as one by one.
+            let mut v = [_mm256_setzero_ps(); 4];
+            let mut m = [_mm_setzero_ps(); 4];
+            for k in 0..4 {
+                v[k] = acc[k / B][k % B];
+                m[k] = acc_m[k / B][k % B];
+            }
+            let mut o = [0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v), hsum4_f32x4(m)));
+            for k in 0..4 {
+                out[k / B][k % B] = o[k];
+            }
+            return;
         }
         for r in 0..R {
             for b in 0..B {
@@ -284,37 +354,28 @@ pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
-    let nb = a.iter().fold(rb.min(w.len()) / Q6K, |n, a| n.min(a.len() / Q8K));
-    // Every row's blocks, bounds-checked once here (loops, not
-    // array::from_fn, which is not always inlined).
-    let mut x_rows: [&[u8]; R] = [&[]; R];
-    for (r, x) in x_rows.iter_mut().enumerate() {
-        *x = &w[r * rb..r * rb + nb * Q6K];
-    }
-    let mut y_rows: [&[u8]; B] = [&[]; B];
-    for (y, a) in y_rows.iter_mut().zip(a) {
-        *y = &a[..nb * Q8K];
-    }
-    // SAFETY (whole body): as in `dot_q4k_tile`.
+    let nb = tile_blocks::<R, B>(w, rb, &a, Q6K);
+    let wp = w.as_ptr();
+    // SAFETY (whole body): as in `dot_q4k_tile`, with Q6K-byte blocks.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m2 = _mm256_set1_epi8(3);
         let m32s = _mm256_set1_epi8(32);
         let mut acc = [[_mm256_setzero_ps(); B]; R];
         for i in 0..nb {
-            let mut y: [&[u8]; B] = [&[]; B];
-            for (y, a) in y.iter_mut().zip(y_rows) {
-                *y = &a[i * Q8K..(i + 1) * Q8K];
+            let mut y = [wp; B];
+            for b in 0..B {
+                y[b] = a[b].as_ptr().add(i * Q8K);
             }
             for r in 0..R {
-                let x = &x_rows[r][i * Q6K..(i + 1) * Q6K];
-                let xd = f16_at(x, 208);
-                let scales = load16(x, 192);
+                let x = wp.add(r * rb + i * Q6K);
+                let xd = f16p(x.add(208));
+                let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
                 let mut sumi = [_mm256_setzero_si256(); B];
                 for j in 0..QK_K / 128 {
-                    let ql1 = load32(x, 64 * j);
-                    let ql2 = load32(x, 64 * j + 32);
-                    let qh = load32(x, 128 + 32 * j);
+                    let ql1 = ld32(x.add(64 * j));
+                    let ql2 = ld32(x.add(64 * j + 32));
+                    let qh = ld32(x.add(128 + 32 * j));
                     let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
                     let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
                     let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
@@ -334,17 +395,29 @@ unsafe fn dot_q6k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [
                         );
                         let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
                         for b in 0..B {
-                            let q8 = load32(y[b], 4 + 128 * j + 32 * k);
+                            let q8 = ld32(y[b].add(4 + 128 * j + 32 * k));
                             let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
                             sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
                         }
                     }
                 }
                 for b in 0..B {
-                    let d = f32_at(y[b], 0) * xd;
+                    let d = f32p(y[b]) * xd;
                     acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
                 }
             }
+        }
+        if R * B == 4 {
+            let mut v = [_mm256_setzero_ps(); 4];
+            for k in 0..4 {
+                v[k] = acc[k / B][k % B];
+            }
+            let mut o = [0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v));
+            for k in 0..4 {
+                out[k / B][k % B] = o[k];
+            }
+            return;
         }
         for r in 0..R {
             for b in 0..B {
