@@ -75,3 +75,16 @@ pub fn swiglu_simd(isa: Isa, g: &mut [f32], up: &[f32]) -> bool {
     let _ = (isa, g, up);
     false
 }
+
+/// `dst[i] = f16 bits of src[i]` (round to nearest even, as
+/// `half::f16::from_f32`), by F16C when the CPU has it.
+pub fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: `isa()` returns Avx2 only when the CPU supports it.
+        return unsafe { avx2::f32_to_f16(src, dst) };
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}
