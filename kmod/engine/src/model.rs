@@ -491,12 +491,8 @@ impl Context {
                 v[at..at + n * kvd].copy_from_slice(&self.v[..n * kvd]);
             }
             KvCache::F16 { k, v } => {
-                for (d, s) in k[at..at + n * kvd].iter_mut().zip(&self.k[..n * kvd]) {
-                    *d = half::f16::from_f32(*s).to_bits();
-                }
-                for (d, s) in v[at..at + n * kvd].iter_mut().zip(&self.v[..n * kvd]) {
-                    *d = half::f16::from_f32(*s).to_bits();
-                }
+                quant::f32_to_f16(&self.k[..n * kvd], &mut k[at..at + n * kvd]);
+                quant::f32_to_f16(&self.v[..n * kvd], &mut v[at..at + n * kvd]);
             }
         }
     }
@@ -581,6 +577,15 @@ fn matmul(
     exec.run(n_tasks, &|t| {
         let r0 = t * chunk;
         let r1 = (r0 + chunk).min(rows);
+        if n == 1 {
+            // One token: [row][batch] is [batch][row], no scatter needed.
+            // SAFETY: task t alone owns out[r0..r1].
+            let o = unsafe { out.slice_mut(r0, r1 - r0) };
+            if quant::matmul_rows(w.data, w.ty, w.cols, r0..r1, acts, 1, o).is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
         // SAFETY: task t alone owns mm[r0 * n..r1 * n] and, in `out`, rows
         // r0..r1 of every batch row.
         let tmp = unsafe { mm.slice_mut(r0 * n, (r1 - r0) * n) };

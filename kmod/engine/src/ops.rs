@@ -1,11 +1,12 @@
 //! The non-matmul operations of a LLaMA forward pass, on slices, matching
-//! ggml's scalar CPU code operation by operation. Nothing here allocates.
+//! ggml's CPU code operation by operation (its scalar code; on AVX2 its
+//! vector SiLU, as llama.cpp there). Nothing here allocates.
 //!
 //! Transcendentals go through [`math`].
 
 use core::fmt;
 
-use crate::quant::{self, GgmlType, QuantError};
+use crate::quant::{self, GgmlType, Isa, QuantError};
 
 /// Why an op refused its arguments.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +224,9 @@ pub fn rope_normal(x: &mut [f32], head_dim: usize, cache: &[f32]) -> Result<(), 
 /// Softmax of `x * scale`, in place, as ggml_compute_forward_soft_max_f32:
 /// subtract the max, `expf`, sum in f64, multiply by `(float)(1.0 / sum)`.
 /// Masked (-inf) positions contribute exactly 0, so attention may pass only
-/// the unmasked prefix and get the same bits.
+/// the unmasked prefix and get the same bits. (Scalar on every CPU: ggml's
+/// AVX2 softmax takes its vector expf only for whole groups of 8 of its
+/// padded KV length, so matching llama.cpp's bits needs the scalar one.)
 pub fn soft_max(x: &mut [f32], scale: f32) {
     let mut max = f32::NEG_INFINITY;
     for v in x.iter_mut() {
@@ -247,19 +250,33 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + math::expf(-x))
 }
 
-/// SiLU in place.
+/// SiLU in place: ggml's vector `ggml_v_silu` on AVX2, else [`silu`].
 pub fn silu_in_place(x: &mut [f32]) {
-    for v in x {
-        *v = silu(*v);
+    silu_in_place_isa(quant::isa(), x)
+}
+
+/// [`silu_in_place`] on `isa` (scalar if this CPU lacks it).
+pub fn silu_in_place_isa(isa: Isa, x: &mut [f32]) {
+    if !quant::silu_simd(isa, x) {
+        for v in x {
+            *v = silu(*v);
+        }
     }
 }
 
 /// SwiGLU for the LLaMA FFN, in place: `gate[i] = silu(gate[i]) * up[i]`
-/// (ggml_vec_swiglu_f32; same bits as ggml_silu then ggml_mul).
+/// (ggml_vec_swiglu_f32; same bits as [`silu_in_place`] then a multiply).
 pub fn swiglu_in_place(gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
+    swiglu_in_place_isa(quant::isa(), gate, up)
+}
+
+/// [`swiglu_in_place`] on `isa` (scalar if this CPU lacks it).
+pub fn swiglu_in_place_isa(isa: Isa, gate: &mut [f32], up: &[f32]) -> Result<(), OpError> {
     check_len("swiglu up", gate.len(), up.len())?;
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = silu(*g) * u;
+    if !quant::swiglu_simd(isa, gate, up) {
+        for (g, &u) in gate.iter_mut().zip(up) {
+            *g = silu(*g) * u;
+        }
     }
     Ok(())
 }

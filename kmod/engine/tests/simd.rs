@@ -418,11 +418,16 @@ fn vector_helpers_and_switch() {
         let (a, b, h) = (&a[1..], &b[1..], &h[1..]);
         let mag: f64 = a.iter().zip(b).map(|(x, y)| (x * y).abs() as f64).sum();
         let o0: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+        // f16 conversion (the KV cache): ties, overflow, subnormals, NaN.
+        let specials = [65504.0, 65520.0, -1e6, 1e-7, 3e-5, 1.0 + 1.0 / 2048.0, f32::NAN, f32::INFINITY];
+        let c: Vec<f32> = a.iter().enumerate().map(|(i, &v)| if i % 3 == 0 { specials[i / 3 % 8] } else { v * 70000.0 }).collect();
         let run = || {
             let (mut o1, mut o2) = (o0.clone(), o0.clone());
             quant::axpy_f32(&mut o1, 0.37, b);
             quant::axpy_f16(&mut o2, -1.5, h);
-            (quant::dot_f32(a, b), quant::dot_f16(a, h), o1, o2)
+            let mut h16 = vec![0u16; n];
+            quant::f32_to_f16(&c, &mut h16);
+            (quant::dot_f32(a, b), quant::dot_f16(a, h), o1, o2, h16)
         };
         let v = run();
         quant::set_simd(false);
@@ -430,6 +435,8 @@ fn vector_helpers_and_switch() {
         let s = run();
         quant::set_simd(true);
         assert_eq!(quant::isa(), best);
+        assert_eq!(v.4, s.4, "f32_to_f16 n {n}");
+        assert!(s.4.iter().zip(&c).all(|(&h, &x)| h == half::f16::from_f32(x).to_bits()));
         check_close(&format!("dot_f32 n {n}"), v.0, s.0, mag);
         check_close(&format!("dot_f16 n {n}"), v.1, s.1, mag * 1.01);
         // axpy: one FMA vs mul+add per element, within one rounding.

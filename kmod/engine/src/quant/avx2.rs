@@ -46,13 +46,6 @@ unsafe fn load32(b: &[u8], at: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
 }
 
-#[inline(always)]
-unsafe fn load16(b: &[u8], at: usize) -> __m128i {
-    let s = &b[at..at + 16];
-    // SAFETY: `s` is 16 readable bytes; loadu has no alignment needs.
-    unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
-}
-
 /// ggml's `hsum_float_8`.
 #[inline(always)]
 unsafe fn hsum_f32x8(x: __m256) -> f32 {
@@ -108,65 +101,165 @@ unsafe fn k4_mins(mins_scales: __m256i, y: &[u8]) -> __m128i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
+    let mut o = [[0f32]];
     // SAFETY: same features as this function's.
-    unsafe { dot_q4k_multi::<1>(w, [a], &mut o) };
-    o[0]
+    unsafe { dot_q4k_tile::<1, 1>(w, w.len(), [a], &mut o) };
+    o[0][0]
 }
 
-/// One Q4_K row with B activation rows at once (prefill): the weight
-/// nibbles and scales are unpacked once for all B. Per activation row the
+/// How many whole blocks of `bw` (weights) and `Q8K` (activations) bytes an
+/// R x B tile can read: R rows `rb` bytes apart in `w`, each `a[b]`.
+#[inline(always)]
+fn tile_blocks<const R: usize, const B: usize>(w: &[u8], rb: usize, a: &[&[u8]; B], bw: usize) -> usize {
+    let mut nb = rb / bw;
+    if R > 0 {
+        // The last row starts at (R - 1) * rb.
+        nb = match (R - 1).checked_mul(rb).and_then(|s| w.len().checked_sub(s)) {
+            Some(last) => nb.min(last / bw),
+            None => 0,
+        };
+    }
+    a.iter().fold(nb, |n, a| n.min(a.len() / Q8K))
+}
+
+/// 32 bytes at `p` (unaligned).
+///
+/// # Safety
+/// `p..p + 32` must be readable.
+#[inline(always)]
+unsafe fn ld32(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 32 readable bytes; loadu needs no alignment.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The f16 (as f32) at `p`. # Safety: 2 readable bytes at `p`; F16C.
+#[inline(always)]
+unsafe fn f16p(p: *const u8) -> f32 {
+    // SAFETY: as the caller guarantees; register-only conversion.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32))) }
+}
+
+/// The f32 at `p`. # Safety: 4 readable bytes at `p`.
+#[inline(always)]
+unsafe fn f32p(p: *const u8) -> f32 {
+    // SAFETY: as the caller guarantees.
+    unsafe { p.cast::<f32>().read_unaligned() }
+}
+
+/// `[hsum_f32x8(v[0]), .., hsum_f32x8(v[3])]` with the same bits: the same
+/// additions in the same grouping, four at a time.
+#[inline(always)]
+unsafe fn hsum4_f32x8(v: [__m256; 4]) -> __m128 {
+    // SAFETY (whole body): register-only; callers enable AVX.
+    unsafe {
+        // [lo+hi of v0 | of v1], [of v2 | of v3]
+        let t = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));
+        let u = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20), _mm256_permute2f128_ps(v[2], v[3], 0x31));
+        // Per half: [x0+x2 of t, of u, x1+x3 of t, of u]
+        let p = _mm256_add_ps(_mm256_unpacklo_ps(t, u), _mm256_unpackhi_ps(t, u));
+        // (x0+x2) + (x1+x3): lanes 0/1 of each half are v0, v2 | v1, v3.
+        let q = _mm256_add_ps(p, _mm256_permute_ps(p, 0b01_00_11_10));
+        // lo = [v0, v2, ..], hi = [v1, v3, ..]: interleave to [v0, v1, v2, v3].
+        _mm_unpacklo_ps(_mm256_castps256_ps128(q), _mm256_extractf128_ps(q, 1))
+    }
+}
+
+/// `[m0 + m2 + m1 + m3 grouped as (m0+m2)+(m1+m3)]` of each of 4 vectors:
+/// the min-sum reduction of the Q4_K kernel, four at a time, same bits.
+#[inline(always)]
+unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
+    // SAFETY (whole body): register-only.
+    unsafe {
+        // [m0_0+m0_2, m1_0+m1_2, m0_1+m0_3, m1_1+m1_3]
+        let p01 = _mm_add_ps(_mm_unpacklo_ps(m[0], m[1]), _mm_unpackhi_ps(m[0], m[1]));
+        let p23 = _mm_add_ps(_mm_unpacklo_ps(m[2], m[3]), _mm_unpackhi_ps(m[2], m[3]));
+        _mm_add_ps(_mm_movelh_ps(p01, p23), _mm_movehl_ps(p23, p01))
+    }
+}
+
+/// R Q4_K rows (`rb` bytes apart in `w`) times B activation rows, each
+/// weight block unpacked once for all B, each activation block's row-free
+/// parts (scale, bsums) once for all R. Per (row, activation) pair the
 /// operations and their order are those of the single-row kernel, so each
-/// result has the same bits as `vec_dot_q4k`.
+/// `out[r][b]` has the bits of `vec_dot_q4k(row r, a[b])`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
-    let nb = a.iter().fold(w.len() / Q4K, |n, a| n.min(a.len() / Q8K));
-    // SAFETY (whole body): every memory access goes through bounds-checked
-    // slices; the intrinsics need the features the caller guarantees.
+unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
+    let nb = tile_blocks::<R, B>(w, rb, &a, Q4K);
+    let wp = w.as_ptr();
+    // SAFETY (whole body): `tile_blocks` keeps block i < nb of row r,
+    // bytes r * rb + i * Q4K + 0..Q4K, inside `w`, and activation block i,
+    // bytes i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is
+    // such a block plus an offset inside it. The intrinsics need the
+    // features the caller guarantees.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = [_mm256_setzero_ps(); B];
-        let mut acc_m = [_mm_setzero_ps(); B];
+        let mut acc = [[_mm256_setzero_ps(); B]; R];
+        let mut acc_m = [[_mm_setzero_ps(); B]; R];
         for i in 0..nb {
-            let x = &w[i * Q4K..(i + 1) * Q4K];
-            let mut y: [&[u8]; B] = [&[]; B];
+            let mut y = [wp; B];
+            let mut dy = [0f32; B];
+            // bsums summed in pairs: one per 32-value sub-block.
+            let mut q8s = [_mm_setzero_si128(); B];
             for b in 0..B {
-                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+                y[b] = a[b].as_ptr().add(i * Q8K);
+                dy[b] = f32p(y[b]);
+                let bs = ld32(y[b].add(260));
+                q8s[b] = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             }
-            let (xd, xdmin) = (f16_at(x, 0), f16_at(x, 2));
-            let u = k4_scales(&x[4..16]);
-            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
-            for b in 0..B {
-                let dmin = -f32_at(y[b], 0) * xdmin;
-                let prod = k4_mins(ms, y[b]);
-                acc_m[b] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[b]);
-            }
-            let sc = _mm256_castsi256_si128(ms);
-            let scales = _mm256_set_m128i(sc, sc);
-            let mut sumi = [_mm256_setzero_si256(); B];
-            for j in 0..QK_K / 64 {
-                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
-                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
-                let q4 = load32(x, 16 + 32 * j);
-                let q4l = _mm256_and_si256(q4, m4);
-                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            for r in 0..R {
+                let x = wp.add(r * rb + i * Q4K);
+                let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
+                let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
+                let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
                 for b in 0..B {
-                    let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, load32(y[b], 4 + 64 * j)));
-                    let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, load32(y[b], 36 + 64 * j)));
-                    sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
+                    let dmin = -dy[b] * xdmin;
+                    let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s[b]);
+                    acc_m[r][b] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r][b]);
+                }
+                let sc = _mm256_castsi256_si128(ms);
+                let scales = _mm256_set_m128i(sc, sc);
+                let mut sumi = [_mm256_setzero_si256(); B];
+                for j in 0..QK_K / 64 {
+                    let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
+                    let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                    let q4 = ld32(x.add(16 + 32 * j));
+                    let q4l = _mm256_and_si256(q4, m4);
+                    let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                    for b in 0..B {
+                        let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y[b].add(4 + 64 * j))));
+                        let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y[b].add(36 + 64 * j))));
+                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
+                    }
+                }
+                for b in 0..B {
+                    let d = dy[b] * xd;
+                    acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
                 }
             }
-            for b in 0..B {
-                let d = f32_at(y[b], 0) * xd;
-                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
-            }
         }
-        for b in 0..B {
-            let mut m = acc_m[b];
-            m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            out[b] = hsum_f32x8(acc[b]) + _mm_cvtss_f32(m);
+        if R * B == 4 {
+            // Four results at once, same bits as one by one.
+            let mut v = [_mm256_setzero_ps(); 4];
+            let mut m = [_mm_setzero_ps(); 4];
+            for k in 0..4 {
+                v[k] = acc[k / B][k % B];
+                m[k] = acc_m[k / B][k % B];
+            }
+            let mut o = [0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v), hsum4_f32x4(m)));
+            for k in 0..4 {
+                out[k / B][k % B] = o[k];
+            }
+            return;
+        }
+        for r in 0..R {
+            for b in 0..B {
+                let mut m = acc_m[r][b];
+                m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                out[r][b] = hsum_f32x8(acc[r][b]) + _mm_cvtss_f32(m);
+            }
         }
     }
 }
@@ -250,68 +343,86 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
+    let mut o = [[0f32]];
     // SAFETY: same features as this function's.
-    unsafe { dot_q6k_multi::<1>(w, [a], &mut o) };
-    o[0]
+    unsafe { dot_q6k_tile::<1, 1>(w, w.len(), [a], &mut o) };
+    o[0][0]
 }
 
-/// One Q6_K row with B activation rows (see `dot_q4k_multi`).
+/// R Q6_K rows times B activation rows (see `dot_q4k_tile`); each
+/// `out[r][b]` has the bits of `vec_dot_q6k(row r, a[b])`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
-    let nb = a.iter().fold(w.len() / Q6K, |n, a| n.min(a.len() / Q8K));
-    // SAFETY (whole body): as in `dot_q4k_multi`.
+unsafe fn dot_q6k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
+    let nb = tile_blocks::<R, B>(w, rb, &a, Q6K);
+    let wp = w.as_ptr();
+    // SAFETY (whole body): as in `dot_q4k_tile`, with Q6K-byte blocks.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m2 = _mm256_set1_epi8(3);
         let m32s = _mm256_set1_epi8(32);
-        let mut acc = [_mm256_setzero_ps(); B];
+        let mut acc = [[_mm256_setzero_ps(); B]; R];
         for i in 0..nb {
-            let x = &w[i * Q6K..(i + 1) * Q6K];
-            let mut y: [&[u8]; B] = [&[]; B];
+            let mut y = [wp; B];
             for b in 0..B {
-                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+                y[b] = a[b].as_ptr().add(i * Q8K);
             }
-            let xd = f16_at(x, 208);
-            let scales = load16(x, 192);
-            let mut sumi = [_mm256_setzero_si256(); B];
-            for j in 0..QK_K / 128 {
-                let ql1 = load32(x, 64 * j);
-                let ql2 = load32(x, 64 * j + 32);
-                let qh = load32(x, 128 + 32 * j);
-                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-                let q = [
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
-                    _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
-                ];
-                for (k, &q) in q.iter().enumerate() {
-                    let is = 8 * j + 2 * k;
-                    // Scales is, is + 1 for the two 16-value halves.
-                    let sh = _mm_set_epi64x(
-                        0x0101_0101_0101_0101 * (is as i64 + 1),
-                        0x0101_0101_0101_0101 * is as i64,
-                    );
-                    let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
-                    for b in 0..B {
-                        let q8 = load32(y[b], 4 + 128 * j + 32 * k);
-                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
-                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
+            for r in 0..R {
+                let x = wp.add(r * rb + i * Q6K);
+                let xd = f16p(x.add(208));
+                let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
+                let mut sumi = [_mm256_setzero_si256(); B];
+                for j in 0..QK_K / 128 {
+                    let ql1 = ld32(x.add(64 * j));
+                    let ql2 = ld32(x.add(64 * j + 32));
+                    let qh = ld32(x.add(128 + 32 * j));
+                    let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+                    let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+                    let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+                    let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+                    let q = [
+                        _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
+                        _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
+                    ];
+                    for (k, &q) in q.iter().enumerate() {
+                        let is = 8 * j + 2 * k;
+                        // Scales is, is + 1 for the two 16-value halves.
+                        let sh = _mm_set_epi64x(
+                            0x0101_0101_0101_0101 * (is as i64 + 1),
+                            0x0101_0101_0101_0101 * is as i64,
+                        );
+                        let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
+                        for b in 0..B {
+                            let q8 = ld32(y[b].add(4 + 128 * j + 32 * k));
+                            let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
+                            sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
+                        }
                     }
                 }
-            }
-            for b in 0..B {
-                let d = f32_at(y[b], 0) * xd;
-                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+                for b in 0..B {
+                    let d = f32p(y[b]) * xd;
+                    acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
+                }
             }
         }
-        for b in 0..B {
-            out[b] = hsum_f32x8(acc[b]);
+        if R * B == 4 {
+            let mut v = [_mm256_setzero_ps(); 4];
+            for k in 0..4 {
+                v[k] = acc[k / B][k % B];
+            }
+            let mut o = [0f32; 4];
+            _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v));
+            for k in 0..4 {
+                out[k / B][k % B] = o[k];
+            }
+            return;
+        }
+        for r in 0..R {
+            for b in 0..B {
+                out[r][b] = hsum_f32x8(acc[r][b]);
+            }
         }
     }
 }
@@ -465,6 +576,29 @@ pub unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
     }
 }
 
+/// `dst[i] = f16 bits of src[i]`, rounded like `half::f16::from_f32` (see
+/// `quantize_f16`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    // SAFETY: 8 floats read and 8 halves written at i + 8 <= n, inside
+    // both slices; unaligned accesses.
+    unsafe {
+        while i + 8 <= n {
+            let h = _mm256_cvtps_ph(_mm256_loadu_ps(src[i..i + 8].as_ptr()), _MM_FROUND_TO_NEAREST_INT);
+            _mm_storeu_si128(dst[i..i + 8].as_mut_ptr() as *mut __m128i, h);
+            i += 8;
+        }
+    }
+    for i in i..n {
+        dst[i] = half::f16::from_f32(src[i]).to_bits();
+    }
+}
+
 /// `o[i] += s * v[i]`.
 ///
 /// # Safety
@@ -508,6 +642,131 @@ pub unsafe fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
     for i in i..n {
         o[i] += s * f16_bits_to_f32(v[i]);
     }
+}
+
+/// e^x in 8 lanes: ggml's AVX2 `ggml_v_expf` (ggml-cpu/vec.h), what
+/// llama.cpp's SiLU, SwiGLU and softmax use. Within 2 ulp of expf (tests).
+#[inline(always)]
+unsafe fn v_expf(x: __m256) -> __m256 {
+    // SAFETY (whole body): register-only; callers enable AVX2 and FMA.
+    unsafe {
+        let ps = _mm256_set1_ps;
+        let r = ps(f32::from_bits(0x4b40_0000)); // 0x1.8p23
+        let z = _mm256_fmadd_ps(x, ps(f32::from_bits(0x3fb8_aa3b)), r); // 0x1.715476p+0
+        let n = _mm256_sub_ps(z, r);
+        let b = _mm256_fnmadd_ps(
+            n,
+            ps(f32::from_bits(0x35bf_be8e)), // 0x1.7f7d1cp-20
+            _mm256_fnmadd_ps(n, ps(f32::from_bits(0x3f31_7200)), x), // 0x1.62e4p-1
+        );
+        let e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+        let k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(ps(1.0))));
+        let abs_n = _mm256_andnot_ps(ps(-0.0), n);
+        let c = _mm256_castps_si256(_mm256_cmp_ps(abs_n, ps(126.0), _CMP_GT_OQ));
+        let u = _mm256_mul_ps(b, b);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(
+                _mm256_fmadd_ps(ps(f32::from_bits(0x3c07_2010)), b, ps(f32::from_bits(0x3d2b_9f17))), // 0x1.0e4020p-7, 0x1.573e2ep-5
+                u,
+                _mm256_fmadd_ps(ps(f32::from_bits(0x3e2a_af33)), b, ps(f32::from_bits(0x3eff_fedb))), // 0x1.555e66p-3, 0x1.fffdb6p-2
+            ),
+            u,
+            _mm256_mul_ps(ps(f32::from_bits(0x3f7f_fff6)), b), // 0x1.ffffecp-1
+        );
+        if _mm256_movemask_ps(_mm256_castsi256_ps(c)) == 0 {
+            return _mm256_fmadd_ps(j, k, k);
+        }
+        let g = _mm256_and_si256(
+            _mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+            _mm256_set1_epi32(0x8200_0000u32 as i32),
+        );
+        let s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f00_0000)));
+        let s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+        let d = _mm256_castps_si256(_mm256_cmp_ps(abs_n, ps(192.0), _CMP_GT_OQ));
+        let (c, d) = (_mm256_castsi256_ps(c), _mm256_castsi256_ps(d));
+        _mm256_or_ps(
+            _mm256_and_ps(d, _mm256_mul_ps(s1, s1)),
+            _mm256_andnot_ps(
+                d,
+                _mm256_or_ps(
+                    _mm256_and_ps(c, _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1)),
+                    _mm256_andnot_ps(c, _mm256_fmadd_ps(k, j, k)),
+                ),
+            ),
+        )
+    }
+}
+
+/// x / (1 + e^-x): ggml's `ggml_v_silu`.
+#[inline(always)]
+unsafe fn v_silu(x: __m256) -> __m256 {
+    // SAFETY: register-only; callers enable AVX2 and FMA.
+    unsafe { _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x)))) }
+}
+
+/// `x[i] = f(x[i], y[i])` 8 lanes at a time; the tail goes through a
+/// zero-padded block, so an element's result never depends on its place.
+#[inline(always)]
+unsafe fn map2(x: &mut [f32], y: &[f32], f: impl Fn(__m256, __m256) -> __m256) {
+    let n = x.len().min(y.len());
+    let mut i = 0;
+    // SAFETY: 8-float accesses at i + 8 <= n, inside both slices; the tail
+    // works on stack arrays.
+    unsafe {
+        while i + 8 <= n {
+            let p = x[i..i + 8].as_mut_ptr();
+            _mm256_storeu_ps(p, f(_mm256_loadu_ps(p), _mm256_loadu_ps(y[i..i + 8].as_ptr())));
+            i += 8;
+        }
+        if i < n {
+            let (mut tx, mut ty) = ([0f32; 8], [0f32; 8]);
+            tx[..n - i].copy_from_slice(&x[i..n]);
+            ty[..n - i].copy_from_slice(&y[i..n]);
+            _mm256_storeu_ps(tx.as_mut_ptr(), f(_mm256_loadu_ps(tx.as_ptr()), _mm256_loadu_ps(ty.as_ptr())));
+            x[i..n].copy_from_slice(&tx[..n - i]);
+        }
+    }
+}
+
+/// `x[i] = f(x[i])` (see `map2`).
+#[inline(always)]
+unsafe fn map1(x: &mut [f32], f: impl Fn(__m256) -> __m256) {
+    let n = x.len();
+    let mut i = 0;
+    // SAFETY: 8-float accesses at i + 8 <= n; the tail works on a stack array.
+    unsafe {
+        while i + 8 <= n {
+            let p = x[i..i + 8].as_mut_ptr();
+            _mm256_storeu_ps(p, f(_mm256_loadu_ps(p)));
+            i += 8;
+        }
+        if i < n {
+            let mut t = [0f32; 8];
+            t[..n - i].copy_from_slice(&x[i..]);
+            _mm256_storeu_ps(t.as_mut_ptr(), f(_mm256_loadu_ps(t.as_ptr())));
+            x[i..].copy_from_slice(&t[..n - i]);
+        }
+    }
+}
+
+/// `x[i] = silu(x[i])` by `ggml_v_silu`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn silu_f32(x: &mut [f32]) {
+    // SAFETY: same features as this function's.
+    unsafe { map1(x, |v| v_silu(v)) }
+}
+
+/// `g[i] = silu(g[i]) * up[i]`, as ggml's AVX2 `ggml_vec_swiglu_f32`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn swiglu_f32(g: &mut [f32], up: &[f32]) {
+    // SAFETY: same features as this function's.
+    unsafe { map2(g, up, |v, u| _mm256_mul_ps(v_silu(v), u)) }
 }
 
 /// Low bytes of 4 x 8 i32 lanes, in order (C's wrapping conversion).
@@ -695,9 +954,58 @@ macro_rules! rows_kernel_multi {
         }
     };
 }
-rows_kernel_multi!(rows_q4k, dot_q4k_multi);
+/// Like `rows_kernel!` with a `*_tile` kernel: one token (decode) takes
+/// rows 4 at a time, a batch takes tokens 4 at a time per row; tails use
+/// smaller tiles, which give the same bits.
+macro_rules! rows_kernel_tile {
+    ($name:ident, $tile:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            if rb == 0 || ab == 0 || n_batch == 0 {
+                return;
+            }
+            let n_rows = (w.len() / rb).min(out.len() / n_batch);
+            let a = |b: usize| &acts[b * ab..(b + 1) * ab];
+            // SAFETY (the tile calls below): same features as this function's.
+            if n_batch == 1 {
+                let mut r = 0;
+                while r + 4 <= n_rows {
+                    let mut o = [[0f32]; 4];
+                    unsafe { $tile::<4, 1>(&w[r * rb..], rb, [a(0)], &mut o) };
+                    for (k, o) in o.iter().enumerate() {
+                        out[r + k] = o[0];
+                    }
+                    r += 4;
+                }
+                for r in r..n_rows {
+                    let mut o = [[0f32]];
+                    unsafe { $tile::<1, 1>(&w[r * rb..], rb, [a(0)], &mut o) };
+                    out[r] = o[0][0];
+                }
+                return;
+            }
+            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+                let mut b = 0;
+                while b + 4 <= n_batch {
+                    let mut t = [[0f32; 4]];
+                    unsafe { $tile::<1, 4>(row, rb, [a(b), a(b + 1), a(b + 2), a(b + 3)], &mut t) };
+                    o[b..b + 4].copy_from_slice(&t[0]);
+                    b += 4;
+                }
+                for b in b..n_batch {
+                    let mut t = [[0f32]];
+                    unsafe { $tile::<1, 1>(row, rb, [a(b)], &mut t) };
+                    o[b] = t[0][0];
+                }
+            }
+        }
+    };
+}
+rows_kernel_tile!(rows_q4k, dot_q4k_tile);
 rows_kernel_multi!(rows_q5k, dot_q5k_multi);
-rows_kernel_multi!(rows_q6k, dot_q6k_multi);
+rows_kernel_tile!(rows_q6k, dot_q6k_tile);
 rows_kernel!(rows_q8_0, vec_dot_q8_0);
 rows_kernel!(rows_f32, vec_dot_f32_bytes);
 rows_kernel!(rows_f16, vec_dot_f16_bytes);

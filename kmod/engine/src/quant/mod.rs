@@ -33,7 +33,7 @@ pub use matmul::{
     act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matvec_rows,
     quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,
 };
-pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32};
+pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32, f32_to_f16, silu_simd, swiglu_simd};
 pub use q4_k::BlockQ4K;
 pub use q5_k::BlockQ5K;
 pub use q6_k::BlockQ6K;

@@ -49,3 +49,42 @@ pub fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
     }
     o.iter_mut().zip(v).for_each(|(o, v)| *o += s * f16_bits_to_f32(*v));
 }
+
+/// `x[i] = silu(x[i])` by ggml's AVX2 `ggml_v_silu` (vector expf) when
+/// `isa` is Avx2 and this CPU has it; otherwise false, `x` untouched.
+pub fn silu_simd(isa: Isa, x: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::usable(isa) == Isa::Avx2 {
+        // SAFETY: `usable` returns Avx2 only when the CPU supports it.
+        unsafe { avx2::silu_f32(x) };
+        return true;
+    }
+    let _ = (isa, x);
+    false
+}
+
+/// `g[i] = silu(g[i]) * up[i]` (ggml's AVX2 `ggml_vec_swiglu_f32`), as
+/// [`silu_simd`].
+pub fn swiglu_simd(isa: Isa, g: &mut [f32], up: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::usable(isa) == Isa::Avx2 {
+        // SAFETY: as in `silu_simd`.
+        unsafe { avx2::swiglu_f32(g, up) };
+        return true;
+    }
+    let _ = (isa, g, up);
+    false
+}
+
+/// `dst[i] = f16 bits of src[i]` (round to nearest even, as
+/// `half::f16::from_f32`), by F16C when the CPU has it.
+pub fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: `isa()` returns Avx2 only when the CPU supports it.
+        return unsafe { avx2::f32_to_f16(src, dst) };
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}
