@@ -21,6 +21,7 @@ use llamux_common as c;
 use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
+use crate::event::{self, cstr};
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor, UserAdvisor};
 use crate::trace::{self, TraceWriter};
@@ -49,11 +50,6 @@ fn mono_ns() -> u64 {
     // SAFETY: ts is a valid timespec to write; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -304,38 +300,7 @@ struct Counters {
 }
 
 fn event_fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap<String, Value> {
-    let mut m = JMap::new();
-    m.insert("pid".into(), json!(e.pid));
-    m.insert("uid".into(), json!(e.uid));
-    m.insert("comm".into(), json!(cstr(&e.comm)));
-    m.insert("time".into(), json!(format!("{:.3}", trace::now_unix())));
-    match hook {
-        Hook::Exec => {
-            let path = cstr(&e.path);
-            m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
-            m.insert("path".into(), json!(path));
-            m.insert("ppid".into(), json!(e.ppid));
-            m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
-        }
-        Hook::Open => {
-            m.insert("path".into(), json!(cstr(&e.path)));
-        }
-        Hook::Syscall => {
-            m.insert("nr".into(), json!(e.a as i64));
-            m.insert("count".into(), json!(e.b));
-            m.insert("rate".into(), json!(rate.round() as u64));
-        }
-        Hook::Sched => {
-            let runtime_ms = e.a / 1_000_000;
-            let wall = e.ts_ns.saturating_sub(first_seen_ns).max(1);
-            m.insert("runtime_ms".into(), json!(runtime_ms));
-            m.insert("switches".into(), json!(e.b));
-            m.insert("involuntary".into(), json!(e.c));
-            m.insert("involuntary_pct".into(), json!((e.c * 100).checked_div(e.b).unwrap_or(0)));
-            m.insert("cpu_pct".into(), json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64));
-        }
-    }
-    m
+    event::fields(e, hook, rate, first_seen_ns, trace::now_unix())
 }
 
 pub fn load(opts: LoadOpts) -> Result<(), String> {
@@ -553,12 +518,7 @@ fn relay_inner(
             // Requests (their own ring) before observation events.
             let Some(item) = requests.next().or_else(|| events.next()) else { break };
             got += 1;
-            if item.len() < std::mem::size_of::<c::Event>() {
-                continue;
-            }
-            // SAFETY: the probes write whole `Event`s; read_unaligned copes
-            // with the ring's 8-byte alignment.
-            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let Some(e) = event::decode(&item) else { continue };
             drop(item);
             cnt.events += 1;
             match e.kind {
@@ -631,28 +591,11 @@ fn relay_inner(
         }
         // Decision hits: the probes' record of every enforced decision.
         while let Some(item) = hits.next() {
-            if item.len() < std::mem::size_of::<c::Event>() {
-                continue;
-            }
-            // SAFETY: as above.
-            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let Some(e) = event::decode(&item) else { continue };
             drop(item);
             cnt.hits += 1;
             let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
-            let action = match e.b as u32 {
-                c::ACT_DENY => "deny",
-                c::ACT_AUDIT => "audit",
-                _ => "allow",
-            };
-            tw.write(&json!({"type": "hit", "time": trace::now_unix(), "policy": pol,
-                "hook": if e.a as u32 == c::HOOK_EXEC {"exec"} else {"open"}, "key": match e.key.kind {
-                    c::KEY_PID => format!("pid:{}", e.pid),
-                    c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
-                    c::KEY_FILE => format!("file:{}", cstr(&e.path)),
-                    _ => format!("exe:{}", cstr(&e.path)),
-                },
-                "key_hash": format!("{:016x}", e.key.hash), "pid": e.pid, "comm": cstr(&e.comm), "path": cstr(&e.path), "action": action,
-                "answer_index": e.c >> 32}));
+            tw.write(&event::hit_json(&e, &pol, trace::now_unix()));
         }
         if let Some(l) = logger.as_mut() {
             l.flush();
