@@ -3,7 +3,7 @@
 # executions, seeded with regressions/<target>/ (new inputs go to
 # corpus/<target>/, crashes to artifacts/<target>/), and prints one line per
 # target: executions, crashes, seconds, executions/s.
-#   kmod/engine/fuzz/run.sh [-n RUNS] [TARGET...]    RUNS default 1000000
+#   kmod/engine/fuzz/run.sh [-n RUNS] [-t SECONDS] [TARGET...]   RUNS default 1000000
 # Needs cargo-fuzz (cargo install cargo-fuzz --locked); nightly flags come
 # from RUSTC_BOOTSTRAP=1. The tokenizer target also fuzzes llama.cpp's
 # llama-spm vocabulary ($LLAMUX_LLAMA_SRC, fetched if unset).
@@ -11,7 +11,14 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
 runs=1000000
-if [[ "${1:-}" == "-n" ]]; then runs=$2; shift 2; fi
+limit=()
+while [[ "${1:-}" == -[nt] ]]; do
+  case $1 in
+    -n) runs=$2 ;;
+    -t) limit=(-max_total_time="$2") ;; # stop a target after this many seconds
+  esac
+  shift 2
+done
 targets=("$@")
 ((${#targets[@]})) || targets=(gguf tokenizer policy advise event)
 export RUSTC_BOOTSTRAP=1 PATH="$HOME/.cargo/bin:$PATH"
@@ -29,10 +36,10 @@ for t in "${targets[@]}"; do
   touch "artifacts/$t/.start"
   t0=$(date +%s)
   cargo fuzz run "$t" "corpus/$t" "regressions/$t" -- -runs="$runs" -max_len="${max_len[$t]:-4096}" \
-    -timeout=20 -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
+    "${limit[@]}" -timeout=20 -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
   rc=$?
   t1=$(date +%s)
-  execs=$(awk -F': *' '/stat::number_of_executed_units/ {print $2}' "$log" | tail -n1)
+  execs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -n1)
   crashes=$(find "artifacts/$t" \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) \
     -newer "artifacts/$t/.start" | wc -l)
   secs=$((t1 - t0 > 0 ? t1 - t0 : 1))
