@@ -79,6 +79,17 @@ done
 
 suite cargo "engine-and-loader" cargo test --workspace --release --no-fail-fast
 
+# Builds the module's engine object and fails if it has more panic call
+# sites than kmod/panic-baseline.txt records.
+note "panic paths in the module's engine object"
+if kmod/check-panics.sh >"$log_dir/check-panics.log" 2>&1; then
+    tail -n1 "$log_dir/check-panics.log"
+    ok "check-panics"
+else
+    tail -n20 "$log_dir/check-panics.log"
+    bad "check-panics"
+fi
+
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do
         suite guest "$(basename "$t" .sh)" "$t"

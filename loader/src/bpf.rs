@@ -21,6 +21,7 @@ use llamux_common as c;
 use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
+use crate::event::{self, cstr, hook_name};
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
 use crate::trace::{self, TraceWriter};
@@ -49,11 +50,6 @@ fn mono_ns() -> u64 {
     // SAFETY: ts is a valid timespec to write; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -310,38 +306,7 @@ struct Counters {
 }
 
 fn event_fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap<String, Value> {
-    let mut m = JMap::new();
-    m.insert("pid".into(), json!(e.pid));
-    m.insert("uid".into(), json!(e.uid));
-    m.insert("comm".into(), json!(cstr(&e.comm)));
-    m.insert("time".into(), json!(format!("{:.3}", trace::now_unix())));
-    match hook {
-        Hook::Exec => {
-            let path = cstr(&e.path);
-            m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
-            m.insert("path".into(), json!(path));
-            m.insert("ppid".into(), json!(e.ppid));
-            m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
-        }
-        Hook::Open => {
-            m.insert("path".into(), json!(cstr(&e.path)));
-        }
-        Hook::Syscall => {
-            m.insert("nr".into(), json!(e.a as i64));
-            m.insert("count".into(), json!(e.b));
-            m.insert("rate".into(), json!(rate.round() as u64));
-        }
-        Hook::Sched => {
-            let runtime_ms = e.a / 1_000_000;
-            let wall = e.ts_ns.saturating_sub(first_seen_ns).max(1);
-            m.insert("runtime_ms".into(), json!(runtime_ms));
-            m.insert("switches".into(), json!(e.b));
-            m.insert("involuntary".into(), json!(e.c));
-            m.insert("involuntary_pct".into(), json!((e.c * 100).checked_div(e.b).unwrap_or(0)));
-            m.insert("cpu_pct".into(), json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64));
-        }
-    }
-    m
+    event::fields(e, hook, rate, first_seen_ns, trace::now_unix())
 }
 
 pub fn load(opts: LoadOpts) -> Result<(), String> {
@@ -563,12 +528,7 @@ fn relay_inner(
             // Requests (their own ring) before observation events.
             let Some(item) = requests.next().or_else(|| events.next()) else { break };
             got += 1;
-            if item.len() < std::mem::size_of::<c::Event>() {
-                continue;
-            }
-            // SAFETY: the probes write whole `Event`s; read_unaligned copes
-            // with the ring's 8-byte alignment.
-            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let Some(e) = event::decode(&item) else { continue };
             drop(item);
             cnt.events += 1;
             match e.kind {
@@ -641,14 +601,11 @@ fn relay_inner(
         }
         // Decision hits (LSM and tracepoints) and applied nice changes.
         while let Some(item) = hits.next() {
-            if item.len() < std::mem::size_of::<c::Event>() {
-                continue;
-            }
-            // SAFETY: as above.
-            let e: c::Event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let Some(e) = event::decode(&item) else { continue };
             drop(item);
             cnt.hits += 1;
-            tw.write(&hit_record(&e, &live));
+            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
+            tw.write(&event::hit_json(&e, &pol, trace::now_unix()));
         }
         if let Some(l) = logger.as_mut() {
             l.flush();
@@ -744,68 +701,6 @@ fn decision_hits(m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>, names: &St
             json!({"policy": pol, "hook": hook_name(k.hook), "key": shown, "hits": n})
         })
         .collect()
-}
-
-/// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42").
-fn shown_key(e: &c::Event) -> String {
-    match e.key.kind {
-        c::KEY_PID => format!("pid:{}", e.key.hash),
-        c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
-        c::KEY_FILE => format!("file:{}", cstr(&e.path)),
-        _ => format!("exe:{}", cstr(&e.path)),
-    }
-}
-
-fn hook_name(id: u32) -> &'static str {
-    match id {
-        c::HOOK_EXEC => "exec",
-        c::HOOK_OPEN => "open",
-        c::HOOK_SYSCALL => "syscall",
-        _ => "sched",
-    }
-}
-
-/// The trace record of one EV_HIT, EV_TP_HIT or EV_NICE from the hits ring.
-fn hit_record(e: &c::Event, live: &[Live]) -> Value {
-    let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
-    let action = match e.b as u32 {
-        c::ACT_DENY => "deny",
-        c::ACT_AUDIT => "audit",
-        _ => "allow",
-    };
-    let mut r = json!({"time": trace::now_unix(), "policy": pol, "key": shown_key(e), "key_hash": format!("{:016x}", e.key.hash),
-        "pid": e.pid, "comm": cstr(&e.comm), "answer_index": e.c >> 32});
-    let m = r.as_object_mut().expect("an object");
-    match e.kind {
-        c::EV_NICE => {
-            m.insert("type".into(), json!("applied"));
-            m.insert("hook".into(), json!(hook_name(e.key.hook)));
-            m.insert("probe".into(), json!("lsm/task_setnice"));
-            m.insert("tid".into(), json!(e.tid));
-            m.insert("nice_old".into(), json!(e.a as i64));
-            m.insert("nice_new".into(), json!(e.b as i64));
-            m.insert("by_pid".into(), json!(e.ppid));
-            m.insert("by_comm".into(), json!(cstr(&e.pcomm)));
-        }
-        c::EV_TP_HIT => {
-            let probe = if e.key.hook == c::HOOK_EXEC { "tracepoint/sched/sched_process_exec" } else { "tracepoint/raw_syscalls/sys_enter" };
-            m.insert("type".into(), json!("hit"));
-            m.insert("hook".into(), json!(hook_name(e.key.hook)));
-            m.insert("probe".into(), json!(probe));
-            m.insert("hits".into(), json!(e.a));
-            m.insert("action".into(), json!(action));
-            m.insert("path".into(), json!(cstr(&e.path)));
-        }
-        _ => {
-            let hook = e.a as u32;
-            m.insert("type".into(), json!("hit"));
-            m.insert("hook".into(), json!(hook_name(hook)));
-            m.insert("probe".into(), json!(if hook == c::HOOK_EXEC { "lsm/bprm_check_security" } else { "lsm/file_open" }));
-            m.insert("action".into(), json!(action));
-            m.insert("path".into(), json!(cstr(&e.path)));
-        }
-    }
-    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1024,7 +919,7 @@ mod tests {
         e.b = 5;
         e.c = 1u64 << 32;
         e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 42 };
-        let r = hit_record(&e, &[]);
+        let r = event::hit_json(&e, "", 0.0);
         assert_eq!(r["type"], "applied");
         assert_eq!(r["key"], "pid:42");
         assert_eq!((r["nice_old"].as_i64(), r["nice_new"].as_i64()), (Some(-3), Some(5)));
@@ -1040,13 +935,13 @@ mod tests {
         e.b = c::ACT_ALLOW as u64;
         e.path[..9].copy_from_slice(b"/tmp/tool");
         e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: c::fnv1a(b"/tmp/tool") };
-        let r = hit_record(&e, &[]);
+        let r = event::hit_json(&e, "", 0.0);
         assert_eq!((r["type"].as_str(), r["key"].as_str()), (Some("hit"), Some("exe:/tmp/tool")));
         assert_eq!(r["probe"], "tracepoint/sched/sched_process_exec");
         assert_eq!(r["hits"].as_u64(), Some(1234));
         e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 9 };
-        assert_eq!(hit_record(&e, &[])["probe"], "tracepoint/raw_syscalls/sys_enter");
-        assert_eq!(hit_record(&e, &[])["key"], "pid:9");
-        assert!(trace::human(&hit_record(&e, &[])).contains("1234 hits"));
+        assert_eq!(event::hit_json(&e, "", 0.0)["probe"], "tracepoint/raw_syscalls/sys_enter");
+        assert_eq!(event::hit_json(&e, "", 0.0)["key"], "pid:9");
+        assert!(trace::human(&event::hit_json(&e, "", 0.0)).contains("1234 hits"));
     }
 }

@@ -8,10 +8,11 @@ mod bpf;
 mod bpf_btf;
 mod engine_cmds;
 mod kernel_cmds;
-mod policy;
 mod policy_advise;
 mod pool;
 mod trace;
+
+use llamux::{event, policy};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -133,13 +133,13 @@ impl Action {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Answer {
     pub text: String,
     pub action: Action,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Policy {
     pub file: PathBuf,
     pub name: String,
@@ -225,13 +225,17 @@ struct RawAnswer {
 }
 
 fn line_of(src: &str, pos: usize) -> usize {
-    src[..pos.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    let b = src.as_bytes();
+    b[..pos.min(b.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// Best guess of the dotted field name at byte `pos`: the key on that line
 /// inside the nearest table header above it.
 fn field_at(src: &str, pos: usize) -> String {
-    let pos = pos.min(src.len());
+    let mut pos = pos.min(src.len());
+    while !src.is_char_boundary(pos) {
+        pos -= 1;
+    }
     let start = src[..pos].rfind('\n').map_or(0, |i| i + 1);
     let end = src[pos..].find('\n').map_or(src.len(), |i| pos + i);
     let line = src[start..end].trim();

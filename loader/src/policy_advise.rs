@@ -114,22 +114,12 @@ impl Advise for UserAdvisor {
 /// Where the kernel module's advisor interface lives.
 pub const KERNEL_ADVISE: &str = "/proc/llamux/advise";
 
-/// The request record of /proc/llamux/advise (format in
-/// kmod/kengine/src/lib.rs, `llx_advise`): the engine in the module
-/// tokenizes and scores exactly as `UserAdvisor` does with the same `ctx`.
+/// The request record of /proc/llamux/advise
+/// (llamux_engine::advise::request): the engine in the module tokenizes
+/// and scores exactly as `UserAdvisor` does with the same `ctx`.
 pub fn kernel_request(ctx: usize, prefix: &str, event: &str, answers: &[&str]) -> Vec<u8> {
-    let mut head = format!("llxa1 {ctx} {} {} {}", prefix.len(), event.len(), answers.len());
-    for a in answers {
-        head.push_str(&format!(" {}", a.len()));
-    }
-    head.push('\n');
-    let mut r = head.into_bytes();
-    r.extend_from_slice(prefix.as_bytes());
-    r.extend_from_slice(event.as_bytes());
-    for a in answers {
-        r.extend_from_slice(a.as_bytes());
-    }
-    r
+    let answers: Vec<&[u8]> = answers.iter().map(|a| a.as_bytes()).collect();
+    llamux_engine::advise::request::encode(ctx, prefix.as_bytes(), event.as_bytes(), &answers)
 }
 
 /// Parses a response record: "BEST EVENT_TOKENS PREFIX_TOKENS N BITS..".

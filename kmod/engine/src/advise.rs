@@ -4,6 +4,8 @@
 //! A policy's fixed prompt prefix is run once and stays in the KV cache;
 //! each event then costs only its own tokens plus the answers' tokens.
 
+pub mod request;
+
 use crate::exec::Exec;
 use crate::model::{Context, ContextParams, Model, ModelError};
 

@@ -492,15 +492,18 @@ impl<'a> Cursor<'a> {
     }
 
     fn left(&self) -> u64 {
-        (self.buf.len() - self.pos) as u64
+        self.buf.len().saturating_sub(self.pos) as u64
     }
 
+    // The file's bytes are untrusted: every slice is cut with get(), so a
+    // bad count is an error, never a panic.
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8], GgufError> {
-        if n > self.left() {
-            return Err(GgufError::Truncated { at: self.at(), what });
-        }
-        let s = &self.buf[self.pos..self.pos + n as usize];
-        self.pos += n as usize;
+        let buf: &'a [u8] = self.buf;
+        let s = usize::try_from(n)
+            .ok()
+            .and_then(|n| buf.get(self.pos..)?.get(..n))
+            .ok_or(GgufError::Truncated { at: self.at(), what })?;
+        self.pos += s.len();
         Ok(s)
     }
 
@@ -586,8 +589,8 @@ impl<'a> Cursor<'a> {
                     Some(sz) => {
                         let raw = self.take(len * sz as u64, "array")?;
                         if elem_type == ValueType::Bool {
-                            if let Some(i) = raw.iter().position(|&b| b > 1) {
-                                return Err(GgufError::InvalidBool { at: base + i as u64, value: raw[i] });
+                            if let Some((i, &v)) = raw.iter().enumerate().find(|&(_, &b)| b > 1) {
+                                return Err(GgufError::InvalidBool { at: base + i as u64, value: v });
                             }
                         }
                     }
@@ -597,7 +600,7 @@ impl<'a> Cursor<'a> {
                         }
                     }
                 }
-                Value::Array(Array { elem_type, len, raw: &self.buf[start..self.pos], base })
+                Value::Array(Array { elem_type, len, raw: self.buf.get(start..self.pos).unwrap_or_default(), base })
             }
         })
     }
@@ -625,11 +628,11 @@ impl<'a> Cursor<'a> {
         }
         let (block_len, block_bytes) = ggml_type_size(type_id)
             .ok_or(GgufError::UnknownTensorType { tensor: index, type_id })?;
-        if dims[0] % block_len != 0 {
+        if dims[0].checked_rem(block_len) != Some(0) {
             return Err(GgufError::RowNotBlockAligned { tensor: index });
         }
-        let n_bytes = (n_elements / block_len).checked_mul(block_bytes).ok_or(overflow)?;
-        if rel_offset % alignment != 0 {
+        let n_bytes = n_elements.checked_div(block_len).and_then(|n| n.checked_mul(block_bytes)).ok_or(overflow)?;
+        if rel_offset.checked_rem(alignment) != Some(0) {
             return Err(GgufError::MisalignedTensor { tensor: index, offset: rel_offset });
         }
         Ok(TensorInfo {

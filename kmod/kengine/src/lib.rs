@@ -40,6 +40,7 @@ use core::fmt::{self, Write};
 
 use alloc::vec::Vec;
 
+use llamux_engine::advise::request::{parse_u64, Request};
 use llamux_engine::advise::{Advisor, MAX_ANSWERS};
 use llamux_engine::exec::Exec;
 use llamux_engine::gguf::Gguf;
@@ -178,9 +179,13 @@ struct FixedBuf<'a> {
 
 impl Write for FixedBuf<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
+        // Truncates at the end of the buffer; get() keeps it panic-free.
+        let rest = self.buf.get_mut(self.len..).unwrap_or_default();
+        let n = s.len().min(rest.len());
+        if let (Some(dst), Some(src)) = (rest.get_mut(..n), s.as_bytes().get(..n)) {
+            dst.copy_from_slice(src);
+            self.len += n;
+        }
         Ok(())
     }
 }
@@ -485,20 +490,6 @@ fn parse_milli(v: &[u8]) -> Option<u32> {
     Some(x)
 }
 
-fn parse_u64(v: &[u8]) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut x: u64 = 0;
-    for &c in v {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        x = x.checked_mul(10)?.checked_add((c - b'0') as u64)?;
-    }
-    Some(x)
-}
-
 fn parse_u32(v: &[u8]) -> Option<u32> {
     u32::try_from(parse_u64(v)?).ok()
 }
@@ -607,7 +598,10 @@ extern "C" fn load(
         adv_prefills: 0,
         adv_reuses: 0,
     };
-    let b = Box::new(e);
+    let Some(b) = try_box(e) else {
+        put_err(err, err_cap, format_args!("out of memory"));
+        return -ENOMEM;
+    };
     // SAFETY: `out` is non-null and the caller's.
     unsafe { *out = Box::into_raw(b).cast() };
     0
@@ -641,12 +635,33 @@ extern "C" fn info(h: *mut c_void, buf: *mut u8, cap: usize) -> isize {
 
 #[inline(never)]
 fn boxed_model(g: &Gguf<'static>) -> Result<Box<Model<'static>>, ModelError> {
-    Model::from_gguf(g).map(Box::new)
+    try_box(Model::from_gguf(g)?).ok_or(ModelError::OutOfMemory)
+}
+
+/// `Box::new` that returns None when the allocation fails instead of
+/// panicking (in the kernel, a panic is an oops).
+fn try_box<T>(v: T) -> Option<Box<T>> {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        return Some(Box::new(v)); // allocates nothing
+    }
+    // SAFETY: a layout of non-zero size, as alloc requires.
+    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a fresh, non-null allocation of T's layout from the
+    // global allocator: writing one T into it and owning it as a Box (which
+    // frees it with that layout) is what Box::new does.
+    unsafe {
+        p.write(v);
+        Some(Box::from_raw(p))
+    }
 }
 
 #[inline(never)]
 fn boxed_tokenizer(g: &Gguf<'static>) -> Result<Box<Tokenizer>, llamux_engine::tokenizer::TokenizerError> {
-    Tokenizer::from_gguf(g).map(Box::new)
+    try_box(Tokenizer::from_gguf(g)?).ok_or(llamux_engine::tokenizer::TokenizerError::OutOfMemory)
 }
 
 #[inline(never)]
@@ -657,7 +672,7 @@ fn boxed_session(
     s: LlxSampling,
     max_prompt_bytes: usize,
 ) -> Result<Box<Session>, SessionError> {
-    Session::new(m, tok, cp, s.to_engine(), max_prompt_bytes).map(Box::new)
+    try_box(Session::new(m, tok, cp, s.to_engine(), max_prompt_bytes)?).ok_or(SessionError::OutOfMemory)
 }
 
 /// Makes `e.sess` sample with `e.sampling`: new settings, and for every
@@ -803,14 +818,9 @@ extern "C" fn step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize
 // ---------------------------------------------------------------------------
 // Advisor: `llx_advise`.
 //
-// Request record (bytes; written by the loader, passed through unchanged by
-// the module):
+// Request record: llamux_engine::advise::request ("llxa1 CTX PREFIX_LEN
+// EVENT_LEN N A_LEN_1 .. A_LEN_N\n" then the texts back to back).
 //
-//   "llxa1 CTX PREFIX_LEN EVENT_LEN N_ANSWERS A_LEN_1 .. A_LEN_N\n"
-//   then PREFIX_LEN bytes of policy prefix text, EVENT_LEN bytes of event
-//   text, and the N answer texts (A_LEN_i bytes each), back to back.
-//
-// Numbers are decimal; the byte counts must add up to the record exactly.
 // The engine tokenizes like the loader's user-space advisor
 // (loader/src/policy_advise.rs): prefix with BOS, event and answers
 // without; an Advisor of CTX positions and n_batch = max(longest answer,
@@ -869,57 +879,12 @@ struct AdvState {
     last_used: u64,
 }
 
-/// A parsed request record, borrowing the caller's bytes.
-struct AdvReq<'a> {
-    ctx: usize,
-    prefix: &'a [u8],
-    event: &'a [u8],
-    /// All answer texts back to back.
-    answers: &'a [u8],
-    lens: [usize; MAX_ANSWERS],
-    n: usize,
-}
-
-fn parse_advise(req: &[u8]) -> Option<AdvReq<'_>> {
-    let nl = req.iter().position(|&c| c == b'\n')?;
-    let mut words = req[..nl].split(|&c| c == b' ').filter(|w| !w.is_empty());
-    if words.next()? != b"llxa1" {
-        return None;
-    }
-    let mut num = || -> Option<usize> { usize::try_from(parse_u64(words.next()?)?).ok() };
-    let ctx = num()?;
-    let plen = num()?;
-    let elen = num()?;
-    let n = num()?;
-    if n == 0 || n > MAX_ANSWERS || ctx == 0 || ctx > 1 << 20 {
-        return None;
-    }
-    let mut lens = [0usize; MAX_ANSWERS];
-    let mut alen: usize = 0;
-    for l in lens.iter_mut().take(n) {
-        *l = num()?;
-        if *l == 0 {
-            return None;
-        }
-        alen = alen.checked_add(*l)?;
-    }
-    if words.next().is_some() {
-        return None;
-    }
-    let body = &req[nl + 1..];
-    if plen.checked_add(elen)?.checked_add(alen)? != body.len() || elen == 0 {
-        return None;
-    }
-    Some(AdvReq { ctx, prefix: &body[..plen], event: &body[plen..plen + elen], answers: &body[plen + elen..], lens, n })
-}
-
 impl AdvState {
-    fn matches(&self, r: &AdvReq<'_>) -> bool {
+    fn matches(&self, r: &Request<'_>) -> bool {
         self.ctx == r.ctx
-            && self.n_answers == r.n
-            && self.answer_lens[..r.n] == r.lens[..r.n]
+            && self.answer_lens.get(..self.n_answers) == Some(r.answer_lens())
             && self.prefix[..] == *r.prefix
-            && self.answers_key[..] == *r.answers
+            && self.answers_key[..] == *r.answers_bytes()
     }
 }
 
@@ -940,7 +905,7 @@ fn zeroed_u32(n: usize) -> Option<Vec<u32>> {
 /// Builds the advisor for `r` and prefills its prefix (the setup path:
 /// allocation happens here only). Errors: (-errno, message) in `err`.
 #[inline(never)]
-fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<Box<AdvState>, i32> {
+fn build_adv(e: &mut Engine, r: &Request<'_>, err: &mut FixedBuf<'_>) -> Result<Box<AdvState>, i32> {
     let mut scratch = match e.tok.scratch(LLX_ADVISE_MAX) {
         Ok(s) => s,
         Err(x) => {
@@ -960,14 +925,11 @@ fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<B
             return Err(-EINVAL);
         }
     };
-    let prefix_toks = copy_from(&buf[..n]).ok_or_else(|| oom(err))?;
+    let prefix_toks = copy_from(buf.get(..n).unwrap_or_default()).ok_or_else(|| oom(err))?;
     let mut answer_toks = Vec::new();
     let mut answer_lens = [0usize; MAX_ANSWERS];
-    let mut off = 0;
     let mut longest = 0;
-    for i in 0..r.n {
-        let text = &r.answers[off..off + r.lens[i]];
-        off += r.lens[i];
+    for ((i, text), len) in r.answers().enumerate().zip(answer_lens.iter_mut()) {
         let n = match e.tok.encode(text, false, &mut scratch, &mut buf) {
             Ok(n) => n,
             Err(x) => {
@@ -982,8 +944,8 @@ fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<B
         if answer_toks.try_reserve(n).is_err() {
             return Err(oom(err));
         }
-        answer_toks.extend_from_slice(&buf[..n]);
-        answer_lens[i] = n;
+        answer_toks.extend_from_slice(buf.get(..n).unwrap_or_default());
+        *len = n;
         longest = longest.max(n);
     }
     let n_batch = longest.max(32);
@@ -1002,22 +964,23 @@ fn build_adv(e: &mut Engine, r: &AdvReq<'_>, err: &mut FixedBuf<'_>) -> Result<B
         let _ = write!(err, "prefix: {x}");
         return Err(model_errno(&x));
     }
-    let (Some(prefix), Some(answers_key)) = (copy_bytes(r.prefix), copy_bytes(r.answers)) else {
+    let (Some(prefix), Some(answers_key)) = (copy_bytes(r.prefix), copy_bytes(r.answers_bytes())) else {
         return Err(oom(err));
     };
-    Ok(Box::new(AdvState {
+    try_box(AdvState {
         adv,
         ctx: r.ctx,
         prefix,
         answers_key,
         answer_lens,
-        n_answers: r.n,
+        n_answers: r.n_answers(),
         answer_toks,
         prefix_tokens: prefix_toks.len(),
         scratch,
         ev: buf,
         last_used: 0,
-    }))
+    })
+    .ok_or_else(|| oom(err))
 }
 
 fn copy_from(t: &[u32]) -> Option<Vec<u32>> {
@@ -1039,12 +1002,15 @@ extern "C" fn advise(h: *mut c_void, req: *const u8, len: usize, resp: *mut u8, 
     // SAFETY: the caller promises `cap` writable bytes at `resp`, not
     // aliased by `req` or the engine.
     let out = unsafe { core::slice::from_raw_parts_mut(resp, cap) };
-    let last = cap - 1;
-    let mut err = FixedBuf { buf: &mut out[..last], len: 0 };
+    // The last byte stays free for the NUL (cap >= 1 checked above).
+    let (buf, _) = out.split_at_mut(cap - 1);
+    let mut err = FixedBuf { buf, len: 0 };
     let r = advise_inner(h, req, len, &mut err);
     let n = err.len;
     if r < 0 {
-        out[n] = 0;
+        if let Some(b) = out.get_mut(n) {
+            *b = 0;
+        }
     }
     r
 }
@@ -1058,7 +1024,7 @@ fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'
     let e = unsafe { &mut *(h as *mut Engine) };
     // SAFETY: the caller promises `len` readable bytes at `req`.
     let bytes = unsafe { core::slice::from_raw_parts(req, len) };
-    let Some(r) = parse_advise(bytes) else {
+    let Some(r) = Request::parse(bytes) else {
         let _ = write!(out, "malformed advise request");
         return -EINVAL as isize;
     };
@@ -1110,21 +1076,22 @@ fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'
             return -EINVAL as isize;
         }
     };
+    // Split the answers' tokens (build_adv made the lengths add up).
     let mut answers: [&[u32]; MAX_ANSWERS] = [&[]; MAX_ANSWERS];
-    let mut off = 0;
+    let mut rest = &st.answer_toks[..];
     let mut longest = 0;
-    for (i, a) in answers.iter_mut().enumerate().take(st.n_answers) {
-        let l = st.answer_lens[i];
-        *a = &st.answer_toks[off..off + l];
-        off += l;
+    let n_answers = st.n_answers.min(MAX_ANSWERS);
+    for (a, &l) in answers.iter_mut().zip(&st.answer_lens).take(n_answers) {
+        let (head, tail) = rest.split_at(l.min(rest.len()));
+        (*a, rest) = (head, tail);
         longest = longest.max(l);
     }
     // As the user-space advisor: cut the event from the front if long.
     let room = st.ctx.saturating_sub(st.prefix_tokens + longest + 1);
-    let ev = &st.ev[..n_ev];
-    let ev = if ev.len() > room { &ev[ev.len() - room..] } else { ev };
+    let ev = st.ev.get(..n_ev).unwrap_or_default();
+    let ev = ev.get(ev.len().saturating_sub(room)..).unwrap_or_default();
     let mut scores = [0f32; MAX_ANSWERS];
-    let best = match st.adv.score(&e.model, ev, &answers[..st.n_answers], &mut scores, &mut e.exec) {
+    let best = match st.adv.score(&e.model, ev, &answers[..n_answers], &mut scores, &mut e.exec) {
         Ok(b) => b,
         Err(x) => {
             let _ = write!(out, "{x}");
@@ -1132,7 +1099,7 @@ fn advise_inner(h: *mut c_void, req: *const u8, len: usize, out: &mut FixedBuf<'
         }
     };
     let _ = write!(out, "{best} {} {} {}", ev.len(), st.prefix_tokens, st.n_answers);
-    for s in &scores[..st.n_answers] {
+    for s in scores.iter().take(n_answers) {
         let _ = write!(out, " {:08x}", s.to_bits());
     }
     let _ = writeln!(out);

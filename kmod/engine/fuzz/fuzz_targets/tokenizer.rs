@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use llamux_engine::gguf::Gguf;
-use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, Utf8Stream};
+use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
 
 const MAX_TEXT: usize = 4096;
 
@@ -97,20 +97,28 @@ impl Vocab {
     }
 }
 
+thread_local! {
+    /// A scratch per vocabulary (mini, llama-spm).
+    static SCRATCH: std::cell::RefCell<[Option<TokenizerScratch>; 2]> = const { std::cell::RefCell::new([None, None]) };
+}
+
 static VOCABS: OnceLock<(Vocab, Option<Vocab>)> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let (mini, spm) = VOCABS.get_or_init(|| (Vocab::new(mini()), llama_spm().map(Vocab::new)));
     let Some((&flags, text)) = data.split_first() else { return };
-    let v = match spm {
-        Some(spm) if flags & 4 != 0 => spm,
-        _ => mini,
+    let (v, slot) = match spm {
+        Some(spm) if flags & 4 != 0 => (spm, 1),
+        _ => (mini, 0),
     };
     let t = &v.t;
     let (add_special, parse_special) = (flags & 1 != 0, flags & 2 != 0);
-    let mut s = t.scratch(MAX_TEXT).unwrap();
+    // One scratch per vocabulary, reused as the module reuses its own (and
+    // much faster than allocating it per input).
+    let mut scratch = SCRATCH.with(|c| c.borrow_mut()[slot].take());
+    let s = scratch.get_or_insert_with(|| t.scratch(MAX_TEXT).unwrap());
     let mut out = vec![0u32; 8 * text.len() + 8];
-    let n = match t.encode_with(text, add_special, parse_special, &mut s, &mut out) {
+    let n = match t.encode_with(text, add_special, parse_special, s, &mut out) {
         Ok(n) => n,
         Err(TokenizerError::TextTooLong { .. }) if text.len() > MAX_TEXT => return,
         Err(e) => panic!("{e}"),
@@ -119,7 +127,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(ids.iter().all(|&id| id < t.n_vocab()));
     if n > 0 {
         let mut small = vec![0u32; n - 1];
-        let r = t.encode_with(text, add_special, parse_special, &mut s, &mut small);
+        let r = t.encode_with(text, add_special, parse_special, s, &mut small);
         assert_eq!(r, Err(TokenizerError::OutputTooSmall { needed: n }));
     }
     let mut bytes = vec![0u8; 64 * n + 64];
@@ -140,4 +148,7 @@ fuzz_target!(|data: &[u8]| {
     let k = u.finish(&mut buf).unwrap();
     all.extend_from_slice(&buf[..k]);
     assert!(std::str::from_utf8(&all).is_ok());
+    if let Some(sc) = scratch {
+        SCRATCH.with(|c| c.borrow_mut()[slot] = Some(sc));
+    }
 });

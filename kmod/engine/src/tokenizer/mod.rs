@@ -302,6 +302,11 @@ const EOG_TEXTS: &[&str] = &[
 /// Picks one of the special ids.
 type Slot = fn(&mut SpecialTokens) -> &mut Option<u32>;
 
+/// A text fragment of `partition` (which cuts them inside `text`).
+fn frag_text(text: &[u8], start: u32, len: u32) -> &[u8] {
+    text.get(start as usize..start as usize + len as usize).unwrap_or_default()
+}
+
 fn in_list(list: &[&str], text: &[u8]) -> bool {
     list.iter().any(|s| s.as_bytes() == text)
 }
@@ -739,7 +744,7 @@ impl Tokenizer {
         if text.len() > self.max_token_len {
             return None;
         }
-        self.by_text.binary_search_by(|&id| self.text(id).cmp(text)).ok().map(|i| self.by_text[i])
+        self.by_text.binary_search_by(|&id| self.text(id).cmp(text)).ok().and_then(|i| self.by_text.get(i).copied())
     }
 
     /// The token for one byte: `<0xNN>`, else the byte itself, else `<unk>`.
@@ -822,9 +827,7 @@ impl Tokenizer {
             }
             let frags = core::mem::take(&mut scratch.frags);
             let res = frags.iter().try_for_each(|f| match *f {
-                Frag::Text { start, len } => {
-                    self.bpe_fragment(bpe, &text[start as usize..(start + len) as usize], scratch, &mut o)
-                }
+                Frag::Text { start, len } => self.bpe_fragment(bpe, frag_text(text, start, len), scratch, &mut o),
                 Frag::Token(id) => {
                     o.push(id);
                     Ok(())
@@ -850,7 +853,7 @@ impl Tokenizer {
             for f in &frags {
                 match *f {
                     Frag::Text { start, len } => {
-                        let s = &text[start as usize..(start + len) as usize];
+                        let s = frag_text(text, start, len);
                         self.encode_fragment(s, self.add_space_prefix && prev_special, scratch, &mut o)?;
                         prev_special = false;
                     }
@@ -994,9 +997,8 @@ impl Tokenizer {
         // forming a token are queued), so its rev_merge lookup never hits;
         // what is not a token is a single character, sent as byte tokens.
         let mut i = 0i32;
-        while i >= 0 {
-            let sym = s.syms[i as usize];
-            let t = &esc[sym.start as usize..(sym.start + sym.n) as usize];
+        while let Some(&sym) = s.syms.get(i as usize).filter(|_| i >= 0) {
+            let t = esc.get(sym.start as usize..(sym.start + sym.n) as usize).unwrap_or_default();
             match self.token_id(t) {
                 Some(id) => o.push(id),
                 None => {
@@ -1018,15 +1020,22 @@ impl Tokenizer {
         left: i32,
         right: i32,
     ) -> Result<(), TokenizerError> {
-        if left < 0 || right < 0 {
-            return Ok(());
-        }
-        let (l, r) = (syms[left as usize], syms[right as usize]);
-        let size = l.n + r.n;
-        let Some(id) = self.token_id(&esc[l.start as usize..(l.start + size) as usize]) else {
+        // Negative indices are the list's ends; get() keeps the rest panic-free.
+        let (Ok(li), Ok(ri)) = (usize::try_from(left), usize::try_from(right)) else {
             return Ok(());
         };
-        heap_push(heap, Bigram { left, right, score: self.scores[id as usize], size })
+        let (Some(l), Some(r)) = (syms.get(li), syms.get(ri)) else {
+            return Ok(());
+        };
+        let size = l.n + r.n;
+        let Some(pair) = esc.get(l.start as usize..(l.start + size) as usize) else {
+            return Ok(());
+        };
+        let Some(id) = self.token_id(pair) else {
+            return Ok(());
+        };
+        let score = self.scores.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY);
+        heap_push(heap, Bigram { left, right, score, size })
     }
 
     /// The text of a token, like llama.cpp's `token_to_piece(id, special)`:

@@ -1,0 +1,20 @@
+#![no_main]
+
+#[path = "../checks/event.rs"]
+mod check;
+#[path = "../checks/policy.rs"]
+#[allow(dead_code)]
+mod policy_check;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use llamux::policy::Policy;
+
+static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
+
+fuzz_target!(|data: &[u8]| {
+    let p = POLICIES.get_or_init(|| policy_check::shipped(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../policies")));
+    check::check(data, p)
+});

@@ -1,0 +1,160 @@
+//! The probes' `Event` records (ebpf/common) as the loader reads them from
+//! the ring buffers: decoding and the fields they offer to policies.
+
+use llamux_common as c;
+use serde_json::{json, Map as JMap, Value};
+
+use crate::policy::Hook;
+
+/// One ring-buffer item as an `Event`; None when it is too short.
+pub fn decode(item: &[u8]) -> Option<c::Event> {
+    if item.len() < std::mem::size_of::<c::Event>() {
+        return None;
+    }
+    // SAFETY: `item` holds at least size_of::<Event>() bytes; Event is
+    // #[repr(C)] plain integers (every bit pattern valid), and
+    // read_unaligned copes with the ring's 8-byte alignment.
+    Some(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) })
+}
+
+/// A NUL-terminated (or full) byte array as text.
+pub fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&x| x == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(b.get(..end).unwrap_or(b)).into_owned()
+}
+
+/// The fields an event offers to `hook`'s prompt template (exactly
+/// `hook.fields()`). `rate`: syscalls/s since the previous sample;
+/// `first_seen_ns`: when the task was first seen (sched); `now`: Unix time.
+pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64) -> JMap<String, Value> {
+    let mut m = JMap::new();
+    m.insert("pid".into(), json!(e.pid));
+    m.insert("uid".into(), json!(e.uid));
+    m.insert("comm".into(), json!(cstr(&e.comm)));
+    m.insert("time".into(), json!(format!("{now:.3}")));
+    match hook {
+        Hook::Exec => {
+            let path = cstr(&e.path);
+            m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
+            m.insert("path".into(), json!(path));
+            m.insert("ppid".into(), json!(e.ppid));
+            m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
+        }
+        Hook::Open => {
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+        Hook::Syscall => {
+            m.insert("nr".into(), json!(e.a as i64));
+            m.insert("count".into(), json!(e.b));
+            m.insert("rate".into(), json!(rate.round() as u64));
+        }
+        Hook::Sched => {
+            let runtime_ms = e.a / 1_000_000;
+            let wall = e.ts_ns.saturating_sub(first_seen_ns).max(1);
+            // Involuntary switches are a subset of all switches; clamp so
+            // a bogus record cannot overflow.
+            let inv_pct = (u128::from(e.c.min(e.b)) * 100).checked_div(u128::from(e.b)).unwrap_or(0) as u64;
+            m.insert("runtime_ms".into(), json!(runtime_ms));
+            m.insert("switches".into(), json!(e.b));
+            m.insert("involuntary".into(), json!(e.c));
+            m.insert("involuntary_pct".into(), json!(inv_pct));
+            m.insert("cpu_pct".into(), json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64));
+        }
+    }
+    m
+}
+
+/// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42").
+pub fn shown_key(e: &c::Event) -> String {
+    match e.key.kind {
+        c::KEY_PID => format!("pid:{}", e.key.hash),
+        c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
+        c::KEY_FILE => format!("file:{}", cstr(&e.path)),
+        _ => format!("exe:{}", cstr(&e.path)),
+    }
+}
+
+pub fn hook_name(id: u32) -> &'static str {
+    match id {
+        c::HOOK_EXEC => "exec",
+        c::HOOK_OPEN => "open",
+        c::HOOK_SYSCALL => "syscall",
+        _ => "sched",
+    }
+}
+
+/// The trace record of one EV_HIT, EV_TP_HIT or EV_NICE from the hits ring
+/// (`policy`: the name of the policy the decision belongs to).
+pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
+    let action = match e.b as u32 {
+        c::ACT_DENY => "deny",
+        c::ACT_AUDIT => "audit",
+        _ => "allow",
+    };
+    let mut r = json!({"time": now, "policy": policy, "key": shown_key(e), "key_hash": format!("{:016x}", e.key.hash),
+        "pid": e.pid, "comm": cstr(&e.comm), "answer_index": e.c >> 32});
+    let Some(m) = r.as_object_mut() else { return r };
+    match e.kind {
+        c::EV_NICE => {
+            m.insert("type".into(), json!("applied"));
+            m.insert("hook".into(), json!(hook_name(e.key.hook)));
+            m.insert("probe".into(), json!("lsm/task_setnice"));
+            m.insert("tid".into(), json!(e.tid));
+            m.insert("nice_old".into(), json!(e.a as i64));
+            m.insert("nice_new".into(), json!(e.b as i64));
+            m.insert("by_pid".into(), json!(e.ppid));
+            m.insert("by_comm".into(), json!(cstr(&e.pcomm)));
+        }
+        c::EV_TP_HIT => {
+            let probe = if e.key.hook == c::HOOK_EXEC { "tracepoint/sched/sched_process_exec" } else { "tracepoint/raw_syscalls/sys_enter" };
+            m.insert("type".into(), json!("hit"));
+            m.insert("hook".into(), json!(hook_name(e.key.hook)));
+            m.insert("probe".into(), json!(probe));
+            m.insert("hits".into(), json!(e.a));
+            m.insert("action".into(), json!(action));
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+        _ => {
+            let hook = e.a as u32;
+            m.insert("type".into(), json!("hit"));
+            m.insert("hook".into(), json!(hook_name(hook)));
+            m.insert("probe".into(), json!(if hook == c::HOOK_EXEC { "lsm/bprm_check_security" } else { "lsm/file_open" }));
+            m.insert("action".into(), json!(action));
+            m.insert("path".into(), json!(cstr(&e.path)));
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_and_offers_each_hooks_fields() {
+        let mut e = c::Event::zeroed();
+        e.kind = c::EV_EXEC;
+        e.pid = 42;
+        e.path[..9].copy_from_slice(b"/tmp/tool");
+        e.comm[..2].copy_from_slice(b"sh");
+        // SAFETY: Event is #[repr(C)] plain integers without implicit padding.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&e as *const c::Event).cast::<u8>(), std::mem::size_of::<c::Event>())
+        };
+        assert!(decode(&bytes[1..]).is_none());
+        let d = decode(bytes).unwrap();
+        let m = fields(&d, Hook::Exec, 0.0, 0, 1.0);
+        assert_eq!((m["pid"].as_u64(), m["path"].as_str(), m["exe"].as_str()), (Some(42), Some("/tmp/tool"), Some("tool")));
+        for h in [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched] {
+            let m = fields(&d, h, 1.0, 0, 1.0);
+            let mut keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+            let mut want = h.fields().to_vec();
+            keys.sort();
+            want.sort();
+            assert_eq!(keys, want, "{}", h.name());
+        }
+        let mut s = d;
+        (s.a, s.b, s.c) = (u64::MAX, 3, u64::MAX);
+        assert_eq!(fields(&s, Hook::Sched, 0.0, 0, 1.0)["involuntary_pct"], 100);
+    }
+}
