@@ -19,4 +19,5 @@ pub mod ops;
 pub mod quant;
 pub mod sample;
 pub mod session;
+pub mod sort;
 pub mod tokenizer;

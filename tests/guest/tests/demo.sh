@@ -1,19 +1,35 @@
 #!/bin/sh
 # Guest side of tests/demo.sh.
+#   demo.sh                 the tiny model at /llamux/model.gguf, raw prompt
+#   demo.sh MODEL N         a chat model (tests/demo.sh --real): greedy, N
+#                           tokens, the prompt in the model's chat template
 . /llamux/lib.sh
 L=/bin/llamux P=/proc/llamux
+M=${1:-/llamux/model.gguf} N=${2:-}
+wait_s=180
 say() { printf '\n--- %s\n' "$*"; }
 
-say "insmod llamux.ko model=/llamux/model.gguf"
-step "insmod" insmod /llamux/llamux.ko model=/llamux/model.gguf
+say "insmod llamux.ko model=$M"
+if [ -n "$N" ]; then
+	step "insmod" insmod /llamux/llamux.ko model="$M"
+	echo "temperature=0 n_predict=$N" > $P/params
+	wait_s=1200   # a 1.5B model prefills the policy prompt slowly under TCG
+else
+	step "insmod" insmod /llamux/llamux.ko model="$M"
+fi
 dmesg | grep llamux
 say "modinfo"
 modinfo /llamux/llamux.ko | grep -E '^(description|parm)'
 say "/proc/llamux/model"
 head -n 12 $P/model
 say "prompt: $(cat /llamux/prompt.txt)"
-cat /llamux/prompt.txt > $P/generate
-step "completion through /proc/llamux/generate" sh -c "cat $P/generate > /tmp/answer.txt"
+if [ -n "$N" ]; then
+	# llamux query --instruct writes the ChatML-wrapped prompt to /proc/llamux/generate.
+	step "completion through /proc/llamux/generate" sh -c "$L query --instruct \"\$(cat /llamux/prompt.txt)\" > /tmp/answer.txt"
+else
+	cat /llamux/prompt.txt > $P/generate
+	step "completion through /proc/llamux/generate" sh -c "cat $P/generate > /tmp/answer.txt"
+fi
 cat /tmp/answer.txt; echo
 say "/proc/llamux/status"
 cat $P/status
@@ -25,7 +41,7 @@ chmod +x /tmp/tool /tmp/python
 say "the decisions come from the model inside the kernel (/proc/llamux/advise): no --model for user space"
 step "load policies/exec-guard.toml --advisor kernel" $L load /llamux/policies/exec-guard.toml --advisor kernel --detach
 /tmp/tool; /tmp/python   # first execs: policy default (fail-open), decisions requested
-step "decisions arrive" wait_for 180 sh -c "[ \$($L trace --json --all --no-follow | grep -c '\"type\":\"decision\"') -ge 2 ]"
+step "decisions arrive" wait_for $wait_s sh -c "[ \$($L trace --json --all --no-follow | grep -c '\"type\":\"decision\"') -ge 2 ]"
 say "decisions (llamux trace)"
 $L trace --all --no-follow
 step "the kernel advisor made them" sh -c "$L trace --json --all --no-follow | grep '\"type\":\"decision\"' | grep -q '\"advisor\":\"kernel\"'"

@@ -79,7 +79,7 @@ impl Bpe {
             let result = t.token_id(&joined).unwrap_or(NONE);
             merges.push(Merge { left, right, rank: rank as u32, result });
         }
-        merges.sort_unstable_by_key(|m| (m.left, m.right, m.rank));
+        crate::sort::heap_sort_by(&mut merges, |a, b| (a.left, a.right, a.rank).cmp(&(b.left, b.right, b.rank)));
         merges.dedup_by(|later, first| later.left == first.left && later.right == first.right);
 
         let mut byte_char = [NONE; 256];

@@ -456,7 +456,7 @@ impl Tokenizer {
 
         let mut by_text = vec_with::<u32>(n)?;
         by_text.extend(0..n as u32);
-        by_text.sort_unstable_by(|&a, &b| t.text(a).cmp(t.text(b)).then(a.cmp(&b)));
+        crate::sort::heap_sort_by(&mut by_text, |&a, &b| t.text(a).cmp(t.text(b)).then(a.cmp(&b)));
         if let Some(w) = by_text.windows(2).find(|w| t.text(w[0]) == t.text(w[1])) {
             return Err(TokenizerError::DuplicateToken { id: w[0].max(w[1]) });
         }
@@ -490,7 +490,7 @@ impl Tokenizer {
             (0..n as u32)
                 .filter(|&id| t.attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0),
         );
-        specials.sort_unstable_by(|&a, &b| t.text(b).len().cmp(&t.text(a).len()).then(a.cmp(&b)));
+        crate::sort::heap_sort_by(&mut specials, |&a, &b| t.text(b).len().cmp(&t.text(a).len()).then(a.cmp(&b)));
         t.min_special_len = specials.iter().map(|&id| t.text(id).len()).min().unwrap_or(usize::MAX);
         t.specials = specials;
 
