@@ -31,7 +31,12 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, json_out: bool)
         std::fs::write(format!("{PROC}/params"), p).map_err(|e| proc_err("params", e))?;
     }
     let arch = std::fs::read_to_string(format!("{PROC}/model")).ok().and_then(|m| status_field(&m, "arch"));
-    let text = format_prompt(arch.as_deref().unwrap_or("llama"), prompt, instruct);
+    let mut text = format_prompt(arch.as_deref().unwrap_or("llama"), prompt, instruct);
+    // The module drops one trailing newline (the one `echo` adds); a prompt
+    // that really ends in one (ChatML's "assistant\n") keeps it this way.
+    if text.ends_with('\n') {
+        text.push('\n');
+    }
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
