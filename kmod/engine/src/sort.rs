@@ -10,20 +10,25 @@ use core::cmp::Ordering;
 /// Sorts `v` ascending by `cmp` with O(1) stack.
 pub fn heap_sort_by<T, F: FnMut(&T, &T) -> Ordering>(v: &mut [T], mut cmp: F) {
     let n = v.len();
-    // Moves v[root] down the max-heap v[..end].
-    let mut sift = |v: &mut [T], mut root: usize, end: usize| loop {
-        let mut child = 2 * root + 1;
-        if child >= end {
-            break;
+    // Moves v[root] down the max-heap v[..end]. Reads go through get(), so
+    // the module's engine object keeps no panic path here.
+    let mut sift = |v: &mut [T], mut root: usize, end: usize| {
+        let Some(heap) = v.get_mut(..end) else { return };
+        loop {
+            let mut child = 2 * root + 1;
+            let Some(c) = heap.get(child) else { break };
+            if let Some(c1) = heap.get(child + 1) {
+                if cmp(c, c1) == Ordering::Less {
+                    child += 1;
+                }
+            }
+            let (Some(r), Some(c)) = (heap.get(root), heap.get(child)) else { break };
+            if cmp(r, c) != Ordering::Less {
+                break;
+            }
+            heap.swap(root, child);
+            root = child;
         }
-        if child + 1 < end && cmp(&v[child], &v[child + 1]) == Ordering::Less {
-            child += 1;
-        }
-        if cmp(&v[root], &v[child]) != Ordering::Less {
-            break;
-        }
-        v.swap(root, child);
-        root = child;
     };
     for i in (0..n / 2).rev() {
         sift(v, i, n);
