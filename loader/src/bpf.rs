@@ -171,8 +171,8 @@ struct Attached {
 fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
     let mut tps: Vec<(&str, &str, &str)> =
         vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
-    // sys_enter also counts the hits of sched decisions.
-    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched)) {
+    // sys_enter also records the hits of sched and open decisions.
+    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched | Hook::Open)) {
         tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
     }
     if pols.iter().any(|p| p.hook == Hook::Sched) {
@@ -943,5 +943,17 @@ mod tests {
         assert_eq!(event::hit_json(&e, "", 0.0)["probe"], "tracepoint/raw_syscalls/sys_enter");
         assert_eq!(event::hit_json(&e, "", 0.0)["key"], "pid:9");
         assert!(trace::human(&event::hit_json(&e, "", 0.0)).contains("1234 hits"));
+        // An open-keyed hit from sys_enter carries the path the task opened
+        // and hashes its last component, like file_open's dentry name.
+        let mut p = [0u8; c::PATH_LEN];
+        for (path, name) in [(&b"/tmp/tool"[..], &b"tool"[..]), (b"tool", b"tool"), (b"a/b/", b""), (b"/", b"")] {
+            p.fill(0);
+            p[..path.len()].copy_from_slice(path);
+            assert_eq!(c::fnv1a_file_name(&p), c::fnv1a(name), "{}", String::from_utf8_lossy(path));
+        }
+        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: c::fnv1a(b"tool") };
+        let r = event::hit_json(&e, "", 0.0);
+        assert_eq!((r["key"].as_str(), r["path"].as_str()), (Some("file:tool"), Some("/tmp/tool")));
+        assert_eq!(r["probe"], "tracepoint/raw_syscalls/sys_enter");
     }
 }

@@ -69,7 +69,8 @@ pub fn shown_key(e: &c::Event) -> String {
     match e.key.kind {
         c::KEY_PID => format!("pid:{}", e.key.hash),
         c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
-        c::KEY_FILE => format!("file:{}", cstr(&e.path)),
+        // The file name: file_open records it alone, sys_enter the whole path.
+        c::KEY_FILE => format!("file:{}", cstr(&e.path).rsplit('/').next().unwrap_or_default()),
         _ => format!("exe:{}", cstr(&e.path)),
     }
 }

@@ -114,11 +114,32 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         if b == 0 {
             break;
         }
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h = fnv1a_step(h, b);
         i += 1;
     }
     h
+}
+
+/// `fnv1a` of what follows the last '/' of `path` (up to its first NUL):
+/// the hash of the file name, as file_open sees it in the dentry.
+#[inline(always)]
+pub fn fnv1a_file_name(path: &[u8; PATH_LEN]) -> u64 {
+    let mut h = fnv1a(&[]);
+    // get() rather than indexing: no panic path for the verifier.
+    for i in 0..PATH_LEN {
+        match path.get(i) {
+            Some(0) | None => break,
+            Some(b'/') => h = fnv1a(&[]),
+            Some(&b) => h = fnv1a_step(h, b),
+        }
+    }
+    h
+}
+
+/// One byte of FNV-1a.
+#[inline(always)]
+pub fn fnv1a_step(h: u64, b: u8) -> u64 {
+    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
 }
 
 /// One record from the probes to the loader (events ring buffer and hits

@@ -15,7 +15,8 @@
 //! recorded in the HITS ring buffer (EV_HIT).
 //!
 //! Decision hits outside the LSM hooks: sched_process_exec (exec-keyed
-//! decisions) and raw_syscalls/sys_enter (syscall/sched decisions) look the
+//! decisions) and raw_syscalls/sys_enter (syscall/sched decisions, and
+//! open-keyed ones at open/openat/openat2/creat of the decided file) look the
 //! running task up in DECISIONS, count every live hit per key (HITCOUNT)
 //! and record at most one EV_TP_HIT per key per HIT_GAP_NS. BPF-LSM
 //! task_setnice records (EV_NICE) every nice change the kernel applies to a
@@ -28,7 +29,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
 };
 use aya_ebpf::macros::{lsm, map, tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
@@ -180,6 +181,9 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
             emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
         }
     }
+    if cfg.hit_key[HOOK_OPEN as usize] != 0 {
+        open_hit(&ctx, cfg.hit_key[HOOK_OPEN as usize], now);
+    }
     let n = match SYSCOUNT.get_ptr_mut(&tgid) {
         Some(p) => {
             // SAFETY: a live map value; a racing update from another CPU only
@@ -205,6 +209,45 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
     e.b = n;
     emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
     0
+}
+
+// x86_64 numbers of the system calls that open a file by name.
+const NR_OPEN: i64 = 2;
+const NR_CREAT: i64 = 85;
+const NR_OPENAT: i64 = 257;
+const NR_OPENAT2: i64 = 437;
+
+/// A hit of an open-keyed decision: an open of a file whose name (last path
+/// component, the key file_open uses) has a live decision. Recorded at the
+/// attempt, so DENYed opens count too; the LSM program records the verdict.
+#[inline(always)]
+fn open_hit(ctx: &TracePointContext, kind: u32, now: u64) {
+    // raw_syscalls/sys_enter record: id (long) @8, args[6] (unsigned long) @16.
+    // SAFETY: fixed offsets inside the tracepoint record.
+    let id = unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1);
+    let arg = match id {
+        NR_OPEN | NR_CREAT => 16,
+        NR_OPENAT | NR_OPENAT2 => 24,
+        _ => return,
+    };
+    // SAFETY: as above.
+    let Ok(name) = (unsafe { ctx.read_at::<u64>(arg) }) else { return };
+    let Some(e) = scratch(0) else { return };
+    fill_current(e, EV_TP_HIT, now);
+    // SAFETY: a user pointer read with the checked probe-read helper.
+    if unsafe { bpf_probe_read_user_str_bytes(name as *const u8, &mut e.path) }.is_err() {
+        return;
+    }
+    let hash = match kind {
+        KEY_PID => e.pid as u64,
+        KEY_COMM => fnv1a(&e.comm),
+        _ => fnv1a_file_name(&e.path),
+    };
+    let key = DecisionKey { hook: HOOK_OPEN, kind, hash };
+    if let Some((hits, d)) = tp_hit(&key, now) {
+        hit_fields(e, &key, hits, &d);
+        emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
+    }
 }
 
 /// Counts a hit of `key` when it has a live decision; returns the hits so
