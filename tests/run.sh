@@ -4,11 +4,18 @@
 #
 #   tests/run.sh            everything (user-space engine tests, then guest tests)
 #   tests/run.sh --no-guest skip the kernel build and the guest tests
+#   tests/run.sh --debug    the guest tests on the debug kernel (lockdep,
+#                           atomic-sleep, lockup detectors, kmemleak, KFENCE)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-guest=1
-[ "${1:-}" = "--no-guest" ] && guest=0
+guest=1 debug=0
+case "${1:-}" in
+    --no-guest) guest=0 ;;
+    --debug) debug=1 ;;
+    "") ;;
+    *) echo "usage: tests/run.sh [--no-guest | --debug]" >&2; exit 2 ;;
+esac
 
 passed=0
 failed=0
@@ -92,7 +99,14 @@ fi
 
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do
-        suite guest "$(basename "$t" .sh)" "$t"
+        name=$(basename "$t" .sh) args=()
+        if [ "$debug" = 1 ]; then
+            # test-advisor.sh takes suite names before `--`.
+            [ "$name" = test-advisor ] && args=(--)
+            args+=(--debug)
+            name+=-debug
+        fi
+        suite guest "$name" "$t" "${args[@]}"
     done
 fi
 finish

@@ -32,6 +32,7 @@ rc=$?
 if [ "$LLAMUX_KMEMLEAK" = 1 ] && [ -w /sys/kernel/debug/kmemleak ]; then
 	echo scan >/sys/kernel/debug/kmemleak
 	cat /sys/kernel/debug/kmemleak
+	echo "LLAMUX-GUEST kmemleak scanned, $(grep -c '^unreferenced' /sys/kernel/debug/kmemleak) leak(s) reported"
 fi
 echo "LLAMUX-GUEST END rc=$rc"
 sync

@@ -4,12 +4,14 @@
 # interrupts, EFBIG/ENOMEM, KV size and f16 KV, page cache of a disk model)
 # in a 2-CPU, 2 GiB guest with tiny-q4_k_m.gguf also attached as /dev/vda
 # and tests/models shared over 9p.
-#   tests/guest/test-load.sh [run-guest.sh options...]
+#   tests/guest/test-load.sh [run-guest.sh options, e.g. --debug...]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 . "$HERE/env.sh"
-KDIR="$("$HERE/build-kernel.sh" --print-kdir)"
+kargs=()
+for a in "$@"; do [[ $a == --debug ]] && kargs=(--debug); done
+KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
 make -C "$ROOT/kmod" KDIR="$KDIR"
 (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -q -p llamux \
   --target x86_64-unknown-linux-gnu)

@@ -101,25 +101,17 @@ unsafe fn k4_mins(mins_scales: __m256i, y: &[u8]) -> __m128i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [[0f32]];
+    let mut o = [0f32];
     // SAFETY: same features as this function's.
-    unsafe { dot_q4k_tile::<1, 1>(w, w.len(), [a], &mut o) };
-    o[0][0]
+    unsafe { dot_q4k_multi::<1>(w, [a], &mut o) };
+    o[0]
 }
 
-/// How many whole blocks of `bw` (weights) and `Q8K` (activations) bytes an
-/// R x B tile can read: R rows `rb` bytes apart in `w`, each `a[b]`.
+/// How many whole blocks of `bw` (weights) and `Q8K` (activations) bytes
+/// one row `w` and every `a[b]` hold.
 #[inline(always)]
-fn tile_blocks<const R: usize, const B: usize>(w: &[u8], rb: usize, a: &[&[u8]; B], bw: usize) -> usize {
-    let mut nb = rb / bw;
-    if R > 0 {
-        // The last row starts at (R - 1) * rb.
-        nb = match (R - 1).checked_mul(rb).and_then(|s| w.len().checked_sub(s)) {
-            Some(last) => nb.min(last / bw),
-            None => 0,
-        };
-    }
-    a.iter().fold(nb, |n, a| n.min(a.len() / Q8K))
+fn multi_blocks<const B: usize>(w: &[u8], a: &[&[u8]; B], bw: usize) -> usize {
+    a.iter().fold(w.len() / bw, |n, a| n.min(a.len() / Q8K))
 }
 
 /// 32 bytes at `p` (unaligned).
@@ -177,25 +169,25 @@ unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
     }
 }
 
-/// R Q4_K rows (`rb` bytes apart in `w`) times B activation rows, each
-/// weight block unpacked once for all B, each activation block's row-free
-/// parts (scale, bsums) once for all R. Per (row, activation) pair the
-/// operations and their order are those of the single-row kernel, so each
-/// `out[r][b]` has the bits of `vec_dot_q4k(row r, a[b])`.
+/// One Q4_K row times B activation rows, each weight block unpacked once
+/// for all B. Per activation the operations and their order are those of
+/// the single-row kernel, so each `out[b]` has the bits of
+/// `vec_dot_q4k(w, a[b])`. (An R-rows x B tile was tried for decode: on
+/// weights streamed from memory it ran 15-25% slower than one row.)
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
-    let nb = tile_blocks::<R, B>(w, rb, &a, Q4K);
+unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = multi_blocks::<B>(w, &a, Q4K);
     let wp = w.as_ptr();
-    // SAFETY (whole body): `tile_blocks` keeps block i < nb of row r,
-    // bytes r * rb + i * Q4K + 0..Q4K, inside `w`, and activation block i,
-    // bytes i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is
-    // such a block plus an offset inside it. The intrinsics need the
-    // features the caller guarantees.
+    // SAFETY (whole body): `multi_blocks` keeps weight block i < nb, bytes
+    // i * Q4K + 0..Q4K, inside `w`, and activation block i, bytes
+    // i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is such a
+    // block plus an offset inside it. The intrinsics need the features the
+    // caller guarantees.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = [[_mm256_setzero_ps(); B]; R];
-        let mut acc_m = [[_mm_setzero_ps(); B]; R];
+        let mut acc = [_mm256_setzero_ps(); B];
+        let mut acc_m = [_mm_setzero_ps(); B];
         for i in 0..nb {
             let mut y = [wp; B];
             let mut dy = [0f32; B];
@@ -207,59 +199,48 @@ unsafe fn dot_q4k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [
                 let bs = ld32(y[b].add(260));
                 q8s[b] = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             }
-            for r in 0..R {
-                let x = wp.add(r * rb + i * Q4K);
-                let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
-                let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
-                let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            let x = wp.add(i * Q4K);
+            let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
+            let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
+            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            for b in 0..B {
+                let dmin = -dy[b] * xdmin;
+                let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s[b]);
+                acc_m[b] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[b]);
+            }
+            let sc = _mm256_castsi256_si128(ms);
+            let scales = _mm256_set_m128i(sc, sc);
+            let mut sumi = [_mm256_setzero_si256(); B];
+            for j in 0..QK_K / 64 {
+                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
+                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                let q4 = ld32(x.add(16 + 32 * j));
+                let q4l = _mm256_and_si256(q4, m4);
+                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
                 for b in 0..B {
-                    let dmin = -dy[b] * xdmin;
-                    let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s[b]);
-                    acc_m[r][b] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[r][b]);
+                    let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y[b].add(4 + 64 * j))));
+                    let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y[b].add(36 + 64 * j))));
+                    sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
                 }
-                let sc = _mm256_castsi256_si128(ms);
-                let scales = _mm256_set_m128i(sc, sc);
-                let mut sumi = [_mm256_setzero_si256(); B];
-                for j in 0..QK_K / 64 {
-                    let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
-                    let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
-                    let q4 = ld32(x.add(16 + 32 * j));
-                    let q4l = _mm256_and_si256(q4, m4);
-                    let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                    for b in 0..B {
-                        let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y[b].add(4 + 64 * j))));
-                        let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y[b].add(36 + 64 * j))));
-                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
-                    }
-                }
-                for b in 0..B {
-                    let d = dy[b] * xd;
-                    acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
-                }
+            }
+            for b in 0..B {
+                let d = dy[b] * xd;
+                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if R * B == 4 {
-            // Four results at once, same bits as one by one.
-            let mut v = [_mm256_setzero_ps(); 4];
-            let mut m = [_mm_setzero_ps(); 4];
-            for k in 0..4 {
-                v[k] = acc[k / B][k % B];
-                m[k] = acc_m[k / B][k % B];
-            }
-            let mut o = [0f32; 4];
-            _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v), hsum4_f32x4(m)));
-            for k in 0..4 {
-                out[k / B][k % B] = o[k];
-            }
+        if B == 4 {
+            // Four results at once, same bits as one by one; `out` is 4 long.
+            let (mut v, mut m) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
+            v.copy_from_slice(&acc[..4]);
+            m.copy_from_slice(&acc_m[..4]);
+            _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v), hsum4_f32x4(m)));
             return;
         }
-        for r in 0..R {
-            for b in 0..B {
-                let mut m = acc_m[r][b];
-                m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-                m = _mm_add_ss(m, _mm_movehdup_ps(m));
-                out[r][b] = hsum_f32x8(acc[r][b]) + _mm_cvtss_f32(m);
-            }
+        for b in 0..B {
+            let mut m = acc_m[b];
+            m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            out[b] = hsum_f32x8(acc[b]) + _mm_cvtss_f32(m);
         }
     }
 }
@@ -343,86 +324,77 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [[0f32]];
+    let mut o = [0f32];
     // SAFETY: same features as this function's.
-    unsafe { dot_q6k_tile::<1, 1>(w, w.len(), [a], &mut o) };
-    o[0][0]
+    unsafe { dot_q6k_multi::<1>(w, [a], &mut o) };
+    o[0]
 }
 
-/// R Q6_K rows times B activation rows (see `dot_q4k_tile`); each
-/// `out[r][b]` has the bits of `vec_dot_q6k(row r, a[b])`.
+/// One Q6_K row times B activation rows (see `dot_q4k_multi`); each
+/// `out[b]` has the bits of `vec_dot_q6k(w, a[b])`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q6k_tile<const R: usize, const B: usize>(w: &[u8], rb: usize, a: [&[u8]; B], out: &mut [[f32; B]; R]) {
-    let nb = tile_blocks::<R, B>(w, rb, &a, Q6K);
+unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = multi_blocks::<B>(w, &a, Q6K);
     let wp = w.as_ptr();
-    // SAFETY (whole body): as in `dot_q4k_tile`, with Q6K-byte blocks.
+    // SAFETY (whole body): as in `dot_q4k_multi`, with Q6K-byte blocks.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m2 = _mm256_set1_epi8(3);
         let m32s = _mm256_set1_epi8(32);
-        let mut acc = [[_mm256_setzero_ps(); B]; R];
+        let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
             let mut y = [wp; B];
             for b in 0..B {
                 y[b] = a[b].as_ptr().add(i * Q8K);
             }
-            for r in 0..R {
-                let x = wp.add(r * rb + i * Q6K);
-                let xd = f16p(x.add(208));
-                let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
-                let mut sumi = [_mm256_setzero_si256(); B];
-                for j in 0..QK_K / 128 {
-                    let ql1 = ld32(x.add(64 * j));
-                    let ql2 = ld32(x.add(64 * j + 32));
-                    let qh = ld32(x.add(128 + 32 * j));
-                    let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                    let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-                    let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-                    let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-                    let q = [
-                        _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
-                        _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
-                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
-                    ];
-                    for (k, &q) in q.iter().enumerate() {
-                        let is = 8 * j + 2 * k;
-                        // Scales is, is + 1 for the two 16-value halves.
-                        let sh = _mm_set_epi64x(
-                            0x0101_0101_0101_0101 * (is as i64 + 1),
-                            0x0101_0101_0101_0101 * is as i64,
-                        );
-                        let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
-                        for b in 0..B {
-                            let q8 = ld32(y[b].add(4 + 128 * j + 32 * k));
-                            let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
-                            sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
-                        }
+            let x = wp.add(i * Q6K);
+            let xd = f16p(x.add(208));
+            let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
+            let mut sumi = [_mm256_setzero_si256(); B];
+            for j in 0..QK_K / 128 {
+                let ql1 = ld32(x.add(64 * j));
+                let ql2 = ld32(x.add(64 * j + 32));
+                let qh = ld32(x.add(128 + 32 * j));
+                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
+                    _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
+                ];
+                for (k, &q) in q.iter().enumerate() {
+                    let is = 8 * j + 2 * k;
+                    // Scales is, is + 1 for the two 16-value halves.
+                    let sh = _mm_set_epi64x(
+                        0x0101_0101_0101_0101 * (is as i64 + 1),
+                        0x0101_0101_0101_0101 * is as i64,
+                    );
+                    let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
+                    for b in 0..B {
+                        let q8 = ld32(y[b].add(4 + 128 * j + 32 * k));
+                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
+                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
                     }
                 }
-                for b in 0..B {
-                    let d = f32p(y[b]) * xd;
-                    acc[r][b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[r][b]);
-                }
+            }
+            for b in 0..B {
+                let d = f32p(y[b]) * xd;
+                acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if R * B == 4 {
+        if B == 4 {
             let mut v = [_mm256_setzero_ps(); 4];
-            for k in 0..4 {
-                v[k] = acc[k / B][k % B];
-            }
-            let mut o = [0f32; 4];
-            _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v));
-            for k in 0..4 {
-                out[k / B][k % B] = o[k];
-            }
+            v.copy_from_slice(&acc[..4]);
+            // `out` is 4 long.
+            _mm_storeu_ps(out.as_mut_ptr(), hsum4_f32x8(v));
             return;
         }
-        for r in 0..R {
-            for b in 0..B {
-                out[r][b] = hsum_f32x8(acc[r][b]);
-            }
+        for b in 0..B {
+            out[b] = hsum_f32x8(acc[b]);
         }
     }
 }
@@ -925,7 +897,8 @@ macro_rules! rows_kernel {
     };
 }
 /// Like `rows_kernel!`, with activation rows taken 4 at a time by a
-/// `*_multi` kernel (each weight block unpacked once per 4 tokens).
+/// `*_multi` kernel (each weight block unpacked once per 4 tokens); the
+/// tail takes them one by one, which gives the same bits.
 macro_rules! rows_kernel_multi {
     ($name:ident, $multi:ident) => {
         /// # Safety
@@ -936,76 +909,27 @@ macro_rules! rows_kernel_multi {
                 return;
             }
             let a = |b: usize| &acts[b * ab..(b + 1) * ab];
-            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
-                let mut b = 0;
-                // SAFETY (the calls below): same features as this function's.
-                while b + 4 <= n_batch {
-                    let o: &mut [f32; 4] = (&mut o[b..b + 4]).try_into().unwrap();
-                    unsafe { $multi::<4>(row, [a(b), a(b + 1), a(b + 2), a(b + 3)], o) };
-                    b += 4;
-                }
-                match n_batch - b {
-                    3 => unsafe { $multi::<3>(row, [a(b), a(b + 1), a(b + 2)], (&mut o[b..]).try_into().unwrap()) },
-                    2 => unsafe { $multi::<2>(row, [a(b), a(b + 1)], (&mut o[b..]).try_into().unwrap()) },
-                    1 => unsafe { $multi::<1>(row, [a(b)], (&mut o[b..]).try_into().unwrap()) },
-                    _ => {}
-                }
-            }
-        }
-    };
-}
-/// Like `rows_kernel!` with a `*_tile` kernel: one token (decode) takes
-/// rows 4 at a time, a batch takes tokens 4 at a time per row; tails use
-/// smaller tiles, which give the same bits.
-macro_rules! rows_kernel_tile {
-    ($name:ident, $tile:ident) => {
-        /// # Safety
-        /// The CPU must support AVX2, FMA and F16C.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-            if rb == 0 || ab == 0 || n_batch == 0 {
-                return;
-            }
-            let n_rows = (w.len() / rb).min(out.len() / n_batch);
-            let a = |b: usize| &acts[b * ab..(b + 1) * ab];
-            // SAFETY (the tile calls below): same features as this function's.
-            if n_batch == 1 {
-                let mut r = 0;
-                while r + 4 <= n_rows {
-                    let mut o = [[0f32]; 4];
-                    unsafe { $tile::<4, 1>(&w[r * rb..], rb, [a(0)], &mut o) };
-                    for (k, o) in o.iter().enumerate() {
-                        out[r + k] = o[0];
-                    }
-                    r += 4;
-                }
-                for r in r..n_rows {
-                    let mut o = [[0f32]];
-                    unsafe { $tile::<1, 1>(&w[r * rb..], rb, [a(0)], &mut o) };
-                    out[r] = o[0][0];
-                }
-                return;
-            }
+            // SAFETY (the calls below): same features as this function's.
             for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
                 let mut b = 0;
                 while b + 4 <= n_batch {
-                    let mut t = [[0f32; 4]];
-                    unsafe { $tile::<1, 4>(row, rb, [a(b), a(b + 1), a(b + 2), a(b + 3)], &mut t) };
-                    o[b..b + 4].copy_from_slice(&t[0]);
+                    let mut t = [0f32; 4];
+                    unsafe { $multi::<4>(row, [a(b), a(b + 1), a(b + 2), a(b + 3)], &mut t) };
+                    o[b..b + 4].copy_from_slice(&t);
                     b += 4;
                 }
                 for b in b..n_batch {
-                    let mut t = [[0f32]];
-                    unsafe { $tile::<1, 1>(row, rb, [a(b)], &mut t) };
-                    o[b] = t[0][0];
+                    let mut t = [0f32];
+                    unsafe { $multi::<1>(row, [a(b)], &mut t) };
+                    o[b] = t[0];
                 }
             }
         }
     };
 }
-rows_kernel_tile!(rows_q4k, dot_q4k_tile);
+rows_kernel_multi!(rows_q4k, dot_q4k_multi);
 rows_kernel_multi!(rows_q5k, dot_q5k_multi);
-rows_kernel_tile!(rows_q6k, dot_q6k_tile);
+rows_kernel_multi!(rows_q6k, dot_q6k_multi);
 rows_kernel!(rows_q8_0, vec_dot_q8_0);
 rows_kernel!(rows_f32, vec_dot_f32_bytes);
 rows_kernel!(rows_f16, vec_dot_f16_bytes);
