@@ -114,6 +114,25 @@ fn multi_blocks<const B: usize>(w: &[u8], a: &[&[u8]; B], bw: usize) -> usize {
     a.iter().fold(w.len() / bw, |n, a| n.min(a.len() / Q8K))
 }
 
+/// How far ahead of the weight block being read the Q4_K/Q6_K kernels
+/// prefetch. Decode reads every weight once; with the hardware prefetcher
+/// alone 13B-shape decode read 12 GB/s on 2 cores here, with 4 KiB ahead
+/// 17 GB/s (2 and 16 KiB were no better).
+const PREFETCH_AHEAD: usize = 4096;
+
+/// Prefetches the `len` bytes PREFETCH_AHEAD past `x`, one line per 64
+/// bytes: called once per block of `len` bytes, so consecutive calls cover
+/// the stream without gaps.
+#[inline(always)]
+unsafe fn prefetch_ahead(x: *const u8, len: usize) {
+    let p = x.wrapping_add(PREFETCH_AHEAD);
+    for off in (0..len).step_by(64) {
+        // SAFETY: a prefetch is a hint: it never faults, even past the end
+        // of the matrix, and the address is computed without `add`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off) as *const i8) };
+    }
+}
+
 /// 32 bytes at `p` (unaligned).
 ///
 /// # Safety
@@ -200,6 +219,7 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 q8s[b] = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
             }
             let x = wp.add(i * Q4K);
+            prefetch_ahead(x, Q4K);
             let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
             let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
             let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
@@ -349,6 +369,7 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 y[b] = a[b].as_ptr().add(i * Q8K);
             }
             let x = wp.add(i * Q6K);
+            prefetch_ahead(x, Q6K);
             let xd = f16p(x.add(208));
             let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
             let mut sumi = [_mm256_setzero_si256(); B];
