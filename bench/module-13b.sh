@@ -4,9 +4,11 @@
 # /dev/vda (not in the initramfs). Opt-in, not part of tests/run.sh.
 #   bench/module-13b.sh
 #   LLAMUX_13B_TOKENS=4 bench/module-13b.sh    # fewer tokens (TCG is slow)
+#   LLAMUX_13B_TOKENS=2 LLAMUX_13B_PROMPT=def bench/module-13b.sh   # shortest run
 # Env: LLAMUX_13B_TOKENS (16), LLAMUX_13B_CTX (64), LLAMUX_13B_KV (f16),
 #      LLAMUX_13B_MEM (12G), LLAMUX_13B_TIMEOUT (seconds, 10800),
-#      LLAMUX_13B_LOG (serial log, /tmp/big-module-13b.log).
+#      LLAMUX_13B_LOG (serial log, /tmp/big-module-13b.log), LLAMUX_13B_PROMPT (one
+#      word; default "def quicksort(arr):").
 # Prints load time and rate, resident memory (meminfo) with the page cache
 # kept and dropped, in-kernel and user-space decode tokens/s in the same
 # guest and whether their token ids are equal (BENCH13B lines, then a summary).
@@ -35,6 +37,7 @@ tests/guest/run-guest.sh --smp 2 --mem "${LLAMUX_13B_MEM:-12G}" --timeout "${LLA
     --log "$LOG" --quiet --disk "$M13" \
     --file kmod/llamux.ko --file "$BIN" \
     tests/guest/tests/bench-13b.sh "${LLAMUX_13B_TOKENS:-16}" "${LLAMUX_13B_CTX:-64}" "${LLAMUX_13B_KV:-f16}" \
+    ${LLAMUX_13B_PROMPT:+"$LLAMUX_13B_PROMPT"} \
     | tee "$OUT" >&2 || true
 grep -a '^BENCH13B\|^LLAMUX-TEST\|^guest:' "$LOG"
 echo "== summary ($(date -u +%Y-%m-%d), $(uname -m), 2 vCPUs TCG under qemu, host load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Guest side of bench/module-13b.sh: the 13B-shape model on /dev/vda.
-#   bench-13b.sh TOKENS N_CTX KV_TYPE
+#   bench-13b.sh TOKENS N_CTX KV_TYPE [PROMPT]   (PROMPT: one word)
 # Loads it twice (page cache kept, then dropped while loading), generates
 # TOKENS greedy tokens through /proc/llamux/generate, then the same with
 # `llamux run` on /dev/vda after rmmod; prints BENCH13B lines.
@@ -9,7 +9,7 @@ N=${1:-16} CTX=${2:-64} KV=${3:-f16}
 KO=/llamux/llamux.ko
 U=/llamux/llamux
 P=/proc/llamux
-PROMPT="def quicksort(arr):"
+PROMPT=${4:-"def quicksort(arr):"}
 UKV=""
 [ "$KV" = f16 ] && UKV=--kv-f16
 
