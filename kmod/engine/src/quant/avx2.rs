@@ -124,7 +124,7 @@ const PREFETCH_AHEAD: usize = 4096;
 /// bytes: called once per block of `len` bytes, so consecutive calls cover
 /// the stream without gaps.
 #[inline(always)]
-unsafe fn prefetch_ahead(x: *const u8, len: usize) {
+fn prefetch_ahead(x: *const u8, len: usize) {
     let p = x.wrapping_add(PREFETCH_AHEAD);
     for off in (0..len).step_by(64) {
         // SAFETY: a prefetch is a hint: it never faults, even past the end
