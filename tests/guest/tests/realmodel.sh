@@ -60,7 +60,7 @@ if has advise; then
 	echo "t=$(now) s: exec-guard policy with the kernel advisor"
 	step "load exec-guard --advisor kernel" $L load $POL --advisor kernel --detach
 	/tmp/tool >/dev/null; /tmp/python >/dev/null   # misses: fail-open, decisions requested
-	step "decisions for both arrive" wait_for 600 sh -c "[ \$(grep '\"type\":\"decision\"' $T | grep -c '\"advisor\":\"kernel\"') -ge 2 ]"
+	step "decisions for both arrive" wait_for 3600 sh -c "[ \$(grep '\"type\":\"decision\"' $T | grep -c '\"advisor\":\"kernel\"') -ge 2 ]"
 	echo "t=$(now) s: decisions in"
 	$L trace --all --no-follow
 	for p in /tmp/tool /tmp/python; do
