@@ -593,12 +593,10 @@ fn matmul(
             failed.store(true, Ordering::Relaxed);
             return;
         }
-        for b in 0..n {
+        // tmp is token-major: one contiguous copy per token.
+        for (b, t) in tmp.chunks_exact(r1 - r0).enumerate() {
             // SAFETY: as above.
-            let o = unsafe { out.slice_mut(b * rows + r0, r1 - r0) };
-            for (i, o) in o.iter_mut().enumerate() {
-                *o = tmp[i * n + b];
-            }
+            unsafe { out.slice_mut(b * rows + r0, r1 - r0) }.copy_from_slice(t);
         }
     });
     if failed.load(Ordering::Relaxed) {

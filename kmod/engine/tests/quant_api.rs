@@ -129,7 +129,7 @@ fn matvec_over_row_ranges_equals_full_matvec() {
     }
 }
 
-/// The batched variant: out[i * n_batch + b], bits equal to one matvec per vector.
+/// The batched variant: out[b * n_rows + i] (token-major), bits equal to one matvec per vector.
 #[test]
 fn matmul_batch_equals_matvec_per_vector() {
     let mut rng = Rng(42);
@@ -155,7 +155,7 @@ fn matmul_batch_equals_matvec_per_vector() {
             for (i, v) in one.iter().enumerate() {
                 assert_eq!(
                     v.to_bits(),
-                    out[i * n_batch + b].to_bits(),
+                    out[b * rows.len() + i].to_bits(),
                     "{ty:?} row {i} vector {b}"
                 );
             }

@@ -336,7 +336,7 @@ fn matmul_rows_ranges_batches_unaligned() {
             for r in 0..rows {
                 for b in 0..n_batch {
                     let mag = magnitude(wty, &w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab], cols);
-                    let i = r * n_batch + b;
+                    let i = b * rows + r;
                     check_close(&format!("{wty:?} row {r} batch {b}"), v[i], s[i], mag);
                     // Batched kernels (several tokens per weight block)
                     // give each token the bits of the one-token kernel.
@@ -349,7 +349,8 @@ fn matmul_rows_ranges_batches_unaligned() {
             for len in [1usize, 7, 3, 13, 13] {
                 let mut p = vec![0f32; len * n_batch];
                 matmul_rows_isa(Isa::Avx2, &wu[1..], wty, cols, at..at + len, &a, n_batch, &mut p).unwrap();
-                let want = &v[at * n_batch..(at + len) * n_batch];
+                // Token-major: token b's piece is v[b * rows + at..][..len].
+                let want = (0..n_batch).flat_map(|b| &v[b * rows + at..b * rows + at + len]);
                 assert!(
                     p.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{wty:?} rows {at}..{}",

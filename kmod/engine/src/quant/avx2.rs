@@ -450,6 +450,37 @@ pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     }
 }
 
+/// One Q8_0 row times B Q8_0 activation rows: each weight block loaded
+/// once, the operations per row those of `vec_dot_q8_0` (same bits).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q8_0_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let nb = multi_len::<B>(w, &a, Q80);
+    let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
+    // SAFETY (whole body): block i < nb lies inside `w` and every `a[b]`
+    // (nb is clamped to all), so bytes 34i..34i + 34 are readable;
+    // unaligned loads; features from the caller.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); B];
+        for i in 0..nb {
+            let x = pw.add(i * Q80);
+            let dx = f16p(x);
+            let qx = ld32(x.add(2));
+            let ax = _mm256_sign_epi8(qx, qx);
+            for (b, acc) in acc.iter_mut().enumerate() {
+                let y = pa[b].add(i * Q80);
+                let d = _mm256_set1_ps(dx * f16p(y));
+                let p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(ld32(y.add(2)), qx));
+                *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones)), *acc);
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(acc) {
+            *o = hsum_f32x8(acc);
+        }
+    }
+}
+
 /// f32 dot over `n` values: `$lda(i)`/`$ldb(i)` load 8 values at i (only
 /// called with i + 8 <= n), `$sa(i)`/`$sb(i)` one. 4 accumulators of 8,
 /// like ggml's GGML_F32_STEP; the tail is added in scalar.
@@ -478,6 +509,91 @@ macro_rules! dot_body {
     }};
 }
 
+/// `dot_body!` for B activation rows at once, each with the bits of
+/// `dot_body!`: its four accumulators are independent FMA chains
+/// (accumulator k takes the 8 values at 32j + 8k), so they run one after
+/// another, each for all B rows: B chains in flight, and each weight vector
+/// loaded (and converted) once per B rows instead of once per row.
+/// `$ldw(i)`/`$lda(b, i)` load 8 values, `$sw(i)`/`$sa(b, i)` one.
+macro_rules! dot_body_multi {
+    ($B:expr, $n:expr, $ldw:expr, $lda:expr, $sw:expr, $sa:expr, $out:expr) => {{
+        let n = $n;
+        let n32 = n / 32 * 32;
+        let n8 = n32 + (n - n32) / 8 * 8;
+        // (acc0 + acc1) and (acc2 + acc3) per row, built as the passes end.
+        let (mut lo, mut hi) = ([_mm256_setzero_ps(); $B], [_mm256_setzero_ps(); $B]);
+        for k in 0..4 {
+            let mut part = [_mm256_setzero_ps(); $B];
+            let mut i = 8 * k;
+            while i < n32 {
+                let x = $ldw(i);
+                for (b, acc) in part.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(x, $lda(b, i), *acc);
+                }
+                i += 32;
+            }
+            // dot_body's 8-value tail continues accumulator 0.
+            let mut i = n32;
+            while k == 0 && i < n8 {
+                let x = $ldw(i);
+                for (b, acc) in part.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(x, $lda(b, i), *acc);
+                }
+                i += 8;
+            }
+            let half = if k < 2 { &mut lo } else { &mut hi };
+            for (h, p) in half.iter_mut().zip(part) {
+                *h = if k % 2 == 0 { p } else { _mm256_add_ps(*h, p) };
+            }
+        }
+        for (b, o) in $out.iter_mut().enumerate() {
+            let mut sum = hsum_f32x8(_mm256_add_ps(lo[b], hi[b]));
+            for i in n8..n {
+                sum += $sw(i) * $sa(b, i);
+            }
+            *o = sum;
+        }
+    }};
+}
+
+/// Values in `w` and in every `a[b]`, clamped to the shortest, for
+/// elements of `size` bytes.
+#[inline(always)]
+fn multi_len<const B: usize>(w: &[u8], a: &[&[u8]; B], size: usize) -> usize {
+    a.iter().fold(w.len(), |n, a| n.min(a.len())) / size
+}
+
+/// One f32 row times B f32 activation rows, bits of `vec_dot_f32_bytes`
+/// per row (see `dot_body_multi!`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let n = multi_len::<B>(w, &a, 4);
+    let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
+    // SAFETY (whole body): 8 floats are loaded at i only when i + 8 <= n,
+    // one (the tail) at i < n, and n is clamped to every slice, so the
+    // bytes read at 4i are inside each; unaligned loads; features from the
+    // caller.
+    unsafe {
+        let ld = |p: *const u8, i: usize| _mm256_loadu_ps(p.add(4 * i) as *const f32);
+        dot_body_multi!(B, n, |i| ld(pw, i), |b: usize, i| ld(pa[b], i), |i| f32p(pw.add(4 * i)), |b: usize, i| f32p(pa[b].add(4 * i)), out)
+    }
+}
+
+/// One f16 row times B f16 activation rows, bits of `vec_dot_f16_bytes`
+/// per row.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+    let n = multi_len::<B>(w, &a, 2);
+    let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
+    // SAFETY (whole body): as in `dot_f32_multi`, 16-byte loads at 2i.
+    unsafe {
+        let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i));
+        dot_body_multi!(B, n, |i| ld(pw, i), |b: usize, i| ld(pa[b], i), |i| f16p(pw.add(2 * i)), |b: usize, i| f16p(pa[b].add(2 * i)), out)
+    }
+}
+
 /// Dot of two f32 rows given as little-endian bytes.
 ///
 /// # Safety
@@ -488,11 +604,12 @@ pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
     let n = w.len().min(a.len()) / 4;
     let (pw, pa) = (w.as_ptr(), a.as_ptr());
     // SAFETY (whole body): `dot_body` loads 8 floats at i only when
-    // i + 8 <= n, so 32 bytes at 4i are inside both slices (n is clamped
-    // to both lengths); unaligned loads; features from the caller.
+    // i + 8 <= n and one at i < n, so the bytes read at 4i are inside both
+    // slices (n is clamped to both lengths); unaligned loads; features
+    // from the caller.
     unsafe {
         let ld = |p: *const u8, i: usize| _mm256_loadu_ps(p.add(4 * i) as *const f32);
-        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f32_at(w, 4 * i), |i| f32_at(a, 4 * i))
+        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f32p(pw.add(4 * i)), |i| f32p(pa.add(4 * i)))
     }
 }
 
@@ -509,7 +626,7 @@ pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
     // SAFETY (whole body): as in `vec_dot_f32_bytes`, 16-byte loads at 2i.
     unsafe {
         let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i));
-        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f16_at(w, 2 * i), |i| f16_at(a, 2 * i))
+        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f16p(pw.add(2 * i)), |i| f16p(pa.add(2 * i)))
     }
 }
 
@@ -896,64 +1013,66 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// `out[i * n_batch + b] = dot(row i of w, activation row b)`, rows of
-/// `rb` bytes, activation rows of `ab` bytes: the matmul inner loops in one
-/// AVX2 function, so the block kernel is inlined into them.
-macro_rules! rows_kernel {
-    ($name:ident, $dot:ident) => {
-        /// # Safety
-        /// The CPU must support AVX2, FMA and F16C.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-            if rb == 0 || ab == 0 || n_batch == 0 {
-                return;
-            }
-            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
-                for (o, a) in o.iter_mut().zip(acts.chunks_exact(ab)) {
-                    // SAFETY: same features as this function's.
-                    *o = unsafe { $dot(row, a) };
-                }
-            }
-        }
-    };
+/// Activation rows b..b + W of `ab` bytes each.
+#[inline(always)]
+fn act_rows<const W: usize>(acts: &[u8], ab: usize, b: usize) -> [&[u8]; W] {
+    // `get`, not indexing: the caller checked the lengths, and a short
+    // row would only give a short (clamped) dot product, never a panic.
+    let mut r: [&[u8]; W] = [&[]; W];
+    for (k, r) in r.iter_mut().enumerate() {
+        *r = acts.get((b + k) * ab..(b + k + 1) * ab).unwrap_or(&[]);
+    }
+    r
 }
-/// Like `rows_kernel!`, with activation rows taken 4 at a time by a
-/// `*_multi` kernel (each weight block unpacked once per 4 tokens); the
-/// tail takes them one by one, which gives the same bits.
+
+/// `out[b * n_rows + i] = dot(row i of w, activation row b)` (token-major,
+/// as `matmul::rows_with`), rows of `rb` bytes, activation rows of `ab`
+/// bytes: the matmul inner loops in one AVX2 function, so the block kernel
+/// is inlined into them. Activation rows are taken W at a time by the
+/// `*_multi` kernel for each width W listed (each weight block read once
+/// per W tokens), the rest one by one by `$single`; every way gives the
+/// bits of `$single`.
 macro_rules! rows_kernel_multi {
-    ($name:ident, $multi:ident) => {
+    ($name:ident, $multi:ident, [$($w:literal),*], $single:ident) => {
         /// # Safety
         /// The CPU must support AVX2, FMA and F16C.
         #[target_feature(enable = "avx2,fma,f16c")]
         pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-            if rb == 0 || ab == 0 || n_batch == 0 {
+            if rb == 0 || ab == 0 || n_batch == 0 || w.len() < rb {
                 return;
             }
-            let a = |b: usize| &acts[b * ab..(b + 1) * ab];
+            let n_rows = w.len() / rb;
             // SAFETY (the calls below): same features as this function's.
-            for (row, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
+            for (i, row) in w.chunks_exact(rb).enumerate() {
                 let mut b = 0;
-                while b + 4 <= n_batch {
-                    let mut t = [0f32; 4];
-                    unsafe { $multi::<4>(row, [a(b), a(b + 1), a(b + 2), a(b + 3)], &mut t) };
-                    o[b..b + 4].copy_from_slice(&t);
-                    b += 4;
+                $(
+                while b + $w <= n_batch {
+                    let mut t = [0f32; $w];
+                    unsafe { $multi::<$w>(row, act_rows::<$w>(acts, ab, b), &mut t) };
+                    for (k, t) in t.into_iter().enumerate() {
+                        if let Some(o) = out.get_mut((b + k) * n_rows + i) {
+                            *o = t;
+                        }
+                    }
+                    b += $w;
                 }
+                )*
                 for b in b..n_batch {
-                    let mut t = [0f32];
-                    unsafe { $multi::<1>(row, [a(b)], &mut t) };
-                    o[b] = t[0];
+                    let t = unsafe { $single(row, act_rows::<1>(acts, ab, b)[0]) };
+                    if let Some(o) = out.get_mut(b * n_rows + i) {
+                        *o = t;
+                    }
                 }
             }
         }
     };
 }
-rows_kernel_multi!(rows_q4k, dot_q4k_multi);
-rows_kernel_multi!(rows_q5k, dot_q5k_multi);
-rows_kernel_multi!(rows_q6k, dot_q6k_multi);
-rows_kernel!(rows_q8_0, vec_dot_q8_0);
-rows_kernel!(rows_f32, vec_dot_f32_bytes);
-rows_kernel!(rows_f16, vec_dot_f16_bytes);
+rows_kernel_multi!(rows_q4k, dot_q4k_multi, [4], vec_dot_q4k);
+rows_kernel_multi!(rows_q5k, dot_q5k_multi, [4], vec_dot_q5k);
+rows_kernel_multi!(rows_q6k, dot_q6k_multi, [4], vec_dot_q6k);
+rows_kernel_multi!(rows_q8_0, dot_q8_0_multi, [4], vec_dot_q8_0);
+rows_kernel_multi!(rows_f32, dot_f32_multi, [8, 4], vec_dot_f32_bytes);
+rows_kernel_multi!(rows_f16, dot_f16_multi, [8, 4], vec_dot_f16_bytes);
 
 // Safe row kernels: check the CPU once per call, else loop the scalar dot.
 macro_rules! safe_rows {

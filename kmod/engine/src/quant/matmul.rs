@@ -38,7 +38,9 @@ const fn kernels_of<W: WeightFormat>() -> RowKernels {
     }
 }
 
-/// `out[i * n_batch + b] = dot(row i of w, activation row b)` by `dot`.
+/// `out[b * n_rows + i] = dot(row i of w, activation row b)` by `dot`, where
+/// `n_rows = w.len() / rb`: token-major, so each token's outputs are one
+/// contiguous run the caller can copy whole.
 pub(super) fn rows_with(
     dot: fn(&[u8], &[u8]) -> f32,
     w: &[u8],
@@ -48,12 +50,13 @@ pub(super) fn rows_with(
     n_batch: usize,
     out: &mut [f32],
 ) {
-    if rb == 0 || ab == 0 || n_batch == 0 {
+    if rb == 0 || ab == 0 || n_batch == 0 || w.len() < rb {
         return;
     }
-    for (row, out) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n_batch)) {
-        for (o, a) in out.iter_mut().zip(acts.chunks_exact(ab)) {
-            *o = dot(row, a);
+    let n_rows = w.len() / rb;
+    for (i, row) in w.chunks_exact(rb).enumerate() {
+        for (o, a) in out.chunks_exact_mut(n_rows).zip(acts.chunks_exact(ab)) {
+            o[i] = dot(row, a);
         }
     }
 }
@@ -286,9 +289,10 @@ pub fn matvec_rows(
 
 /// Several activation vectors at once (prefill): `acts` holds `n_batch`
 /// vectors back to back, each `act_row_bytes(wty, n_cols)` bytes, and
-/// `out[i * n_batch + b] = dot(row rows.start + i, vector b)`: each weight
-/// row is read once for the whole batch, and a range of rows owns one
-/// contiguous piece of `out`. Bits equal `n_batch` calls of [`matvec_rows`].
+/// `out[b * rows.len() + i] = dot(row rows.start + i, vector b)`: each
+/// weight row is read once for the whole batch, and the results come token
+/// by token (token-major), each a contiguous run. Bits equal `n_batch` calls
+/// of [`matvec_rows`].
 pub fn matmul_rows(
     w: &[u8],
     wty: GgmlType,
