@@ -6,7 +6,9 @@
 #   bench/run.sh --no-13b   only the tiny models
 #
 # Env: P, N, R (prompt tokens, generated tokens, repetitions; defaults 16,
-# 32, 10 for the tiny models), P13, N13, R13 (defaults 16, 4, 3 for 13B),
+# 32, 200 for the tiny models: one repetition takes 1-5 ms there, so a
+# median of few is at the mercy of one timer tick or a neighbour VM),
+# P13, N13, R13 (defaults 16, 4, 3 for 13B),
 # THREADS (default "1 2"), LLAMA_BENCH (path; default: the build of
 # tests/fixtures/build-llama.sh, built if missing), LLAMUX_CACHE.
 # Results (JSON per run) go to target/bench/; the 13B-shape GGUF (7.9 GB)
@@ -19,7 +21,7 @@ out=$root/target/bench
 mkdir -p "$out"
 with13=1
 [ "${1:-}" = "--no-13b" ] && with13=0
-P=${P:-16} N=${N:-32} R=${R:-10}
+P=${P:-16} N=${N:-32} R=${R:-200}
 P13=${P13:-16} N13=${N13:-4} R13=${R13:-3}
 THREADS=${THREADS:-"1 2"}
 

@@ -336,8 +336,8 @@ pub fn info(path: &Path, json_out: bool) -> Res {
                 "memory: weights {} bytes; KV cache {} bytes/token f32 ({} MiB at 512 tokens, {} MiB at {} tokens)",
                 m.weight_bytes(),
                 kv,
-                kv * 512 >> 20,
-                kv * h.n_ctx_train >> 20,
+                (kv * 512) >> 20,
+                (kv * h.n_ctx_train) >> 20,
                 h.n_ctx_train
             );
         }

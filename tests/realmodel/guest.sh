@@ -20,12 +20,30 @@ make -C "$root/kmod" KDIR="$("$root/tests/guest/build-kernel.sh" --print-kdir)"
 "$root/ebpf/build.sh"
 (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -q -p llamux \
     --target x86_64-unknown-linux-gnu)
-exec "$root/tests/guest/run-guest.sh" --smp 2 --mem "${LLAMUX_REAL_MEM:-3G}" \
+log=${LLAMUX_REAL_LOG:-$LLAMUX_CACHE/logs/realmodel.log}
+rc=0
+"$root/tests/guest/run-guest.sh" --smp 2 --mem "${LLAMUX_REAL_MEM:-3G}" \
     --timeout "${LLAMUX_REAL_TIMEOUT:-3600}" --append "lsm=bpf" \
-    --log "${LLAMUX_REAL_LOG:-$LLAMUX_CACHE/logs/realmodel.log}" \
+    --log "$log" \
     --share "$(dirname "$model")" \
     --file "$root/kmod/llamux.ko" \
     --file "$root/target/x86_64-unknown-linux-gnu/release/llamux:/bin/llamux" \
     --file "$root/target/bpf/llamux-probes.o:/usr/lib/llamux/llamux-probes.o" \
     --file "$root/policies/exec-guard.toml:/llamux/policies/exec-guard.toml" \
-    "$root/tests/guest/tests/realmodel.sh" "/mnt/host/$(basename "$model")" "$n" "$parts"
+    "$root/tests/guest/tests/realmodel.sh" "/mnt/host/$(basename "$model")" "$n" "$parts" || rc=$?
+
+# The same question on this host's CPU: the guest's ids should not depend
+# on the machine (same kernels chosen by CPUID, deterministic arithmetic).
+kernel_ids=$(grep -a '^kernel ids:' "$log" | tail -1 | sed 's/^kernel ids: *//' | tr -d '\r')
+if [ -n "$kernel_ids" ]; then
+    host_ids=$("$root/target/x86_64-unknown-linux-gnu/release/llamux" run -m "$model" -t 2 --instruct -n "$n" \
+        --temperature 0 --json -p "Write a Python function is_prime(n)." | sed -n 's/.*"generated_tokens":\[\([^]]*\)\].*/\1/p')
+    echo "host ids:   $host_ids"
+    if [ "$host_ids" = "$kernel_ids" ]; then
+        echo "host: the guest kernel's $n ids equal llamux run on this host"
+    else
+        echo "host: FAIL the guest kernel's ids differ from llamux run on this host"
+        rc=1
+    fi
+fi
+exit $rc
