@@ -578,10 +578,7 @@ static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 	err = load_cancelled(seq);	/* superseded while waiting for load_lock */
 	if (err)
 		goto out;
-	/* 2 MiB pages where the allocator has them (small ones otherwise):
-	 * decode streams every weight once per token, and huge pages spare
-	 * it a TLB miss per 4 KiB. */
-	buf = vmalloc_huge(size, GFP_KERNEL | __GFP_NOWARN);
+	buf = __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
 	if (!buf) {
 		err = fatal_signal_pending(current) ? -EINTR : -ENOMEM;
 		pr_err("llamux: %s: cannot allocate %lld bytes (errno %d)\n", path, size, err);

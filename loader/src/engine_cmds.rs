@@ -23,7 +23,7 @@ pub struct Loaded {
 }
 
 pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
-    use std::io::Seek;
+    use std::io::{Read, Seek};
     use std::os::unix::fs::FileTypeExt;
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut f = std::fs::File::open(path).map_err(err)?;
@@ -37,45 +37,24 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
         if len == 0 {
             return Ok(&[]);
         }
-        return read_into_huge_pages(&mut f, len).map_err(err);
-    }
-    if std::env::var_os("LLAMUX_LOAD_COPY").is_some() {
-        let len = usize::try_from(f.metadata().map_err(err)?.len()).map_err(|_| format!("{}: too large", path.display()))?;
-        if len > 0 {
-            return read_into_huge_pages(&mut f, len).map_err(err);
+        // Page-aligned like a mapping (tensor data is aligned in the file).
+        let layout = std::alloc::Layout::from_size_align(len, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        if p.is_null() {
+            return Err(format!("{}: cannot allocate {len} bytes", path.display()));
         }
+        // SAFETY: `p` is a fresh, zeroed allocation of `len` bytes, never
+        // freed (leaked for the life of the process like a mapping).
+        let buf: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        f.read_exact(buf).map_err(err)?;
+        return Ok(buf);
     }
     // SAFETY: the mapping is read-only and private; the file is a model the
     // user handed us and we do not defend against it changing underneath
     // (truncation would fault, as for any mmap reader).
     let m = unsafe { memmap2::Mmap::map(&f) }.map_err(err)?;
     Ok(Box::leak(Box::new(m)))
-}
-
-/// Reads `len` bytes of `f` into anonymous memory that asks for transparent
-/// huge pages: decode streams every weight once per token, and 2 MiB pages
-/// spare it a TLB miss per 4 KiB. Leaked for the life of the process, like
-/// a mapping.
-fn read_into_huge_pages(f: &mut std::fs::File, len: usize) -> std::io::Result<&'static [u8]> {
-    use std::io::Read;
-    const HUGE: usize = 2 << 20;
-    let size = len.div_ceil(HUGE) * HUGE;
-    // SAFETY: a fresh private anonymous mapping; no existing memory is
-    // touched, and the result is checked before use.
-    let p = unsafe {
-        libc::mmap(core::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-    };
-    if p == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `p..p + size` is the mapping made above. A refusal (no THP
-    // in this kernel) leaves ordinary pages, which is fine.
-    unsafe { libc::madvise(p, size, libc::MADV_HUGEPAGE) };
-    // SAFETY: the mapping is `size >= len` bytes, readable and writable,
-    // zero-filled, and never unmapped, so it lives for 'static.
-    let buf: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) };
-    f.read_exact(buf)?;
-    Ok(buf)
 }
 
 pub fn parse(path: &Path) -> Result<Gguf<'static>, String> {
