@@ -32,8 +32,9 @@ rc=0
     --file "$root/policies/exec-guard.toml:/llamux/policies/exec-guard.toml" \
     "$root/tests/guest/tests/realmodel.sh" "/mnt/host/$(basename "$model")" "$n" "$parts" || rc=$?
 
-# The same question on this host's CPU: the guest's ids should not depend
-# on the machine (same kernels chosen by CPUID, deterministic arithmetic).
+# The same question (as in tests/guest/tests/realmodel.sh) on this host's
+# CPU: the ids should not depend on the machine (the same kernels chosen by
+# CPUID, deterministic arithmetic).
 kernel_ids=$(grep -a '^kernel ids:' "$log" | tail -1 | sed 's/^kernel ids: *//' | tr -d '\r')
 if [ -n "$kernel_ids" ]; then
     host_ids=$("$root/target/x86_64-unknown-linux-gnu/release/llamux" run -m "$model" -t 2 --instruct -n "$n" \

@@ -325,7 +325,7 @@ fn matmul_rows_ranges_batches_unaligned() {
         let mut wu = vec![0u8; w.len() + 1];
         wu[1..].copy_from_slice(&w);
         let rb = w.len() / rows;
-        for n_batch in [1usize, 2, 3, 4, 5, 9] {
+        for n_batch in [1usize, 2, 3, 4, 5, 9, 13] {
             let x = random_x(cols * n_batch, &mut rng);
             let a = acts(Isa::Avx2, wty, &x, cols);
             let ab = a.len() / n_batch;

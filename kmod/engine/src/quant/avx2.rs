@@ -248,12 +248,15 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if B == 4 {
-            // Four results at once, same bits as one by one; `out` is 4 long.
-            let (mut v, mut m) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
-            v.copy_from_slice(&acc[..4]);
-            m.copy_from_slice(&acc_m[..4]);
-            _mm_storeu_ps(out.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v), hsum4_f32x4(m)));
+        if B % 4 == 0 {
+            // Four results at once, same bits as one by one.
+            for ((o, v), m) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)).zip(acc_m.chunks_exact(4)) {
+                let (mut v4, mut m4) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
+                v4.copy_from_slice(v);
+                m4.copy_from_slice(m);
+                // `o` is 4 long.
+                _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v4), hsum4_f32x4(m4)));
+            }
             return;
         }
         for b in 0..B {
@@ -407,11 +410,13 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if B == 4 {
-            let mut v = [_mm256_setzero_ps(); 4];
-            v.copy_from_slice(&acc[..4]);
-            // `out` is 4 long.
-            _mm_storeu_ps(out.as_mut_ptr(), hsum4_f32x8(v));
+        if B % 4 == 0 {
+            for (o, v) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
+                let mut v4 = [_mm256_setzero_ps(); 4];
+                v4.copy_from_slice(v);
+                // `o` is 4 long.
+                _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v4));
+            }
             return;
         }
         for b in 0..B {
@@ -1067,9 +1072,9 @@ macro_rules! rows_kernel_multi {
         }
     };
 }
-rows_kernel_multi!(rows_q4k, dot_q4k_multi, [4], vec_dot_q4k);
+rows_kernel_multi!(rows_q4k, dot_q4k_multi, [8, 4], vec_dot_q4k);
 rows_kernel_multi!(rows_q5k, dot_q5k_multi, [4], vec_dot_q5k);
-rows_kernel_multi!(rows_q6k, dot_q6k_multi, [4], vec_dot_q6k);
+rows_kernel_multi!(rows_q6k, dot_q6k_multi, [8, 4], vec_dot_q6k);
 rows_kernel_multi!(rows_q8_0, dot_q8_0_multi, [4], vec_dot_q8_0);
 rows_kernel_multi!(rows_f32, dot_f32_multi, [8, 4], vec_dot_f32_bytes);
 rows_kernel_multi!(rows_f16, dot_f16_multi, [8, 4], vec_dot_f16_bytes);
