@@ -30,10 +30,10 @@ if ((${#missing[@]})); then
   if ((CHECK_ONLY)); then echo "setup: missing packages: ${missing[*]}"; exit 1; fi
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # Lists may be absent on a fresh machine.
-  if ! apt-cache show rustc-web >/dev/null 2>&1; then
-    apt-get -o DPkg::Lock::Timeout=900 update
-  fi
+  # A fresh machine's lists may be absent or an old snapshot (seen: one
+  # without linux-source-6.12 and with rustc-web 1.85), so refresh them
+  # before any install.
+  apt-get -o DPkg::Lock::Timeout=900 update
   apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends "${missing[@]}"
 fi
 
