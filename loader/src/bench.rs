@@ -73,10 +73,7 @@ pub fn bench(o: &BenchOpts) -> Res {
         }
     }
     let wbytes = model.weight_bytes();
-    let isa = match llamux_engine::quant::isa() {
-        llamux_engine::quant::Isa::Avx2 => "avx2",
-        llamux_engine::quant::Isa::Scalar => "scalar",
-    };
+    let isa = llamux_engine::quant::isa().name();
     let (pp_m, pp_s) = if pp.is_empty() { (0.0, 0.0) } else { stats(&pp) };
     let (tg_m, tg_s) = if tg.is_empty() { (0.0, 0.0) } else { stats(&tg) };
     if o.json {

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use llamux_engine::quant::Isa;
 
 #[derive(Parser)]
 #[command(name = "llamux", version, about = "Llamux: a LLaMA engine for the Linux kernel, and its user-space tool")]
@@ -25,8 +26,19 @@ struct Cli {
     /// Use the scalar reference kernels (no AVX2), e.g. to compare.
     #[arg(long, global = true)]
     no_simd: bool,
+    /// Cap the kernels at this level (default: the best this CPU has).
+    /// avx512 is the AVX2 kernels built with 32 vector registers: same bits.
+    #[arg(long, global = true, value_enum)]
+    isa: Option<IsaArg>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IsaArg {
+    Scalar,
+    Avx2,
+    Avx512,
 }
 
 #[derive(Args, Clone)]
@@ -229,6 +241,13 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(isa) = cli.isa {
+        llamux_engine::quant::set_max_isa(match isa {
+            IsaArg::Scalar => Isa::Scalar,
+            IsaArg::Avx2 => Isa::Avx2,
+            IsaArg::Avx512 => Isa::Avx512,
+        });
+    }
     if cli.no_simd {
         llamux_engine::quant::set_simd(false);
     }

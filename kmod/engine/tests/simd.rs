@@ -8,8 +8,9 @@
 //!   the sum of the magnitudes of every product term (both the scale and
 //!   the min part for Q4_K/Q5_K), the scale of the rounding error.
 //! - matmul_rows on odd row ranges, batches and unaligned buffers: the same
-//!   tolerance; row pieces give the bits of the whole, and each token of a
-//!   batch the bits of the one-token kernel.
+//!   tolerance; row pieces give the bits of the whole, each token of a
+//!   batch the bits of the one-token kernel, and the AVX-512 build of the
+//!   row kernels (where the CPU has it) the bits of the AVX2 one.
 //!
 //! Skipped (with a message) on CPUs without AVX2/FMA/F16C.
 
@@ -344,6 +345,16 @@ fn matmul_rows_ranges_batches_unaligned() {
                     assert_eq!(one.to_bits(), v[i].to_bits(), "{wty:?} row {r} batch {b} of {n_batch}");
                 }
             }
+            // The AVX-512 build of the row kernels (32 registers, wider
+            // token groups) gives the AVX2 bits, where the CPU has it.
+            if quant::isa_available(Isa::Avx512) {
+                let mut z = vec![0f32; rows * n_batch];
+                matmul_rows_isa(Isa::Avx512, &wu[1..], wty, cols, 0..rows, &a, n_batch, &mut z).unwrap();
+                assert!(
+                    z.iter().zip(&v).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{wty:?} avx512 vs avx2, batch {n_batch}"
+                );
+            }
             // Odd pieces give the bits of the whole.
             let mut at = 0;
             for len in [1usize, 7, 3, 13, 13] {
@@ -409,7 +420,12 @@ fn fixture_blocks() {
 /// process-wide setting, which only this test reads).
 #[test]
 fn vector_helpers_and_switch() {
-    let best = if quant::isa_available(Isa::Avx2) { Isa::Avx2 } else { Isa::Scalar };
+    let best = [Isa::Avx512, Isa::Avx2, Isa::Scalar].into_iter().find(|&i| quant::isa_available(i)).unwrap();
+    assert_eq!(quant::isa(), best);
+    // A cap below what the CPU has is what `isa()` then returns.
+    quant::set_max_isa(Isa::Avx2);
+    assert_eq!(quant::isa(), if best == Isa::Scalar { Isa::Scalar } else { Isa::Avx2 });
+    quant::set_max_isa(Isa::Avx512);
     assert_eq!(quant::isa(), best);
     let mut rng = Rng(0x5eed_0005);
     for n in [0usize, 1, 7, 8, 31, 32, 33, 128, 1000] {

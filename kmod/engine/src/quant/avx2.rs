@@ -24,28 +24,6 @@ const Q6K: usize = 210;
 const Q80: usize = 34;
 const Q8K: usize = 292;
 
-/// The f16 at `b[at..at + 2]`, converted by F16C (exact, like the scalar
-/// conversion).
-#[inline(always)]
-unsafe fn f16_at(b: &[u8], at: usize) -> f32 {
-    let h = u16::from_le_bytes([b[at], b[at + 1]]);
-    // SAFETY: register-only; callers enable F16C.
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32))) }
-}
-
-#[inline(always)]
-fn f32_at(b: &[u8], at: usize) -> f32 {
-    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// 32 bytes at `b[at..at + 32]`, bounds-checked.
-#[inline(always)]
-unsafe fn load32(b: &[u8], at: usize) -> __m256i {
-    let s = &b[at..at + 32];
-    // SAFETY: `s` is 32 readable bytes; loadu has no alignment needs.
-    unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
-}
-
 /// ggml's `hsum_float_8`.
 #[inline(always)]
 unsafe fn hsum_f32x8(x: __m256) -> f32 {
@@ -80,18 +58,6 @@ fn k4_scales(s: &[u8]) -> [u32; 4] {
 unsafe fn k4_shuffle(i: i8) -> __m256i {
     // SAFETY: register-only.
     unsafe { _mm256_set1_epi16(((2 * i + 1) as i16) << 8 | (2 * i) as i16) }
-}
-
-/// The min correction of a Q4_K/Q5_K super-block: sum_j mins[j] *
-/// (bsums[2j] + bsums[2j + 1]), as 4 i32 lanes.
-#[inline(always)]
-unsafe fn k4_mins(mins_scales: __m256i, y: &[u8]) -> __m128i {
-    // SAFETY: loads are bounds-checked; the rest is register-only.
-    unsafe {
-        let bs = load32(y, 260);
-        let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-        _mm_madd_epi16(_mm256_extracti128_si256(mins_scales, 1), q8s)
-    }
 }
 
 /// Q4_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q4_K_q8_K`).
@@ -281,40 +247,45 @@ pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
     o[0]
 }
 
-/// One Q5_K row with B activation rows (see `dot_q4k_multi`).
+/// One Q5_K row with B activation rows (see `dot_q4k_multi`); each
+/// `out[b]` has the bits of `vec_dot_q5k(w, a[b])`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
-    let nb = a.iter().fold(w.len() / Q5K, |n, a| n.min(a.len() / Q8K));
-    // SAFETY (whole body): as in `dot_q4k_multi`.
+    let nb = multi_blocks::<B>(w, &a, Q5K);
+    let wp = w.as_ptr();
+    // SAFETY (whole body): as in `dot_q4k_multi`, with Q5K-byte blocks.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let mut acc = [_mm256_setzero_ps(); B];
         let mut summs = [0f32; B];
         for i in 0..nb {
-            let x = &w[i * Q5K..(i + 1) * Q5K];
-            let mut y: [&[u8]; B] = [&[]; B];
+            let mut y = [wp; B];
             for b in 0..B {
-                y[b] = &a[b][i * Q8K..(i + 1) * Q8K];
+                y[b] = a[b].as_ptr().add(i * Q8K);
             }
-            let (xd, xdmin) = (f16_at(x, 0), f16_at(x, 2));
-            let u = k4_scales(&x[4..16]);
+            let x = wp.add(i * Q5K);
+            prefetch_ahead(x, Q5K);
+            let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
+            let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
             let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
             for b in 0..B {
-                let dmin = -f32_at(y[b], 0) * xdmin;
-                let prod = k4_mins(ms, y[b]);
+                let dmin = -f32p(y[b]) * xdmin;
+                let bs = ld32(y[b].add(260));
+                let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
                 let z = _mm_setzero_si128();
                 let hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
                 summs[b] += dmin * _mm_cvtsi128_si32(hs) as f32;
             }
             let sc = _mm256_castsi256_si128(ms);
             let scales = _mm256_set_m128i(sc, sc);
-            let hbits = load32(x, 16);
+            let hbits = ld32(x.add(16));
             let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 64 {
                 let scale_0 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
                 let scale_1 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
-                let q5 = load32(x, 48 + 32 * j);
+                let q5 = ld32(x.add(48 + 32 * j));
                 // Bit 2j (2j + 1) of each qh byte becomes bit 4 of the quant.
                 let b0 = _mm256_set1_epi8(1 << (2 * j));
                 let b1 = _mm256_set1_epi8(1 << (2 * j + 1));
@@ -323,13 +294,13 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 let q5_0 = _mm256_or_si256(_mm256_and_si256(q5, m4), h0);
                 let q5_1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), h1);
                 for b in 0..B {
-                    let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, load32(y[b], 4 + 64 * j)));
-                    let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, load32(y[b], 36 + 64 * j)));
+                    let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, ld32(y[b].add(4 + 64 * j))));
+                    let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, ld32(y[b].add(36 + 64 * j))));
                     sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p0, p1));
                 }
             }
             for b in 0..B {
-                let d = f32_at(y[b], 0) * xd;
+                let d = f32p(y[b]) * xd;
                 acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
@@ -1032,22 +1003,26 @@ fn act_rows<const W: usize>(acts: &[u8], ab: usize, b: usize) -> [&[u8]; W] {
 
 /// `out[b * n_rows + i] = dot(row i of w, activation row b)` (token-major,
 /// as `matmul::rows_with`), rows of `rb` bytes, activation rows of `ab`
-/// bytes: the matmul inner loops in one AVX2 function, so the block kernel
-/// is inlined into them. Activation rows are taken W at a time by the
+/// bytes: the matmul inner loops in one function, so the block kernel is
+/// inlined into them. Activation rows are taken W at a time by the
 /// `*_multi` kernel for each width W listed (each weight block read once
 /// per W tokens), the rest one by one by `$single`; every way gives the
-/// bits of `$single`.
+/// bits of `$single`. `$feat` is the feature set the whole loop is
+/// compiled for: AVX2's, or AVX2's plus AVX-512 F/BW/VL, which changes no
+/// operation (the kernels use AVX2 intrinsics only) but gives the compiler
+/// 32 vector registers instead of 16 for the W accumulators.
 macro_rules! rows_kernel_multi {
-    ($name:ident, $multi:ident, [$($w:literal),*], $single:ident) => {
+    ($name:ident, $feat:tt, $multi:ident, [$($w:literal),*], $single:ident) => {
         /// # Safety
-        /// The CPU must support AVX2, FMA and F16C.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+        /// The CPU must support every feature this function enables.
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
             if rb == 0 || ab == 0 || n_batch == 0 || w.len() < rb {
                 return;
             }
             let n_rows = w.len() / rb;
-            // SAFETY (the calls below): same features as this function's.
+            // SAFETY (the calls below): they need a subset of this
+            // function's features.
             for (i, row) in w.chunks_exact(rb).enumerate() {
                 let mut b = 0;
                 $(
@@ -1072,32 +1047,40 @@ macro_rules! rows_kernel_multi {
         }
     };
 }
-rows_kernel_multi!(rows_q4k, dot_q4k_multi, [8, 4], vec_dot_q4k);
-rows_kernel_multi!(rows_q5k, dot_q5k_multi, [4], vec_dot_q5k);
-rows_kernel_multi!(rows_q6k, dot_q6k_multi, [8, 4], vec_dot_q6k);
-rows_kernel_multi!(rows_q8_0, dot_q8_0_multi, [4], vec_dot_q8_0);
-rows_kernel_multi!(rows_f32, dot_f32_multi, [8, 4], vec_dot_f32_bytes);
-rows_kernel_multi!(rows_f16, dot_f16_multi, [8, 4], vec_dot_f16_bytes);
 
-// Safe row kernels: check the CPU once per call, else loop the scalar dot.
-macro_rules! safe_rows {
-    ($name:ident, $simd:ident, $fallback:ident) => {
-        pub(super) fn $name(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+/// Both builds of a row kernel (see `rows_kernel_multi`) and their safe
+/// entry points, which check the CPU once per call; without AVX2 they loop
+/// the scalar dot. The AVX-512 build may take more tokens per weight block
+/// (`$w512`): with 32 registers 8 accumulators fit where AVX2 spills.
+macro_rules! row_kernels {
+    ($safe:ident, $safe512:ident, $multi:ident, [$($w:literal),*], [$($w512:literal),*], $single:ident, $fallback:ident) => {
+        pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            rows_kernel_multi!(rows, "avx2,fma,f16c", $multi, [$($w),*], $single);
             if isa_available(Isa::Avx2) {
                 // SAFETY: the CPU supports AVX2, FMA and F16C (checked).
-                unsafe { $simd(w, rb, acts, ab, n_batch, out) }
+                unsafe { rows(w, rb, acts, ab, n_batch, out) }
             } else {
                 super::matmul::rows_with($fallback, w, rb, acts, ab, n_batch, out)
             }
         }
+        pub(super) fn $safe512(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            rows_kernel_multi!(rows, "avx2,fma,f16c,avx512f,avx512bw,avx512vl", $multi, [$($w512),*], $single);
+            if isa_available(Isa::Avx512) {
+                // SAFETY: the CPU supports AVX2, FMA, F16C and AVX-512
+                // F/BW/VL (checked).
+                unsafe { rows(w, rb, acts, ab, n_batch, out) }
+            } else {
+                $safe(w, rb, acts, ab, n_batch, out)
+            }
+        }
     };
 }
-safe_rows!(q4k_rows, rows_q4k, q4k);
-safe_rows!(q5k_rows, rows_q5k, q5k);
-safe_rows!(q6k_rows, rows_q6k, q6k);
-safe_rows!(q8_0_rows, rows_q8_0, q8_0);
-safe_rows!(f32_rows, rows_f32, f32s);
-safe_rows!(f16_rows, rows_f16, f16s);
+row_kernels!(q4k_rows, q4k_rows_512, dot_q4k_multi, [8, 4], [8, 4], vec_dot_q4k, q4k);
+row_kernels!(q5k_rows, q5k_rows_512, dot_q5k_multi, [4], [8, 4], vec_dot_q5k, q5k);
+row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, q6k);
+row_kernels!(q8_0_rows, q8_0_rows_512, dot_q8_0_multi, [4], [8, 4], vec_dot_q8_0, q8_0);
+row_kernels!(f32_rows, f32_rows_512, dot_f32_multi, [8, 4], [8, 4], vec_dot_f32_bytes, f32s);
+row_kernels!(f16_rows, f16_rows_512, dot_f16_multi, [8, 4], [8, 4], vec_dot_f16_bytes, f16s);
 
 // Safe entry points for the dispatch tables. Each checks the CPU (a cached
 // atomic) so it is sound from anywhere, and falls back to the reference.

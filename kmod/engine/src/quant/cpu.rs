@@ -10,16 +10,45 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86_64), ggml's AVX2 kernel shapes.
     Avx2,
+    /// The same AVX2 kernels compiled with AVX-512 F/BW/VL enabled: the
+    /// same operations (same bits), but 32 vector registers, so the
+    /// multi-token prefill kernels keep their accumulators out of memory.
+    Avx512,
+}
+
+impl Isa {
+    /// Whether the AVX2 kernels (or their AVX-512 build) run at this level.
+    pub fn has_avx2(self) -> bool {
+        self != Isa::Scalar
+    }
+
+    /// The name `llamux --isa` and `bench --json` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    fn level(self) -> u8 {
+        match self {
+            Isa::Scalar => SCALAR,
+            Isa::Avx2 => AVX2,
+            Isa::Avx512 => AVX512,
+        }
+    }
 }
 
 const UNKNOWN: u8 = 0;
 const SCALAR: u8 = 1;
 const AVX2: u8 = 2;
+const AVX512: u8 = 3;
 
 /// What the CPU supports (detected lazily).
 static DETECTED: AtomicU8 = AtomicU8::new(UNKNOWN);
-/// Cleared by `set_simd(false)`.
-static ALLOW_SIMD: AtomicU8 = AtomicU8::new(1);
+/// The highest level `isa()` may return (`set_max_isa`).
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(AVX512);
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> u8 {
@@ -35,14 +64,20 @@ fn detect() -> u8 {
     if max_leaf < 7 || !(fma && osxsave && avx && f16c) {
         return SCALAR;
     }
-    let avx2 = __cpuid_count(7, 0).ebx >> 5 & 1 == 1;
+    let l7 = __cpuid_count(7, 0).ebx;
+    let avx2 = l7 >> 5 & 1 == 1;
+    // AVX-512 F (bit 16), BW (30), VL (31).
+    let avx512 = l7 >> 16 & 1 == 1 && l7 >> 30 & 1 == 1 && l7 >> 31 & 1 == 1;
     // SAFETY: OSXSAVE is set, so xgetbv is available and XCR0 readable.
     let xcr0 = unsafe { xcr0() };
-    // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults.
-    if avx2 && xcr0 & 0b110 == 0b110 {
-        AVX2
-    } else {
+    // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults;
+    // for AVX-512 also opmask, ZMM0-15 upper halves and ZMM16-31 (5-7).
+    if !avx2 || xcr0 & 0b110 != 0b110 {
         SCALAR
+    } else if avx512 && xcr0 & 0b1110_0110 == 0b1110_0110 {
+        AVX512
+    } else {
+        AVX2
     }
 }
 
@@ -75,32 +110,39 @@ fn detected() -> u8 {
 pub fn isa_available(isa: Isa) -> bool {
     match isa {
         Isa::Scalar => true,
-        Isa::Avx2 => detected() == AVX2,
+        isa => detected() >= isa.level(),
     }
 }
 
-/// The kernels in use: the best available unless `set_simd(false)`.
+/// The kernels in use: the best available, capped by `set_max_isa`.
 #[inline]
 pub fn isa() -> Isa {
-    if ALLOW_SIMD.load(Ordering::Relaxed) != 0 && detected() == AVX2 {
-        Isa::Avx2
-    } else {
-        Isa::Scalar
+    match detected().min(MAX_LEVEL.load(Ordering::Relaxed)) {
+        AVX512 => Isa::Avx512,
+        AVX2 => Isa::Avx2,
+        _ => Isa::Scalar,
     }
+}
+
+/// Caps the kernels `isa()` picks (process-wide): `Isa::Scalar` forces the
+/// scalar reference everywhere.
+pub fn set_max_isa(max: Isa) {
+    MAX_LEVEL.store(max.level(), Ordering::Relaxed);
 }
 
 /// `false` forces the scalar reference kernels everywhere (process-wide);
 /// `true` returns to the best available.
 pub fn set_simd(on: bool) {
-    ALLOW_SIMD.store(on as u8, Ordering::Relaxed);
+    set_max_isa(if on { Isa::Avx512 } else { Isa::Scalar });
 }
 
-/// `isa` if available, else the scalar path: what makes dispatch sound.
+/// The highest level up to `isa` that this CPU has: what makes dispatch
+/// sound.
 #[inline]
 pub(super) fn usable(isa: Isa) -> Isa {
-    if isa_available(isa) {
-        isa
-    } else {
-        Isa::Scalar
+    match isa {
+        Isa::Avx512 if !isa_available(Isa::Avx512) => usable(Isa::Avx2),
+        Isa::Avx2 if !isa_available(Isa::Avx2) => Isa::Scalar,
+        isa => isa,
     }
 }

@@ -62,17 +62,20 @@ pub(super) fn rows_with(
 }
 
 /// The one dispatch point for dot-product kernels: the scalar reference, or
-/// the AVX2 versions when `isa` is Avx2 and the CPU has it (`usable`).
+/// the AVX2 versions (or their AVX-512 build) when `isa` asks for them and
+/// the CPU has them (`usable`).
 fn row_kernels(ty: GgmlType, isa: Isa) -> Result<RowKernels, QuantError> {
     #[cfg(target_arch = "x86_64")]
-    if cpu::usable(isa) == Isa::Avx2 {
+    if let isa @ (Isa::Avx2 | Isa::Avx512) = cpu::usable(isa) {
+        // The AVX-512 build differs only in its multi-token row kernels.
+        let wide = isa == Isa::Avx512;
         let (vec_dot, rows): (DotFn, RowsFn) = match ty {
-            GgmlType::F32 => (avx2::f32s, avx2::f32_rows),
-            GgmlType::F16 => (avx2::f16s, avx2::f16_rows),
-            GgmlType::Q8_0 => (avx2::q8_0, avx2::q8_0_rows),
-            GgmlType::Q4K => (avx2::q4k, avx2::q4k_rows),
-            GgmlType::Q5K => (avx2::q5k, avx2::q5k_rows),
-            GgmlType::Q6K => (avx2::q6k, avx2::q6k_rows),
+            GgmlType::F32 => (avx2::f32s, if wide { avx2::f32_rows_512 } else { avx2::f32_rows }),
+            GgmlType::F16 => (avx2::f16s, if wide { avx2::f16_rows_512 } else { avx2::f16_rows }),
+            GgmlType::Q8_0 => (avx2::q8_0, if wide { avx2::q8_0_rows_512 } else { avx2::q8_0_rows }),
+            GgmlType::Q4K => (avx2::q4k, if wide { avx2::q4k_rows_512 } else { avx2::q4k_rows }),
+            GgmlType::Q5K => (avx2::q5k, if wide { avx2::q5k_rows_512 } else { avx2::q5k_rows }),
+            GgmlType::Q6K => (avx2::q6k, if wide { avx2::q6k_rows_512 } else { avx2::q6k_rows }),
             GgmlType::Q8K => return row_kernels(ty, Isa::Scalar),
         };
         return Ok(RowKernels {
@@ -114,7 +117,7 @@ fn dequantize_kernel(ty: GgmlType) -> fn(&[u8], &mut [f32]) {
 /// The AVX2 ones give the same bytes as the scalar reference.
 fn act_quantizer(act: GgmlType, isa: Isa) -> fn(&[f32], &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if cpu::usable(isa) == Isa::Avx2 {
+    if cpu::usable(isa).has_avx2() {
         match act {
             GgmlType::Q8_0 => return avx2::quant_q8_0,
             GgmlType::Q8K => return avx2::quant_q8k,

@@ -28,7 +28,7 @@ mod q6_k;
 mod q8_0;
 mod q8_k;
 
-pub use cpu::{isa, isa_available, set_simd, Isa};
+pub use cpu::{isa, isa_available, set_max_isa, set_simd, Isa};
 pub use matmul::{
     act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matvec_rows,
     quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,

@@ -10,8 +10,8 @@ use super::float::f16_bits_to_f32;
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
-        // SAFETY: `isa()` returns Avx2 only when the CPU supports it.
+    if isa().has_avx2() {
+        // SAFETY: `isa()` returns an AVX2 level only when the CPU supports it.
         return unsafe { avx2::dot_f32(a, b) };
     }
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -21,7 +21,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: as in `dot_f32`.
         return unsafe { avx2::dot_f32_f16(a, b) };
     }
@@ -32,7 +32,7 @@ pub fn dot_f16(a: &[f32], b: &[u16]) -> f32 {
 #[inline]
 pub fn axpy_f32(o: &mut [f32], s: f32, v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: as in `dot_f32`.
         return unsafe { avx2::axpy_f32(o, s, v) };
     }
@@ -43,7 +43,7 @@ pub fn axpy_f32(o: &mut [f32], s: f32, v: &[f32]) {
 #[inline]
 pub fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: as in `dot_f32`.
         return unsafe { avx2::axpy_f16(o, s, v) };
     }
@@ -54,8 +54,8 @@ pub fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
 /// `isa` is Avx2 and this CPU has it; otherwise false, `x` untouched.
 pub fn silu_simd(isa: Isa, x: &mut [f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::usable(isa) == Isa::Avx2 {
-        // SAFETY: `usable` returns Avx2 only when the CPU supports it.
+    if super::cpu::usable(isa).has_avx2() {
+        // SAFETY: `usable` returns an AVX2 level only when the CPU supports it.
         unsafe { avx2::silu_f32(x) };
         return true;
     }
@@ -67,7 +67,7 @@ pub fn silu_simd(isa: Isa, x: &mut [f32]) -> bool {
 /// [`silu_simd`].
 pub fn swiglu_simd(isa: Isa, g: &mut [f32], up: &[f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::usable(isa) == Isa::Avx2 {
+    if super::cpu::usable(isa).has_avx2() {
         // SAFETY: as in `silu_simd`.
         unsafe { avx2::swiglu_f32(g, up) };
         return true;
@@ -80,8 +80,8 @@ pub fn swiglu_simd(isa: Isa, g: &mut [f32], up: &[f32]) -> bool {
 /// `half::f16::from_f32`), by F16C when the CPU has it.
 pub fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
-        // SAFETY: `isa()` returns Avx2 only when the CPU supports it.
+    if isa().has_avx2() {
+        // SAFETY: `isa()` returns an AVX2 level only when the CPU supports it.
         return unsafe { avx2::f32_to_f16(src, dst) };
     }
     for (d, s) in dst.iter_mut().zip(src) {

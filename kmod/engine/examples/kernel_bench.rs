@@ -1,0 +1,99 @@
+//! Throughput of one matmul kernel on a random matrix, in weight GB/s:
+//! `cargo run --release --example kernel_bench -- TYPE MiB BATCH [REPS [ISA]]`
+//! (TYPE q4k|q6k|q5k|q8_0|f16; MiB 1 fits the caches, 1024 streams from
+//! memory; ISA scalar|avx2|avx512 caps the kernels, default the best).
+//! With `KB_FILE=path` the matrix is written there and multiplied from a
+//! read-only shared mapping of it (page cache, as `llamux` maps a model).
+use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, quantize_acts_batch, set_max_isa, GgmlType, Isa};
+use std::time::Instant;
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let ty = match a.get(1).map(|s| s.as_str()).unwrap_or("q4k") {
+        "q6k" => GgmlType::Q6K,
+        "q5k" => GgmlType::Q5K,
+        "q8_0" => GgmlType::Q8_0,
+        "f16" => GgmlType::F16,
+        _ => GgmlType::Q4K,
+    };
+    let mib: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let nb: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let reps: usize = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(20);
+    match a.get(5).map(|s| s.as_str()) {
+        Some("scalar") => set_max_isa(Isa::Scalar),
+        Some("avx2") => set_max_isa(Isa::Avx2),
+        _ => {}
+    }
+    let n_cols = 5120;
+    let rb = ty.row_bytes(n_cols as u64).unwrap() as usize;
+    let n_rows = (mib << 20) / rb;
+    let mut s = 0x1234_5678_9abc_def0u64;
+    let mut rnd = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let mut w: Vec<u8> = (0..n_rows * rb).map(|_| rnd() as u8).collect();
+    // Sane f16 scales: 0x2000-ish (small positive) in every block's d/dmin.
+    let bb = ty.block_bytes();
+    let doff: &[usize] = match ty {
+        GgmlType::Q6K => &[208],
+        GgmlType::Q8_0 => &[0],
+        GgmlType::F16 => &[],
+        _ => &[0, 2],
+    };
+    for blk in w.chunks_exact_mut(bb) {
+        for &o in doff {
+            blk[o] = 0;
+            blk[o + 1] = 0x20;
+        }
+    }
+    let mapped = std::env::var_os("KB_FILE").map(|p| {
+        std::fs::write(&p, &w).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        map(&f, w.len())
+    });
+    let w: &[u8] = match mapped {
+        Some(m) => m,
+        None => &w,
+    };
+    let x: Vec<f32> = (0..n_cols * nb).map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0).collect();
+    let ab = act_row_bytes(ty, n_cols).unwrap();
+    let mut acts = vec![0u8; ab * nb];
+    quantize_acts_batch(ty, &x, n_cols, &mut acts).unwrap();
+    let mut out = vec![0f32; n_rows * nb];
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        matmul_rows(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let sum: f32 = out.iter().sum();
+    println!(
+        "{:?} {} {} MiB batch {}: {:.2} GB/s weights, {:.2} ns/block/token (sum {sum})",
+        ty,
+        isa().name(),
+        mib,
+        nb,
+        w.len() as f64 / best / 1e9,
+        best * 1e9 / (w.len() / bb) as f64 / nb as f64
+    );
+}
+
+/// A read-only shared mapping of the first `len` bytes of `f` (leaked).
+fn map(f: &std::fs::File, len: usize) -> &'static [u8] {
+    use std::os::fd::AsRawFd;
+    extern "C" {
+        fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+    }
+    const PROT_READ: i32 = 1;
+    const MAP_SHARED: i32 = 1;
+    // SAFETY: a fresh mapping of a file this process wrote and no one
+    // truncates; it is never unmapped, so the slice lives forever.
+    unsafe {
+        let p = mmap(std::ptr::null_mut(), len, PROT_READ, MAP_SHARED, f.as_raw_fd(), 0);
+        assert!(p as isize != -1, "mmap failed");
+        std::slice::from_raw_parts(p, len)
+    }
+}
