@@ -214,7 +214,7 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if B % 4 == 0 {
+        if B.is_multiple_of(4) {
             // Four results at once, same bits as one by one.
             for ((o, v), m) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)).zip(acc_m.chunks_exact(4)) {
                 let (mut v4, mut m4) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
@@ -381,7 +381,7 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 acc[b] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[b]), acc[b]);
             }
         }
-        if B % 4 == 0 {
+        if B.is_multiple_of(4) {
             for (o, v) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
                 let mut v4 = [_mm256_setzero_ps(); 4];
                 v4.copy_from_slice(v);
