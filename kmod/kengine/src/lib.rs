@@ -422,6 +422,8 @@ fn make_info(g: &Gguf<'_>, m: &Model<'_>, s: &Session, file_len: usize) -> Resul
     writeln!(o)?;
     let p = &s.ctx.params;
     writeln!(o, "weights_bytes: {}", m.weight_bytes())?;
+    // Which quant kernels this CPU runs (CPUID, as in user space).
+    writeln!(o, "kernels: {}", llamux_engine::quant::isa().name())?;
     writeln!(o, "context: n_ctx={} n_batch={} kv={} bytes={}", p.n_ctx, p.n_batch, kind(p.kv_type), s.ctx.memory_bytes())?;
     // The module copies this line to dmesg and /proc/llamux/status.
     writeln!(o, "kv_cache: n_ctx={} type={} bytes={}", p.n_ctx, kind(p.kv_type), s.ctx.kv_bytes())?;

@@ -37,6 +37,14 @@ step "insmod threads=1 model=q4_k_m chunk_kb=4" insmod $KO threads=1 chunk_kb=4 
 step "load line in dmesg" dmesg_has 'llamux: loaded /llamux/tiny-q4_k_m.gguf'
 step "model info" cat $P/model
 step "status" cat $P/status
+# The module picks its kernels by CPUID like user space: the same level.
+kernels_same() {
+	k=$(sed -n 's/^kernels: //p' $P/model)
+	u=$("$U" bench -m $MQ -p 1 -n 1 -r 1 --json | sed -n 's/.*"isa": *"\([a-z0-9]*\)".*/\1/p')
+	echo "kernel: $k, user space: $u"
+	[ -n "$k" ] && [ "$k" = "$u" ]
+}
+step "kernels line equals user space's" kernels_same
 step "files are 0600" sh -c 'for f in generate load model params status advise; do m=$(ls -l /proc/llamux/$f | cut -c1-10); echo "$f $m"; [ "$m" = "-rw-------" ] || exit 1; done'
 # An unprivileged user can neither drive, reconfigure nor read the module.
 grep -q '^nobody:' /etc/passwd 2>/dev/null || echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> /etc/passwd
