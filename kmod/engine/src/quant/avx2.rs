@@ -53,11 +53,32 @@ fn k4_scales(s: &[u8]) -> [u32; 4] {
     u
 }
 
-/// Shuffle that broadcasts 16-bit lane `i` (of 8) to every lane.
+/// vpshufb masks that broadcast 16-bit lane `i` (of 8) to every lane.
+#[repr(C, align(32))]
+struct Shuffles([[u8; 32]; 8]);
+static K4_SHUFFLES: Shuffles = {
+    let mut t = [[0u8; 32]; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut k = 0;
+        while k < 32 {
+            t[i][k] = (2 * i + k % 2) as u8;
+            k += 1;
+        }
+        i += 1;
+    }
+    Shuffles(t)
+};
+
+/// The shuffle that broadcasts 16-bit lane `i` (of 8, `i < 8`) to every
+/// lane. Read with a volatile load so the compiler keeps one vpshufb per
+/// scale (one shuffle uop) instead of turning the known mask into a shift
+/// and a broadcast (two).
 #[inline(always)]
-unsafe fn k4_shuffle(i: i8) -> __m256i {
-    // SAFETY: register-only.
-    unsafe { _mm256_set1_epi16(((2 * i + 1) as i16) << 8 | (2 * i) as i16) }
+unsafe fn k4_shuffle(i: usize) -> __m256i {
+    // SAFETY: `i < 8` (callers' loops), so the read is one whole, 32-byte
+    // aligned mask of the static.
+    unsafe { core::ptr::read_volatile(K4_SHUFFLES.0.as_ptr().add(i) as *const __m256i) }
 }
 
 /// Q4_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q4_K_q8_K`).
@@ -198,8 +219,8 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
             let scales = _mm256_set_m128i(sc, sc);
             let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 64 {
-                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
-                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j));
+                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j + 1));
                 let q4 = ld32(x.add(16 + 32 * j));
                 let q4l = _mm256_and_si256(q4, m4);
                 let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
@@ -283,8 +304,8 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
             let hbits = ld32(x.add(16));
             let mut sumi = [_mm256_setzero_si256(); B];
             for j in 0..QK_K / 64 {
-                let scale_0 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8));
-                let scale_1 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j as i8 + 1));
+                let scale_0 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j));
+                let scale_1 = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j + 1));
                 let q5 = ld32(x.add(48 + 32 * j));
                 // Bit 2j (2j + 1) of each qh byte becomes bit 4 of the quant.
                 let b0 = _mm256_set1_epi8(1 << (2 * j));
