@@ -94,6 +94,38 @@ pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
     o[0]
 }
 
+/// [`vec_dot_q4k`] with the high nibbles taken by one GFNI affine
+/// instruction instead of a shift and a mask (6% faster here on one token;
+/// not in the multi-token kernels, where it ran 7% slower). Same bits.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and GFNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,gfni")]
+pub unsafe fn vec_dot_q4k_gf(w: &[u8], a: &[u8]) -> f32 {
+    let mut o = [0f32];
+    // SAFETY: same features as this function's.
+    unsafe { dot_q4k_multi_gf::<1>(w, [a], &mut o) };
+    o[0]
+}
+
+/// The high nibble of each byte, by shift and mask.
+#[inline(always)]
+unsafe fn high_nibbles(x: __m256i, m4: __m256i) -> __m256i {
+    // SAFETY: register-only; callers enable AVX2.
+    unsafe { _mm256_and_si256(_mm256_srli_epi16(x, 4), m4) }
+}
+
+/// The high nibble of each byte, by one GF(2) affine transform: output bit
+/// i is input bit i + 4 for i < 4, else 0 (matrix byte 7 - i selects the
+/// input bits of output bit i).
+#[inline]
+#[target_feature(enable = "avx2,gfni")]
+unsafe fn high_nibbles_gf(x: __m256i, _m4: __m256i) -> __m256i {
+    const SHR4: i64 = 0x1020_4080_0000_0000;
+    _mm256_gf2p8affine_epi64_epi8::<0>(x, _mm256_set1_epi64x(SHR4))
+}
+
 /// How many whole blocks of `bw` (weights) and `Q8K` (activations) bytes
 /// one row `w` and every `a[b]` hold.
 #[inline(always)]
@@ -180,9 +212,11 @@ unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
 /// the single-row kernel, so each `out[b]` has the bits of
 /// `vec_dot_q4k(w, a[b])`. (An R-rows x B tile was tried for decode: on
 /// weights streamed from memory it ran 15-25% slower than one row.)
+macro_rules! dot_q4k_multi_fn {
+    ($name:ident, $feat:tt, $high:ident) => {
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+#[target_feature(enable = $feat)]
+unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_blocks::<B>(w, &a, Q4K);
     let wp = w.as_ptr();
     // SAFETY (whole body): `multi_blocks` keeps weight block i < nb, bytes
@@ -223,7 +257,7 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j + 1));
                 let q4 = ld32(x.add(16 + 32 * j));
                 let q4l = _mm256_and_si256(q4, m4);
-                let q4h = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let q4h = $high(q4, m4);
                 for b in 0..B {
                     let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y[b].add(4 + 64 * j))));
                     let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y[b].add(36 + 64 * j))));
@@ -254,6 +288,10 @@ unsafe fn dot_q4k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
         }
     }
 }
+    };
+}
+dot_q4k_multi_fn!(dot_q4k_multi, "avx2,fma,f16c", high_nibbles);
+dot_q4k_multi_fn!(dot_q4k_multi_gf, "avx2,fma,f16c,gfni", high_nibbles_gf);
 
 /// Q5_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q5_K_q8_K`).
 ///
@@ -1072,9 +1110,10 @@ macro_rules! rows_kernel_multi {
 /// Both builds of a row kernel (see `rows_kernel_multi`) and their safe
 /// entry points, which check the CPU once per call; without AVX2 they loop
 /// the scalar dot. The AVX-512 build may take more tokens per weight block
-/// (`$w512`): with 32 registers 8 accumulators fit where AVX2 spills.
+/// (`$w512`): with 32 registers 8 accumulators fit where AVX2 spills; and
+/// its one-token kernel (`$single512`) may use GFNI.
 macro_rules! row_kernels {
-    ($safe:ident, $safe512:ident, $multi:ident, [$($w:literal),*], [$($w512:literal),*], $single:ident, $fallback:ident) => {
+    ($safe:ident, $safe512:ident, $multi:ident, [$($w:literal),*], [$($w512:literal),*], $single:ident, $single512:ident, $fallback:ident) => {
         pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
             rows_kernel_multi!(rows, "avx2,fma,f16c", $multi, [$($w),*], $single);
             if isa_available(Isa::Avx2) {
@@ -1085,10 +1124,10 @@ macro_rules! row_kernels {
             }
         }
         pub(super) fn $safe512(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-            rows_kernel_multi!(rows, "avx2,fma,f16c,avx512f,avx512bw,avx512vl", $multi, [$($w512),*], $single);
+            rows_kernel_multi!(rows, "avx2,fma,f16c,gfni,avx512f,avx512bw,avx512vl", $multi, [$($w512),*], $single512);
             if isa_available(Isa::Avx512) {
-                // SAFETY: the CPU supports AVX2, FMA, F16C and AVX-512
-                // F/BW/VL (checked).
+                // SAFETY: the CPU supports AVX2, FMA, F16C, GFNI and
+                // AVX-512 F/BW/VL (checked).
                 unsafe { rows(w, rb, acts, ab, n_batch, out) }
             } else {
                 $safe(w, rb, acts, ab, n_batch, out)
@@ -1096,12 +1135,12 @@ macro_rules! row_kernels {
         }
     };
 }
-row_kernels!(q4k_rows, q4k_rows_512, dot_q4k_multi, [8, 4], [8, 4], vec_dot_q4k, q4k);
-row_kernels!(q5k_rows, q5k_rows_512, dot_q5k_multi, [4], [8, 4], vec_dot_q5k, q5k);
-row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, q6k);
-row_kernels!(q8_0_rows, q8_0_rows_512, dot_q8_0_multi, [4], [8, 4], vec_dot_q8_0, q8_0);
-row_kernels!(f32_rows, f32_rows_512, dot_f32_multi, [8, 4], [8, 4], vec_dot_f32_bytes, f32s);
-row_kernels!(f16_rows, f16_rows_512, dot_f16_multi, [8, 4], [8, 4], vec_dot_f16_bytes, f16s);
+row_kernels!(q4k_rows, q4k_rows_512, dot_q4k_multi, [8, 4], [8, 4], vec_dot_q4k, vec_dot_q4k_gf, q4k);
+row_kernels!(q5k_rows, q5k_rows_512, dot_q5k_multi, [4], [8, 4], vec_dot_q5k, vec_dot_q5k, q5k);
+row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, vec_dot_q6k, q6k);
+row_kernels!(q8_0_rows, q8_0_rows_512, dot_q8_0_multi, [4], [8, 4], vec_dot_q8_0, vec_dot_q8_0, q8_0);
+row_kernels!(f32_rows, f32_rows_512, dot_f32_multi, [8, 4], [8, 4], vec_dot_f32_bytes, vec_dot_f32_bytes, f32s);
+row_kernels!(f16_rows, f16_rows_512, dot_f16_multi, [8, 4], [8, 4], vec_dot_f16_bytes, vec_dot_f16_bytes, f16s);
 
 // Safe entry points for the dispatch tables. Each checks the CPU (a cached
 // atomic) so it is sound from anywhere, and falls back to the reference.

@@ -10,9 +10,11 @@ pub enum Isa {
     Scalar,
     /// AVX2 + FMA + F16C (x86_64), ggml's AVX2 kernel shapes.
     Avx2,
-    /// The same AVX2 kernels compiled with AVX-512 F/BW/VL enabled: the
-    /// same operations (same bits), but 32 vector registers, so the
-    /// multi-token prefill kernels keep their accumulators out of memory.
+    /// The same AVX2 kernels compiled with AVX-512 F/BW/VL enabled (and
+    /// GFNI for the one-token Q4_K kernel's nibbles): the same integer
+    /// results and float operations (same bits), but 32 vector registers,
+    /// so the multi-token prefill kernels keep their accumulators out of
+    /// memory.
     Avx512,
 }
 
@@ -64,10 +66,10 @@ fn detect() -> u8 {
     if max_leaf < 7 || !(fma && osxsave && avx && f16c) {
         return SCALAR;
     }
-    let l7 = __cpuid_count(7, 0).ebx;
-    let avx2 = l7 >> 5 & 1 == 1;
-    // AVX-512 F (bit 16), BW (30), VL (31).
-    let avx512 = l7 >> 16 & 1 == 1 && l7 >> 30 & 1 == 1 && l7 >> 31 & 1 == 1;
+    let l7 = __cpuid_count(7, 0);
+    let avx2 = l7.ebx >> 5 & 1 == 1;
+    // AVX-512 F (EBX bit 16), BW (30), VL (31), and GFNI (ECX bit 8).
+    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && l7.ecx >> 8 & 1 == 1;
     // SAFETY: OSXSAVE is set, so xgetbv is available and XCR0 readable.
     let xcr0 = unsafe { xcr0() };
     // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults;
