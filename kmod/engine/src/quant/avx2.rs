@@ -383,17 +383,70 @@ pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
     o[0]
 }
 
+/// [`vec_dot_q6k`] with the 6-bit quants assembled by GFNI affine
+/// instructions (see `q6_quants_gf`). Same bits.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C and GFNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,gfni")]
+pub unsafe fn vec_dot_q6k_gf(w: &[u8], a: &[u8]) -> f32 {
+    let mut o = [0f32];
+    // SAFETY: same features as this function's.
+    unsafe { dot_q6k_multi_gf::<1>(w, [a], &mut o) };
+    o[0]
+}
+
+/// The four 32-value groups of 6-bit quants (0..64) of one 128-value half
+/// of a Q6_K block: low nibbles from `ql1`/`ql2` (low, then high halves of
+/// their bytes) with bits 4-5 from the 2-bit pairs of `qh`.
+#[inline(always)]
+unsafe fn q6_quants(ql1: __m256i, ql2: __m256i, qh: __m256i) -> [__m256i; 4] {
+    // SAFETY (whole body): register-only; callers enable AVX2.
+    unsafe {
+        let (m4, m2) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(3));
+        let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
+        let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
+        let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
+        let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
+        [
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
+            _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
+        ]
+    }
+}
+
+/// `q6_quants` with one GF(2) affine instruction per moved bit field:
+/// output bit i takes the input bits set in matrix byte 7 - i, so pair k of
+/// `qh` (bits 2k, 2k + 1) lands in bits 4-5 and a high nibble in bits 0-3.
+#[inline]
+#[target_feature(enable = "avx2,gfni")]
+unsafe fn q6_quants_gf(ql1: __m256i, ql2: __m256i, qh: __m256i) -> [__m256i; 4] {
+    const SHR4: i64 = 0x1020_4080_0000_0000;
+    let pair = |k: i64| ((1 << (2 * k)) << 24) | ((1 << (2 * k + 1)) << 16);
+    let m4 = _mm256_set1_epi8(0xF);
+    let g = |x: __m256i, m: i64| _mm256_gf2p8affine_epi64_epi8::<0>(x, _mm256_set1_epi64x(m));
+    [
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), g(qh, pair(0))),
+        _mm256_or_si256(_mm256_and_si256(ql2, m4), g(qh, pair(1))),
+        _mm256_or_si256(g(ql1, SHR4), g(qh, pair(2))),
+        _mm256_or_si256(g(ql2, SHR4), g(qh, pair(3))),
+    ]
+}
+
 /// One Q6_K row times B activation rows (see `dot_q4k_multi`); each
 /// `out[b]` has the bits of `vec_dot_q6k(w, a[b])`.
+macro_rules! dot_q6k_multi_fn {
+    ($name:ident, $feat:tt, $quants:ident) => {
 #[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+#[target_feature(enable = $feat)]
+unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_blocks::<B>(w, &a, Q6K);
     let wp = w.as_ptr();
     // SAFETY (whole body): as in `dot_q4k_multi`, with Q6K-byte blocks.
     unsafe {
-        let m4 = _mm256_set1_epi8(0xF);
-        let m2 = _mm256_set1_epi8(3);
         let m32s = _mm256_set1_epi8(32);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
@@ -410,16 +463,7 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 let ql1 = ld32(x.add(64 * j));
                 let ql2 = ld32(x.add(64 * j + 32));
                 let qh = ld32(x.add(128 + 32 * j));
-                let h0 = _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4);
-                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4);
-                let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4);
-                let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4);
-                let q = [
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), h0),
-                    _mm256_or_si256(_mm256_and_si256(ql2, m4), h1),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), h2),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), h3),
-                ];
+                let q = $quants(ql1, ql2, qh);
                 for (k, &q) in q.iter().enumerate() {
                     let is = 8 * j + 2 * k;
                     // Scales is, is + 1 for the two 16-value halves.
@@ -454,6 +498,10 @@ unsafe fn dot_q6k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
         }
     }
 }
+    };
+}
+dot_q6k_multi_fn!(dot_q6k_multi, "avx2,fma,f16c", q6_quants);
+dot_q6k_multi_fn!(dot_q6k_multi_gf, "avx2,fma,f16c,gfni", q6_quants_gf);
 
 /// Q8_0 x Q8_0 (ggml's AVX2 `ggml_vec_dot_q8_0_q8_0`).
 ///
@@ -1137,7 +1185,7 @@ macro_rules! row_kernels {
 }
 row_kernels!(q4k_rows, q4k_rows_512, dot_q4k_multi, [8, 4], [8, 4], vec_dot_q4k, vec_dot_q4k_gf, q4k);
 row_kernels!(q5k_rows, q5k_rows_512, dot_q5k_multi, [4], [8, 4], vec_dot_q5k, vec_dot_q5k, q5k);
-row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, vec_dot_q6k, q6k);
+row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, vec_dot_q6k_gf, q6k);
 row_kernels!(q8_0_rows, q8_0_rows_512, dot_q8_0_multi, [4], [8, 4], vec_dot_q8_0, vec_dot_q8_0, q8_0);
 row_kernels!(f32_rows, f32_rows_512, dot_f32_multi, [8, 4], [8, 4], vec_dot_f32_bytes, vec_dot_f32_bytes, f32s);
 row_kernels!(f16_rows, f16_rows_512, dot_f16_multi, [8, 4], [8, 4], vec_dot_f16_bytes, vec_dot_f16_bytes, f16s);
