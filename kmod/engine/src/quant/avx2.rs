@@ -213,9 +213,10 @@ unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
 /// `vec_dot_q4k(w, a[b])`. (An R-rows x B tile was tried for decode: on
 /// weights streamed from memory it ran 15-25% slower than one row.)
 macro_rules! dot_q4k_multi_fn {
-    ($name:ident, $feat:tt, $high:ident) => {
-#[inline]
-#[target_feature(enable = $feat)]
+    ($name:ident, $high:ident) => {
+// Always inlined: compiled with the caller's features (the AVX-512
+// build gets 32 registers for the B accumulators).
+#[inline(always)]
 unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_blocks::<B>(w, &a, Q4K);
     let wp = w.as_ptr();
@@ -290,8 +291,8 @@ unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
 }
     };
 }
-dot_q4k_multi_fn!(dot_q4k_multi, "avx2,fma,f16c", high_nibbles);
-dot_q4k_multi_fn!(dot_q4k_multi_gf, "avx2,fma,f16c,gfni", high_nibbles_gf);
+dot_q4k_multi_fn!(dot_q4k_multi, high_nibbles);
+dot_q4k_multi_fn!(dot_q4k_multi_gf, high_nibbles_gf);
 
 /// Q5_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q5_K_q8_K`).
 ///
@@ -308,8 +309,7 @@ pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
 
 /// One Q5_K row with B activation rows (see `dot_q4k_multi`); each
 /// `out[b]` has the bits of `vec_dot_q5k(w, a[b])`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_blocks::<B>(w, &a, Q5K);
     let wp = w.as_ptr();
@@ -439,9 +439,10 @@ unsafe fn q6_quants_gf(ql1: __m256i, ql2: __m256i, qh: __m256i) -> [__m256i; 4] 
 /// One Q6_K row times B activation rows (see `dot_q4k_multi`); each
 /// `out[b]` has the bits of `vec_dot_q6k(w, a[b])`.
 macro_rules! dot_q6k_multi_fn {
-    ($name:ident, $feat:tt, $quants:ident) => {
-#[inline]
-#[target_feature(enable = $feat)]
+    ($name:ident, $quants:ident) => {
+// Always inlined: compiled with the caller's features (the AVX-512
+// build gets 32 registers for the B accumulators).
+#[inline(always)]
 unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_blocks::<B>(w, &a, Q6K);
     let wp = w.as_ptr();
@@ -500,8 +501,8 @@ unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
 }
     };
 }
-dot_q6k_multi_fn!(dot_q6k_multi, "avx2,fma,f16c", q6_quants);
-dot_q6k_multi_fn!(dot_q6k_multi_gf, "avx2,fma,f16c,gfni", q6_quants_gf);
+dot_q6k_multi_fn!(dot_q6k_multi, q6_quants);
+dot_q6k_multi_fn!(dot_q6k_multi_gf, q6_quants_gf);
 
 /// Q8_0 x Q8_0 (ggml's AVX2 `ggml_vec_dot_q8_0_q8_0`).
 ///
@@ -535,8 +536,7 @@ pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
 
 /// One Q8_0 row times B Q8_0 activation rows: each weight block loaded
 /// once, the operations per row those of `vec_dot_q8_0` (same bits).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn dot_q8_0_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let nb = multi_len::<B>(w, &a, Q80);
     let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
@@ -648,8 +648,7 @@ fn multi_len<const B: usize>(w: &[u8], a: &[&[u8]; B], size: usize) -> usize {
 
 /// One f32 row times B f32 activation rows, bits of `vec_dot_f32_bytes`
 /// per row (see `dot_body_multi!`).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn dot_f32_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let n = multi_len::<B>(w, &a, 4);
     let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
@@ -665,8 +664,7 @@ unsafe fn dot_f32_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
 
 /// One f16 row times B f16 activation rows, bits of `vec_dot_f16_bytes`
 /// per row.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+#[inline(always)]
 unsafe fn dot_f16_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
     let n = multi_len::<B>(w, &a, 2);
     let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
