@@ -2,8 +2,9 @@
 //! `cargo run --release --example kernel_bench -- TYPE MiB BATCH [REPS [ISA]]`
 //! (TYPE q4k|q6k|q5k|q8_0|f16; MiB 1 fits the caches, 1024 streams from
 //! memory; ISA scalar|avx2|avx512 caps the kernels, default the best).
-//! With `KB_FILE=path` the matrix is written there and multiplied from a
-//! read-only shared mapping of it (page cache, as `llamux` maps a model).
+//! `KB_COLS=n` sets the row length (default 5120). With `KB_FILE=path` the
+//! matrix is written there and multiplied from a read-only shared mapping
+//! of it (page cache, as `llamux` maps a model).
 use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, quantize_acts_batch, set_max_isa, GgmlType, Isa};
 use std::time::Instant;
 
@@ -24,7 +25,8 @@ fn main() {
         Some("avx2") => set_max_isa(Isa::Avx2),
         _ => {}
     }
-    let n_cols = 5120;
+    // KB_COLS: values per row (default 5120, CodeLlama-13B's n_embd).
+    let n_cols: usize = std::env::var("KB_COLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5120);
     let rb = ty.row_bytes(n_cols as u64).unwrap() as usize;
     let n_rows = (mib << 20) / rb;
     let mut s = 0x1234_5678_9abc_def0u64;
