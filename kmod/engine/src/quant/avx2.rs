@@ -81,34 +81,6 @@ unsafe fn k4_shuffle(i: usize) -> __m256i {
     unsafe { core::ptr::read_volatile(K4_SHUFFLES.0.as_ptr().add(i) as *const __m256i) }
 }
 
-/// Q4_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q4_K_q8_K`).
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q4k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
-    // SAFETY: same features as this function's.
-    unsafe { dot_q4k_multi::<1>(w, [a], &mut o) };
-    o[0]
-}
-
-/// [`vec_dot_q4k`] with the high nibbles taken by one GFNI affine
-/// instruction instead of a shift and a mask (6% faster here on one token;
-/// not in the multi-token kernels, where it ran 7% slower). Same bits.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and GFNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,gfni")]
-pub unsafe fn vec_dot_q4k_gf(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
-    // SAFETY: same features as this function's.
-    unsafe { dot_q4k_multi_gf::<1>(w, [a], &mut o) };
-    o[0]
-}
-
 /// The high nibble of each byte, by shift and mask.
 #[inline(always)]
 unsafe fn high_nibbles(x: __m256i, m4: __m256i) -> __m256i {
@@ -305,19 +277,6 @@ unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
 dot_q4k_multi_fn!(dot_q4k_multi, high_nibbles);
 dot_q4k_multi_fn!(dot_q4k_multi_gf, high_nibbles_gf);
 
-/// Q5_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q5_K_q8_K`).
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q5k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
-    // SAFETY: same features as this function's.
-    unsafe { dot_q5k_multi::<1>(w, [a], &mut o) };
-    o[0]
-}
-
 /// One Q5_K row with B activation rows (see `dot_q4k_multi`); each
 /// `out[b]` has the bits of `vec_dot_q5k(w, a[b])`.
 #[inline(always)]
@@ -378,37 +337,6 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
             out[b] = hsum_f32x8(acc[b]) + summs[b];
         }
     }
-}
-
-/// Q6_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q6_K_q8_K`): quants 0..64 times
-/// q8 with maddubs, minus 32 * q8 (maddubs again), scales via madd. (Taking
-/// the 32 * q8 part once per block from the bsums, as newer ggml does,
-/// spreads it over the lanes differently: logits then leave the bits of
-/// llama.cpp's AVX2 kernels, by up to 1.8e-2 on tiny-mixed.)
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn vec_dot_q6k(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
-    // SAFETY: same features as this function's.
-    unsafe { dot_q6k_multi::<1>(w, [a], &mut o) };
-    o[0]
-}
-
-/// [`vec_dot_q6k`] with the 6-bit quants assembled by GFNI affine
-/// instructions (see `q6_quants_gf`). Same bits.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C and GFNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,gfni")]
-pub unsafe fn vec_dot_q6k_gf(w: &[u8], a: &[u8]) -> f32 {
-    let mut o = [0f32];
-    // SAFETY: same features as this function's.
-    unsafe { dot_q6k_multi_gf::<1>(w, [a], &mut o) };
-    o[0]
 }
 
 /// The four 32-value groups of 6-bit quants (0..64) of one 128-value half
@@ -514,6 +442,52 @@ unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
 }
 dot_q6k_multi_fn!(dot_q6k_multi, q6_quants);
 dot_q6k_multi_fn!(dot_q6k_multi_gf, q6_quants_gf);
+
+/// A one-token dot product: `$multi::<1>`, compiled for `$feat`.
+macro_rules! one_token {
+    ($(#[$doc:meta])* $name:ident, $multi:ident, $feat:tt) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU must support every feature this function enables.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name(w: &[u8], a: &[u8]) -> f32 {
+            let mut o = [0f32];
+            // SAFETY: `$multi` needs a subset of this function's features.
+            unsafe { $multi::<1>(w, [a], &mut o) };
+            o[0]
+        }
+    };
+}
+one_token!(
+    /// Q4_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q4_K_q8_K`).
+    vec_dot_q4k, dot_q4k_multi, "avx2,fma,f16c"
+);
+one_token!(
+    /// [`vec_dot_q4k`] with the high nibbles taken by one GFNI affine
+    /// instruction instead of a shift and a mask (6% faster here on one
+    /// token; not in the multi-token kernels, where it ran 7% slower). Same
+    /// bits.
+    vec_dot_q4k_gf, dot_q4k_multi_gf, "avx2,fma,f16c,gfni"
+);
+one_token!(
+    /// Q5_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q5_K_q8_K`).
+    vec_dot_q5k, dot_q5k_multi, "avx2,fma,f16c"
+);
+one_token!(
+    /// Q6_K x Q8_K (ggml's AVX2 `ggml_vec_dot_q6_K_q8_K`): quants 0..64 times
+    /// q8 with maddubs, minus 32 * q8 (maddubs again), scales via madd. (Taking
+    /// the 32 * q8 part once per block from the bsums, as newer ggml does,
+    /// spreads it over the lanes differently: logits then leave the bits of
+    /// llama.cpp's AVX2 kernels, by up to 1.8e-2 on tiny-mixed.)
+    vec_dot_q6k, dot_q6k_multi, "avx2,fma,f16c"
+);
+one_token!(
+    /// [`vec_dot_q6k`] with the 6-bit quants assembled by GFNI affine
+    /// instructions (see `q6_quants_gf`). Same bits.
+    vec_dot_q6k_gf, dot_q6k_multi_gf, "avx2,fma,f16c,gfni"
+);
 
 /// Q8_0 x Q8_0 (ggml's AVX2 `ggml_vec_dot_q8_0_q8_0`).
 ///
