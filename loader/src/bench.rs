@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use llamux_engine::model::{Context, ContextParams, KvType, Model};
+use llamux_engine::model::{Context, ContextParams, KvType};
 use serde_json::json;
 
-use crate::engine_cmds::{parse, pool, Res};
+use crate::engine_cmds::{load_model, pool, Res};
 
 pub struct BenchOpts<'a> {
     pub model: &'a Path,
@@ -29,8 +29,7 @@ fn stats(v: &[f64]) -> (f64, f64) {
 }
 
 pub fn bench(o: &BenchOpts) -> Res {
-    let gguf = parse(o.model)?;
-    let model = Model::from_gguf(&gguf).map_err(|e| format!("{}: {e}", o.model.display()))?;
+    let (_gguf, model) = load_model(o.model)?;
     let mut exec = pool(o.threads);
     let threads = llamux_engine::exec::Exec::parallelism(&exec);
     let hp = &model.hp;

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use llamux_engine::gguf::Gguf;
-use llamux_engine::model::{ContextParams, KvType, Model};
+use llamux_engine::model::{repack_weights, ContextParams, KvType, Model};
+use llamux_engine::quant::{self, Isa};
 use llamux_engine::sample::SamplerParams;
 use llamux_engine::session::{Session, Step};
 use llamux_engine::tokenizer::Tokenizer;
@@ -23,32 +24,14 @@ pub struct Loaded {
 }
 
 pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
-    use std::io::{Read, Seek};
     use std::os::unix::fs::FileTypeExt;
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    let f = std::fs::File::open(path).map_err(err)?;
     if f.metadata().map_err(err)?.file_type().is_block_device() {
-        // A model on a raw disk: its size is where a seek to the end lands,
-        // and it is read, not mapped (a device whose size is not a multiple
-        // of the page size faults with SIGBUS on its last mapped page).
-        let len = f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
-        let len = usize::try_from(len).map_err(|_| format!("{}: too large", path.display()))?;
-        f.rewind().map_err(err)?;
-        if len == 0 {
-            return Ok(&[]);
-        }
-        // Page-aligned like a mapping (tensor data is aligned in the file).
-        let layout = std::alloc::Layout::from_size_align(len, 4096).map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: `layout` has a non-zero size (checked above).
-        let p = unsafe { std::alloc::alloc_zeroed(layout) };
-        if p.is_null() {
-            return Err(format!("{}: cannot allocate {len} bytes", path.display()));
-        }
-        // SAFETY: `p` is a fresh, zeroed allocation of `len` bytes, never
-        // freed (leaked for the life of the process like a mapping).
-        let buf: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(p, len) };
-        f.read_exact(buf).map_err(err)?;
-        return Ok(buf);
+        // A model on a raw disk is read, not mapped (a device whose size is
+        // not a multiple of the page size faults with SIGBUS on its last
+        // mapped page).
+        return read_file(path).map(|b| &*b);
     }
     // SAFETY: the mapping is read-only and private; the file is a model the
     // user handed us and we do not defend against it changing underneath
@@ -57,14 +40,66 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
     Ok(Box::leak(Box::new(m)))
 }
 
+/// The bytes of `path` (a file or a block device, whose size is where a
+/// seek to the end lands) read into memory for the life of the process,
+/// writable. (Not a copy-on-write mapping: writing most of a 7.9 GB one
+/// page by page took 45 s of page faults here.)
+fn read_file(path: &Path) -> Result<&'static mut [u8], String> {
+    use std::io::{Read, Seek};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let len = f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
+    let len = usize::try_from(len).map_err(|_| format!("{}: too large", path.display()))?;
+    f.rewind().map_err(err)?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    // Anonymous memory, in huge pages where the kernel allows: read() into
+    // 4 KiB pages faulted 2 million times for a 7.9 GB model (a minute of
+    // system time here).
+    let m = memmap2::MmapMut::map_anon(len).map_err(err)?;
+    let _ = m.advise(memmap2::Advice::HugePage);
+    // Leaked for the life of the process, like a mapping.
+    let buf: &'static mut [u8] = &mut Box::leak(Box::new(m))[..];
+    f.read_exact(buf).map_err(err)?;
+    Ok(buf)
+}
+
 pub fn parse(path: &Path) -> Result<Gguf<'static>, String> {
     let bytes = map_file(path)?;
     Gguf::parse(bytes).map_err(|e| format!("{}: not a valid GGUF file: {e}", path.display()))
 }
 
+/// The file parsed and its model, with the Q4_K matrices repacked for the
+/// AVX-512 kernels when those run (`--isa` below avx512 keeps the file's
+/// layout, and its read-only mapping).
+pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String> {
+    let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    if quant::isa() != Isa::Avx512 {
+        let gguf = parse(path)?;
+        let model = Model::from_gguf(&gguf).map_err(|e| ctx(&e))?;
+        return Ok((gguf, model));
+    }
+    let t0 = Instant::now();
+    let bytes = read_file(path)?;
+    let t1 = Instant::now();
+    let n = repack_weights(bytes).map_err(|e| ctx(&e))?;
+    // Said when it takes a while (a large model) or when asked.
+    let (read, repack) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
+    if read + repack > 2.0 || std::env::var_os("LLAMUX_VERBOSE").is_some() {
+        eprintln!(
+            "llamux: read {} MiB in {read:.1} s, repacked {n} Q4_K matrices for the AVX-512 kernels in {repack:.1} s",
+            bytes.len() >> 20
+        );
+    }
+    let bytes: &'static [u8] = bytes;
+    let gguf = Gguf::parse(bytes).map_err(|e| ctx(&format!("not a valid GGUF file: {e}")))?;
+    let model = Model::from_repacked_gguf(&gguf).map_err(|e| ctx(&e))?;
+    Ok((gguf, model))
+}
+
 pub fn load(path: &Path) -> Result<Loaded, String> {
-    let gguf = parse(path)?;
-    let model = Model::from_gguf(&gguf).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (gguf, model) = load_model(path)?;
     let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
     Ok(Loaded { model, tokenizer })
 }

@@ -5,11 +5,12 @@
 //! `KB_COLS=n` sets the row length (default 5120). With `KB_FILE=path` the
 //! matrix is written there and multiplied from a read-only shared mapping
 //! of it (page cache, as `llamux` maps a model).
-use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, quantize_acts_batch, set_max_isa, GgmlType, Isa};
+use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_q4k_x8, q4_k_x8, quantize_acts_batch, set_max_isa, GgmlType, Isa};
 use std::time::Instant;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
+    let x8 = a.get(1).map(|s| s.as_str()) == Some("q4kx8");
     let ty = match a.get(1).map(|s| s.as_str()).unwrap_or("q4k") {
         "q6k" => GgmlType::Q6K,
         "q5k" => GgmlType::Q5K,
@@ -17,7 +18,7 @@ fn main() {
         "f16" => GgmlType::F16,
         _ => GgmlType::Q4K,
     };
-    let mib: usize = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mib: f64 = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(1.0);
     let nb: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let reps: usize = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(20);
     match a.get(5).map(|s| s.as_str()) {
@@ -28,7 +29,7 @@ fn main() {
     // KB_COLS: values per row (default 5120, CodeLlama-13B's n_embd).
     let n_cols: usize = std::env::var("KB_COLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5120);
     let rb = ty.row_bytes(n_cols as u64).unwrap() as usize;
-    let n_rows = (mib << 20) / rb;
+    let n_rows = (mib * (1 << 20) as f64) as usize / rb / 8 * 8;
     let mut s = 0x1234_5678_9abc_def0u64;
     let mut rnd = || {
         s ^= s << 13;
@@ -51,6 +52,11 @@ fn main() {
             blk[o + 1] = 0x20;
         }
     }
+    let plain = x8.then(|| w.clone());
+    if x8 {
+        let mut tmp = vec![0u8; 8 * rb];
+        q4_k_x8::repack(&mut w, n_rows, n_cols, &mut tmp).unwrap();
+    }
     let mapped = std::env::var_os("KB_FILE").map(|p| {
         std::fs::write(&p, &w).unwrap();
         let f = std::fs::File::open(&p).unwrap();
@@ -68,8 +74,20 @@ fn main() {
     let mut best = f64::MAX;
     for _ in 0..reps {
         let t = Instant::now();
-        matmul_rows(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
+        if x8 {
+            matmul_rows_q4k_x8(w, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
+        } else {
+            matmul_rows(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
+        }
         best = best.min(t.elapsed().as_secs_f64());
+    }
+    if let Some(p) = &plain {
+        // The repacked kernel against the row-major one on the same rows.
+        let mut want = vec![0f32; n_rows * nb];
+        matmul_rows(p, ty, n_cols, 0..n_rows, &acts, nb, &mut want).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = out.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!("x8 vs row-major: max |diff| {err:.3e} (max |value| {scale:.3e})");
     }
     let sum: f32 = out.iter().sum();
     println!(

@@ -12,9 +12,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::exec::{Disjoint, Exec};
-use crate::gguf::{Gguf, TensorInfo};
+use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::ops::{self, OpError};
-use crate::quant::{self, GgmlType, QuantError};
+use crate::quant::{self, q4_k_x8, GgmlType, Layout, QuantError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelError {
@@ -32,6 +32,7 @@ pub enum ModelError {
     TokenOutOfRange(u32),
     Quant(QuantError),
     Op(OpError),
+    Gguf(GgufError),
 }
 
 impl fmt::Display for ModelError {
@@ -52,6 +53,7 @@ impl fmt::Display for ModelError {
             TokenOutOfRange(t) => write!(f, "token id {t} out of range"),
             Quant(e) => write!(f, "{e}"),
             Op(e) => write!(f, "{e}"),
+            Gguf(e) => write!(f, "{e}"),
         }
     }
 }
@@ -62,6 +64,12 @@ impl std::error::Error for ModelError {}
 impl From<QuantError> for ModelError {
     fn from(e: QuantError) -> Self {
         ModelError::Quant(e)
+    }
+}
+
+impl From<GgufError> for ModelError {
+    fn from(e: GgufError) -> Self {
+        ModelError::Gguf(e)
     }
 }
 
@@ -163,6 +171,8 @@ impl Hparams {
 #[derive(Clone, Copy, Debug)]
 pub struct Weight<'a> {
     pub ty: GgmlType,
+    /// Rows as in the file, or repacked by [`repack_weights`].
+    pub layout: Layout,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
@@ -197,6 +207,17 @@ impl<'a> Model<'a> {
     /// Checks every tensor the architecture needs (name, type, shape) and
     /// copies the small float vectors (norms, biases) out of the file.
     pub fn from_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
+        Self::from_gguf_with(g, false)
+    }
+
+    /// [`Model::from_gguf`] on bytes [`repack_weights`] has repacked: the
+    /// matrices [`repackable`] names are read in the Q4_K x8 layout.
+    pub fn from_repacked_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
+        Self::from_gguf_with(g, true)
+    }
+
+    fn from_gguf_with(g: &Gguf<'a>, repacked: bool) -> Result<Self, ModelError> {
+        let weight = |g: &Gguf<'a>, name: &str, cols, rows| weight(g, name, cols, rows, repacked);
         let hp = Hparams::from_gguf(g)?;
         let (e, kv, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
         let tok_embd = weight(g, "token_embd.weight", e, hp.n_vocab)?;
@@ -245,7 +266,7 @@ fn tensor<'a, 'g>(g: &'g Gguf<'a>, name: &str) -> Result<&'g TensorInfo<'a>, Mod
     g.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))
 }
 
-fn weight<'a>(g: &Gguf<'a>, name: &str, cols: usize, rows: usize) -> Result<Weight<'a>, ModelError> {
+fn weight<'a>(g: &Gguf<'a>, name: &str, cols: usize, rows: usize, repacked: bool) -> Result<Weight<'a>, ModelError> {
     let t = tensor(g, name)?;
     if t.n_dims != 2 || t.dims[0] != cols as u64 || t.dims[1] != rows as u64 {
         return Err(ModelError::BadShape(name.into()));
@@ -254,7 +275,47 @@ fn weight<'a>(g: &Gguf<'a>, name: &str, cols: usize, rows: usize) -> Result<Weig
         .ty
         .filter(|&ty| ty != GgmlType::Q8K)
         .ok_or_else(|| ModelError::UnsupportedType { tensor: name.into(), type_name: t.type_name() })?;
-    Ok(Weight { ty, rows, cols, data: g.tensor_data(t) })
+    let layout = if repacked && repackable(t) { Layout::Q4KX8 } else { Layout::Rows };
+    Ok(Weight { ty, layout, rows, cols, data: g.tensor_data(t) })
+}
+
+/// Whether [`repack_weights`] repacks tensor `t`: Q4_K matrices with a
+/// multiple of 8 rows that are multiplied (not the embedding table, whose
+/// rows are looked up one by one).
+pub fn repackable(t: &TensorInfo<'_>) -> bool {
+    t.ty == Some(GgmlType::Q4K)
+        && t.n_dims == 2
+        && t.dims[1].is_multiple_of(q4_k_x8::ROWS as u64)
+        && t.dims[0].is_multiple_of(quant::QK_K as u64)
+        && t.name != "token_embd.weight"
+}
+
+/// Repacks in place, in a GGUF file's bytes, every matrix [`repackable`]
+/// names into the Q4_K x8 layout (`quant::q4_k_x8`) for the AVX-512
+/// kernels; parse the result with [`Model::from_repacked_gguf`]. On CPUs
+/// below `quant::Isa::Avx512` the layout runs its scalar reference, so only
+/// repack where `quant::isa()` is `Avx512`. Returns the matrices repacked.
+pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
+    let mut plan = Vec::new();
+    let mut tmp_len = 0;
+    {
+        let g = Gguf::parse(bytes)?;
+        for t in g.tensors.iter().filter(|t| repackable(t)) {
+            let (rows, cols) = (t.dims[1] as usize, t.dims[0] as usize);
+            plan.try_reserve(1).map_err(|_| ModelError::OutOfMemory)?;
+            plan.push((t.start as usize, t.n_bytes as usize, rows, cols));
+            tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * GgmlType::Q4K.block_bytes());
+        }
+    }
+    let mut tmp = Vec::new();
+    tmp.try_reserve_exact(tmp_len).map_err(|_| ModelError::OutOfMemory)?;
+    tmp.resize(tmp_len, 0);
+    for &(start, len, rows, cols) in &plan {
+        // The parser checked every tensor's range against the file.
+        let data = bytes.get_mut(start..start + len).ok_or_else(|| ModelError::BadShape("tensor range".into()))?;
+        q4_k_x8::repack(data, rows, cols, &mut tmp)?;
+    }
+    Ok(plan.len())
 }
 
 /// A 1-D tensor of `n` values as f32 (norm weights and biases).
@@ -569,8 +630,15 @@ fn matmul(
     let acts = &mut acts[..n * arow];
     quant::quantize_acts_batch(w.ty, &x[..n * w.cols], w.cols, acts)?;
     let acts = &*acts;
-    let chunk = rows_per_task(w.rows, w.cols, exec.parallelism());
-    let n_tasks = w.rows.div_ceil(chunk);
+    let mut chunk = rows_per_task(w.rows, w.cols, exec.parallelism());
+    if w.layout == Layout::Q4KX8 {
+        chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
+    }
+    let mul = |r: core::ops::Range<usize>, n, out: &mut [f32]| match w.layout {
+        Layout::Rows => quant::matmul_rows(w.data, w.ty, w.cols, r, acts, n, out),
+        Layout::Q4KX8 => quant::matmul_rows_q4k_x8(w.data, w.cols, r, acts, n, out),
+    };
+    let n_tasks = w.rows.div_ceil(chunk.max(1));
     let rows = w.rows;
     let (mm, out) = (Disjoint::new(&mut mm[..n * rows]), Disjoint::new(&mut out[..n * rows]));
     let failed = AtomicBool::new(false);
@@ -581,7 +649,7 @@ fn matmul(
             // One token: [row][batch] is [batch][row], no scatter needed.
             // SAFETY: task t alone owns out[r0..r1].
             let o = unsafe { out.slice_mut(r0, r1 - r0) };
-            if quant::matmul_rows(w.data, w.ty, w.cols, r0..r1, acts, 1, o).is_err() {
+            if mul(r0..r1, 1, o).is_err() {
                 failed.store(true, Ordering::Relaxed);
             }
             return;
@@ -589,7 +657,7 @@ fn matmul(
         // SAFETY: task t alone owns mm[r0 * n..r1 * n] and, in `out`, rows
         // r0..r1 of every batch row.
         let tmp = unsafe { mm.slice_mut(r0 * n, (r1 - r0) * n) };
-        if quant::matmul_rows(w.data, w.ty, w.cols, r0..r1, acts, n, tmp).is_err() {
+        if mul(r0..r1, n, tmp).is_err() {
             failed.store(true, Ordering::Relaxed);
             return;
         }

@@ -7,7 +7,7 @@ mod common;
 
 use llamux_engine::exec::Serial;
 use llamux_engine::gguf::Gguf;
-use llamux_engine::model::{Context, ContextParams, KvType, Model};
+use llamux_engine::model::{repack_weights, Context, ContextParams, KvType, Model};
 use llamux_engine::tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -19,6 +19,20 @@ fn reference() -> Value {
 fn ref_logits(file: &str) -> Vec<f32> {
     let bytes = common::read(&common::repo_root().join("tests/fixtures/ref").join(file));
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+/// A model file's bytes, with its Q4_K matrices repacked (the Q4_K x8
+/// layout the AVX-512 kernels read) when `repacked`; None if it has none.
+fn model_bytes(file: &str, repacked: bool) -> Option<Vec<u8>> {
+    let mut bytes = common::read(&common::model_path(file));
+    if repacked && repack_weights(&mut bytes).unwrap() == 0 {
+        return None;
+    }
+    Some(bytes)
+}
+
+fn model<'a>(g: &Gguf<'a>, repacked: bool) -> Model<'a> {
+    if repacked { Model::from_repacked_gguf(g) } else { Model::from_gguf(g) }.unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -95,14 +109,17 @@ fn bounds(model: &str) -> (f64, f32) {
 fn logits_and_greedy_agree_with_llama_cpp() {
     let r = reference();
     let mut report = Vec::new();
-    for (name, entry) in r["models"].as_object().unwrap() {
-        let path = common::model_path(entry["file"].as_str().unwrap());
-        let bytes = common::read(&path);
+    // Every model as in its file, and those with Q4_K matrices also
+    // repacked (on CPUs without AVX-512 the layout's scalar reference runs).
+    let cases = r["models"].as_object().unwrap().iter().flat_map(|(n, e)| [(n, e, false), (n, e, true)]);
+    for (name, entry, repacked) in cases {
+        let Some(bytes) = model_bytes(entry["file"].as_str().unwrap(), repacked) else { continue };
         let g = Gguf::parse(&bytes).unwrap();
-        let m = Model::from_gguf(&g).unwrap();
+        let m = model(&g, repacked);
+        let name = &format!("{name}{}", if repacked { " (Q4_K x8)" } else { "" });
         let n_vocab = entry["n_vocab"].as_u64().unwrap() as usize;
         assert_eq!(m.hp.n_vocab, n_vocab);
-        let (min_top1, max_abs) = bounds(name);
+        let (min_top1, max_abs) = bounds(name.trim_end_matches(" (Q4_K x8)"));
         let mut total = Agreement { top1: 0, positions: 0, max_abs: 0.0 };
         let mut greedy_same = 0;
         let runs = entry["runs"].as_array().unwrap();
@@ -117,7 +134,7 @@ fn logits_and_greedy_agree_with_llama_cpp() {
             let got = greedy(&m, &tokens, want.len());
             if got == want {
                 greedy_same += 1;
-            } else if name == "tiny-f32" {
+            } else if name.as_str() == "tiny-f32" {
                 panic!("{name} prompt {i}: greedy differs from llama.cpp\n ours {got:?}\ntheirs {want:?}");
             }
         }
@@ -157,15 +174,20 @@ fn f16_kv_cache_keeps_agreement() {
 
 #[test]
 fn batched_prefill_equals_token_by_token() {
-    let bytes = common::read(&common::model_path("tiny-mixed.gguf"));
-    let g = Gguf::parse(&bytes).unwrap();
-    let m = Model::from_gguf(&g).unwrap();
+    for (file, repacked) in [("tiny-mixed.gguf", false), ("tiny-q4_k_m.gguf", true)] {
+        let bytes = model_bytes(file, repacked).unwrap();
+        let g = Gguf::parse(&bytes).unwrap();
+        prefill_equals_token_by_token(&model(&g, repacked));
+    }
+}
+
+fn prefill_equals_token_by_token(m: &Model<'_>) {
     let tokens: Vec<u32> = (0..20).map(|i| (i * 97 + 5) % 2048).collect();
-    let batched = prompt_logits(&m, &tokens, KvType::F32);
+    let batched = prompt_logits(m, &tokens, KvType::F32);
     let params = ContextParams { n_ctx: 64, n_batch: 1, logits_all: false, kv_type: KvType::F32 };
     let mut ctx = Context::new(&m.hp, params).unwrap();
     for (i, &t) in tokens.iter().enumerate() {
-        ctx.forward(&m, &[t], &mut Serial).unwrap();
+        ctx.forward(m, &[t], &mut Serial).unwrap();
         let row = &batched[i * m.hp.n_vocab..(i + 1) * m.hp.n_vocab];
         assert_eq!(ctx.logits(), row, "position {i}");
     }

@@ -22,7 +22,7 @@ const Q4K: usize = 144;
 const Q5K: usize = 176;
 const Q6K: usize = 210;
 const Q80: usize = 34;
-const Q8K: usize = 292;
+pub(super) const Q8K: usize = 292;
 
 /// ggml's `hsum_float_8`.
 #[inline(always)]
@@ -129,7 +129,7 @@ fn prefetch_ahead(x: *const u8, len: usize) {
 /// # Safety
 /// `p..p + 32` must be readable.
 #[inline(always)]
-unsafe fn ld32(p: *const u8) -> __m256i {
+pub(super) unsafe fn ld32(p: *const u8) -> __m256i {
     // SAFETY: the caller guarantees 32 readable bytes; loadu needs no alignment.
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
@@ -155,7 +155,7 @@ unsafe fn f32p(p: *const u8) -> f32 {
 /// # Safety
 /// 4 readable bytes at `p`; AVX.
 #[inline(always)]
-unsafe fn bcast_f32(p: *const u8) -> __m256 {
+pub(super) unsafe fn bcast_f32(p: *const u8) -> __m256 {
     // SAFETY: as the caller guarantees.
     unsafe { _mm256_set1_ps(p.cast::<f32>().read_unaligned()) }
 }
@@ -1081,7 +1081,7 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
 
 /// Activation rows b..b + W of `ab` bytes each.
 #[inline(always)]
-fn act_rows<const W: usize>(acts: &[u8], ab: usize, b: usize) -> [&[u8]; W] {
+pub(super) fn act_rows<const W: usize>(acts: &[u8], ab: usize, b: usize) -> [&[u8]; W] {
     // `get`, not indexing: the caller checked the lengths, and a short
     // row would only give a short (clamped) dot product, never a panic.
     let mut r: [&[u8]; W] = [&[]; W];

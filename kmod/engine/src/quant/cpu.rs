@@ -14,7 +14,8 @@ pub enum Isa {
     /// GFNI for the one-token Q4_K kernel's nibbles): the same integer
     /// results and float operations (same bits), but 32 vector registers,
     /// so the multi-token prefill kernels keep their accumulators out of
-    /// memory.
+    /// memory. Also the level of the 512-bit kernels for repacked Q4_K
+    /// matrices (`q4_k_x8`, needing VBMI too).
     Avx512,
 }
 
@@ -68,8 +69,9 @@ fn detect() -> u8 {
     }
     let l7 = __cpuid_count(7, 0);
     let avx2 = l7.ebx >> 5 & 1 == 1;
-    // AVX-512 F (EBX bit 16), BW (30), VL (31), and GFNI (ECX bit 8).
-    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && l7.ecx >> 8 & 1 == 1;
+    // AVX-512 F (EBX bit 16), BW (30), VL (31), VBMI (ECX bit 1) and GFNI
+    // (ECX bit 8).
+    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && [1, 8].iter().all(|b| l7.ecx >> b & 1 == 1);
     // SAFETY: OSXSAVE is set, so xgetbv is available and XCR0 readable.
     let xcr0 = unsafe { xcr0() };
     // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults;

@@ -10,7 +10,8 @@ use core::ops::Range;
 use half::f16;
 
 #[cfg(target_arch = "x86_64")]
-use super::avx2;
+use super::{avx2, avx512};
+use super::q4_k_x8;
 use super::cpu::{self, Isa};
 use super::{
     ActFormat, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, Format, GgmlType, QuantError,
@@ -322,6 +323,29 @@ pub fn matmul_rows_isa(
     out: &mut [f32],
 ) -> Result<(), QuantError> {
     let k = row_kernels(wty, isa)?;
+    let (rb, ab) = check_matmul(w.len(), wty, n_cols, &rows, acts.len(), n_batch, out.len())?;
+    if n_batch == 0 {
+        return Ok(());
+    }
+    let w = weight_rows(w, rb, &rows)?;
+    match k.rows {
+        Some(f) => f(w, rb, acts, ab, n_batch, out),
+        None => rows_with(k.vec_dot, w, rb, acts, ab, n_batch, out),
+    }
+    Ok(())
+}
+
+/// Checks a matmul's shapes (see [`matmul_rows`]); returns the bytes of a
+/// weight row and of an activation row.
+fn check_matmul(
+    w_len: usize,
+    wty: GgmlType,
+    n_cols: usize,
+    rows: &Range<usize>,
+    acts_len: usize,
+    n_batch: usize,
+    out_len: usize,
+) -> Result<(usize, usize), QuantError> {
     let rb = row_bytes(wty, n_cols)?;
     let ab = act_row_bytes(wty, n_cols)?;
     if rb == 0 {
@@ -332,14 +356,14 @@ pub fn matmul_rows_isa(
             actual: 0,
         });
     }
-    if !w.len().is_multiple_of(rb) {
+    if !w_len.is_multiple_of(rb) {
         return Err(QuantError::Length {
             what: "matmul weight bytes (whole rows)",
-            expected: w.len() / rb * rb,
-            actual: w.len(),
+            expected: w_len / rb * rb,
+            actual: w_len,
         });
     }
-    let n_rows = w.len() / rb;
+    let n_rows = w_len / rb;
     if rows.start > rows.end || rows.end > n_rows {
         return Err(QuantError::RowRange {
             start: rows.start,
@@ -350,20 +374,59 @@ pub fn matmul_rows_isa(
     check_len(
         "matmul acts bytes",
         n_batch.checked_mul(ab).ok_or(QuantError::Overflow)?,
-        acts.len(),
+        acts_len,
     )?;
     let n_out = rows
         .len()
         .checked_mul(n_batch)
         .ok_or(QuantError::Overflow)?;
-    check_len("matmul out", n_out, out.len())?;
-    if n_batch == 0 {
+    check_len("matmul out", n_out, out_len)?;
+    Ok((rb, ab))
+}
+
+/// Rows `rows` of a matrix of `rb`-byte rows (checked by `check_matmul`).
+fn weight_rows<'w>(w: &'w [u8], rb: usize, rows: &Range<usize>) -> Result<&'w [u8], QuantError> {
+    w.get(rows.start * rb..rows.end * rb).ok_or(QuantError::Overflow)
+}
+
+/// [`matmul_rows`] for a Q4_K matrix repacked by [`q4_k_x8::repack`]
+/// (same shapes; `rows` must start and end on a multiple of 8). Results
+/// differ from the row-major kernels' only in float rounding.
+pub fn matmul_rows_q4k_x8(
+    w: &[u8],
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    matmul_rows_q4k_x8_isa(cpu::isa(), w, n_cols, rows, acts, n_batch, out)
+}
+
+/// [`matmul_rows_q4k_x8`] on the kernels of `isa`: the AVX-512 kernel, or
+/// (below that level) the scalar reference of the layout.
+pub fn matmul_rows_q4k_x8_isa(
+    isa: Isa,
+    w: &[u8],
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    let (rb, ab) = check_matmul(w.len(), GgmlType::Q4K, n_cols, &rows, acts.len(), n_batch, out.len())?;
+    let x8 = q4_k_x8::ROWS;
+    let n_rows = w.len().checked_div(rb).unwrap_or(0);
+    if !n_rows.is_multiple_of(x8) || !rows.start.is_multiple_of(x8) || !rows.end.is_multiple_of(x8) {
+        return Err(QuantError::RowRange { start: rows.start, end: rows.end, n_rows });
+    }
+    let w = weight_rows(w, rb, &rows)?;
+    #[cfg(target_arch = "x86_64")]
+    if cpu::usable(isa) == Isa::Avx512 {
+        avx512::q4k_x8_rows(w, rb, acts, ab, n_batch, out);
         return Ok(());
     }
-    let w = &w[rows.start * rb..rows.end * rb];
-    match k.rows {
-        Some(f) => f(w, rb, acts, ab, n_batch, out),
-        None => rows_with(k.vec_dot, w, rb, acts, ab, n_batch, out),
-    }
+    let _ = isa;
+    q4_k_x8::rows_scalar(w, rb, acts, ab, n_batch, out);
     Ok(())
 }
