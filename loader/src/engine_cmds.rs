@@ -88,7 +88,7 @@ pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String
     let (read, repack) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
     if read + repack > 2.0 || std::env::var_os("LLAMUX_VERBOSE").is_some() {
         eprintln!(
-            "llamux: read {} MiB in {read:.1} s, repacked {n} Q4_K matrices for the AVX-512 kernels in {repack:.1} s",
+            "llamux: read {} MiB in {read:.1} s, repacked {n} Q4_K/Q6_K matrices for the AVX-512 kernels in {repack:.1} s",
             bytes.len() >> 20
         );
     }

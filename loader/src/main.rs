@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, global = true)]
     no_simd: bool,
     /// Cap the kernels at this level (default: the best this CPU has).
-    /// avx512 also repacks Q4_K matrices at load (the file is read into
+    /// avx512 also repacks Q4_K and Q6_K matrices at load (the file is read into
     /// memory, not mapped) for its 8-row kernels; below it the file's
     /// layout and a read-only mapping are kept.
     #[arg(long, global = true, value_enum)]

@@ -5,14 +5,14 @@
 //! `KB_COLS=n` sets the row length (default 5120). With `KB_FILE=path` the
 //! matrix is written there and multiplied from a read-only shared mapping
 //! of it (page cache, as `llamux` maps a model).
-use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_q4k_x8, q4_k_x8, quantize_acts_batch, set_max_isa, GgmlType, Isa};
+use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_x8, quantize_acts_batch, repack_x8, set_max_isa, GgmlType, Isa};
 use std::time::Instant;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let x8 = a.get(1).map(|s| s.as_str()) == Some("q4kx8");
+    let x8 = matches!(a.get(1).map(|s| s.as_str()), Some("q4kx8" | "q6kx8"));
     let ty = match a.get(1).map(|s| s.as_str()).unwrap_or("q4k") {
-        "q6k" => GgmlType::Q6K,
+        "q6k" | "q6kx8" => GgmlType::Q6K,
         "q5k" => GgmlType::Q5K,
         "q8_0" => GgmlType::Q8_0,
         "f16" => GgmlType::F16,
@@ -55,7 +55,7 @@ fn main() {
     let plain = x8.then(|| w.clone());
     if x8 {
         let mut tmp = vec![0u8; 8 * rb];
-        q4_k_x8::repack(&mut w, n_rows, n_cols, &mut tmp).unwrap();
+        repack_x8(ty, &mut w, n_rows, n_cols, &mut tmp).unwrap();
     }
     let mapped = std::env::var_os("KB_FILE").map(|p| {
         std::fs::write(&p, &w).unwrap();
@@ -75,7 +75,7 @@ fn main() {
     for _ in 0..reps {
         let t = Instant::now();
         if x8 {
-            matmul_rows_q4k_x8(w, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
+            matmul_rows_x8(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
         } else {
             matmul_rows(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
         }

@@ -211,7 +211,7 @@ impl<'a> Model<'a> {
     }
 
     /// [`Model::from_gguf`] on bytes [`repack_weights`] has repacked: the
-    /// matrices [`repackable`] names are read in the Q4_K x8 layout.
+    /// matrices [`repackable`] names are read in their x8 layout.
     pub fn from_repacked_gguf(g: &Gguf<'a>) -> Result<Self, ModelError> {
         Self::from_gguf_with(g, true)
     }
@@ -275,15 +275,15 @@ fn weight<'a>(g: &Gguf<'a>, name: &str, cols: usize, rows: usize, repacked: bool
         .ty
         .filter(|&ty| ty != GgmlType::Q8K)
         .ok_or_else(|| ModelError::UnsupportedType { tensor: name.into(), type_name: t.type_name() })?;
-    let layout = if repacked && repackable(t) { Layout::Q4KX8 } else { Layout::Rows };
+    let layout = if repacked && repackable(t) { Layout::X8 } else { Layout::Rows };
     Ok(Weight { ty, layout, rows, cols, data: g.tensor_data(t) })
 }
 
-/// Whether [`repack_weights`] repacks tensor `t`: Q4_K matrices with a
-/// multiple of 8 rows that are multiplied (not the embedding table, whose
-/// rows are looked up one by one).
+/// Whether [`repack_weights`] repacks tensor `t`: Q4_K and Q6_K matrices
+/// with a multiple of 8 rows that are multiplied (not the embedding table,
+/// whose rows are looked up one by one).
 pub fn repackable(t: &TensorInfo<'_>) -> bool {
-    t.ty == Some(GgmlType::Q4K)
+    matches!(t.ty, Some(GgmlType::Q4K | GgmlType::Q6K))
         && t.n_dims == 2
         && t.dims[1].is_multiple_of(q4_k_x8::ROWS as u64)
         && t.dims[0].is_multiple_of(quant::QK_K as u64)
@@ -291,8 +291,8 @@ pub fn repackable(t: &TensorInfo<'_>) -> bool {
 }
 
 /// Repacks in place, in a GGUF file's bytes, every matrix [`repackable`]
-/// names into the Q4_K x8 layout (`quant::q4_k_x8`) for the AVX-512
-/// kernels; parse the result with [`Model::from_repacked_gguf`]. On CPUs
+/// names into its x8 layout (`quant::q4_k_x8`, `quant::q6_k_x8`) for the
+/// AVX-512 kernels; parse the result with [`Model::from_repacked_gguf`]. On CPUs
 /// below `quant::Isa::Avx512` the layout runs its scalar reference, so only
 /// repack where `quant::isa()` is `Avx512`. Returns the matrices repacked.
 pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
@@ -301,19 +301,19 @@ pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
     {
         let g = Gguf::parse(bytes)?;
         for t in g.tensors.iter().filter(|t| repackable(t)) {
-            let (rows, cols) = (t.dims[1] as usize, t.dims[0] as usize);
+            let (rows, cols, ty) = (t.dims[1] as usize, t.dims[0] as usize, t.ty.unwrap_or(GgmlType::Q4K));
             plan.try_reserve(1).map_err(|_| ModelError::OutOfMemory)?;
-            plan.push((t.start as usize, t.n_bytes as usize, rows, cols));
-            tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * GgmlType::Q4K.block_bytes());
+            plan.push((t.start as usize, t.n_bytes as usize, rows, cols, ty));
+            tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * ty.block_bytes());
         }
     }
     let mut tmp = Vec::new();
     tmp.try_reserve_exact(tmp_len).map_err(|_| ModelError::OutOfMemory)?;
     tmp.resize(tmp_len, 0);
-    for &(start, len, rows, cols) in &plan {
+    for &(start, len, rows, cols, ty) in &plan {
         // The parser checked every tensor's range against the file.
         let data = bytes.get_mut(start..start + len).ok_or_else(|| ModelError::BadShape("tensor range".into()))?;
-        q4_k_x8::repack(data, rows, cols, &mut tmp)?;
+        quant::repack_x8(ty, data, rows, cols, &mut tmp)?;
     }
     Ok(plan.len())
 }
@@ -631,12 +631,12 @@ fn matmul(
     quant::quantize_acts_batch(w.ty, &x[..n * w.cols], w.cols, acts)?;
     let acts = &*acts;
     let mut chunk = rows_per_task(w.rows, w.cols, exec.parallelism());
-    if w.layout == Layout::Q4KX8 {
+    if w.layout == Layout::X8 {
         chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
     }
     let mul = |r: core::ops::Range<usize>, n, out: &mut [f32]| match w.layout {
         Layout::Rows => quant::matmul_rows(w.data, w.ty, w.cols, r, acts, n, out),
-        Layout::Q4KX8 => quant::matmul_rows_q4k_x8(w.data, w.cols, r, acts, n, out),
+        Layout::X8 => quant::matmul_rows_x8(w.data, w.ty, w.cols, r, acts, n, out),
     };
     let n_tasks = w.rows.div_ceil(chunk.max(1));
     let rows = w.rows;

@@ -21,8 +21,8 @@ fn ref_logits(file: &str) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }
 
-/// A model file's bytes, with its Q4_K matrices repacked (the Q4_K x8
-/// layout the AVX-512 kernels read) when `repacked`; None if it has none.
+/// A model file's bytes, with its Q4_K and Q6_K matrices repacked (the x8
+/// layouts the AVX-512 kernels read) when `repacked`; None if it has none.
 fn model_bytes(file: &str, repacked: bool) -> Option<Vec<u8>> {
     let mut bytes = common::read(&common::model_path(file));
     if repacked && repack_weights(&mut bytes).unwrap() == 0 {
@@ -101,25 +101,35 @@ fn compare(ours: &[f32], theirs: &[f32], n_vocab: usize) -> Agreement {
 fn bounds(model: &str) -> (f64, f32) {
     match model {
         "tiny-f32" => (1.0, 1e-3),
+        // The x8 layouts sum each row's blocks in another float order than
+        // llama.cpp's AVX2 kernels (which the row-major kernels reproduce
+        // bit for bit): where an activation then rounds to the other side
+        // of a Q8_K step, logits move by up to 0.18 here (tiny-q6_k prompt
+        // 1, position 11). ggml's scalar reference order (`--isa scalar`)
+        // moves the same logit by the same 1.77e-1; tiny-mixed: 1.79e-2.
+        m if m.ends_with(X8) => (0.99, 0.25),
         _ => (0.99, 1e-2),
     }
 }
+
+/// The suffix naming a model run with its matrices repacked.
+const X8: &str = " (x8)";
 
 #[test]
 fn logits_and_greedy_agree_with_llama_cpp() {
     let r = reference();
     let mut report = Vec::new();
-    // Every model as in its file, and those with Q4_K matrices also
+    // Every model as in its file, and those with Q4_K/Q6_K matrices also
     // repacked (on CPUs without AVX-512 the layout's scalar reference runs).
     let cases = r["models"].as_object().unwrap().iter().flat_map(|(n, e)| [(n, e, false), (n, e, true)]);
     for (name, entry, repacked) in cases {
         let Some(bytes) = model_bytes(entry["file"].as_str().unwrap(), repacked) else { continue };
         let g = Gguf::parse(&bytes).unwrap();
         let m = model(&g, repacked);
-        let name = &format!("{name}{}", if repacked { " (Q4_K x8)" } else { "" });
+        let name = &format!("{name}{}", if repacked { X8 } else { "" });
         let n_vocab = entry["n_vocab"].as_u64().unwrap() as usize;
         assert_eq!(m.hp.n_vocab, n_vocab);
-        let (min_top1, max_abs) = bounds(name.trim_end_matches(" (Q4_K x8)"));
+        let (min_top1, max_abs) = bounds(name);
         let mut total = Agreement { top1: 0, positions: 0, max_abs: 0.0 };
         let mut greedy_same = 0;
         let runs = entry["runs"].as_array().unwrap();

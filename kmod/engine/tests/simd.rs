@@ -11,9 +11,9 @@
 //!   tolerance; row pieces give the bits of the whole, each token of a
 //!   batch the bits of the one-token kernel, and the AVX-512 build of the
 //!   row kernels (where the CPU has it) the bits of the AVX2 one.
-//! - The Q4_K x8 layout: repacking round-trips; its scalar reference is
-//!   within the tolerance of Q4_K's; its AVX-512 kernel gives the
-//!   reference's bits.
+//! - The x8 layouts (Q4_K, Q6_K): repacking round-trips; their scalar
+//!   references are within the tolerance of the row-major ones; their
+//!   AVX-512 kernels give the references' bits.
 //!
 //! Skipped (with a message) on CPUs without AVX2/FMA/F16C.
 
@@ -466,28 +466,30 @@ fn vector_helpers_and_switch() {
     }
 }
 
-/// The Q4_K x8 layout: repacking is lossless, its scalar reference agrees
-/// with the row-major Q4_K one within the dot tolerance, and its AVX-512
-/// kernel (where the CPU has it) gives the reference's bits for every row
-/// range, batch and alignment.
+/// The x8 layouts (Q4_K, Q6_K): repacking is lossless, their scalar
+/// references agree with the row-major ones within the dot tolerance, and
+/// their AVX-512 kernels (where the CPU has them) give the references'
+/// bits for every row range, batch and alignment.
 #[test]
-fn q4k_x8_layout_and_kernel() {
-    use llamux_engine::quant::{matmul_rows_q4k_x8_isa, q4_k_x8};
+fn x8_layouts_and_kernels() {
+    use llamux_engine::quant::{matmul_rows_x8_isa, q4_k_x8, q6_k_x8, repack_x8};
     let mut rng = Rng(0x5eed_0008);
-    let wty = GgmlType::Q4K;
-    for (rows, cols) in [(8usize, 256usize), (24, 768), (40, 256 * 5)] {
+    let shapes = [(8usize, 256usize), (24, 768), (40, 256 * 5)];
+    for (wty, (rows, cols)) in [GgmlType::Q4K, GgmlType::Q6K].into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
+        let unrepack = if wty == GgmlType::Q4K { q4_k_x8::unrepack } else { q6_k_x8::unrepack };
         let w = random_weights(wty, rows, cols, &mut rng);
         let rb = w.len() / rows;
         let mut p = w.clone();
         let mut tmp = vec![0u8; 8 * rb];
-        q4_k_x8::repack(&mut p, rows, cols, &mut tmp).unwrap();
+        repack_x8(wty, &mut p, rows, cols, &mut tmp).unwrap();
         assert_ne!(p, w);
         let mut back = p.clone();
-        q4_k_x8::unrepack(&mut back, rows, cols, &mut tmp).unwrap();
-        assert_eq!(back, w, "{rows}x{cols}: repack then unrepack");
+        unrepack(&mut back, rows, cols, &mut tmp).unwrap();
+        assert_eq!(back, w, "{wty:?} {rows}x{cols}: repack then unrepack");
         // Shapes the layout does not take.
-        assert!(q4_k_x8::repack(&mut p.clone()[..rb * 4], 4, cols, &mut tmp).is_err());
-        assert!(q4_k_x8::repack(&mut p.clone(), rows, cols, &mut tmp[..rb]).is_err());
+        assert!(repack_x8(wty, &mut p.clone()[..rb * 4], 4, cols, &mut tmp).is_err());
+        assert!(repack_x8(wty, &mut p.clone(), rows, cols, &mut tmp[..rb]).is_err());
+        assert!(repack_x8(GgmlType::Q8_0, &mut p.clone(), rows, cols, &mut tmp).is_err());
         let mut pu = vec![0u8; p.len() + 1];
         pu[1..].copy_from_slice(&p);
         for n_batch in [1usize, 3, 4, 5, 9] {
@@ -495,38 +497,38 @@ fn q4k_x8_layout_and_kernel() {
             let a = acts(Isa::Scalar, wty, &x, cols);
             let ab = a.len() / n_batch;
             let mut s = vec![0f32; rows * n_batch];
-            matmul_rows_q4k_x8_isa(Isa::Scalar, &p, cols, 0..rows, &a, n_batch, &mut s).unwrap();
+            matmul_rows_x8_isa(Isa::Scalar, &p, wty, cols, 0..rows, &a, n_batch, &mut s).unwrap();
             for r in 0..rows {
                 for b in 0..n_batch {
                     let (wr, ar) = (&w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab]);
                     let want = vec_dot_isa(Isa::Scalar, wty, cols, wr, ar).unwrap();
-                    check_close(&format!("x8 {rows}x{cols} row {r} batch {b}"), s[b * rows + r], want, magnitude(wty, wr, ar, cols));
+                    check_close(&format!("{wty:?} x8 {rows}x{cols} row {r} batch {b}"), s[b * rows + r], want, magnitude(wty, wr, ar, cols));
                 }
             }
             let mut bad = vec![0f32; 4 * n_batch];
-            assert!(matmul_rows_q4k_x8_isa(Isa::Scalar, &p, cols, 4..8, &a, n_batch, &mut bad).is_err());
+            assert!(matmul_rows_x8_isa(Isa::Scalar, &p, wty, cols, 4..8, &a, n_batch, &mut bad).is_err());
             if !quant::isa_available(Isa::Avx512) {
                 continue;
             }
             let mut v = vec![0f32; rows * n_batch];
-            matmul_rows_q4k_x8_isa(Isa::Avx512, &pu[1..], cols, 0..rows, &a, n_batch, &mut v).unwrap();
+            matmul_rows_x8_isa(Isa::Avx512, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
             assert!(
                 v.iter().zip(&s).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "x8 {rows}x{cols} batch {n_batch}: avx512 vs scalar reference"
+                "{wty:?} x8 {rows}x{cols} batch {n_batch}: avx512 vs scalar reference"
             );
             // Each token alone, and row groups alone, give the same bits.
             for b in 0..n_batch {
                 let mut one = vec![0f32; rows];
-                matmul_rows_q4k_x8_isa(Isa::Avx512, &p, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
+                matmul_rows_x8_isa(Isa::Avx512, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
                 assert!(one.iter().zip(&v[b * rows..]).all(|(x, y)| x.to_bits() == y.to_bits()), "token {b} of {n_batch}");
             }
             let mut piece = vec![0f32; 8 * n_batch];
-            matmul_rows_q4k_x8_isa(Isa::Avx512, &p, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
+            matmul_rows_x8_isa(Isa::Avx512, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
             let want = (0..n_batch).flat_map(|b| &v[b * rows + rows - 8..(b + 1) * rows]);
             assert!(piece.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()), "last row group");
         }
     }
     if !quant::isa_available(Isa::Avx512) {
-        eprintln!("q4k_x8: AVX-512 kernel not run: this CPU lacks AVX-512 F/BW/VL/VBMI or GFNI");
+        eprintln!("x8: AVX-512 kernels not run: this CPU lacks AVX-512 F/BW/VL/VBMI or GFNI");
     }
 }

@@ -10,6 +10,26 @@ use core::arch::x86_64::*;
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
 use super::cpu::{isa_available, Isa};
 use super::q4_k_x8::{self, DMIN, D, GROUP, QS, ROWS, SCALES};
+use super::q6_k_x8;
+
+/// vpermi2b indices over the 128 scale bytes of a Q6_K x8 group block:
+/// for sub-block k, row r's scale (byte 16r + k) in both bytes of every
+/// i16 lane of row r (an arithmetic shift by 8 then sign-extends it).
+#[repr(C, align(64))]
+struct Q6ScaleIdx([[u8; 64]; 16]);
+static Q6_SCALE_IDX: Q6ScaleIdx = {
+    let mut t = [[0u8; 64]; 16];
+    let mut k = 0;
+    while k < 16 {
+        let mut l = 0;
+        while l < 64 {
+            t[k][l] = (16 * (l / 8) + k) as u8;
+            l += 1;
+        }
+        k += 1;
+    }
+    Q6ScaleIdx(t)
+};
 
 /// vpermb indices: for sub-block s, row r's scale (value 8s + r) in the
 /// low byte of every i16 lane of row r in a maddubs result (lanes 4r..4r+4,
@@ -37,12 +57,13 @@ const EVEN_BYTES: u64 = 0x5555_5555_5555_5555;
 /// GB/s with 8 KiB into L2 (4 and 16 KiB, or L1 at 8 KiB, were slower).
 const PREFETCH_AHEAD: usize = 8192;
 
-/// Prefetches into L2 the group block PREFETCH_AHEAD past `x`, one line
-/// per 64 bytes (consecutive calls cover the stream).
+/// Prefetches into L2 the `len` bytes PREFETCH_AHEAD past `x`, one line
+/// per 64 bytes (called once per group block of `len` bytes, so
+/// consecutive calls cover the stream).
 #[inline(always)]
-fn prefetch_l2(x: *const u8) {
+fn prefetch_l2(x: *const u8, len: usize) {
     let p = x.wrapping_add(PREFETCH_AHEAD);
-    for off in (0..GROUP).step_by(64) {
+    for off in (0..len).step_by(64) {
         // SAFETY: a prefetch is a hint that never faults, even past the end
         // of the matrix, and the address is computed without `add`.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8) };
@@ -89,7 +110,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp);
+            prefetch_l2(gp, GROUP);
             // The 128 six-bit values: scales (index 8s + r) and mins (8r + s).
             let nib = ld64(gp.add(SCALES));
             let hi = _mm512_broadcast_i64x4(ld32(gp.add(SCALES + 64)));
@@ -157,50 +178,150 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     }
 }
 
-/// `out[b * n_rows + r] = dot(row r, activation row b)` over a Q4_K x8
-/// matrix of rows of `rb` (original) bytes: 4 tokens at a time, then one.
-///
-/// # Safety
-/// The CPU must support every feature this function enables.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")]
-unsafe fn rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-    let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else { return };
-    // Whole groups only: `w` is whole groups in every caller.
-    let n_rows = w.len() / gb * ROWS;
-    let mut put = |b: usize, g: usize, t: &[f32; ROWS]| {
-        if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS) {
-            o.copy_from_slice(t);
-        }
-    };
-    for (g, grp) in w.chunks_exact(gb).enumerate() {
-        let mut b = 0;
-        while b + 4 <= n_batch {
-            let mut t = [[0f32; ROWS]; 4];
-            // SAFETY: needs a subset of this function's features.
-            unsafe { dot_q4k_x8::<4>(grp, act_rows::<4>(acts, ab, b), &mut t) };
-            for (k, t) in t.iter().enumerate() {
-                put(b + k, g, t);
+/// One Q6_K x8 row group times B activation rows (see `dot_q4k_x8`).
+#[inline(always)]
+unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
+    use q6_k_x8::{GROUP, HI, LO, SCALES, D};
+    let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
+    let gp0 = g.as_ptr();
+    // SAFETY (whole body): as in `dot_q4k_x8`, with Q6_K x8 group blocks:
+    // every read is inside group block i (LO + 64 * 15 + 64 = HI, HI + 64
+    // * 8 = GROUP) or activation block i (the last 8 bytes at 4 + 64 * 3 +
+    // 48 + 8 end at 260; bsums 260..292); Q6_SCALE_IDX entries are whole
+    // (k < 16). Features: the caller's.
+    unsafe {
+        let m4 = _mm512_set1_epi8(0xF);
+        let m30 = _mm512_set1_epi8(0x30);
+        // Row totals: lane 0 of rows 2j (128-bit lane 0) and 2j + 1 (lane 2)
+        // of each of two vectors, then the two halves joined.
+        let pick2 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
+        let join = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 19, 18, 17, 16, 3, 2, 1, 0);
+        let mut acc = [_mm256_setzero_ps(); B];
+        for i in 0..nb {
+            let gp = gp0.add(i * GROUP);
+            let y = |b: usize| a[b].as_ptr().add(i * Q8K);
+            prefetch_l2(gp, GROUP);
+            let (s_lo, s_hi) = (ld64(gp.add(SCALES)), ld64(gp.add(SCALES + 64)));
+            // Scales as i16, two rows (16 sub-blocks each) per vector.
+            let sw = [
+                _mm512_cvtepi8_epi16(_mm512_castsi512_si256(s_lo)),
+                _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(s_lo)),
+                _mm512_cvtepi8_epi16(_mm512_castsi512_si256(s_hi)),
+                _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(s_hi)),
+            ];
+            // Per token, sum over k of scale * bsum_k for each row (the
+            // -32 offset, taken once).
+            let mut off = [_mm256_setzero_si256(); B];
+            for (b, off) in off.iter_mut().enumerate() {
+                let bs = _mm512_broadcast_i64x4(ld32(y(b).add(260)));
+                let o = sw.map(|s| {
+                    let x = _mm512_madd_epi16(s, bs);
+                    let x = _mm512_add_epi32(x, _mm512_shuffle_epi32::<0b01_00_11_10>(x));
+                    let x = _mm512_add_epi32(x, _mm512_shuffle_epi32::<0b10_11_00_01>(x));
+                    _mm512_add_epi32(x, _mm512_shuffle_i32x4::<0b10_11_00_01>(x, x))
+                });
+                let lo = _mm512_permutex2var_epi32(o[0], pick2, o[1]);
+                let hi = _mm512_permutex2var_epi32(o[2], pick2, o[3]);
+                *off = _mm512_castsi512_si256(_mm512_permutex2var_epi32(lo, join, hi));
             }
-            b += 4;
+            let mut isum = [_mm512_setzero_si512(); B];
+            for p in 0..4 {
+                let ld = |o: usize, c: usize| ld64(gp.add(o + 64 * c));
+                let l0 = [ld(LO, 2 * p), ld(LO, 2 * p + 1)];
+                let l1 = [ld(LO, 2 * p + 8), ld(LO, 2 * p + 9)];
+                let h = [ld(HI, 2 * p), ld(HI, 2 * p + 1)];
+                for m in 0..4 {
+                    let idx = core::ptr::read_volatile(Q6_SCALE_IDX.0.as_ptr().add(4 * m + p) as *const __m512i);
+                    let sc = _mm512_srai_epi16::<8>(_mm512_permutex2var_epi8(s_lo, idx, s_hi));
+                    let q: [__m512i; 2] = core::array::from_fn(|t| {
+                        let lo = match m {
+                            0 => l0[t],
+                            1 => l1[t],
+                            2 => _mm512_srli_epi16::<4>(l0[t]),
+                            _ => _mm512_srli_epi16::<4>(l1[t]),
+                        };
+                        let hi = match m {
+                            0 => _mm512_slli_epi16::<4>(h[t]),
+                            1 => _mm512_slli_epi16::<2>(h[t]),
+                            2 => h[t],
+                            _ => _mm512_srli_epi16::<2>(h[t]),
+                        };
+                        // (hi & 0x30) | (lo & 0x0F)
+                        _mm512_ternarylogic_epi64::<0xEA>(hi, m30, _mm512_and_si512(lo, m4))
+                    });
+                    for (b, isum) in isum.iter_mut().enumerate() {
+                        let y0 = y(b).add(4 + 64 * m + 16 * p);
+                        // Two maddubs of one sub-block summed in 16 bits
+                        // (within -32256..=32004), then one madd by scale.
+                        let pk = _mm512_add_epi16(
+                            _mm512_maddubs_epi16(q[0], bq(y0)),
+                            _mm512_maddubs_epi16(q[1], bq(y0.add(8))),
+                        );
+                        *isum = _mm512_add_epi32(*isum, _mm512_madd_epi16(pk, sc));
+                    }
+                }
+            }
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(gp.add(D) as *const __m128i));
+            for b in 0..B {
+                let s = _mm512_add_epi64(isum[b], _mm512_srli_epi64::<32>(isum[b]));
+                let s = _mm256_sub_epi32(_mm512_cvtepi64_epi32(s), _mm256_slli_epi32::<5>(off[b]));
+                acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, bcast_f32(y(b))), _mm256_cvtepi32_ps(s), acc[b]);
+            }
         }
-        for b in b..n_batch {
-            let mut t = [[0f32; ROWS]; 1];
-            // SAFETY: as above.
-            unsafe { dot_q4k_x8::<1>(grp, act_rows::<1>(acts, ab, b), &mut t) };
-            put(b, g, &t[0]);
+        for b in 0..B {
+            _mm256_storeu_ps(out[b].as_mut_ptr(), acc[b]);
         }
     }
 }
 
-/// The Q4_K x8 row kernel (see `rows`); without AVX-512 the scalar
-/// reference, group by group.
-pub(super) fn q4k_x8_rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-    if rb == 0 || ab == 0 || n_batch == 0 {
-        return;
-    }
-    if isa_available(Isa::Avx512) {
-        // SAFETY: the CPU has every feature `rows` enables (checked).
-        return unsafe { rows(w, rb, acts, ab, n_batch, out) };
-    }
-    q4_k_x8::rows_scalar(w, rb, acts, ab, n_batch, out)
+/// A row kernel over an x8 matrix (`$dot`: one row group, B tokens):
+/// `out[b * n_rows + r] = dot(row r, activation row b)`, rows of `rb`
+/// (original) bytes, 4 tokens at a time, then one; and its safe entry point
+/// `$safe`, which without AVX-512 runs the layout's scalar reference.
+macro_rules! x8_rows {
+    ($safe:ident, $dot:ident, $scalar:path) => {
+        pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+            /// # Safety
+            /// The CPU must support every feature this function enables.
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")]
+            unsafe fn rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+                let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else { return };
+                // Whole groups only: `w` is whole groups in every caller.
+                let n_rows = w.len() / gb * ROWS;
+                let mut put = |b: usize, g: usize, t: &[f32; ROWS]| {
+                    if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS) {
+                        o.copy_from_slice(t);
+                    }
+                };
+                for (g, grp) in w.chunks_exact(gb).enumerate() {
+                    let mut b = 0;
+                    while b + 4 <= n_batch {
+                        let mut t = [[0f32; ROWS]; 4];
+                        // SAFETY: needs a subset of this function's features.
+                        unsafe { $dot::<4>(grp, act_rows::<4>(acts, ab, b), &mut t) };
+                        for (k, t) in t.iter().enumerate() {
+                            put(b + k, g, t);
+                        }
+                        b += 4;
+                    }
+                    for b in b..n_batch {
+                        let mut t = [[0f32; ROWS]; 1];
+                        // SAFETY: as above.
+                        unsafe { $dot::<1>(grp, act_rows::<1>(acts, ab, b), &mut t) };
+                        put(b, g, &t[0]);
+                    }
+                }
+            }
+            if rb == 0 || ab == 0 || n_batch == 0 {
+                return;
+            }
+            if isa_available(Isa::Avx512) {
+                // SAFETY: the CPU has every feature `rows` enables (checked).
+                return unsafe { rows(w, rb, acts, ab, n_batch, out) };
+            }
+            $scalar(w, rb, acts, ab, n_batch, out)
+        }
+    };
 }
+x8_rows!(q4k_x8_rows, dot_q4k_x8, q4_k_x8::rows_scalar);
+x8_rows!(q6k_x8_rows, dot_q6k_x8, q6_k_x8::rows_scalar);

@@ -11,7 +11,7 @@ use half::f16;
 
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx512};
-use super::q4_k_x8;
+use super::{q4_k_x8, q6_k_x8, x8};
 use super::cpu::{self, Isa};
 use super::{
     ActFormat, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, Format, GgmlType, QuantError,
@@ -389,44 +389,66 @@ fn weight_rows<'w>(w: &'w [u8], rb: usize, rows: &Range<usize>) -> Result<&'w [u
     w.get(rows.start * rb..rows.end * rb).ok_or(QuantError::Overflow)
 }
 
-/// [`matmul_rows`] for a Q4_K matrix repacked by [`q4_k_x8::repack`]
-/// (same shapes; `rows` must start and end on a multiple of 8). Results
-/// differ from the row-major kernels' only in float rounding.
-pub fn matmul_rows_q4k_x8(
-    w: &[u8],
-    n_cols: usize,
-    rows: Range<usize>,
-    acts: &[u8],
-    n_batch: usize,
-    out: &mut [f32],
-) -> Result<(), QuantError> {
-    matmul_rows_q4k_x8_isa(cpu::isa(), w, n_cols, rows, acts, n_batch, out)
+/// Repacks a row-major matrix of `ty` (Q4_K or Q6_K), `rows` (a multiple
+/// of 8) rows of `n_cols` values, in place into its x8 layout
+/// (`q4_k_x8`, `q6_k_x8`); `tmp` holds 8 rows.
+pub fn repack_x8(ty: GgmlType, data: &mut [u8], rows: usize, n_cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
+    match ty {
+        GgmlType::Q4K => q4_k_x8::repack(data, rows, n_cols, tmp),
+        GgmlType::Q6K => q6_k_x8::repack(data, rows, n_cols, tmp),
+        ty => Err(QuantError::Unsupported { ty, op: "x8 layout" }),
+    }
 }
 
-/// [`matmul_rows_q4k_x8`] on the kernels of `isa`: the AVX-512 kernel, or
-/// (below that level) the scalar reference of the layout.
-pub fn matmul_rows_q4k_x8_isa(
-    isa: Isa,
+/// [`matmul_rows`] for a matrix of `wty` repacked by [`repack_x8`] (same
+/// shapes; `rows` must start and end on a multiple of 8). Results differ
+/// from the row-major kernels' only in float rounding.
+pub fn matmul_rows_x8(
     w: &[u8],
+    wty: GgmlType,
     n_cols: usize,
     rows: Range<usize>,
     acts: &[u8],
     n_batch: usize,
     out: &mut [f32],
 ) -> Result<(), QuantError> {
-    let (rb, ab) = check_matmul(w.len(), GgmlType::Q4K, n_cols, &rows, acts.len(), n_batch, out.len())?;
-    let x8 = q4_k_x8::ROWS;
+    matmul_rows_x8_isa(cpu::isa(), w, wty, n_cols, rows, acts, n_batch, out)
+}
+
+/// [`matmul_rows_x8`] on the kernels of `isa`: the AVX-512 kernels, or
+/// (below that level) the scalar references of the layouts.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_rows_x8_isa(
+    isa: Isa,
+    w: &[u8],
+    wty: GgmlType,
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
+    let (rb, ab) = check_matmul(w.len(), wty, n_cols, &rows, acts.len(), n_batch, out.len())?;
+    let x8 = x8::ROWS;
     let n_rows = w.len().checked_div(rb).unwrap_or(0);
     if !n_rows.is_multiple_of(x8) || !rows.start.is_multiple_of(x8) || !rows.end.is_multiple_of(x8) {
         return Err(QuantError::RowRange { start: rows.start, end: rows.end, n_rows });
     }
     let w = weight_rows(w, rb, &rows)?;
     #[cfg(target_arch = "x86_64")]
-    if cpu::usable(isa) == Isa::Avx512 {
-        avx512::q4k_x8_rows(w, rb, acts, ab, n_batch, out);
-        return Ok(());
-    }
-    let _ = isa;
-    q4_k_x8::rows_scalar(w, rb, acts, ab, n_batch, out);
+    let simd = cpu::usable(isa) == Isa::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = { let _ = isa; false };
+    type Rows = fn(&[u8], usize, &[u8], usize, usize, &mut [f32]);
+    let f: Rows = match (wty, simd) {
+        #[cfg(target_arch = "x86_64")]
+        (GgmlType::Q4K, true) => avx512::q4k_x8_rows,
+        #[cfg(target_arch = "x86_64")]
+        (GgmlType::Q6K, true) => avx512::q6k_x8_rows,
+        (GgmlType::Q4K, _) => q4_k_x8::rows_scalar,
+        (GgmlType::Q6K, _) => q6_k_x8::rows_scalar,
+        (ty, _) => return Err(QuantError::Unsupported { ty, op: "x8 layout" }),
+    };
+    f(w, rb, acts, ab, n_batch, out);
     Ok(())
 }

@@ -6,9 +6,9 @@
 //! match ggml's numerics. `matmul` holds the API the model calls and the one
 //! dispatch point (`row_kernels`) where the kernels of the instruction set
 //! chosen by `cpu` (AVX2 kernels in `avx2`, or the scalar reference) are
-//! picked. `q4_k_x8` is a second layout for Q4_K matrices (8 rows
-//! interleaved, repacked at load) with its own kernels (`avx512`, and a
-//! scalar reference in `q4_k_x8`).
+//! picked. `q4_k_x8` and `q6_k_x8` are a second layout for Q4_K and Q6_K
+//! matrices (8 rows interleaved, repacked at load) with their own kernels
+//! (`avx512`, and scalar references beside the layouts).
 //!
 //! Data arrives as `&[u8]` (GGUF tensors are only 32-byte aligned), so blocks
 //! are decoded with `from_le_bytes`: no alignment assumptions, and no unsafe
@@ -28,6 +28,8 @@ mod matmul;
 mod vec;
 mod q4_k;
 pub mod q4_k_x8;
+pub mod q6_k_x8;
+mod x8;
 mod q5_k;
 mod q6_k;
 mod q8_0;
@@ -35,8 +37,8 @@ mod q8_k;
 
 pub use cpu::{isa, isa_available, set_max_isa, set_simd, Isa};
 pub use matmul::{
-    act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matmul_rows_q4k_x8,
-    matmul_rows_q4k_x8_isa, matvec_rows,
+    act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matmul_rows_x8,
+    matmul_rows_x8_isa, matvec_rows, repack_x8,
     quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,
 };
 pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32, f32_to_f16, silu_simd, swiglu_simd};
@@ -66,8 +68,8 @@ pub enum GgmlType {
 pub enum Layout {
     /// Rows back to back, as in a GGUF file.
     Rows,
-    /// Q4_K repacked 8 rows at a time (`q4_k_x8`).
-    Q4KX8,
+    /// Repacked 8 rows at a time (`q4_k_x8`, `q6_k_x8`): Q4_K or Q6_K.
+    X8,
 }
 
 /// Values per k-quant super-block.

@@ -20,10 +20,10 @@
 
 use super::q4_k::BlockQ4K;
 use super::q8_k::{self, BlockQ8K};
+use super::x8::{self, fma};
 use super::{scales_mins_k4, GgmlType, QuantError, QK_K};
 
-/// Rows per group.
-pub const ROWS: usize = 8;
+pub use super::x8::ROWS;
 const BLOCK: usize = 144;
 /// Bytes of one block of a row group.
 pub const GROUP: usize = ROWS * BLOCK;
@@ -99,67 +99,18 @@ pub fn unpack(g: &[u8; GROUP], r: usize) -> [u8; BLOCK] {
     b
 }
 
-fn check(len: usize, rows: usize, cols: usize, tmp: usize) -> Result<usize, QuantError> {
-    let nb = cols / QK_K;
-    if !cols.is_multiple_of(QK_K) {
-        return Err(QuantError::PartialBlock { ty: GgmlType::Q4K, n: cols });
-    }
-    let length = |what, expected: usize, actual| Err(QuantError::Length { what, expected, actual });
-    if !rows.is_multiple_of(ROWS) {
-        return length("Q4_K x8 rows (a multiple of 8)", rows.next_multiple_of(ROWS), rows);
-    }
-    if len != rows * nb * BLOCK {
-        return length("Q4_K x8 matrix", rows * nb * BLOCK, len);
-    }
-    if tmp < ROWS * nb * BLOCK {
-        return length("Q4_K x8 scratch", ROWS * nb * BLOCK, tmp);
-    }
-    Ok(nb)
-}
-
 /// Repacks a row-major Q4_K matrix of `rows` (a multiple of 8) rows of
 /// `cols` values in place; `tmp` holds 8 rows (`8 * cols / 256 * 144`
 /// bytes).
 pub fn repack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
-    let nb = check(data.len(), rows, cols, tmp.len())?;
-    let rb = nb * BLOCK;
-    for slab in data.chunks_exact_mut(ROWS * rb) {
-        let tmp = &mut tmp[..ROWS * rb];
-        tmp.copy_from_slice(slab);
-        for (i, dst) in slab.as_chunks_mut::<GROUP>().0.iter_mut().enumerate() {
-            let src: [[u8; BLOCK]; ROWS] = core::array::from_fn(|r| {
-                let o = r * rb + i * BLOCK;
-                tmp[o..o + BLOCK].try_into().unwrap_or([0; BLOCK])
-            });
-            pack(&src, dst);
-        }
-    }
-    Ok(())
+    x8::repack(GgmlType::Q4K, data, rows, cols, tmp, |slab, rb, i, dst| {
+        pack(&core::array::from_fn(|r| x8::slab_block::<BLOCK>(slab, rb, r, i)), dst)
+    })
 }
 
 /// The inverse of [`repack`].
 pub fn unrepack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
-    let nb = check(data.len(), rows, cols, tmp.len())?;
-    let rb = nb * BLOCK;
-    for slab in data.chunks_exact_mut(ROWS * rb) {
-        let tmp = &mut tmp[..ROWS * rb];
-        tmp.copy_from_slice(slab);
-        for (i, g) in tmp.as_chunks::<GROUP>().0.iter().enumerate() {
-            for r in 0..ROWS {
-                let o = r * rb + i * BLOCK;
-                slab[o..o + BLOCK].copy_from_slice(&unpack(g, r));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `a * b + c` rounded once, as an FMA instruction does (the product of
-/// two f32 is exact in f64; the sum rounds to f64 and then to f32, which
-/// can differ from one rounding only in ties far below the tolerance the
-/// kernels are tested with).
-fn fma(a: f32, b: f32, c: f32) -> f32 {
-    (a as f64 * b as f64 + c as f64) as f32
+    x8::unrepack(GgmlType::Q4K, data, rows, cols, tmp, |g, r, out| out.copy_from_slice(&unpack(g, r)))
 }
 
 /// The 8 dots of one row group (`nb` group blocks) with activation row
@@ -201,16 +152,5 @@ fn f16_at(g: &[u8], o: usize) -> f32 {
 /// `out[b * n_rows + r] = dot(row r, activation row b)` over a Q4_K x8
 /// matrix of rows of `rb` (original) bytes, by `vec_dot_group`.
 pub(super) fn rows_scalar(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-    let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0 && ab != 0) else { return };
-    // Whole groups only: `w` is whole groups in every caller.
-    let n_rows = w.len() / gb * ROWS;
-    for (g, grp) in w.chunks_exact(gb).enumerate() {
-        for (b, a) in acts.chunks_exact(ab).take(n_batch).enumerate() {
-            let mut t = [0f32; ROWS];
-            vec_dot_group(grp, a, &mut t);
-            if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS) {
-                o.copy_from_slice(&t);
-            }
-        }
-    }
+    x8::rows_scalar(vec_dot_group, w, rb, acts, ab, n_batch, out)
 }

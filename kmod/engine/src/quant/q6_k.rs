@@ -47,7 +47,7 @@ impl BlockQ6K {
 
     /// The 256 quants minus 32 (-32..32), in value order.
     #[inline(always)]
-    fn unpack(&self) -> [i8; QK_K] {
+    pub(super) fn unpack(&self) -> [i8; QK_K] {
         let mut a = [0i8; QK_K];
         for h in 0..QK_K / 128 {
             let (ql, qh) = (&self.ql[64 * h..64 * h + 64], &self.qh[32 * h..32 * h + 32]);
