@@ -1,11 +1,12 @@
 //! Throughput of one matmul kernel on a random matrix, in weight GB/s:
 //! `cargo run --release --example kernel_bench -- TYPE MiB BATCH [REPS [ISA]]`
-//! (TYPE q4k|q6k|q5k|q8_0|f16; MiB 1 fits the caches, 1024 streams from
+//! (TYPE q4k|q6k|q5k|q8_0|f16, or q4kx8|q6kx8 repacked; MiB 1 fits the caches, 1024 streams from
 //! memory; ISA scalar|avx2|avx512 caps the kernels, default the best).
 //! `KB_COLS=n` sets the row length (default 5120). With `KB_FILE=path` the
 //! matrix is written there and multiplied from a read-only shared mapping
-//! of it (page cache, as `llamux` maps a model).
-use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_x8, quantize_acts_batch, repack_x8, set_max_isa, GgmlType, Isa};
+//! of it (page cache, as `llamux` maps a model). `KB_THREADS=n` splits the
+//! rows over n threads.
+use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_with, quantize_acts_batch, repack_x8, set_max_isa, GgmlType, Isa, Layout};
 use std::time::Instant;
 
 fn main() {
@@ -71,14 +72,25 @@ fn main() {
     let mut acts = vec![0u8; ab * nb];
     quantize_acts_batch(ty, &x, n_cols, &mut acts).unwrap();
     let mut out = vec![0f32; n_rows * nb];
+    // KB_THREADS: rows split in that many contiguous ranges (multiples of
+    // 8), one thread each, as the engine's pool splits a matmul.
+    let threads: usize = std::env::var("KB_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let per = n_rows.div_ceil(threads).next_multiple_of(8);
+    let mul = |r: std::ops::Range<usize>, out: &mut [f32]| {
+        let layout = if x8 { Layout::X8 } else { Layout::Rows };
+        matmul_rows_with(isa(), layout, w, ty, n_cols, r, &acts, nb, out).unwrap();
+    };
     let mut best = f64::MAX;
     for _ in 0..reps {
         let t = Instant::now();
-        if x8 {
-            matmul_rows_x8(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
-        } else {
-            matmul_rows(w, ty, n_cols, 0..n_rows, &acts, nb, &mut out).unwrap();
-        }
+        // Token-major per range: with several threads and tokens, each
+        // range's results stay together (the sum is unchanged).
+        std::thread::scope(|sc| {
+            for (k, o) in out.chunks_mut(per * nb).enumerate() {
+                let r0 = k * per;
+                sc.spawn(move || mul(r0..r0 + o.len() / nb, o));
+            }
+        });
         best = best.min(t.elapsed().as_secs_f64());
     }
     if let Some(p) = &plain {

@@ -634,10 +634,8 @@ fn matmul(
     if w.layout == Layout::X8 {
         chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
     }
-    let mul = |r: core::ops::Range<usize>, n, out: &mut [f32]| match w.layout {
-        Layout::Rows => quant::matmul_rows(w.data, w.ty, w.cols, r, acts, n, out),
-        Layout::X8 => quant::matmul_rows_x8(w.data, w.ty, w.cols, r, acts, n, out),
-    };
+    let isa = quant::isa();
+    let mul = |r, n, out: &mut [f32]| quant::matmul_rows_with(isa, w.layout, w.data, w.ty, w.cols, r, acts, n, out);
     let n_tasks = w.rows.div_ceil(chunk.max(1));
     let rows = w.rows;
     let (mm, out) = (Disjoint::new(&mut mm[..n * rows]), Disjoint::new(&mut out[..n * rows]));

@@ -472,7 +472,7 @@ fn vector_helpers_and_switch() {
 /// bits for every row range, batch and alignment.
 #[test]
 fn x8_layouts_and_kernels() {
-    use llamux_engine::quant::{matmul_rows_x8_isa, q4_k_x8, q6_k_x8, repack_x8};
+    use llamux_engine::quant::{matmul_rows_with, q4_k_x8, q6_k_x8, repack_x8, Layout};
     let mut rng = Rng(0x5eed_0008);
     let shapes = [(8usize, 256usize), (24, 768), (40, 256 * 5)];
     for (wty, (rows, cols)) in [GgmlType::Q4K, GgmlType::Q6K].into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
@@ -497,7 +497,7 @@ fn x8_layouts_and_kernels() {
             let a = acts(Isa::Scalar, wty, &x, cols);
             let ab = a.len() / n_batch;
             let mut s = vec![0f32; rows * n_batch];
-            matmul_rows_x8_isa(Isa::Scalar, &p, wty, cols, 0..rows, &a, n_batch, &mut s).unwrap();
+            matmul_rows_with(Isa::Scalar, Layout::X8, &p, wty, cols, 0..rows, &a, n_batch, &mut s).unwrap();
             for r in 0..rows {
                 for b in 0..n_batch {
                     let (wr, ar) = (&w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab]);
@@ -506,12 +506,12 @@ fn x8_layouts_and_kernels() {
                 }
             }
             let mut bad = vec![0f32; 4 * n_batch];
-            assert!(matmul_rows_x8_isa(Isa::Scalar, &p, wty, cols, 4..8, &a, n_batch, &mut bad).is_err());
+            assert!(matmul_rows_with(Isa::Scalar, Layout::X8, &p, wty, cols, 4..8, &a, n_batch, &mut bad).is_err());
             if !quant::isa_available(Isa::Avx512) {
                 continue;
             }
             let mut v = vec![0f32; rows * n_batch];
-            matmul_rows_x8_isa(Isa::Avx512, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
+            matmul_rows_with(Isa::Avx512, Layout::X8, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
             assert!(
                 v.iter().zip(&s).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{wty:?} x8 {rows}x{cols} batch {n_batch}: avx512 vs scalar reference"
@@ -519,11 +519,11 @@ fn x8_layouts_and_kernels() {
             // Each token alone, and row groups alone, give the same bits.
             for b in 0..n_batch {
                 let mut one = vec![0f32; rows];
-                matmul_rows_x8_isa(Isa::Avx512, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
+                matmul_rows_with(Isa::Avx512, Layout::X8, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
                 assert!(one.iter().zip(&v[b * rows..]).all(|(x, y)| x.to_bits() == y.to_bits()), "token {b} of {n_batch}");
             }
             let mut piece = vec![0f32; 8 * n_batch];
-            matmul_rows_x8_isa(Isa::Avx512, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
+            matmul_rows_with(Isa::Avx512, Layout::X8, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
             let want = (0..n_batch).flat_map(|b| &v[b * rows + rows - 8..(b + 1) * rows]);
             assert!(piece.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()), "last row group");
         }

@@ -13,6 +13,7 @@ use half::f16;
 use super::{avx2, avx512};
 use super::{q4_k_x8, q6_k_x8, x8};
 use super::cpu::{self, Isa};
+use super::Layout;
 use super::{
     ActFormat, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, Format, GgmlType, QuantError,
     WeightFormat,
@@ -322,17 +323,74 @@ pub fn matmul_rows_isa(
     n_batch: usize,
     out: &mut [f32],
 ) -> Result<(), QuantError> {
-    let k = row_kernels(wty, isa)?;
+    matmul_rows_with(isa, Layout::Rows, w, wty, n_cols, rows, acts, n_batch, out)
+}
+
+/// [`matmul_rows_isa`] for a matrix in `layout`: row-major, or repacked by
+/// [`repack_x8`] (then `rows` must start and end on a multiple of 8, and
+/// results differ from the row-major kernels' only in float rounding; the
+/// AVX-512 kernels run at that level, the layouts' scalar references
+/// below it).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_rows_with(
+    isa: Isa,
+    layout: Layout,
+    w: &[u8],
+    wty: GgmlType,
+    n_cols: usize,
+    rows: Range<usize>,
+    acts: &[u8],
+    n_batch: usize,
+    out: &mut [f32],
+) -> Result<(), QuantError> {
     let (rb, ab) = check_matmul(w.len(), wty, n_cols, &rows, acts.len(), n_batch, out.len())?;
+    let f = match layout {
+        Layout::Rows => {
+            let k = row_kernels(wty, isa)?;
+            k.rows.map_or(Kernel::Dot(k.vec_dot), Kernel::Rows)
+        }
+        Layout::X8 => {
+            let x8 = x8::ROWS;
+            let n_rows = w.len().checked_div(rb).unwrap_or(0);
+            if !n_rows.is_multiple_of(x8) || !rows.start.is_multiple_of(x8) || !rows.end.is_multiple_of(x8) {
+                return Err(QuantError::RowRange { start: rows.start, end: rows.end, n_rows });
+            }
+            Kernel::Rows(x8_kernel(wty, isa)?)
+        }
+    };
     if n_batch == 0 {
         return Ok(());
     }
     let w = weight_rows(w, rb, &rows)?;
-    match k.rows {
-        Some(f) => f(w, rb, acts, ab, n_batch, out),
-        None => rows_with(k.vec_dot, w, rb, acts, ab, n_batch, out),
+    match f {
+        Kernel::Rows(f) => f(w, rb, acts, ab, n_batch, out),
+        Kernel::Dot(dot) => rows_with(dot, w, rb, acts, ab, n_batch, out),
     }
     Ok(())
+}
+
+/// What multiplies a range of rows: a row kernel, or a dot product looped.
+enum Kernel {
+    Rows(RowsFn),
+    Dot(DotFn),
+}
+
+/// The row kernel of the x8 layout of `wty` at `isa`.
+fn x8_kernel(wty: GgmlType, isa: Isa) -> Result<RowsFn, QuantError> {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::usable(isa) == Isa::Avx512 {
+        match wty {
+            GgmlType::Q4K => return Ok(avx512::q4k_x8_rows),
+            GgmlType::Q6K => return Ok(avx512::q6k_x8_rows),
+            _ => {}
+        }
+    }
+    let _ = isa;
+    match wty {
+        GgmlType::Q4K => Ok(q4_k_x8::rows_scalar),
+        GgmlType::Q6K => Ok(q6_k_x8::rows_scalar),
+        ty => Err(QuantError::Unsupported { ty, op: "x8 layout" }),
+    }
 }
 
 /// Checks a matmul's shapes (see [`matmul_rows`]); returns the bytes of a
@@ -398,57 +456,4 @@ pub fn repack_x8(ty: GgmlType, data: &mut [u8], rows: usize, n_cols: usize, tmp:
         GgmlType::Q6K => q6_k_x8::repack(data, rows, n_cols, tmp),
         ty => Err(QuantError::Unsupported { ty, op: "x8 layout" }),
     }
-}
-
-/// [`matmul_rows`] for a matrix of `wty` repacked by [`repack_x8`] (same
-/// shapes; `rows` must start and end on a multiple of 8). Results differ
-/// from the row-major kernels' only in float rounding.
-pub fn matmul_rows_x8(
-    w: &[u8],
-    wty: GgmlType,
-    n_cols: usize,
-    rows: Range<usize>,
-    acts: &[u8],
-    n_batch: usize,
-    out: &mut [f32],
-) -> Result<(), QuantError> {
-    matmul_rows_x8_isa(cpu::isa(), w, wty, n_cols, rows, acts, n_batch, out)
-}
-
-/// [`matmul_rows_x8`] on the kernels of `isa`: the AVX-512 kernels, or
-/// (below that level) the scalar references of the layouts.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_rows_x8_isa(
-    isa: Isa,
-    w: &[u8],
-    wty: GgmlType,
-    n_cols: usize,
-    rows: Range<usize>,
-    acts: &[u8],
-    n_batch: usize,
-    out: &mut [f32],
-) -> Result<(), QuantError> {
-    let (rb, ab) = check_matmul(w.len(), wty, n_cols, &rows, acts.len(), n_batch, out.len())?;
-    let x8 = x8::ROWS;
-    let n_rows = w.len().checked_div(rb).unwrap_or(0);
-    if !n_rows.is_multiple_of(x8) || !rows.start.is_multiple_of(x8) || !rows.end.is_multiple_of(x8) {
-        return Err(QuantError::RowRange { start: rows.start, end: rows.end, n_rows });
-    }
-    let w = weight_rows(w, rb, &rows)?;
-    #[cfg(target_arch = "x86_64")]
-    let simd = cpu::usable(isa) == Isa::Avx512;
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = { let _ = isa; false };
-    type Rows = fn(&[u8], usize, &[u8], usize, usize, &mut [f32]);
-    let f: Rows = match (wty, simd) {
-        #[cfg(target_arch = "x86_64")]
-        (GgmlType::Q4K, true) => avx512::q4k_x8_rows,
-        #[cfg(target_arch = "x86_64")]
-        (GgmlType::Q6K, true) => avx512::q6k_x8_rows,
-        (GgmlType::Q4K, _) => q4_k_x8::rows_scalar,
-        (GgmlType::Q6K, _) => q6_k_x8::rows_scalar,
-        (ty, _) => return Err(QuantError::Unsupported { ty, op: "x8 layout" }),
-    };
-    f(w, rb, acts, ab, n_batch, out);
-    Ok(())
 }

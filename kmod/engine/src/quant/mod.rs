@@ -37,8 +37,8 @@ mod q8_k;
 
 pub use cpu::{isa, isa_available, set_max_isa, set_simd, Isa};
 pub use matmul::{
-    act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matmul_rows_x8,
-    matmul_rows_x8_isa, matvec_rows, repack_x8,
+    act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matmul_rows_with,
+    matvec_rows, repack_x8,
     quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,
 };
 pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32, f32_to_f16, silu_simd, swiglu_simd};
