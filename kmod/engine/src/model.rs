@@ -292,16 +292,18 @@ pub fn repackable(t: &TensorInfo<'_>) -> bool {
 
 /// Repacks in place, in a GGUF file's bytes, every matrix [`repackable`]
 /// names into its x8 layout (`quant::q4_k_x8`, `quant::q6_k_x8`) for the
-/// AVX-512 kernels; parse the result with [`Model::from_repacked_gguf`]. On CPUs
-/// below `quant::Isa::Avx512` the layout runs its scalar reference, so only
-/// repack where `quant::isa()` is `Avx512`. Returns the matrices repacked.
+/// AVX-512 kernels; parse the result with [`Model::from_repacked_gguf`].
+/// Below `quant::Isa::Avx512` the layouts run their scalar references, so
+/// only repack where `quant::isa()` is `Avx512`. Returns the matrices
+/// repacked.
 pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
     let mut plan = Vec::new();
     let mut tmp_len = 0;
     {
         let g = Gguf::parse(bytes)?;
         for t in g.tensors.iter().filter(|t| repackable(t)) {
-            let (rows, cols, ty) = (t.dims[1] as usize, t.dims[0] as usize, t.ty.unwrap_or(GgmlType::Q4K));
+            let Some(ty) = t.ty else { continue };
+            let (rows, cols) = (t.dims[1] as usize, t.dims[0] as usize);
             plan.try_reserve(1).map_err(|_| ModelError::OutOfMemory)?;
             plan.push((t.start as usize, t.n_bytes as usize, rows, cols, ty));
             tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * ty.block_bytes());

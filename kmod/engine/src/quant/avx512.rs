@@ -1,6 +1,7 @@
-//! AVX-512 kernels for the Q4_K x8 layout (`q4_k_x8`): 512-bit vectors,
-//! rows in the lanes. Each gives, per row, the integers and float
-//! operations of `q4_k_x8::vec_dot_group` (tests/simd.rs compares them).
+//! AVX-512 kernels for the x8 layouts (`q4_k_x8`, `q6_k_x8`): 512-bit
+//! vectors, rows in the lanes. Each gives, per row, the integers and float
+//! operations of its layout's `vec_dot_group` (tests/simd.rs compares
+//! them).
 //!
 //! Every `unsafe fn` here needs the features of `cpu::Isa::Avx512`
 //! (AVX2, FMA, F16C, AVX-512 F/BW/VL/VBMI) at run time.

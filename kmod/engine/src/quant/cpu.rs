@@ -14,8 +14,8 @@ pub enum Isa {
     /// GFNI for the one-token Q4_K kernel's nibbles): the same integer
     /// results and float operations (same bits), but 32 vector registers,
     /// so the multi-token prefill kernels keep their accumulators out of
-    /// memory. Also the level of the 512-bit kernels for repacked Q4_K
-    /// matrices (`q4_k_x8`, needing VBMI too).
+    /// memory. Also the level of the 512-bit kernels for repacked Q4_K and
+    /// Q6_K matrices (`q4_k_x8`, `q6_k_x8`; they need VBMI too).
     Avx512,
 }
 

@@ -20,7 +20,7 @@
 
 use super::q4_k::BlockQ4K;
 use super::q8_k::{self, BlockQ8K};
-use super::x8::{self, fma};
+use super::x8::{self, f16_at, fma};
 use super::{scales_mins_k4, GgmlType, QuantError, QK_K};
 
 pub use super::x8::ROWS;
@@ -143,10 +143,6 @@ pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
         }
     }
     *out = acc;
-}
-
-fn f16_at(g: &[u8], o: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([g[o], g[o + 1]])).to_f32()
 }
 
 /// `out[b * n_rows + r] = dot(row r, activation row b)` over a Q4_K x8

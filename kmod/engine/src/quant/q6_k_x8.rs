@@ -17,7 +17,7 @@
 
 use super::q6_k::BlockQ6K;
 use super::q8_k::{self, BlockQ8K};
-use super::x8::{self, fma};
+use super::x8::{self, f16_at, fma};
 use super::{GgmlType, QuantError, QK_K};
 
 pub use super::x8::ROWS;
@@ -112,7 +112,7 @@ pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
                 let sc = g[SCALES + 16 * r + k] as i8 as i32;
                 isum += sc * (p - 32 * y.bsums[k] as i32);
             }
-            let d = half::f16::from_bits(u16::from_le_bytes([g[D + 2 * r], g[D + 2 * r + 1]])).to_f32() * y.d;
+            let d = f16_at(g, D + 2 * r) * y.d;
             *acc = fma(d, isum as f32, *acc);
         }
     }

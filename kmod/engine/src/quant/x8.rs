@@ -91,6 +91,11 @@ pub(super) fn fma(a: f32, b: f32, c: f32) -> f32 {
     (a as f64 * b as f64 + c as f64) as f32
 }
 
+/// The f16 at byte `o` of a group block, as f32.
+pub(super) fn f16_at(g: &[u8], o: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([g[o], g[o + 1]])).to_f32()
+}
+
 /// `out[b * n_rows + r] = dot(row r, activation row b)` over an x8 matrix
 /// of rows of `rb` (original) bytes, by `dot` (one row group, 8 results).
 pub(super) fn rows_scalar(
