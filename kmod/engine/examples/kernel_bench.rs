@@ -4,7 +4,9 @@
 //! memory; ISA scalar|avx2|avx512 caps the kernels, default the best).
 //! `KB_COLS=n` sets the row length (default 5120). With `KB_FILE=path` the
 //! matrix is written there and multiplied from a read-only shared mapping
-//! of it (page cache, as `llamux` maps a model). `KB_THREADS=n` splits the
+//! of it (page cache, as `llamux --isa avx2` maps a model); without it
+//! the matrix sits in anonymous huge pages, as `llamux` reads a model for
+//! the AVX-512 kernels. `KB_THREADS=n` splits the
 //! rows over n threads.
 use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_with, quantize_acts_batch, repack_x8, set_max_isa, GgmlType, Isa, Layout};
 use std::time::Instant;
@@ -65,7 +67,7 @@ fn main() {
     });
     let w: &[u8] = match mapped {
         Some(m) => m,
-        None => &w,
+        None => anon_huge(&w),
     };
     let x: Vec<f32> = (0..n_cols * nb).map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0).collect();
     let ab = act_row_bytes(ty, n_cols).unwrap();
@@ -116,6 +118,28 @@ fn main() {
         w.len() as f64 / best / 1e9,
         best * 1e9 / (w.len() / bb) as f64 / nb as f64
     );
+}
+
+/// A copy of `w` in a fresh anonymous mapping advised for huge pages
+/// (leaked): with 4 KiB pages the kernels stream measurably slower.
+fn anon_huge(w: &[u8]) -> &'static [u8] {
+    extern "C" {
+        fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+        fn madvise(addr: *mut u8, len: usize, advice: i32) -> i32;
+    }
+    const PROT_RW: i32 = 3;
+    const MAP_PRIVATE_ANON: i32 = 0x22;
+    const MADV_HUGEPAGE: i32 = 14;
+    // SAFETY: a fresh private mapping of w.len() bytes that nothing else
+    // references; it is never unmapped, so the slice lives forever.
+    unsafe {
+        let p = mmap(std::ptr::null_mut(), w.len().max(1), PROT_RW, MAP_PRIVATE_ANON, -1, 0);
+        assert!(p as isize != -1, "mmap failed");
+        madvise(p, w.len(), MADV_HUGEPAGE);
+        let m = std::slice::from_raw_parts_mut(p, w.len());
+        m.copy_from_slice(w);
+        m
+    }
 }
 
 /// A read-only shared mapping of the first `len` bytes of `f` (leaked).

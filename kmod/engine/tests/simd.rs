@@ -529,6 +529,6 @@ fn x8_layouts_and_kernels() {
         }
     }
     if !quant::isa_available(Isa::Avx512) {
-        eprintln!("x8: AVX-512 kernels not run: this CPU lacks AVX-512 F/BW/VL/VBMI or GFNI");
+        eprintln!("x8: AVX-512 kernels not run: this CPU lacks AVX-512 F/BW/VL/VBMI/VNNI or GFNI");
     }
 }

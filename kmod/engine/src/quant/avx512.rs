@@ -4,7 +4,7 @@
 //! them).
 //!
 //! Every `unsafe fn` here needs the features of `cpu::Isa::Avx512`
-//! (AVX2, FMA, F16C, AVX-512 F/BW/VL/VBMI) at run time.
+//! (AVX2, FMA, F16C, AVX-512 F/BW/VL/VBMI/VNNI) at run time.
 
 use core::arch::x86_64::*;
 
@@ -33,8 +33,8 @@ static Q6_SCALE_IDX: Q6ScaleIdx = {
 };
 
 /// vpermb indices: for sub-block s, row r's scale (value 8s + r) in the
-/// low byte of every i16 lane of row r in a maddubs result (lanes 4r..4r+4,
-/// bytes 8r..8r+8); the odd bytes are zeroed by the mask.
+/// bytes of row r in a vpdpbusd result (i32 lanes 2r and 2r + 1, bytes
+/// 8r..8r + 8); the mask keeps only each lane's low byte.
 #[repr(C, align(64))]
 struct ScaleIdx([[u8; 64]; 8]);
 static SCALE_IDX: ScaleIdx = {
@@ -50,17 +50,22 @@ static SCALE_IDX: ScaleIdx = {
     }
     ScaleIdx(t)
 };
-const EVEN_BYTES: u64 = 0x5555_5555_5555_5555;
+/// The low byte of every i32 lane.
+const LOW_BYTES: u64 = 0x1111_1111_1111_1111;
 
-/// How far ahead of the group block being read the kernel prefetches, and
-/// into L2 only: streaming a 1 GiB matrix on one core here ran at 20 GB/s
-/// with the row-major kernels' 4 KiB into L1 (or with no prefetch), 24-27
-/// GB/s with 8 KiB into L2 (4 and 16 KiB, or L1 at 8 KiB, were slower).
-const PREFETCH_AHEAD: usize = 8192;
+/// How far ahead of the group block being read the kernels prefetch, into
+/// L2 only: all of it for Q6_K, one line for Q4_K. Measured with the
+/// weights in huge pages (as `llamux` holds them), one thread: Q6_K
+/// streamed at 14 GB/s without a prefetch (the hardware prefetchers do not
+/// follow its interleaved loads), 25-28 at 12-64 KiB ahead. Q4_K's loads
+/// are sequential and the hardware keeps up; a whole group block 2-8 KiB
+/// ahead cost up to 40% of 13B decode, while one line per group block 16
+/// KiB ahead read 75-84% of the bandwidth in six runs against 62-80% with
+/// none (presumably it starts the hardware on each next 4 KiB page early).
+const PREFETCH_AHEAD: usize = 16384;
 
 /// Prefetches into L2 the `len` bytes PREFETCH_AHEAD past `x`, one line
-/// per 64 bytes (called once per group block of `len` bytes, so
-/// consecutive calls cover the stream).
+/// per 64 bytes.
 #[inline(always)]
 fn prefetch_l2(x: *const u8, len: usize) {
     let p = x.wrapping_add(PREFETCH_AHEAD);
@@ -111,7 +116,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, GROUP);
+            prefetch_l2(gp, 64);
             // The 128 six-bit values: scales (index 8s + r) and mins (8r + s).
             let nib = ld64(gp.add(SCALES));
             let hi = _mm512_broadcast_i64x4(ld32(gp.add(SCALES + 64)));
@@ -135,38 +140,38 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                 };
                 *imin = _mm512_castsi512_si256(_mm512_permutex2var_epi32(sum4(mins_a), pick, sum4(mins_b)));
             }
-            let mut isum = [_mm512_setzero_si512(); B];
+            // Two sums per token (even and odd sub-blocks): shorter chains.
+            let mut isum = [[_mm512_setzero_si512(); 2]; B];
             for j in 0..4 {
                 let idx = |s: usize| core::ptr::read_volatile(SCALE_IDX.0.as_ptr().add(s) as *const __m512i);
-                let sc_lo = _mm512_maskz_permutexvar_epi8(EVEN_BYTES, idx(2 * j), scales);
-                let sc_hi = _mm512_maskz_permutexvar_epi8(EVEN_BYTES, idx(2 * j + 1), scales);
+                // Each row's scale in the low i16 of its i32 lanes, 0 above.
+                let sc_lo = _mm512_maskz_permutexvar_epi8(LOW_BYTES, idx(2 * j), scales);
+                let sc_hi = _mm512_maskz_permutexvar_epi8(LOW_BYTES, idx(2 * j + 1), scales);
                 let q: [__m512i; 4] = core::array::from_fn(|t| ld64(gp.add(QS + 64 * (4 * j + t))));
                 let lo = q.map(|q| _mm512_and_si512(q, m4));
                 let hi = q.map(|q| _mm512_and_si512(_mm512_srli_epi16::<4>(q), m4));
                 for (b, isum) in isum.iter_mut().enumerate() {
                     let y8 = y(b).add(4 + 64 * j);
-                    // Four maddubs of one sub-block summed in 16 bits (at
-                    // most 8 * 15 * 128 = 15360), then one madd by scale.
+                    // A sub-block's 32 values, 4 per i32 lane per vpdpbusd
+                    // (a row has two lanes): each lane sums 16 products, at
+                    // most 16 * 15 * 128 = 30720 in magnitude, so it is its
+                    // own low i16, and vpdpwssd multiplies that by the scale.
                     let p = |v: &[__m512i; 4], o: usize| {
-                        let p01 = _mm512_add_epi16(
-                            _mm512_maddubs_epi16(v[0], bq(y8.add(o))),
-                            _mm512_maddubs_epi16(v[1], bq(y8.add(o + 8))),
-                        );
-                        let p23 = _mm512_add_epi16(
-                            _mm512_maddubs_epi16(v[2], bq(y8.add(o + 16))),
-                            _mm512_maddubs_epi16(v[3], bq(y8.add(o + 24))),
-                        );
-                        _mm512_add_epi16(p01, p23)
+                        let x = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[0], bq(y8.add(o)));
+                        let x = _mm512_dpbusd_epi32(x, v[1], bq(y8.add(o + 8)));
+                        let x = _mm512_dpbusd_epi32(x, v[2], bq(y8.add(o + 16)));
+                        _mm512_dpbusd_epi32(x, v[3], bq(y8.add(o + 24)))
                     };
-                    let s = _mm512_add_epi32(_mm512_madd_epi16(p(&lo, 0), sc_lo), _mm512_madd_epi16(p(&hi, 32), sc_hi));
-                    *isum = _mm512_add_epi32(*isum, s);
+                    isum[0] = _mm512_dpwssd_epi32(isum[0], p(&lo, 0), sc_lo);
+                    isum[1] = _mm512_dpwssd_epi32(isum[1], p(&hi, 32), sc_hi);
                 }
             }
             let d = _mm256_cvtph_ps(_mm_loadu_si128(gp.add(D) as *const __m128i));
             let dmin = _mm256_cvtph_ps(_mm_loadu_si128(gp.add(DMIN) as *const __m128i));
             for b in 0..B {
                 // Rows' two i32 lanes summed: one i32 per row.
-                let s = _mm512_add_epi64(isum[b], _mm512_srli_epi64::<32>(isum[b]));
+                let t = _mm512_add_epi32(isum[b][0], isum[b][1]);
+                let s = _mm512_add_epi64(t, _mm512_srli_epi64::<32>(t));
                 let s = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(s));
                 let yd = bcast_f32(y(b));
                 acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, yd), s, acc[b]);
@@ -284,7 +289,7 @@ macro_rules! x8_rows {
         pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
             /// # Safety
             /// The CPU must support every feature this function enables.
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")]
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
             unsafe fn rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
                 let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else { return };
                 // Whole groups only: `w` is whole groups in every caller.

@@ -15,7 +15,7 @@ pub enum Isa {
     /// results and float operations (same bits), but 32 vector registers,
     /// so the multi-token prefill kernels keep their accumulators out of
     /// memory. Also the level of the 512-bit kernels for repacked Q4_K and
-    /// Q6_K matrices (`q4_k_x8`, `q6_k_x8`; they need VBMI too).
+    /// Q6_K matrices (`q4_k_x8`, `q6_k_x8`; they need VBMI and VNNI too).
     Avx512,
 }
 
@@ -69,9 +69,9 @@ fn detect() -> u8 {
     }
     let l7 = __cpuid_count(7, 0);
     let avx2 = l7.ebx >> 5 & 1 == 1;
-    // AVX-512 F (EBX bit 16), BW (30), VL (31), VBMI (ECX bit 1) and GFNI
-    // (ECX bit 8).
-    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && [1, 8].iter().all(|b| l7.ecx >> b & 1 == 1);
+    // AVX-512 F (EBX bit 16), BW (30), VL (31), VBMI (ECX bit 1), GFNI
+    // (ECX bit 8) and VNNI (ECX bit 11).
+    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && [1, 8, 11].iter().all(|b| l7.ecx >> b & 1 == 1);
     // SAFETY: OSXSAVE is set, so xgetbv is available and XCR0 readable.
     let xcr0 = unsafe { xcr0() };
     // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults;

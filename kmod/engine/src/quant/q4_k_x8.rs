@@ -1,8 +1,8 @@
 //! Q4_K x8: a Q4_K matrix repacked in place, 8 rows at a time, so one
 //! SIMD kernel computes 8 rows at once with rows in the lanes: the
-//! activation is broadcast once for 8 rows, four maddubs results of a
-//! sub-block are summed in 16 bits before one madd with the 8 rows'
-//! scales, and no row ends with a horizontal sum. (llama.cpp's CPU backend
+//! activation is broadcast once for 8 rows, four vpdpbusd sum a
+//! sub-block in 32-bit lanes before one vpdpwssd with the 8 rows' scales,
+//! and no row ends with a horizontal sum. (llama.cpp's CPU backend
 //! repacks Q4_K for the same reasons; this layout is Llamux's own.)
 //!
 //! Block i of row group g (rows 8g..8g + 8) takes the bytes of the 8
