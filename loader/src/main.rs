@@ -141,6 +141,11 @@ enum Cmd {
         /// Repetitions of each test.
         #[arg(short = 'r', long, default_value_t = 5)]
         reps: usize,
+        /// Also measure streaming-read memory bandwidth on the same number
+        /// of threads right before and after each decode repetition, and
+        /// report decode's share of it (the weights are read once per token).
+        #[arg(long)]
+        bandwidth: bool,
         #[arg(long)]
         json: bool,
     },
@@ -254,8 +259,8 @@ fn main() -> ExitCode {
         llamux_engine::quant::set_simd(false);
     }
     let r = match cli.cmd {
-        Cmd::Bench { model, threads, n_prompt, n_gen, reps, json } => {
-            bench::bench(&bench::BenchOpts { model: &model, threads, n_prompt, n_gen, reps, json })
+        Cmd::Bench { model, threads, n_prompt, n_gen, reps, bandwidth, json } => {
+            bench::bench(&bench::BenchOpts { model: &model, threads, n_prompt, n_gen, reps, bandwidth, json })
         }
         Cmd::Run { engine, prompt, prompt_file, sample, instruct, json } => {
             engine_cmds::run(&engine, prompt, prompt_file, &sample, instruct, json)

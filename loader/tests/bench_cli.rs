@@ -1,0 +1,47 @@
+//! `llamux bench --bandwidth --json` on a test model: every decode
+//! repetition comes with a bandwidth measurement, and the share it reports
+//! is that repetition's decode bytes/s over it.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn bench_reports_bandwidth_share_per_repetition() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("tests/models/tiny-q4_k_m.gguf");
+    assert!(model.exists(), "{} missing: run tests/models/make.sh", model.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
+        .args(["bench", "-t", "1", "-p", "0", "-n", "2", "-r", "3", "--bandwidth", "--json", "-m"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wbytes = v["weight_bytes"].as_f64().unwrap();
+    assert!(wbytes > 1e6, "weight bytes {wbytes}");
+    let tg = &v["tg"];
+    let ts: Vec<f64> = tg["samples_ts"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let bw = &tg["bandwidth"];
+    let gbs: Vec<f64> = bw["samples_gbs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let share: Vec<f64> = bw["samples_share"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!((ts.len(), gbs.len(), share.len()), (3, 3, 3));
+    for ((t, g), s) in ts.iter().zip(&gbs).zip(&share) {
+        // Any machine that runs the tests streams between 0.1 and 10000 GB/s.
+        assert!(*g > 0.1 && *g < 1e4, "bandwidth {g} GB/s");
+        let want = t * wbytes / 1e9 / g;
+        assert!((s - want).abs() <= 1e-9 * want, "share {s}, want {want}");
+    }
+    let mut sorted = share.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(bw["median_share"].as_f64().unwrap(), sorted[1]);
+
+    // Without the flag there is no bandwidth entry (and no 1 GiB buffer).
+    let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
+        .args(["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["tg"].get("bandwidth").is_none());
+}
