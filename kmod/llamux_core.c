@@ -40,11 +40,12 @@
 #include <linux/wait.h>
 #include <asm/fpu/api.h>
 
-/* ---- The engine's C ABI (kmod/kengine/src/lib.rs, LLX_ABI_VERSION 2) ---- */
-#define LLX_ABI 2
+/* ---- The engine's C ABI (kmod/kengine/src/lib.rs, LLX_ABI_VERSION 3) ---- */
+#define LLX_ABI 3
 
 struct llx_load_params {
 	u32 n_ctx, n_batch, kv_f16, max_prompt_bytes, parallelism, advise_slots;
+	u32 repacked;
 	void *exec_ctx;
 };
 
@@ -72,6 +73,9 @@ struct llx_advise_stats {
 	u32 slots_used, slots;
 };
 void llx_advise_stats(void *h, struct llx_advise_stats *out);
+int llx_repack_begin(const u8 *file, size_t len, void **out, char *err, size_t err_cap);
+int llx_repack_step(void *r, u8 *file, size_t len, size_t budget, u64 *progress);
+void llx_repack_free(void *r);
 
 /* Callbacks the engine calls (declared extern "C" in kengine). */
 void *llx_kmalloc(size_t size, size_t align);
@@ -140,6 +144,10 @@ MODULE_PARM_DESC(drop_cache, "Drop each chunk's page cache after copying it, so 
 static unsigned int n_batch = 32;
 module_param(n_batch, uint, 0444);
 MODULE_PARM_DESC(n_batch, "Prefill batch size");
+
+static bool repack = true;
+module_param(repack, bool, 0644);
+MODULE_PARM_DESC(repack, "Repack Q4_K/Q6_K matrices at load for the 8-row SIMD kernels (as llamux does); a change applies at the next load");
 
 static unsigned int spin_us = 50;
 module_param(spin_us, uint, 0644);
@@ -499,6 +507,7 @@ static struct {
 	bool active;
 	char file[128];
 	u64 done, total, start_ns;
+	u64 repack_done, repack_total;	/* after the read: bytes repacked */
 	int last_err;			/* last finished load: 0 or -errno */
 	u64 last_bytes, last_ns;	/* last successful load */
 } load_stat;
@@ -527,13 +536,14 @@ static void load_stat_end(int err, u64 bytes, u64 ns)
 	spin_unlock(&load_stat_lock);
 }
 
-/* 0, or why this load (number `seq`) must stop: -EINTR on a fatal signal;
- * -ECANCELED on rmmod or a newer load written to /proc/llamux/load (not
- * EINTR: writers such as echo retry a write that fails with EINTR, and two
- * of them would then cancel each other for ever). */
-static int load_cancelled(int seq)
+/* 0, or why this load (number `seq`, asked for by `writer`) must stop:
+ * -EINTR on a fatal signal to the writer; -ECANCELED on rmmod or a newer
+ * load written to /proc/llamux/load (not EINTR: writers such as echo retry
+ * a write that fails with EINTR, and two of them would then cancel each
+ * other for ever). */
+static int load_cancelled(struct task_struct *writer, int seq)
 {
-	if (fatal_signal_pending(current))
+	if (fatal_signal_pending(writer))
 		return -EINTR;
 	if (READ_ONCE(stopping) || atomic_read(&load_seq) != seq)
 		return -ECANCELED;
@@ -575,7 +585,7 @@ static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 		err = -ENOMEM;
 		goto out;
 	}
-	err = load_cancelled(seq);	/* superseded while waiting for load_lock */
+	err = load_cancelled(current, seq);	/* superseded while waiting for load_lock */
 	if (err)
 		goto out;
 	buf = __vmalloc(size, GFP_KERNEL | __GFP_NOWARN);
@@ -591,6 +601,7 @@ static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 	load_stat.done = 0;
 	load_stat.total = size;
 	load_stat.start_ns = t0;
+	load_stat.repack_done = load_stat.repack_total = 0;
 	spin_unlock(&load_stat_lock);
 	pr_info("llamux: loading %s (%lld bytes, chunk %zu KiB, drop_cache=%d)\n",
 		path, size, chunk / 1024, READ_ONCE(drop_cache));
@@ -611,7 +622,7 @@ static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 		spin_lock(&load_stat_lock);
 		load_stat.done = pos;
 		spin_unlock(&load_stat_lock);
-		err = load_cancelled(seq);
+		err = load_cancelled(current, seq);
 		if (err) {
 			pr_info("llamux: load of %s interrupted after %lld of %lld bytes (errno %d)\n",
 				path, pos, size, err);
@@ -628,6 +639,64 @@ static int read_model_file(const char *path, int seq, u8 **out, size_t *len)
 out:
 	filp_close(f, NULL);
 	return err;
+}
+
+/* ---- Repacking ----
+ * With repack=1 the engine's Q4_K/Q6_K matrices are rearranged in place in
+ * the vmalloc copy, 8 rows at a time, for its 8-row SIMD kernels (what
+ * `llamux` does in user space, so both run the same kernels on the same
+ * layout). The bytes are still private to this load. Each step repacks
+ * REPACK_STEP bytes in its own FPU section (preemption is off in one). */
+#define REPACK_STEP (1u << 20)
+
+struct repack_call {
+	u8 *buf;
+	size_t len;
+	int seq;
+	struct task_struct *writer;	/* the task that asked for the load */
+	char *err_buf;
+	bool repacked;
+};
+
+static int repack_fn(void *arg)
+{
+	struct repack_call *c = arg;
+	u64 prog[2] = { 0, 0 }, t0 = ktime_get_ns();
+	void *r = NULL;
+	int err;
+
+	fpu_enter();
+	err = llx_repack_begin(c->buf, c->len, &r, c->err_buf, 256);
+	kernel_fpu_end();
+	if (err || !r)
+		return err;
+	/* On the llamux-setup thread: a signal goes to the writer. */
+	while (!(err = load_cancelled(c->writer, c->seq))) {
+		fpu_enter();
+		err = llx_repack_step(r, c->buf, c->len, REPACK_STEP, prog);
+		kernel_fpu_end();
+		spin_lock(&load_stat_lock);
+		load_stat.repack_done = prog[0];
+		load_stat.repack_total = prog[1];
+		spin_unlock(&load_stat_lock);
+		if (err)
+			break;
+		cond_resched();
+	}
+	fpu_enter();
+	llx_repack_free(r);
+	kernel_fpu_end();
+	if (err < 0) {
+		if (err != -EINTR && err != -ECANCELED)
+			snprintf(c->err_buf, 256, "repack failed after %llu of %llu bytes", prog[0], prog[1]);
+		else
+			snprintf(c->err_buf, 256, "load interrupted while repacking");
+		return err;
+	}
+	c->repacked = true;
+	pr_info("llamux: repacked %llu bytes of Q4_K/Q6_K matrices in %llu ms\n",
+		prog[1], (ktime_get_ns() - t0) / 1000000);
+	return 0;
 }
 
 /* The "kv_cache: ..." line of the engine's info text, without newline. */
@@ -669,6 +738,17 @@ static int model_load(const char *path, int seq)
 	if (err) {
 		pr_err("llamux: %s: cannot read model file (errno %d)\n", path, err);
 		goto fail;
+	}
+	if (READ_ONCE(repack)) {
+		struct repack_call rc = { .buf = buf, .len = len, .seq = seq,
+					  .writer = current, .err_buf = err_buf };
+
+		err = run_on_fresh_stack(repack_fn, &rc);
+		if (err) {
+			pr_err("llamux: %s: %s (errno %d)\n", path, err_buf, err);
+			goto fail;
+		}
+		lp.repacked = rc.repacked;
 	}
 	for (;;) {
 		err = mutex_lock_interruptible(&llx_lock);
@@ -1202,6 +1282,8 @@ void llamux_core_status(struct seq_file *m)
 			seq_printf(m, "load_file: %s\n", ls.file);
 			seq_printf(m, "load_bytes: %llu / %llu\n", ls.done, ls.total);
 			seq_printf(m, "load_mb_per_s: %llu\n", mb_per_s(ls.done, now - ls.start_ns));
+			if (ls.repack_total)
+				seq_printf(m, "load_repack_bytes: %llu / %llu\n", ls.repack_done, ls.repack_total);
 		}
 		seq_printf(m, "last_load_error: %d\n", ls.last_err);
 		seq_printf(m, "last_load_mb_per_s: %llu\n", mb_per_s(ls.last_bytes, ls.last_ns));

@@ -172,6 +172,7 @@ pub fn bench(o: &BenchOpts) -> Res {
         }
     }
     let isa = llamux_engine::quant::isa().name();
+    let layout = if model.repacked() { "x8" } else { "rows" };
     let (pp_m, pp_s) = if pp.is_empty() { (0.0, 0.0) } else { stats(&pp) };
     let (tg_m, tg_s) = if tg.is_empty() { (0.0, 0.0) } else { stats(&tg) };
     if o.json {
@@ -179,6 +180,7 @@ pub fn bench(o: &BenchOpts) -> Res {
             "model": o.model.display().to_string(),
             "threads": threads,
             "isa": isa,
+            "layout": layout,
             "weight_bytes": wbytes,
             "reps": reps,
             "pp": { "n_tokens": o.n_prompt, "avg_ts": pp_m, "stddev_ts": pp_s, "samples_ts": pp },
@@ -190,7 +192,7 @@ pub fn bench(o: &BenchOpts) -> Res {
         }
         println!("{v}");
     } else {
-        println!("model: {} ({:.1} MiB of weights), threads {threads}, kernels {isa}, {reps} reps", o.model.display(), wbytes as f64 / 1048576.0);
+        println!("model: {} ({:.1} MiB of weights), threads {threads}, kernels {isa} ({layout} layout), {reps} reps", o.model.display(), wbytes as f64 / 1048576.0);
         if o.n_prompt > 0 {
             println!("pp{:<5} {:>10.2} ± {:.2} tokens/s", o.n_prompt, pp_m, pp_s);
         }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use llamux_engine::gguf::Gguf;
@@ -70,12 +71,19 @@ pub fn parse(path: &Path) -> Result<Gguf<'static>, String> {
     Gguf::parse(bytes).map_err(|e| format!("{}: not a valid GGUF file: {e}", path.display()))
 }
 
-/// The file parsed and its model, with the Q4_K matrices repacked for the
-/// AVX-512 kernels when those run (`--isa` below avx512 keeps the file's
-/// layout, and its read-only mapping).
+/// Whether `load_model` may repack (`--no-repack` clears it).
+static REPACK: AtomicBool = AtomicBool::new(true);
+
+pub fn set_repack(on: bool) {
+    REPACK.store(on, Ordering::Relaxed);
+}
+
+/// The file parsed and its model, with the Q4_K and Q6_K matrices repacked
+/// for the AVX2 or AVX-512 kernels when those run (`--isa scalar` and
+/// `--no-repack` keep the file's layout, and its read-only mapping).
 pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String> {
     let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    if quant::isa() != Isa::Avx512 {
+    if quant::isa() == Isa::Scalar || !REPACK.load(Ordering::Relaxed) {
         let gguf = parse(path)?;
         let model = Model::from_gguf(&gguf).map_err(|e| ctx(&e))?;
         return Ok((gguf, model));
@@ -88,8 +96,9 @@ pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String
     let (read, repack) = ((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
     if read + repack > 2.0 || std::env::var_os("LLAMUX_VERBOSE").is_some() {
         eprintln!(
-            "llamux: read {} MiB in {read:.1} s, repacked {n} Q4_K/Q6_K matrices for the AVX-512 kernels in {repack:.1} s",
-            bytes.len() >> 20
+            "llamux: read {} MiB in {read:.1} s, repacked {n} Q4_K/Q6_K matrices for the {} kernels in {repack:.1} s",
+            bytes.len() >> 20,
+            quant::isa().name()
         );
     }
     let bytes: &'static [u8] = bytes;

@@ -27,11 +27,15 @@ struct Cli {
     #[arg(long, global = true)]
     no_simd: bool,
     /// Cap the kernels at this level (default: the best this CPU has).
-    /// avx512 also repacks Q4_K and Q6_K matrices at load (the file is read into
-    /// memory, not mapped) for its 8-row kernels; below it the file's
-    /// layout and a read-only mapping are kept.
+    /// avx2 and avx512 also repack Q4_K and Q6_K matrices at load (the file
+    /// is read into memory, not mapped) for their 8-row kernels; scalar keeps
+    /// the file's layout and a read-only mapping.
     #[arg(long, global = true, value_enum)]
     isa: Option<IsaArg>,
+    /// Keep the file's row-major layout at every level (the kernels whose
+    /// float order is llama.cpp's AVX2 one), e.g. to compare.
+    #[arg(long, global = true)]
+    no_repack: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -257,6 +261,9 @@ fn main() -> ExitCode {
     }
     if cli.no_simd {
         llamux_engine::quant::set_simd(false);
+    }
+    if cli.no_repack {
+        engine_cmds::set_repack(false);
     }
     let r = match cli.cmd {
         Cmd::Bench { model, threads, n_prompt, n_gen, reps, bandwidth, json } => {

@@ -45,3 +45,26 @@ fn bench_reports_bandwidth_share_per_repetition() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["tg"].get("bandwidth").is_none());
 }
+
+/// `layout` in bench's JSON: x8 (Q4_K/Q6_K repacked at load) wherever SIMD
+/// kernels run, rows with `--no-repack` or the scalar kernels.
+#[test]
+fn bench_reports_layout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("tests/models/tiny-q4_k_m.gguf");
+    let run = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
+            .args(flags)
+            .args(["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m"])
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["isa"].as_str().unwrap().to_string(), v["layout"].as_str().unwrap().to_string())
+    };
+    let (isa, layout) = run(&[]);
+    assert_eq!(layout, if isa == "scalar" { "rows" } else { "x8" }, "kernels {isa}");
+    assert_eq!(run(&["--no-repack"]), (isa, "rows".to_string()));
+    assert_eq!(run(&["--isa", "scalar"]), ("scalar".to_string(), "rows".to_string()));
+}

@@ -34,8 +34,8 @@ rc=0
 
 # The same question (as in tests/guest/tests/realmodel.sh) on this host's
 # CPU: the ids should not depend on the machine (the same kernels,
-# deterministic arithmetic). `--isa avx2`: the guest's level under TCG; at
-# avx512 llamux would repack Q4_K/Q6_K and sum in another float order.
+# deterministic arithmetic). `--isa avx2`: the guest's level under TCG, so
+# both sides run the same kernels on the same (repacked) layout.
 kernel_ids=$(grep -a '^kernel ids:' "$log" | tail -1 | sed 's/^kernel ids: *//' | tr -d '\r')
 if [ -n "$kernel_ids" ]; then
     host_ids=$("$root/target/x86_64-unknown-linux-gnu/release/llamux" --isa avx2 run -m "$model" -t 2 --instruct -n "$n" \

@@ -251,6 +251,12 @@ impl<'a> Model<'a> {
         Ok(Model { output_norm: vector(g, "output_norm.weight", e)?, hp, tok_embd, layers, output })
     }
 
+    /// Whether any matrix is in an x8 layout (see [`repack_weights`]).
+    pub fn repacked(&self) -> bool {
+        let w = self.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]);
+        w.chain([self.output]).any(|w| w.layout == Layout::X8)
+    }
+
     /// Bytes of weights the forward pass reads per token.
     pub fn weight_bytes(&self) -> usize {
         let l: usize = self
@@ -292,14 +298,37 @@ pub fn repackable(t: &TensorInfo<'_>) -> bool {
 
 /// Repacks in place, in a GGUF file's bytes, every matrix [`repackable`]
 /// names into its x8 layout (`quant::q4_k_x8`, `quant::q6_k_x8`) for the
-/// AVX-512 kernels; parse the result with [`Model::from_repacked_gguf`].
-/// Below `quant::Isa::Avx512` the layouts run their scalar references, so
-/// only repack where `quant::isa()` is `Avx512`. Returns the matrices
-/// repacked.
+/// AVX2 and AVX-512 kernels; parse the result with
+/// [`Model::from_repacked_gguf`]. Without AVX2 the layouts run their scalar
+/// references, so only repack where `quant::isa()` is not `Scalar`.
+/// Returns the matrices repacked.
 pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
-    let mut plan = Vec::new();
-    let mut tmp_len = 0;
-    {
+    let mut r = Repacker::new(bytes)?;
+    while !r.step(bytes, usize::MAX)? {}
+    Ok(r.matrices())
+}
+
+/// [`repack_weights`] in steps of bounded work, for the kernel module,
+/// which may only compute in short sections: each [`Repacker::step`]
+/// repacks whole 8-row slabs until it has moved about `budget` bytes.
+pub struct Repacker {
+    /// (offset, bytes, rows, cols, type) of each matrix.
+    plan: Vec<(usize, usize, usize, usize, GgmlType)>,
+    /// Room for one slab of the widest matrix.
+    tmp: Vec<u8>,
+    /// The matrix and the byte offset in it where the next step starts.
+    next: (usize, usize),
+    /// Bytes of the file planned for.
+    len: usize,
+    done: usize,
+    total: usize,
+}
+
+impl Repacker {
+    /// The plan for `bytes` (a GGUF file, not yet repacked).
+    pub fn new(bytes: &[u8]) -> Result<Self, ModelError> {
+        let mut plan = Vec::new();
+        let (mut tmp_len, mut total) = (0, 0);
         let g = Gguf::parse(bytes)?;
         for t in g.tensors.iter().filter(|t| repackable(t)) {
             let Some(ty) = t.ty else { continue };
@@ -307,17 +336,55 @@ pub fn repack_weights(bytes: &mut [u8]) -> Result<usize, ModelError> {
             plan.try_reserve(1).map_err(|_| ModelError::OutOfMemory)?;
             plan.push((t.start as usize, t.n_bytes as usize, rows, cols, ty));
             tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * ty.block_bytes());
+            total += t.n_bytes as usize;
         }
+        let mut tmp = Vec::new();
+        tmp.try_reserve_exact(tmp_len).map_err(|_| ModelError::OutOfMemory)?;
+        tmp.resize(tmp_len, 0);
+        Ok(Repacker { plan, tmp, next: (0, 0), len: bytes.len(), done: 0, total })
     }
-    let mut tmp = Vec::new();
-    tmp.try_reserve_exact(tmp_len).map_err(|_| ModelError::OutOfMemory)?;
-    tmp.resize(tmp_len, 0);
-    for &(start, len, rows, cols, ty) in &plan {
-        // The parser checked every tensor's range against the file.
-        let data = bytes.get_mut(start..start + len).ok_or_else(|| ModelError::BadShape("tensor range".into()))?;
-        quant::repack_x8(ty, data, rows, cols, &mut tmp)?;
+
+    /// Matrices the plan repacks.
+    pub fn matrices(&self) -> usize {
+        self.plan.len()
     }
-    Ok(plan.len())
+
+    /// Bytes repacked so far, and in all.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.done, self.total)
+    }
+
+    /// Repacks the next slabs of `bytes` (the buffer `new` planned) until
+    /// about `budget` bytes have moved (at least one slab); true when every
+    /// matrix is done.
+    pub fn step(&mut self, bytes: &mut [u8], budget: usize) -> Result<bool, ModelError> {
+        // Errors without a String: this runs in the module too.
+        let length = |what, expected, actual| ModelError::Quant(QuantError::Length { what, expected, actual });
+        if bytes.len() != self.len {
+            return Err(length("repack buffer", self.len, bytes.len()));
+        }
+        let mut moved = 0;
+        while let Some(&(start, len, rows, cols, ty)) = self.plan.get(self.next.0) {
+            if moved >= budget.max(1) {
+                return Ok(false);
+            }
+            let rb = len.checked_div(rows).unwrap_or(0);
+            let Some(slab) = rb.checked_mul(q4_k_x8::ROWS).filter(|&s| s != 0) else {
+                self.next = (self.next.0 + 1, 0);
+                continue;
+            };
+            let off = self.next.1;
+            let n = (len - off).min(budget.saturating_sub(moved).max(slab) / slab * slab);
+            // The parser checked every tensor's range against the file.
+            let end = start + off + n;
+            let data = bytes.get_mut(start + off..end).ok_or(length("tensor range", end, self.len))?;
+            quant::repack_x8(ty, data, n.checked_div(rb).unwrap_or(0), cols, &mut self.tmp)?;
+            moved += n;
+            self.done += n;
+            self.next = if off + n >= len { (self.next.0 + 1, 0) } else { (self.next.0, off + n) };
+        }
+        Ok(true)
+    }
 }
 
 /// A 1-D tensor of `n` values as f32 (norm weights and biases).

@@ -7,7 +7,7 @@ mod common;
 
 use llamux_engine::exec::Serial;
 use llamux_engine::gguf::Gguf;
-use llamux_engine::model::{repack_weights, Context, ContextParams, KvType, Model};
+use llamux_engine::model::{repack_weights, Context, ContextParams, KvType, Model, Repacker};
 use llamux_engine::tokenizer::Tokenizer;
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ fn ref_logits(file: &str) -> Vec<f32> {
 }
 
 /// A model file's bytes, with its Q4_K and Q6_K matrices repacked (the x8
-/// layouts the AVX-512 kernels read) when `repacked`; None if it has none.
+/// layouts the AVX2 and AVX-512 kernels read) when `repacked`; None if it has none.
 fn model_bytes(file: &str, repacked: bool) -> Option<Vec<u8>> {
     let mut bytes = common::read(&common::model_path(file));
     if repacked && repack_weights(&mut bytes).unwrap() == 0 {
@@ -244,4 +244,40 @@ fn forward_rejects_bad_input_without_panicking() {
     ctx.forward(&m, &[1, 2, 3, 4], &mut Serial).unwrap();
     ctx.forward(&m, &[1, 2, 3, 4], &mut Serial).unwrap();
     assert!(ctx.forward(&m, &[1], &mut Serial).is_err(), "context of 8 is full");
+}
+
+/// The module repacks in bounded steps (`Repacker::step`, one FPU section
+/// each): any budget gives the bytes of one pass, progress ends at the
+/// total, and a buffer of another length is refused untouched.
+#[test]
+fn repack_in_steps_equals_one_pass() {
+    let plain = common::read(&common::model_path("tiny-mixed.gguf"));
+    let once = model_bytes("tiny-mixed.gguf", true).unwrap();
+    for budget in [0, 1, 5000, 1 << 20, usize::MAX] {
+        let mut b = plain.clone();
+        let mut r = Repacker::new(&b).unwrap();
+        assert!(r.matrices() > 0);
+        let (mut steps, mut last) = (0, 0);
+        while !r.step(&mut b, budget).unwrap() {
+            let (done, total) = r.progress();
+            assert!(done > last && done < total, "budget {budget}: progress {done} of {total} after {last}");
+            last = done;
+            steps += 1;
+        }
+        let (done, total) = r.progress();
+        assert_eq!(done, total);
+        assert!(b == once, "budget {budget}: {steps} steps differ from one pass");
+        // Done stays done.
+        assert!(r.step(&mut b, budget).unwrap());
+        if budget == 5000 {
+            assert!(steps > 2, "a small budget takes several steps ({steps})");
+        }
+    }
+    let mut r = Repacker::new(&plain).unwrap();
+    let mut short = plain[..plain.len() - 1].to_vec();
+    assert!(r.step(&mut short, usize::MAX).is_err());
+    assert!(short == plain[..plain.len() - 1]);
+    // A file with nothing to repack.
+    let f32s = common::read(&common::model_path("tiny-f32.gguf"));
+    assert_eq!(Repacker::new(&f32s).unwrap().matrices(), 0);
 }

@@ -507,28 +507,27 @@ fn x8_layouts_and_kernels() {
             }
             let mut bad = vec![0f32; 4 * n_batch];
             assert!(matmul_rows_with(Isa::Scalar, Layout::X8, &p, wty, cols, 4..8, &a, n_batch, &mut bad).is_err());
-            if !quant::isa_available(Isa::Avx512) {
-                continue;
+            for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| quant::isa_available(i)) {
+                let mut v = vec![0f32; rows * n_batch];
+                matmul_rows_with(isa, Layout::X8, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
+                assert!(
+                    v.iter().zip(&s).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{wty:?} x8 {rows}x{cols} batch {n_batch}: {isa:?} vs scalar reference"
+                );
+                // Each token alone, and row groups alone, give the same bits.
+                for b in 0..n_batch {
+                    let mut one = vec![0f32; rows];
+                    matmul_rows_with(isa, Layout::X8, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
+                    assert!(one.iter().zip(&v[b * rows..]).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} token {b} of {n_batch}");
+                }
+                let mut piece = vec![0f32; 8 * n_batch];
+                matmul_rows_with(isa, Layout::X8, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
+                let want = (0..n_batch).flat_map(|b| &v[b * rows + rows - 8..(b + 1) * rows]);
+                assert!(piece.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} last row group");
             }
-            let mut v = vec![0f32; rows * n_batch];
-            matmul_rows_with(Isa::Avx512, Layout::X8, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
-            assert!(
-                v.iter().zip(&s).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{wty:?} x8 {rows}x{cols} batch {n_batch}: avx512 vs scalar reference"
-            );
-            // Each token alone, and row groups alone, give the same bits.
-            for b in 0..n_batch {
-                let mut one = vec![0f32; rows];
-                matmul_rows_with(Isa::Avx512, Layout::X8, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
-                assert!(one.iter().zip(&v[b * rows..]).all(|(x, y)| x.to_bits() == y.to_bits()), "token {b} of {n_batch}");
-            }
-            let mut piece = vec![0f32; 8 * n_batch];
-            matmul_rows_with(Isa::Avx512, Layout::X8, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
-            let want = (0..n_batch).flat_map(|b| &v[b * rows + rows - 8..(b + 1) * rows]);
-            assert!(piece.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()), "last row group");
         }
     }
-    if !quant::isa_available(Isa::Avx512) {
-        eprintln!("x8: AVX-512 kernels not run: this CPU lacks AVX-512 F/BW/VL/VBMI/VNNI or GFNI");
+    for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| !quant::isa_available(i)) {
+        eprintln!("x8: {isa:?} kernels not run: this CPU lacks their features");
     }
 }

@@ -44,14 +44,14 @@ use llamux_engine::advise::request::{parse_u64, Request};
 use llamux_engine::advise::{Advisor, MAX_ANSWERS};
 use llamux_engine::exec::Exec;
 use llamux_engine::gguf::Gguf;
-use llamux_engine::model::{ContextParams, KvType, Model, ModelError};
+use llamux_engine::model::{ContextParams, KvType, Model, ModelError, Repacker};
 use llamux_engine::sample::SamplerParams;
 use llamux_engine::session::{Session, SessionError, Step};
 use llamux_engine::tokenizer::{Tokenizer, TokenizerScratch};
 
 /// Bumped whenever a signature or a `#[repr(C)]` layout below changes; the
 /// module refuses an object with another version.
-pub const LLX_ABI_VERSION: u32 = 2;
+pub const LLX_ABI_VERSION: u32 = 3;
 
 const E2BIG: i32 = 7;
 const ENOMEM: i32 = 12;
@@ -120,6 +120,9 @@ trampoline!("llx_step", step);
 trampoline!("llx_task", task);
 trampoline!("llx_advise", advise);
 trampoline!("llx_advise_stats", advise_stats);
+trampoline!("llx_repack_begin", repack_begin);
+trampoline!("llx_repack_step", repack_step);
+trampoline!("llx_repack_free", repack_free);
 
 // ---------------------------------------------------------------------------
 // Allocator and panic handler.
@@ -219,6 +222,9 @@ pub struct LlxLoadParams {
     /// Advisor prefixes kept prefilled (`llx_advise`); 0: the default,
     /// clamped to 1..=ADV_SLOTS_MAX.
     pub advise_slots: u32,
+    /// Non-zero: the file's Q4_K/Q6_K matrices were repacked by
+    /// `llx_repack_step` (read them in the x8 layouts).
+    pub repacked: u32,
     /// Passed back to `llx_parallel_run`.
     pub exec_ctx: *mut c_void,
 }
@@ -424,6 +430,8 @@ fn make_info(g: &Gguf<'_>, m: &Model<'_>, s: &Session, file_len: usize) -> Resul
     writeln!(o, "weights_bytes: {}", m.weight_bytes())?;
     // Which quant kernels this CPU runs (CPUID, as in user space).
     writeln!(o, "kernels: {}", llamux_engine::quant::isa().name())?;
+    // x8: Q4_K/Q6_K matrices repacked at load for the 8-row kernels.
+    writeln!(o, "layout: {}", if m.repacked() { "x8" } else { "rows" })?;
     writeln!(o, "context: n_ctx={} n_batch={} kv={} bytes={}", p.n_ctx, p.n_batch, kind(p.kv_type), s.ctx.memory_bytes())?;
     // The module copies this line to dmesg and /proc/llamux/status.
     writeln!(o, "kv_cache: n_ctx={} type={} bytes={}", p.n_ctx, kind(p.kv_type), s.ctx.kv_bytes())?;
@@ -547,7 +555,7 @@ extern "C" fn load(
             return -EINVAL;
         }
     };
-    let model = match boxed_model(&g) {
+    let model = match boxed_model(&g, p.repacked != 0) {
         Ok(m) => m,
         Err(e) => {
             put_err(err, err_cap, format_args!("{e}"));
@@ -636,8 +644,80 @@ extern "C" fn info(h: *mut c_void, buf: *mut u8, cap: usize) -> isize {
 }
 
 #[inline(never)]
-fn boxed_model(g: &Gguf<'static>) -> Result<Box<Model<'static>>, ModelError> {
-    try_box(Model::from_gguf(g)?).ok_or(ModelError::OutOfMemory)
+fn boxed_model(g: &Gguf<'static>, repacked: bool) -> Result<Box<Model<'static>>, ModelError> {
+    let m = if repacked { Model::from_repacked_gguf(g)? } else { Model::from_gguf(g)? };
+    try_box(m).ok_or(ModelError::OutOfMemory)
+}
+
+/// Plans the in-place repack of the Q4_K/Q6_K matrices of the model in
+/// `file[..len]` into the x8 layouts of the 8-row SIMD kernels. Returns 0
+/// with a handle in `*out`, which is null when there is nothing to do (no
+/// such matrix, or no SIMD kernels for them on this CPU), or -errno and a
+/// message. The module then calls `llx_repack_step` until it returns 1,
+/// each call in its own short FPU section, and `llx_repack_free`.
+extern "C" fn repack_begin(file: *const u8, len: usize, out: *mut *mut c_void, err: *mut u8, err_cap: usize) -> i32 {
+    if file.is_null() || out.is_null() {
+        put_err(err, err_cap, format_args!("null argument"));
+        return -EINVAL;
+    }
+    // SAFETY: non-null, the caller's.
+    unsafe { *out = core::ptr::null_mut() };
+    if llamux_engine::quant::isa() == llamux_engine::quant::Isa::Scalar {
+        return 0;
+    }
+    // SAFETY: the caller promises `len` readable bytes at `file`, unchanged
+    // for this call.
+    let bytes = unsafe { core::slice::from_raw_parts(file, len) };
+    let r = match Repacker::new(bytes) {
+        Ok(r) if r.matrices() == 0 => return 0,
+        Ok(r) => r,
+        Err(e) => {
+            put_err(err, err_cap, format_args!("{e}"));
+            return model_errno(&e);
+        }
+    };
+    let Some(b) = try_box(r) else {
+        put_err(err, err_cap, format_args!("out of memory"));
+        return -ENOMEM;
+    };
+    // SAFETY: as above.
+    unsafe { *out = Box::into_raw(b).cast() };
+    0
+}
+
+/// Repacks about `budget` more bytes of `file[..len]` (the buffer
+/// `llx_repack_begin` planned; the module owns it and nothing else reads
+/// it until the load). `progress[0]`, `[1]`: bytes done and in all.
+/// Returns 1 when every matrix is done, 0 when more remains, or -errno.
+extern "C" fn repack_step(r: *mut c_void, file: *mut u8, len: usize, budget: usize, progress: *mut u64) -> i32 {
+    if r.is_null() || file.is_null() {
+        return -EINVAL;
+    }
+    // SAFETY: `r` came from `repack_begin` and is not freed; the module
+    // never runs two calls on one handle at once.
+    let r = unsafe { &mut *(r as *mut Repacker) };
+    // SAFETY: `len` writable bytes at `file` that nothing else accesses
+    // during the call (see above).
+    let bytes = unsafe { core::slice::from_raw_parts_mut(file, len) };
+    let res = r.step(bytes, budget);
+    if !progress.is_null() {
+        let (done, total) = r.progress();
+        // SAFETY: the caller passes two writable u64s.
+        unsafe { progress.cast::<[u64; 2]>().write_unaligned([done as u64, total as u64]) };
+    }
+    match res {
+        Ok(true) => 1,
+        Ok(false) => 0,
+        Err(e) => model_errno(&e),
+    }
+}
+
+/// Frees a handle from `llx_repack_begin` (null is ignored).
+extern "C" fn repack_free(r: *mut c_void) {
+    if !r.is_null() {
+        // SAFETY: `r` came from Box::into_raw in `repack_begin`, freed once.
+        drop(unsafe { Box::from_raw(r as *mut Repacker) });
+    }
 }
 
 /// `Box::new` that returns None when the allocation fails instead of

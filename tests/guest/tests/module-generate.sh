@@ -15,8 +15,8 @@ P=/proc/llamux
 N=16
 
 ids_kernel() { sed -n 's/^last_ids: *//p' $P/status; }
-ids_user() { # MODEL THREADS PROMPT N
-	"$U" run --model "$1" -t "$2" --prompt "$3" -n "$4" --json |
+ids_user() { # MODEL THREADS PROMPT N ($UFLAGS: e.g. --no-repack)
+	"$U" $UFLAGS run --model "$1" -t "$2" --prompt "$3" -n "$4" --json |
 		sed -n 's/.*"generated_tokens":\[\([^]]*\)\].*/\1/p' | tr ',' ' '
 }
 # same_ids MODEL THREADS PROMPT N: kernel and user space agree.
@@ -37,14 +37,22 @@ step "insmod threads=1 model=q4_k_m chunk_kb=4" insmod $KO threads=1 chunk_kb=4 
 step "load line in dmesg" dmesg_has 'llamux: loaded /llamux/tiny-q4_k_m.gguf'
 step "model info" cat $P/model
 step "status" cat $P/status
-# The module picks its kernels by CPUID like user space: the same level.
-kernels_same() {
-	k=$(sed -n 's/^kernels: //p' $P/model)
-	u=$("$U" bench -m $MQ -p 1 -n 1 -r 1 --json | sed -n 's/.*"isa": *"\([a-z0-9]*\)".*/\1/p')
-	echo "kernel: $k, user space: $u"
+# The module picks its kernels by CPUID like user space (the same level),
+# and both repack Q4_K/Q6_K for the 8-row kernels where those run.
+same_as_user() { # FIELD KEY: /proc/llamux/model's "FIELD: x" equals bench --json's "KEY": "x"
+	k=$(sed -n "s/^$1: //p" $P/model)
+	u=$("$U" bench -m $MQ -p 1 -n 1 -r 1 --json | sed -n "s/.*\"$2\": *\"\([a-z0-9]*\)\".*/\1/p")
+	echo "kernel $1: $k, user space: $u"
 	[ -n "$k" ] && [ "$k" = "$u" ]
 }
-step "kernels line equals user space's" kernels_same
+step "kernels line equals user space's" same_as_user kernels isa
+step "layout line equals user space's" same_as_user layout layout
+if grep -qx 'kernels: scalar' $P/model; then
+	step "scalar kernels: row-major layout" grep -x 'layout: rows' $P/model
+else
+	step "SIMD kernels: x8 layout" grep -x 'layout: x8' $P/model
+	step "repack line in dmesg" dmesg_has 'llamux: repacked [0-9]+ bytes of Q4_K/Q6_K matrices in [0-9]+ ms'
+fi
 step "files are 0600" sh -c 'for f in generate load model params status advise; do m=$(ls -l /proc/llamux/$f | cut -c1-10); echo "$f $m"; [ "$m" = "-rw-------" ] || exit 1; done'
 # An unprivileged user can neither drive, reconfigure nor read the module.
 grep -q '^nobody:' /etc/passwd 2>/dev/null || echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >> /etc/passwd
@@ -88,6 +96,17 @@ step_not "junk GGUF rejected" sh -c "echo /tmp/junk.gguf > $P/load"
 step "dmesg names junk" dmesg_has 'llamux: /tmp/junk.gguf: .*\(errno -[0-9]+\)'
 step_not "missing file rejected" sh -c "echo /nonexistent.gguf > $P/load"
 step "still usable after bad loads" same_ids $MM 2 "Once upon a time" $N
+
+# repack=0 keeps the file's layout, as `llamux --no-repack` does.
+echo 0 > /sys/module/llamux/parameters/repack
+step "repack=0: load tiny-mixed" sh -c "echo $MM > $P/load"
+step "repack=0: row-major layout" grep -x 'layout: rows' $P/model
+UFLAGS=--no-repack
+for p in "Once upon a time" "Hello, world"; do
+	step "repack=0 equals llamux --no-repack: $p" same_ids $MM 2 "$p" $N
+done
+UFLAGS=
+echo 1 > /sys/module/llamux/parameters/repack
 
 # Seeded sampling, hot enough to leave the argmax: the same sampler as user
 # space, restarted from the seed on every request (Session::set_sampling,

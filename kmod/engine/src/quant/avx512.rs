@@ -9,8 +9,8 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
-use super::cpu::{isa_available, Isa};
-use super::q4_k_x8::{self, DMIN, D, GROUP, QS, ROWS, SCALES};
+use super::avx2_x8::{self, prefetch_l2, x8_rows};
+use super::q4_k_x8::{DMIN, D, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
 /// vpermi2b indices over the 128 scale bytes of a Q6_K x8 group block:
@@ -52,29 +52,6 @@ static SCALE_IDX: ScaleIdx = {
 };
 /// The low byte of every i32 lane.
 const LOW_BYTES: u64 = 0x1111_1111_1111_1111;
-
-/// How far ahead of the group block being read the kernels prefetch, into
-/// L2 only: all of it for Q6_K, one line for Q4_K. Measured with the
-/// weights in huge pages (as `llamux` holds them), one thread: Q6_K
-/// streamed at 14 GB/s without a prefetch (the hardware prefetchers do not
-/// follow its interleaved loads), 25-28 at 12-64 KiB ahead. Q4_K's loads
-/// are sequential and the hardware keeps up; a whole group block 2-8 KiB
-/// ahead cost up to 40% of 13B decode, while one line per group block 16
-/// KiB ahead read 75-84% of the bandwidth in six runs against 62-80% with
-/// none (presumably it starts the hardware on each next 4 KiB page early).
-const PREFETCH_AHEAD: usize = 16384;
-
-/// Prefetches into L2 the `len` bytes PREFETCH_AHEAD past `x`, one line
-/// per 64 bytes.
-#[inline(always)]
-fn prefetch_l2(x: *const u8, len: usize) {
-    let p = x.wrapping_add(PREFETCH_AHEAD);
-    for off in (0..len).step_by(64) {
-        // SAFETY: a prefetch is a hint that never faults, even past the end
-        // of the matrix, and the address is computed without `add`.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8) };
-    }
-}
 
 /// The 8-byte activation group at `p` in every qword. # Safety: 8
 /// readable bytes at `p`.
@@ -280,54 +257,11 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     }
 }
 
-/// A row kernel over an x8 matrix (`$dot`: one row group, B tokens):
-/// `out[b * n_rows + r] = dot(row r, activation row b)`, rows of `rb`
-/// (original) bytes, 4 tokens at a time, then one; and its safe entry point
-/// `$safe`, which without AVX-512 runs the layout's scalar reference.
-macro_rules! x8_rows {
-    ($safe:ident, $dot:ident, $scalar:path) => {
-        pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-            /// # Safety
-            /// The CPU must support every feature this function enables.
-            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
-            unsafe fn rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-                let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else { return };
-                // Whole groups only: `w` is whole groups in every caller.
-                let n_rows = w.len() / gb * ROWS;
-                let mut put = |b: usize, g: usize, t: &[f32; ROWS]| {
-                    if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS) {
-                        o.copy_from_slice(t);
-                    }
-                };
-                for (g, grp) in w.chunks_exact(gb).enumerate() {
-                    let mut b = 0;
-                    while b + 4 <= n_batch {
-                        let mut t = [[0f32; ROWS]; 4];
-                        // SAFETY: needs a subset of this function's features.
-                        unsafe { $dot::<4>(grp, act_rows::<4>(acts, ab, b), &mut t) };
-                        for (k, t) in t.iter().enumerate() {
-                            put(b + k, g, t);
-                        }
-                        b += 4;
-                    }
-                    for b in b..n_batch {
-                        let mut t = [[0f32; ROWS]; 1];
-                        // SAFETY: as above.
-                        unsafe { $dot::<1>(grp, act_rows::<1>(acts, ab, b), &mut t) };
-                        put(b, g, &t[0]);
-                    }
-                }
-            }
-            if rb == 0 || ab == 0 || n_batch == 0 {
-                return;
-            }
-            if isa_available(Isa::Avx512) {
-                // SAFETY: the CPU has every feature `rows` enables (checked).
-                return unsafe { rows(w, rb, acts, ab, n_batch, out) };
-            }
-            $scalar(w, rb, acts, ab, n_batch, out)
-        }
-    };
-}
-x8_rows!(q4k_x8_rows, dot_q4k_x8, q4_k_x8::rows_scalar);
-x8_rows!(q6k_x8_rows, dot_q6k_x8, q6_k_x8::rows_scalar);
+x8_rows!(
+    q4k_x8_rows, dot_q4k_x8, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni", super::Isa::Avx512, 4,
+    avx2_x8::q4k_x8_rows
+);
+x8_rows!(
+    q6k_x8_rows, dot_q6k_x8, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni", super::Isa::Avx512, 4,
+    avx2_x8::q6k_x8_rows
+);

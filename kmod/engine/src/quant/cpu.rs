@@ -8,7 +8,8 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub enum Isa {
     /// The scalar reference kernels (bit-exact with ggml's scalar code).
     Scalar,
-    /// AVX2 + FMA + F16C (x86_64), ggml's AVX2 kernel shapes.
+    /// AVX2 + FMA + F16C (x86_64), ggml's AVX2 kernel shapes, and 256-bit
+    /// kernels for repacked Q4_K and Q6_K matrices (`avx2_x8`).
     Avx2,
     /// The same AVX2 kernels compiled with AVX-512 F/BW/VL enabled (and
     /// GFNI for the one-token Q4_K kernel's nibbles): the same integer

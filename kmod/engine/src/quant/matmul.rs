@@ -10,7 +10,7 @@ use core::ops::Range;
 use half::f16;
 
 #[cfg(target_arch = "x86_64")]
-use super::{avx2, avx512};
+use super::{avx2, avx2_x8, avx512};
 use super::{q4_k_x8, q6_k_x8, x8};
 use super::cpu::{self, Isa};
 use super::Layout;
@@ -378,12 +378,12 @@ enum Kernel {
 /// The row kernel of the x8 layout of `wty` at `isa`.
 fn x8_kernel(wty: GgmlType, isa: Isa) -> Result<RowsFn, QuantError> {
     #[cfg(target_arch = "x86_64")]
-    if cpu::usable(isa) == Isa::Avx512 {
-        match wty {
-            GgmlType::Q4K => return Ok(avx512::q4k_x8_rows),
-            GgmlType::Q6K => return Ok(avx512::q6k_x8_rows),
-            _ => {}
-        }
+    match (cpu::usable(isa), wty) {
+        (Isa::Avx512, GgmlType::Q4K) => return Ok(avx512::q4k_x8_rows),
+        (Isa::Avx512, GgmlType::Q6K) => return Ok(avx512::q6k_x8_rows),
+        (Isa::Avx2, GgmlType::Q4K) => return Ok(avx2_x8::q4k_x8_rows),
+        (Isa::Avx2, GgmlType::Q6K) => return Ok(avx2_x8::q6k_x8_rows),
+        _ => {}
     }
     let _ = isa;
     match wty {

@@ -8,7 +8,7 @@
 //! chosen by `cpu` (AVX2 kernels in `avx2`, or the scalar reference) are
 //! picked. `q4_k_x8` and `q6_k_x8` are a second layout for Q4_K and Q6_K
 //! matrices (8 rows interleaved, repacked at load) with their own kernels
-//! (`avx512`, and scalar references beside the layouts).
+//! (`avx2_x8`, `avx512`, and scalar references beside the layouts).
 //!
 //! Data arrives as `&[u8]` (GGUF tensors are only 32-byte aligned), so blocks
 //! are decoded with `from_le_bytes`: no alignment assumptions, and no unsafe
@@ -20,6 +20,8 @@ use core::fmt;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_x8;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod cpu;

@@ -42,8 +42,10 @@ pub(super) fn repack<const G: usize>(
 ) -> Result<(), QuantError> {
     let nb = check(ty, data.len(), rows, cols, tmp.len())?;
     let rb = nb * ty.block_bytes();
-    for slab in data.chunks_exact_mut(ROWS * rb) {
-        let tmp = &mut tmp[..ROWS * rb];
+    // No columns: nothing to move (and no zero chunk size to panic on).
+    let Some(sb) = rb.checked_mul(ROWS).filter(|&sb| sb != 0) else { return Ok(()) };
+    for slab in data.chunks_exact_mut(sb) {
+        let tmp = &mut tmp[..sb];
         tmp.copy_from_slice(slab);
         for (i, dst) in slab.as_chunks_mut::<G>().0.iter_mut().enumerate() {
             pack(tmp, rb, i, dst);
