@@ -17,8 +17,8 @@ use super::q4_k_x8::{self, DMIN, D, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
 /// How far ahead of the group block being read the kernels prefetch, into
-/// L2 only: all of it for Q6_K, one line for Q4_K. Measured on AVX-512
-/// (Zen 4) with the weights in huge pages (as `llamux` holds them), one
+/// L2 only: all of it for Q6_K, one line for Q4_K on AVX-512. Measured
+/// on Zen 4 with the weights in huge pages (as `llamux` holds them), one
 /// thread: Q6_K streamed at 14 GB/s without a prefetch (the hardware
 /// prefetchers do not follow its interleaved loads), 25-28 at 12-64 KiB
 /// ahead. Q4_K's loads are sequential and the hardware keeps up; a whole
@@ -26,13 +26,19 @@ use super::q6_k_x8;
 /// per group block 16 KiB ahead read 75-84% of the bandwidth in six runs
 /// against 62-80% with none (presumably it starts the hardware on each
 /// next 4 KiB page early).
-const PREFETCH_AHEAD: usize = 16384;
+pub(super) const PREFETCH_AHEAD: usize = 16384;
 
-/// Prefetches into L2 the `len` bytes PREFETCH_AHEAD past `x`, one line
-/// per 64 bytes.
+/// Q4_K on AVX2 (Zen 1, 1 GiB from memory, one thread, three interleaved
+/// rounds): the whole group block 8 KiB ahead streamed 7.3-7.9 GB/s, one
+/// line 16 KiB ahead 3.8-6.2, the whole block 4 or 16 KiB ahead 6.4-7.5,
+/// 2 KiB ahead 4.1-4.8. The slower 256-bit kernel leaves the loads time.
+const Q4_AHEAD_AVX2: usize = 8192;
+
+/// Prefetches into L2 the `len` bytes `ahead` past `x`, one line per 64
+/// bytes.
 #[inline(always)]
-pub(super) fn prefetch_l2(x: *const u8, len: usize) {
-    let p = x.wrapping_add(PREFETCH_AHEAD);
+pub(super) fn prefetch_l2(x: *const u8, ahead: usize, len: usize) {
+    let p = x.wrapping_add(ahead);
     for off in (0..len).step_by(64) {
         // SAFETY: a prefetch is a hint that never faults, even past the end
         // of the matrix, and the address is computed without `add`.
@@ -134,7 +140,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, 64);
+            prefetch_l2(gp, Q4_AHEAD_AVX2, GROUP);
             // The 128 six-bit values (see `q4_k_x8`): scales (8s + r) and
             // mins (8r + s), high bit pairs moved to bits 4-5.
             let (n0, n1, hi) = (ld32(gp.add(SCALES)), ld32(gp.add(SCALES + 32)), ld32(gp.add(SCALES + 64)));
@@ -218,7 +224,7 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, GROUP);
+            prefetch_l2(gp, PREFETCH_AHEAD, GROUP);
             // Per token, sum over k of scale * bsum_k for each row (the
             // -32 offset, taken once).
             let mut off = [_mm256_setzero_si256(); B];

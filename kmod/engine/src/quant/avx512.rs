@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
-use super::avx2_x8::{self, prefetch_l2, x8_rows};
+use super::avx2_x8::{self, prefetch_l2, x8_rows, PREFETCH_AHEAD};
 use super::q4_k_x8::{DMIN, D, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
@@ -93,7 +93,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, 64);
+            prefetch_l2(gp, PREFETCH_AHEAD, 64);
             // The 128 six-bit values: scales (index 8s + r) and mins (8r + s).
             let nib = ld64(gp.add(SCALES));
             let hi = _mm512_broadcast_i64x4(ld32(gp.add(SCALES + 64)));
@@ -183,7 +183,7 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, GROUP);
+            prefetch_l2(gp, PREFETCH_AHEAD, GROUP);
             let (s_lo, s_hi) = (ld64(gp.add(SCALES)), ld64(gp.add(SCALES + 64)));
             // Scales as i16, two rows (16 sub-blocks each) per vector.
             let sw = [
