@@ -170,24 +170,30 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             let mut isum = [[_mm256_setzero_si256(); 2]; B];
             for h in 0..2 {
                 let idx = _mm256_load_si256(HALF_IDX.0[h].as_ptr() as *const __m256i);
-                for s in 0..8 {
-                    let (j, nib) = (s / 2, s % 2);
-                    // The 4 rows' scales, each in its four i16 lanes.
-                    let sc16 = _mm256_shuffle_epi8(bq(sc.0.as_ptr().add(8 * s)), idx);
-                    let mut p = [_mm256_setzero_si256(); B];
-                    for t in 0..4 {
-                        let q = ld32(gp.add(QS + 64 * (4 * j + t) + 32 * h));
-                        let q = if nib == 0 { q } else { _mm256_srli_epi16::<4>(q) };
-                        let q = _mm256_and_si256(q, m4);
-                        for (b, p) in p.iter_mut().enumerate() {
-                            // Each i16 lane sums 2 products per chunk, at
-                            // most 4 * 2 * 15 * 128 = 15360 in magnitude.
-                            let x = _mm256_maddubs_epi16(q, bq(y(b).add(4 + 64 * j + 32 * nib + 8 * t)));
-                            *p = _mm256_add_epi16(*p, x);
+                for j in 0..4 {
+                    // Chunks 4j..4j + 4 hold sub-blocks 2j (low nibbles)
+                    // and 2j + 1 (high): loaded once for both. (A loop
+                    // over the 8 sub-blocks stayed rolled and reloaded
+                    // them: 16.1 against 14.0 ns per block in cache, Zen 1.)
+                    let raw: [__m256i; 4] = core::array::from_fn(|t| ld32(gp.add(QS + 64 * (4 * j + t) + 32 * h)));
+                    for nib in 0..2 {
+                        let s = 2 * j + nib;
+                        // The 4 rows' scales, each in its four i16 lanes.
+                        let sc16 = _mm256_shuffle_epi8(bq(sc.0.as_ptr().add(8 * s)), idx);
+                        let mut p = [_mm256_setzero_si256(); B];
+                        for (t, &q) in raw.iter().enumerate() {
+                            let q = if nib == 0 { q } else { _mm256_srli_epi16::<4>(q) };
+                            let q = _mm256_and_si256(q, m4);
+                            for (b, p) in p.iter_mut().enumerate() {
+                                // Each i16 lane sums 2 products per chunk, at
+                                // most 4 * 2 * 15 * 128 = 15360 in magnitude.
+                                let x = _mm256_maddubs_epi16(q, bq(y(b).add(4 + 64 * j + 32 * nib + 8 * t)));
+                                *p = _mm256_add_epi16(*p, x);
+                            }
                         }
-                    }
-                    for (b, isum) in isum.iter_mut().enumerate() {
-                        isum[h] = _mm256_add_epi32(isum[h], _mm256_madd_epi16(p[b], sc16));
+                        for (b, isum) in isum.iter_mut().enumerate() {
+                            isum[h] = _mm256_add_epi32(isum[h], _mm256_madd_epi16(p[b], sc16));
+                        }
                     }
                 }
             }
