@@ -6,7 +6,7 @@
 # Env: KDIR (optional: its .config decides return thunks),
 #      LLX_ENGINE_FEATURES (extra -Ctarget-feature list, e.g. +avx2,+fma).
 # Fails if the object needs any symbol besides the module's callbacks and
-# the kernel's mem* functions.
+# the kernel's mem* functions, or holds an out-of-line SIMD intrinsic.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${1:-$HERE/engine_hf.o}"
@@ -65,6 +65,8 @@ if ((${#bad[@]})); then
   echo "build-engine: unexpected undefined symbols: ${bad[*]}" >&2
   exit 1
 fi
+# Every SIMD intrinsic must be one instruction, not a call.
+bash "$HERE/../tests/check-inlined.sh" "$tmp" >/dev/null
 mv "$tmp" "$OUT"
 trap - EXIT
 t1=$(date +%s.%N)

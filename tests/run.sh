@@ -86,6 +86,15 @@ done
 
 suite cargo "engine-and-loader" cargo test --workspace --release --no-fail-fast
 
+# The user-space engine's kernels as one instruction per intrinsic (the
+# module's engine object is checked as build-engine.sh makes it).
+note "SIMD intrinsics inlined in llamux"
+if cargo build --release -q -p llamux && tests/check-inlined.sh target/release/llamux; then
+    ok "check-inlined"
+else
+    bad "check-inlined"
+fi
+
 # Builds the module's engine object and fails if it has more panic call
 # sites than kmod/panic-baseline.txt records.
 note "panic paths in the module's engine object"

@@ -120,7 +120,8 @@ static Q6_SCALE_IDX: Q6ScaleIdx = {
 /// One Q4_K x8 row group (its group blocks `g`) times B activation rows:
 /// `out[b][r]`. The per-token operations do not depend on B, so any B
 /// gives the bits of B = 1.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
     let gp0 = g.as_ptr();
@@ -130,7 +131,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     // a block plus an offset and length inside it (the last activation
     // read, 8 bytes at 4 + 64 * 3 + 32 + 24, ends at 260; bsums 260..292),
     // or 8 bytes of a 64-byte `Values` at 8s (s < 8), or a whole HALF_IDX
-    // entry. Features: the caller's.
+    // entry. Features: its own.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m3 = _mm256_set1_epi8(3);
@@ -213,7 +214,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 }
 
 /// One Q6_K x8 row group times B activation rows (see `dot_q4k_x8`).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
     use q6_k_x8::{GROUP, HI, LO, SCALES, D};
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
@@ -222,7 +224,7 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     // every read is inside group block i (LO + 64 * 15 + 64 = HI, HI + 64
     // * 8 = GROUP, scales 16..144) or activation block i (the last 8 bytes
     // at 4 + 64 * 3 + 48 + 8 end at 260; bsums 260..292); Q6_SCALE_IDX
-    // entries are whole (k < 8). Features: the caller's.
+    // entries are whole (k < 8). Features: its own.
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m30 = _mm256_set1_epi8(0x30);

@@ -71,7 +71,8 @@ unsafe fn ld64(p: *const u8) -> __m512i {
 /// One row group (8 rows, `g` = its group blocks) times B activation
 /// rows: `out[b][r]`. The per-token operations do not depend on B, so any
 /// B gives the bits of B = 1.
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
 unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
     let gp0 = g.as_ptr();
@@ -80,7 +81,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     // inside each `a[b]` (nb is clamped to all); every read below is such
     // a block plus an offset and length inside it (the last activation
     // read, 8 bytes at 4 + 64 * 3 + 32 + 24, ends at 260; bsums 260..292).
-    // SCALE_IDX reads are whole entries (s < 8). Features: the caller's.
+    // SCALE_IDX reads are whole entries (s < 8). Features: its own.
     unsafe {
         let m4 = _mm512_set1_epi8(0xF);
         let m3 = _mm512_set1_epi8(3);
@@ -162,7 +163,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 }
 
 /// One Q6_K x8 row group times B activation rows (see `dot_q4k_x8`).
-#[inline(always)]
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
 unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
     use q6_k_x8::{GROUP, HI, LO, SCALES, D};
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
@@ -171,7 +173,7 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     // every read is inside group block i (LO + 64 * 15 + 64 = HI, HI + 64
     // * 8 = GROUP) or activation block i (the last 8 bytes at 4 + 64 * 3 +
     // 48 + 8 end at 260; bsums 260..292); Q6_SCALE_IDX entries are whole
-    // (k < 16). Features: the caller's.
+    // (k < 16). Features: its own.
     unsafe {
         let m4 = _mm512_set1_epi8(0xF);
         let m30 = _mm512_set1_epi8(0x30);
