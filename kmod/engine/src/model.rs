@@ -703,7 +703,7 @@ fn matmul(
     if w.layout == Layout::X8 {
         chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
     }
-    let isa = quant::isa();
+    let isa = quant::fastest_isa(w.ty, w.layout);
     let mul = |r, n, out: &mut [f32]| quant::matmul_rows_with(isa, w.layout, w.data, w.ty, w.cols, r, acts, n, out);
     let n_tasks = w.rows.div_ceil(chunk.max(1));
     let rows = w.rows;

@@ -326,6 +326,19 @@ pub fn matmul_rows_isa(
     matmul_rows_with(isa, Layout::Rows, w, wty, n_cols, rows, acts, n_batch, out)
 }
 
+/// The level to run [`matmul_rows_with`] at for `wty` in `layout` on this
+/// CPU: [`cpu::isa`], except Q6_K x8 on Intel, where the 256-bit kernel
+/// beats the 512-bit one (one Emerald Rapids core: 9.3 against 15.5 ns per
+/// block in cache, 12.7 against 10.0 GB/s from memory, 1.16x at 4
+/// tokens; 512-bit integer work there issues on two ports, not three).
+/// Both give the x8 reference's bits.
+pub fn fastest_isa(wty: GgmlType, layout: Layout) -> Isa {
+    match cpu::isa() {
+        Isa::Avx512 if layout == Layout::X8 && wty == GgmlType::Q6K && cpu::intel() => Isa::Avx2,
+        isa => isa,
+    }
+}
+
 /// [`matmul_rows_isa`] for a matrix in `layout`: row-major, or repacked by
 /// [`repack_x8`] (then `rows` must start and end on a multiple of 8, and
 /// results differ from the row-major kernels' only in float rounding; the

@@ -39,7 +39,7 @@ mod q8_k;
 
 pub use cpu::{isa, isa_available, set_max_isa, set_simd, Isa};
 pub use matmul::{
-    act_row_bytes, act_type, dequantize_row, matmul_rows, matmul_rows_isa, matmul_rows_with,
+    act_row_bytes, act_type, dequantize_row, fastest_isa, matmul_rows, matmul_rows_isa, matmul_rows_with,
     matvec_rows, repack_x8,
     quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,
 };
