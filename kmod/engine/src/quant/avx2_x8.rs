@@ -16,16 +16,16 @@ use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
 use super::q4_k_x8::{self, DMIN, D, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
-/// How far ahead of the group block being read the kernels prefetch, into
-/// L2 only: all of it for Q6_K, one line for Q4_K on AVX-512. Measured
-/// on Zen 4 with the weights in huge pages (as `llamux` holds them), one
-/// thread: Q6_K streamed at 14 GB/s without a prefetch (the hardware
-/// prefetchers do not follow its interleaved loads), 25-28 at 12-64 KiB
-/// ahead. Q4_K's loads are sequential and the hardware keeps up; a whole
-/// group block 2-8 KiB ahead cost up to 40% of 13B decode, while one line
-/// per group block 16 KiB ahead read 75-84% of the bandwidth in six runs
-/// against 62-80% with none (presumably it starts the hardware on each
-/// next 4 KiB page early).
+/// How far ahead of the group block being read the kernels prefetch on
+/// AMD, into L2 only: all of it for Q6_K, one line for Q4_K on AVX-512.
+/// Measured on Zen 4 with the weights in huge pages (as `llamux` holds
+/// them), one thread: Q6_K streamed at 14 GB/s without a prefetch (the
+/// hardware prefetchers do not follow its interleaved loads), 25-28 at
+/// 12-64 KiB ahead. Q4_K's loads are sequential and the hardware keeps up;
+/// a whole group block 2-8 KiB ahead cost up to 40% of 13B decode, while
+/// one line per group block 16 KiB ahead read 75-84% of the bandwidth in
+/// six runs against 62-80% with none (presumably it starts the hardware
+/// on each next 4 KiB page early).
 pub(super) const PREFETCH_AHEAD: usize = 16384;
 
 /// Q4_K on AVX2 (Zen 1, 1 GiB from memory, one thread, three interleaved
@@ -34,15 +34,48 @@ pub(super) const PREFETCH_AHEAD: usize = 16384;
 /// 2 KiB ahead 4.1-4.8. The slower 256-bit kernel leaves the loads time.
 const Q4_AHEAD_AVX2: usize = 8192;
 
-/// Prefetches into L2 the `len` bytes `ahead` past `x`, one line per 64
-/// bytes.
-#[inline(always)]
-pub(super) fn prefetch_l2(x: *const u8, ahead: usize, len: usize) {
-    let p = x.wrapping_add(ahead);
-    for off in (0..len).step_by(64) {
-        // SAFETY: a prefetch is a hint that never faults, even past the end
-        // of the matrix, and the address is computed without `add`.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8) };
+/// What a kernel prefetches per group block: `len` bytes `ahead` bytes
+/// past it, into L1 or only into L2.
+#[derive(Clone, Copy)]
+pub(super) struct Prefetch {
+    ahead: usize,
+    len: usize,
+    l1: bool,
+}
+
+impl Prefetch {
+    /// The plan for this CPU: AMD's (`ahead`, `len`, L2) as measured above;
+    /// on Intel every line of the group block 8 KiB ahead into L1. 13B
+    /// decode on two Emerald Rapids cores, share of the bandwidth in runs
+    /// taken in turn: 80-84% at 2-16 KiB ahead into L1 (T0), 74-77% at 16
+    /// KiB into L2 (T1, as before), 75% with T2, 68-69% at 32 KiB into L1,
+    /// 62-64% without, 45-46% non-temporal. Nothing else in the decode
+    /// structure costs as much: with the kernels swapped for a plain
+    /// streaming sum over the same rows it read 91-94%.
+    pub(super) fn plan(ahead: usize, len: usize) -> Self {
+        if super::cpu::intel() {
+            Prefetch { ahead: 8192, len: usize::MAX, l1: true }
+        } else {
+            Prefetch { ahead, len, l1: false }
+        }
+    }
+
+    /// Prefetches for the group block at `x` of `group` bytes.
+    #[inline(always)]
+    pub(super) fn at(self, x: *const u8, group: usize) {
+        let p = x.wrapping_add(self.ahead);
+        for off in (0..self.len.min(group)).step_by(64) {
+            let line = p.wrapping_add(off) as *const i8;
+            // SAFETY: a prefetch is a hint that never faults, even past the
+            // end of the matrix, and the address is computed without `add`.
+            unsafe {
+                if self.l1 {
+                    _mm_prefetch::<_MM_HINT_T0>(line)
+                } else {
+                    _mm_prefetch::<_MM_HINT_T1>(line)
+                }
+            }
+        }
     }
 }
 
@@ -136,12 +169,13 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         let m4 = _mm256_set1_epi8(0xF);
         let m3 = _mm256_set1_epi8(3);
         let m30 = _mm256_set1_epi8(0x30);
+        let pf = Prefetch::plan(Q4_AHEAD_AVX2, GROUP);
         let mut acc = [_mm256_setzero_ps(); B];
         let (mut sc, mut mn) = (Values([0; 64]), Values([0; 64]));
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, Q4_AHEAD_AVX2, GROUP);
+            pf.at(gp, GROUP);
             // The 128 six-bit values (see `q4_k_x8`): scales (8s + r) and
             // mins (8r + s), high bit pairs moved to bits 4-5.
             let (n0, n1, hi) = (ld32(gp.add(SCALES)), ld32(gp.add(SCALES + 32)), ld32(gp.add(SCALES + 64)));
@@ -228,11 +262,12 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
     unsafe {
         let m4 = _mm256_set1_epi8(0xF);
         let m30 = _mm256_set1_epi8(0x30);
+        let pf = Prefetch::plan(PREFETCH_AHEAD, GROUP);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, PREFETCH_AHEAD, GROUP);
+            pf.at(gp, GROUP);
             // Per token, sum over k of scale * bsum_k for each row (the
             // -32 offset, taken once).
             let mut off = [_mm256_setzero_si256(); B];

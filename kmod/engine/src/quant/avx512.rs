@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
-use super::avx2_x8::{self, prefetch_l2, x8_rows, PREFETCH_AHEAD};
+use super::avx2_x8::{self, x8_rows, Prefetch, PREFETCH_AHEAD};
 use super::q4_k_x8::{DMIN, D, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
@@ -90,16 +90,14 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         let cnt_s = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(2));
         let cnt_m = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(6));
         let pick = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 28, 24, 20, 16, 12, 8, 4, 0);
-        // One line per group block on Zen 4 (the hardware prefetchers do
-        // the rest; more only slowed it), every line on Intel: 1 GiB from
-        // memory on one Emerald Rapids core, 11.4 -> 13.5-13.9 GB/s (of
-        // 14.8 that bw.c reads), 8 or 16 KiB ahead alike.
-        let pf_len = if super::cpu::intel() { GROUP } else { 64 };
+        // One line per group block on Zen 4: the hardware prefetchers do
+        // the rest, and more only slowed it.
+        let pf = Prefetch::plan(PREFETCH_AHEAD, 64);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, PREFETCH_AHEAD, pf_len);
+            pf.at(gp, GROUP);
             // The 128 six-bit values: scales (index 8s + r) and mins (8r + s).
             let nib = ld64(gp.add(SCALES));
             let hi = _mm512_broadcast_i64x4(ld32(gp.add(SCALES + 64)));
@@ -186,11 +184,12 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         // of each of two vectors, then the two halves joined.
         let pick2 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 24, 16, 8, 0);
         let join = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 19, 18, 17, 16, 3, 2, 1, 0);
+        let pf = Prefetch::plan(PREFETCH_AHEAD, GROUP);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {
             let gp = gp0.add(i * GROUP);
             let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            prefetch_l2(gp, PREFETCH_AHEAD, GROUP);
+            pf.at(gp, GROUP);
             let (s_lo, s_hi) = (ld64(gp.add(SCALES)), ld64(gp.add(SCALES + 64)));
             // Scales as i16, two rows (16 sub-blocks each) per vector.
             let sw = [

@@ -88,8 +88,8 @@ fn detect() -> u8 {
 
 /// Whether the CPU is Intel's ("GenuineIntel"), detected once: its cores
 /// issue 512-bit integer operations on two ports where 256-bit ones have
-/// three, and they want more software prefetch than AMD's Zen 4 (measured
-/// choices: `fastest_isa`, `avx512::dot_q4k_x8`).
+/// three, and they want more software prefetch than AMD's Zen 4, into L1
+/// (measured choices: `fastest_isa`, `avx2_x8::Prefetch::plan`).
 pub fn intel() -> bool {
     match INTEL.load(Ordering::Relaxed) {
         UNKNOWN => {
