@@ -514,6 +514,8 @@ fn relay_inner(
     let mut urgent: VecDeque<Job> = VecDeque::new();
     let mut queue: VecDeque<Job> = VecDeque::new();
     let mut inflight: HashSet<(usize, u64)> = HashSet::new();
+    // The policy whose queued events go next (`pop_fair`).
+    let mut next_policy = 0usize;
     // syscall rate per pid: (count, ts_ns) of the previous sample
     let mut last_sys: StdMap<u32, (u64, u64)> = StdMap::new();
     let mut first_seen: StdMap<u32, u64> = StdMap::new();
@@ -613,7 +615,7 @@ fn relay_inner(
         // Advise: as many queued events as the policies' rate limits allow.
         let budget = Instant::now() + Duration::from_millis(200);
         while Instant::now() < budget {
-            let Some(job) = urgent.pop_front().or_else(|| queue.pop_front()) else { break };
+            let Some(job) = urgent.pop_front().or_else(|| pop_fair(&mut queue, &mut next_policy, live.len())) else { break };
             let l = &mut live[job.policy];
             let el = l.last_refill.elapsed().as_secs_f64();
             l.last_refill = Instant::now();
@@ -701,6 +703,17 @@ fn decision_hits(m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>, names: &St
             json!({"policy": pol, "hook": hook_name(k.hook), "key": shown, "hits": n})
         })
         .collect()
+}
+
+/// The next observation job, the policies taking turns (FIFO within
+/// each): with decisions taking seconds under emulation, a flood of one
+/// policy's events queued first must not starve the others'.
+fn pop_fair(q: &mut VecDeque<Job>, next: &mut usize, n_policies: usize) -> Option<Job> {
+    let n = n_policies.max(1);
+    let i = (0..q.len()).min_by_key(|&i| ((q[i].policy % n + n - *next % n) % n, i))?;
+    let job = q.remove(i)?;
+    *next = (job.policy + 1) % n;
+    Some(job)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -905,6 +918,17 @@ pub fn advise_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_take_turns_in_the_queue() {
+        let job = |policy, pid| Job { policy, event: JMap::new(), summary: String::new(), ts_ns: 0, pid };
+        // Policy 0 floods first; policy 2's event arrives last.
+        let mut q: VecDeque<Job> = [(0, 1), (0, 2), (0, 3), (1, 4), (0, 5), (2, 6)].map(|(p, pid)| job(p, pid)).into();
+        let mut next = 0;
+        let order: Vec<u32> = std::iter::from_fn(|| pop_fair(&mut q, &mut next, 3)).map(|j| j.pid).collect();
+        assert_eq!(order, [1, 4, 6, 2, 3, 5]);
+        assert!(pop_fair(&mut q, &mut next, 3).is_none());
+    }
 
     #[test]
     fn nice_record_keeps_negative_values_and_the_caller() {
