@@ -26,6 +26,7 @@ macro_rules! eprint {
 mod bench;
 mod bpf;
 mod bpf_btf;
+mod doctor;
 mod engine_cmds;
 mod kernel_cmds;
 mod policy_advise;
@@ -238,6 +239,21 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::Auto)]
         advisor: policy_advise::AdvisorChoice,
     },
+    /// Can this machine run Llamux? Kernel (version, CONFIG_RUST, modules,
+    /// signing, lockdown, BPF LSM, BTF, bpffs), CPU kernels, memory for a
+    /// model, the module's state: ok/warn/fail and what to do. Exit 1 when
+    /// a check fails.
+    Doctor {
+        /// Also check this GGUF model: the engine takes it, and it fits in
+        /// the memory available.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// KV cache positions to count for the model.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop the relay and remove every program, link and pinned map.
     Unload,
     /// Loaded policies, programs, maps and counters.
@@ -324,6 +340,7 @@ fn main() -> ExitCode {
         Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false, advisor } => {
             bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx, advisor })
         }
+        Cmd::Doctor { model, ctx, json } => doctor::doctor(model.as_deref(), ctx, json),
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
         Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
