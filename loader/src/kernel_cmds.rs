@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 
 use serde_json::json;
 
+use llamux_engine::sample::Param;
 use llamux_engine::session::instruct_template;
 
 use crate::engine_cmds::{Res, Utf8Stream};
@@ -49,6 +50,21 @@ pub fn special_like(s: &str) -> Option<&str> {
     None
 }
 
+/// Checks the sampling values in a /proc/llamux/params text against the
+/// engine's ranges before anything is written (the module takes the same
+/// ranges from the engine, but refuses only when the next request starts).
+/// Other words are left to the module to judge.
+pub fn check_params(text: &str) -> Result<(), String> {
+    for word in text.split_whitespace() {
+        let Some((k, v)) = word.split_once('=') else { continue };
+        let k = if k == "temp" { "temperature" } else { k };
+        let Some(p) = Param::ALL.into_iter().find(|p| p.name() == k) else { continue };
+        let x: f64 = v.parse().map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
+        p.check(x).map_err(|e| format!("--params: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Writes PROMPT to /proc/llamux/generate and streams the completion.
 ///
 /// The module parses special tokens everywhere in what it is given (it
@@ -62,6 +78,7 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, 
         ));
     }
     if let Some(p) = params {
+        check_params(p)?;
         std::fs::write(format!("{PROC}/params"), p).map_err(|e| proc_err("params", e))?;
     }
     let arch = std::fs::read_to_string(format!("{PROC}/model")).ok().and_then(|m| status_field(&m, "arch"));

@@ -187,6 +187,27 @@ fn bad_sampling_flags_are_refused_with_the_range() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `query --params` is checked against the same ranges before anything
+/// reaches /proc/llamux (none here: the error would be about /proc).
+#[test]
+fn query_params_out_of_range_are_refused_before_the_module() {
+    for (params, want) in [
+        ("temperature=0 top_p=5", "top_p must be from 0 to 1 (got 5)"),
+        ("temp=1000", "temperature must be from 0 to 100 (got 1000)"),
+        ("top_k=4294967295", "top_k must be from 0 to 1048576"),
+        ("top_p=inf", "top_p must be from 0 to 1"),
+        ("repeat_penalty=x", "repeat_penalty=x: not a number"),
+    ] {
+        let o = llamux().args(["query", "--params", params, "hi"]).output().unwrap();
+        no_panic(&o, params);
+        assert_eq!(o.status.code(), Some(1));
+        let e = stderr(&o);
+        assert!(e.contains("--params") && e.contains(want) && !e.contains("/proc/llamux"), "{params}: {e}");
+    }
+    let o = llamux().args(["query", "--params", "temperature=0 top_p=1 n_predict=8", "hi"]).output().unwrap();
+    assert!(!stderr(&o).contains("--params"), "{}", stderr(&o));
+}
+
 // ---- item 11: model paths and models that are not what they claim ----
 
 #[test]

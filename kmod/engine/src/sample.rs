@@ -106,13 +106,39 @@ impl ParamRange {
     }
 }
 
+/// Writes `x` with at most 3 decimals, without core's float formatting
+/// (its panic paths would be new ones in the module's engine object).
+fn write_num(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
+    if x.is_nan() {
+        return f.write_str("NaN");
+    }
+    if x.is_infinite() {
+        return f.write_str(if x > 0.0 { "inf" } else { "-inf" });
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = if x < 0.0 { -x } else { x };
+    if a >= 1e15 {
+        return write!(f, "{sign}1e15 or more");
+    }
+    let milli = libm::round(a * 1000.0) as u64;
+    let (int, frac) = (milli / 1000, milli % 1000);
+    if frac == 0 {
+        write!(f, "{sign}{int}")
+    } else if frac % 100 == 0 {
+        write!(f, "{sign}{int}.{}", frac / 100)
+    } else if frac % 10 == 0 {
+        write!(f, "{sign}{int}.{:02}", frac / 10)
+    } else {
+        write!(f, "{sign}{int}.{frac:03}")
+    }
+}
+
 impl fmt::Display for ParamRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.lo_open {
-            write!(f, "greater than {} and at most {}", self.lo, self.hi)
-        } else {
-            write!(f, "from {} to {}", self.lo, self.hi)
-        }
+        f.write_str(if self.lo_open { "greater than " } else { "from " })?;
+        write_num(f, self.lo)?;
+        f.write_str(if self.lo_open { " and at most " } else { " to " })?;
+        write_num(f, self.hi)
     }
 }
 
@@ -186,7 +212,9 @@ pub struct ParamError {
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} must be {} (got {})", self.param.name(), self.param.range(), self.value)
+        write!(f, "{} must be {} (got ", self.param.name(), self.param.range())?;
+        write_num(f, self.value)?;
+        f.write_str(")")
     }
 }
 
