@@ -57,8 +57,8 @@ pub fn special_like(s: &str) -> Option<&str> {
 pub fn check_params(text: &str) -> Result<(), String> {
     for word in text.split_whitespace() {
         let Some((k, v)) = word.split_once('=') else { continue };
-        let k = if k == "temp" { "temperature" } else { k };
-        let Some(p) = Param::ALL.into_iter().find(|p| p.name() == k) else { continue };
+        let Some(p) = Param::from_name(k) else { continue };
+        let k = p.name();
         let x: f64 = v.parse().map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
         p.check(x).map_err(|e| format!("--params: {e}"))?;
     }

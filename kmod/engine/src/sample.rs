@@ -176,6 +176,13 @@ impl Param {
         }
     }
 
+    /// The parameter a /proc/llamux/params key names ("temp" is
+    /// temperature); None for keys that are not sampling ranges.
+    pub fn from_name(key: &str) -> Option<Param> {
+        let key = if key == "temp" { "temperature" } else { key };
+        Param::ALL.into_iter().find(|p| p.name() == key)
+    }
+
     /// The valid values: the one place both homes take them from.
     pub fn range(self) -> ParamRange {
         let r = |lo: f64, hi: f64| ParamRange { lo, hi, lo_open: false };

@@ -70,10 +70,13 @@ fn every_bound_itself_is_accepted() {
         Sampler::new(p, 10).unwrap();
     }
     for p in Param::ALL {
+        assert_eq!(Param::from_name(p.name()), Some(p));
         let r = p.range();
         assert!(r.lo < r.hi && r.hi.is_finite(), "{}", p.name());
         assert!(p.check(f64::NAN).is_err() && p.check(f64::INFINITY).is_err(), "{}", p.name());
     }
+    assert_eq!(Param::from_name("temp"), Some(Param::Temperature));
+    assert_eq!(Param::from_name("n_predict"), None);
 }
 
 // ---- item 11: a vocabulary that does not match the embedding ----
