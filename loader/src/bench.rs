@@ -6,7 +6,7 @@
 //! each decode repetition.
 
 use std::path::Path;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use llamux_engine::model::{Context, ContextParams, KvType};
@@ -55,9 +55,9 @@ fn bw_buffer() -> Result<memmap2::MmapMut, String> {
 }
 
 /// Streaming-read bandwidth in GB/s, best of 3 passes: `threads` threads
-/// each sum their part of `buf`, started and stopped together (as
-/// bench/bw.c does).
-fn read_bandwidth(buf: &[u8], threads: usize) -> f64 {
+/// each sum their part of `buf`, started together (as bench/bw.c does);
+/// the time runs until the last one is done.
+fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
     fn sum(p: &[u8]) -> u64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -94,30 +94,45 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> f64 {
     let part = buf.len() / threads / 64 * 64;
     let mut best = f64::MAX;
     for _ in 0..3 {
-        let bar = Barrier::new(threads);
+        // Threads that started wait for `go` (1; 2: give up, one failed
+        // to start), then count themselves out in `done`.
+        let (ready, go, done) = (AtomicUsize::new(0), AtomicU8::new(0), AtomicUsize::new(0));
+        let wait = |f: &dyn Fn() -> bool| {
+            while !f() {
+                std::thread::yield_now();
+            }
+        };
         let secs = std::thread::scope(|sc| {
             for k in 1..threads {
-                let (bar, p) = (&bar, &buf[k * part..(k + 1) * part]);
-                sc.spawn(move || {
-                    bar.wait();
-                    std::hint::black_box(sum(p));
-                    bar.wait();
+                let (ready, go, done, p) = (&ready, &go, &done, &buf[k * part..(k + 1) * part]);
+                let spawned = std::thread::Builder::new().spawn_scoped(sc, move || {
+                    ready.fetch_add(1, Ordering::AcqRel);
+                    wait(&|| go.load(Ordering::Acquire) != 0);
+                    if go.load(Ordering::Acquire) == 1 {
+                        std::hint::black_box(sum(p));
+                    }
+                    done.fetch_add(1, Ordering::AcqRel);
                 });
+                if let Err(e) = spawned {
+                    go.store(2, Ordering::Release);
+                    return Err(format!("bandwidth: cannot start thread {k} of {}: {e}", threads - 1));
+                }
             }
-            bar.wait();
+            wait(&|| ready.load(Ordering::Acquire) == threads - 1);
             let t = Instant::now();
+            go.store(1, Ordering::Release);
             std::hint::black_box(sum(&buf[..part]));
-            bar.wait();
-            t.elapsed().as_secs_f64()
-        });
+            wait(&|| done.load(Ordering::Acquire) == threads - 1);
+            Ok(t.elapsed().as_secs_f64())
+        })?;
         best = best.min(secs);
     }
-    (part * threads) as f64 / best / 1e9
+    Ok((part * threads) as f64 / best / 1e9)
 }
 
 pub fn bench(o: &BenchOpts) -> Res {
     let (_gguf, model) = load_model(o.model)?;
-    let mut exec = pool(o.threads);
+    let mut exec = pool(o.threads)?;
     let threads = llamux_engine::exec::Exec::parallelism(&exec);
     let hp = &model.hp;
     let params = ContextParams {
@@ -156,7 +171,7 @@ pub fn bench(o: &BenchOpts) -> Res {
         ctx.reset();
         fwd(&mut ctx, &[tok(0)])?;
         for _ in 0..reps {
-            let before = bw_buf.as_ref().map(|b| read_bandwidth(b, threads));
+            let before = bw_buf.as_ref().map(|b| read_bandwidth(b, threads)).transpose()?;
             ctx.reset();
             let t = Instant::now();
             for i in 0..o.n_gen {
@@ -165,7 +180,7 @@ pub fn bench(o: &BenchOpts) -> Res {
             let ts = o.n_gen as f64 / t.elapsed().as_secs_f64();
             tg.push(ts);
             if let (Some(before), Some(b)) = (before, &bw_buf) {
-                let gbs = before.max(read_bandwidth(b, threads));
+                let gbs = before.max(read_bandwidth(b, threads)?);
                 bw.push(gbs);
                 share.push(ts * wbytes as f64 / 1e9 / gbs);
             }

@@ -1,6 +1,5 @@
 //! User-space engine commands: run, tokenize, logits, info.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -8,8 +7,8 @@ use std::time::Instant;
 use llamux_engine::gguf::Gguf;
 use llamux_engine::model::{repack_weights, ContextParams, KvType, Model};
 use llamux_engine::quant::{self, Isa};
-use llamux_engine::sample::SamplerParams;
-use llamux_engine::session::{Session, Step};
+use llamux_engine::sample::{Param, SamplerParams};
+use llamux_engine::session::{Session, Specials, Step};
 use llamux_engine::tokenizer::Tokenizer;
 use serde_json::json;
 
@@ -24,10 +23,46 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
 }
 
+/// Opens a model file: a regular file or a block device. Anything else is
+/// refused by name (a directory used to give mmap's "No such device"); the
+/// open does not block on a FIFO (O_NONBLOCK, then fstat).
+pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(err)?;
+    let t = f.metadata().map_err(err)?.file_type();
+    let what = if t.is_file() || t.is_block_device() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(format!("{}: is {what}, not a model file (give a GGUF file or a block device)", path.display()));
+    }
+    // Reads wait for data again (a block device honours O_NONBLOCK).
+    // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(f)
+}
+
 pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
     use std::os::unix::fs::FileTypeExt;
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let f = std::fs::File::open(path).map_err(err)?;
+    let f = open_model(path)?;
     if f.metadata().map_err(err)?.file_type().is_block_device() {
         // A model on a raw disk is read, not mapped (a device whose size is
         // not a multiple of the page size faults with SIGBUS on its last
@@ -48,7 +83,7 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
 fn read_file(path: &Path) -> Result<&'static mut [u8], String> {
     use std::io::{Read, Seek};
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut f = open_model(path)?;
     let len = f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
     let len = usize::try_from(len).map_err(|_| format!("{}: too large", path.display()))?;
     f.rewind().map_err(err)?;
@@ -113,21 +148,67 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     Ok(Loaded { model, tokenizer })
 }
 
-pub fn pool(threads: Option<usize>) -> Pool {
-    Pool::new(threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())))
+/// The most worker threads `-t` takes: far beyond the cores of any machine
+/// the engine runs on (more threads than cores only slow it down).
+pub const MAX_THREADS: usize = 1024;
+
+/// `-t`'s parser: 1 to MAX_THREADS.
+pub fn threads_arg(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from 1 to {MAX_THREADS}")),
+    }
 }
 
-pub fn sampler_params(s: &SampleArgs) -> SamplerParams {
-    SamplerParams {
+pub fn pool(threads: Option<usize>) -> Result<Pool, String> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Pool::new(n.clamp(1, MAX_THREADS))
+}
+
+/// A parser for a sampling flag: the engine's range for `p`, so the flags,
+/// the sampler and /proc/llamux/params accept the same values.
+pub fn sample_arg<T: std::str::FromStr + Into<f64> + Copy>(p: Param) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |v: &str| {
+        let x: T = v.trim().parse().map_err(|_| format!("not a number (must be {})", p.range()))?;
+        p.check(x.into()).map_err(|_| format!("must be {}", p.range()))?;
+        Ok(x)
+    }
+}
+
+/// A count flag (top-k, repeat-last-n) checked against the engine's range.
+pub fn sample_count_arg(p: Param) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |v: &str| {
+        let x: usize = v.trim().parse().map_err(|_| format!("not a whole number (must be {})", p.range()))?;
+        p.check(x as f64).map_err(|_| format!("must be {}", p.range()))?;
+        Ok(x)
+    }
+}
+
+/// The flags as the engine's parameters, checked once more by the engine
+/// (the message names the flag).
+pub fn sampler_params(s: &SampleArgs) -> Result<SamplerParams, String> {
+    let p = SamplerParams {
         temperature: s.temperature,
-        top_k: s.top_k as i32,
+        top_k: i32::try_from(s.top_k).unwrap_or(i32::MAX),
         top_p: s.top_p,
         min_p: 0.0,
         repeat_penalty: s.repeat_penalty,
         penalty_last_n: s.repeat_last_n,
         seed: s.seed,
         ..SamplerParams::default()
-    }
+    };
+    p.validate().map_err(|e| {
+        let flag = match e.param {
+            Param::Temperature => "--temperature",
+            Param::TopK => "--top-k",
+            Param::TopP => "--top-p",
+            Param::RepeatPenalty => "--repeat-penalty",
+            Param::PenaltyLastN => "--repeat-last-n",
+            other => other.name(),
+        };
+        format!("{flag} must be {} (got {})", e.param.range(), e.value)
+    })?;
+    Ok(p)
 }
 
 fn ctx_params(e: &EngineArgs, logits_all: bool) -> ContextParams {
@@ -139,14 +220,13 @@ fn ctx_params(e: &EngineArgs, logits_all: bool) -> ContextParams {
     }
 }
 
-/// The prompt as the model expects it.
-pub fn format_prompt(arch: &str, prompt: &str, instruct: bool) -> String {
-    if !instruct {
-        return prompt.to_string();
-    }
-    match arch {
-        "qwen2" => format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"),
-        _ => format!("[INST] {prompt} [/INST]"),
+/// How special-token texts in the user's own text are read: as plain text
+/// unless `--special` (llama.cpp's behaviour for prompts) is given.
+pub fn specials(special: bool) -> Specials {
+    if special {
+        Specials::Parse
+    } else {
+        Specials::Plain
     }
 }
 
@@ -156,22 +236,28 @@ pub fn run(
     prompt_file: Option<std::path::PathBuf>,
     s: &SampleArgs,
     instruct: bool,
+    special: bool,
     json_out: bool,
 ) -> Res {
+    let params = sampler_params(s)?;
     let prompt = match (prompt, prompt_file) {
         (Some(p), _) => p,
         (None, Some(f)) => std::fs::read_to_string(&f).map_err(|err| format!("{}: {err}", f.display()))?,
         (None, None) => return Err("give --prompt TEXT or --prompt-file FILE".into()),
     };
     let l = load(&e.model)?;
-    let mut exec = pool(e.threads);
-    let text = format_prompt(&l.model.hp.arch, &prompt, instruct);
-    let mut sess = Session::new(&l.model, &l.tokenizer, ctx_params(e, false), sampler_params(s), text.len())
-        .map_err(|err| err.to_string())?;
+    let mut exec = pool(e.threads)?;
+    let mut sess =
+        Session::new(&l.model, &l.tokenizer, ctx_params(e, false), params, prompt.len()).map_err(|err| err.to_string())?;
     let t0 = Instant::now();
-    let n_prompt = sess.start(&l.model, &l.tokenizer, text.as_bytes(), &mut exec).map_err(|err| err.to_string())?;
+    let (m, tk, text) = (&l.model, &l.tokenizer, prompt.as_bytes());
+    let n_prompt = if instruct {
+        sess.start_instruct(m, tk, text, specials(special), &mut exec)
+    } else {
+        sess.start_with(m, tk, text, specials(special), &mut exec)
+    }
+    .map_err(|err| err.to_string())?;
     let t_prefill = t0.elapsed().as_secs_f64();
-    let mut out = std::io::stdout().lock();
     let mut utf8 = Utf8Stream::default();
     let mut generated = Vec::new();
     let mut text_out = String::new();
@@ -183,8 +269,8 @@ pub fn run(
                 let piece = utf8.push(l.tokenizer.token_piece(t));
                 text_out.push_str(&piece);
                 if !json_out {
-                    let _ = out.write_all(piece.as_bytes());
-                    let _ = out.flush();
+                    // A closed stdout ends the command here (stdio).
+                    crate::stdio::out_bytes(piece.as_bytes());
                 }
             }
             Step::End => break,
@@ -214,7 +300,7 @@ pub fn run(
         });
         println!("{v}");
     } else {
-        let _ = writeln!(out, "{tail}");
+        println!("{tail}");
         eprintln!(
             "\nllamux: prompt {n_prompt} tokens at {:.2} tok/s, generated {} tokens at {:.2} tok/s",
             n_prompt as f64 / t_prefill.max(1e-9),
@@ -259,10 +345,10 @@ impl Utf8Stream {
     }
 }
 
-pub fn tokenize(model: &Path, text: &str, add_bos: bool, json_out: bool) -> Res {
+pub fn tokenize(model: &Path, text: &str, add_bos: bool, special: bool, json_out: bool) -> Res {
     let g = parse(model)?;
     let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
-    let ids = encode(&tok, text.as_bytes(), add_bos)?;
+    let ids = encode_with(&tok, text.as_bytes(), add_bos, special)?;
     if json_out {
         let pieces: Vec<String> = ids.iter().map(|&t| String::from_utf8_lossy(tok.token_text(t)).into_owned()).collect();
         println!("{}", json!({ "tokens": ids, "pieces": pieces }));
@@ -274,11 +360,12 @@ pub fn tokenize(model: &Path, text: &str, add_bos: bool, json_out: bool) -> Res 
 }
 
 /// Tokenizes with a scratch sized for `text` (user space can allocate).
-pub fn encode(tok: &Tokenizer, text: &[u8], add_bos: bool) -> Result<Vec<u32>, String> {
+/// `special`: special-token texts become their tokens (`--special`).
+pub fn encode_with(tok: &Tokenizer, text: &[u8], add_bos: bool, special: bool) -> Result<Vec<u32>, String> {
     let mut scratch = tok.scratch(text.len()).map_err(|e| e.to_string())?;
     // Invalid UTF-8 can take up to 3 ids per byte (BPE).
     let mut ids = vec![0u32; 3 * text.len() + 2];
-    let n = tok.encode(text, add_bos, &mut scratch, &mut ids).map_err(|e| e.to_string())?;
+    let n = tok.encode_with(text, add_bos, special, &mut scratch, &mut ids).map_err(|e| e.to_string())?;
     ids.truncate(n);
     Ok(ids)
 }
@@ -288,7 +375,7 @@ pub fn logits(e: &EngineArgs, tokens: &[u32], out: &Path) -> Res {
         return Err("--tokens needs at least one id".into());
     }
     let l = load(&e.model)?;
-    let mut exec = pool(e.threads);
+    let mut exec = pool(e.threads)?;
     let n_vocab = l.model.hp.n_vocab;
     let mut params = ctx_params(e, true);
     params.n_ctx = params.n_ctx.max(tokens.len());

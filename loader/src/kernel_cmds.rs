@@ -4,7 +4,10 @@ use std::io::{Read, Write};
 
 use serde_json::json;
 
-use crate::engine_cmds::{format_prompt, Res, Utf8Stream};
+use llamux_engine::sample::Param;
+use llamux_engine::session::instruct_template;
+
+use crate::engine_cmds::{Res, Utf8Stream};
 
 const PROC: &str = "/proc/llamux";
 
@@ -25,13 +28,66 @@ fn status_field(status: &str, key: &str) -> Option<String> {
     status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(|v| v.trim().to_string()))
 }
 
+/// The first text in `s` that a vocabulary may hold as a control token
+/// (`<s>`, `</s>`, `<unk>`, CodeLlama's `<PRE>`..., ChatML's `<|...|>`).
+pub fn special_like(s: &str) -> Option<&str> {
+    const FIXED: [&str; 7] = ["<s>", "</s>", "<unk>", "<PRE>", "<SUF>", "<MID>", "<EOT>"];
+    let b = s.as_bytes();
+    for i in 0..b.len() {
+        if let Some(f) = FIXED.iter().find(|f| b[i..].starts_with(f.as_bytes())) {
+            return Some(&s[i..i + f.len()]);
+        }
+        if b[i..].starts_with(b"<|") {
+            // `<|name|>` with a short name without spaces.
+            let rest = &b[i + 2..];
+            if let Some(j) = rest.windows(2).take(64).position(|w| w == b"|>") {
+                if !rest[..j].iter().any(|c| c.is_ascii_whitespace()) {
+                    return Some(&s[i..i + j + 4]);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Checks the sampling values in a /proc/llamux/params text against the
+/// engine's ranges before anything is written (the module takes the same
+/// ranges from the engine, but refuses only when the next request starts).
+/// Other words are left to the module to judge.
+pub fn check_params(text: &str) -> Result<(), String> {
+    for word in text.split_whitespace() {
+        let Some((k, v)) = word.split_once('=') else { continue };
+        let Some(p) = Param::from_name(k) else { continue };
+        let k = p.name();
+        let x: f64 = v.parse().map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
+        p.check(x).map_err(|e| format!("--params: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Writes PROMPT to /proc/llamux/generate and streams the completion.
-pub fn query(prompt: &str, params: Option<&str>, instruct: bool, json_out: bool) -> Res {
+///
+/// The module parses special tokens everywhere in what it is given (it
+/// cannot tell a template from the user's text), so a prompt holding
+/// control-token text is refused unless `special` says that is meant.
+pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, json_out: bool) -> Res {
+    if let (false, Some(t)) = (special, special_like(prompt)) {
+        return Err(format!(
+            "the prompt contains {t:?}, which llama.cpp-style tokenizers (and llamux.ko) read as a control \
+             token, not text; give --special to send it as such, or `llamux run` to have it read as text"
+        ));
+    }
     if let Some(p) = params {
+        check_params(p)?;
         std::fs::write(format!("{PROC}/params"), p).map_err(|e| proc_err("params", e))?;
     }
     let arch = std::fs::read_to_string(format!("{PROC}/model")).ok().and_then(|m| status_field(&m, "arch"));
-    let mut text = format_prompt(arch.as_deref().unwrap_or("llama"), prompt, instruct);
+    let mut text = if instruct {
+        let (pre, post) = instruct_template(arch.as_deref().unwrap_or("llama"));
+        format!("{pre}{prompt}{post}")
+    } else {
+        prompt.to_string()
+    };
     // The module drops one trailing newline (the one `echo` adds); a prompt
     // that really ends in one (ChatML's "assistant\n") keeps it this way.
     if text.ends_with('\n') {
@@ -43,7 +99,6 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, json_out: bool)
         .open(format!("{PROC}/generate"))
         .map_err(|e| proc_err("generate", e))?;
     f.write_all(text.as_bytes()).map_err(|e| proc_err("generate", e))?;
-    let mut out = std::io::stdout().lock();
     let mut utf8 = Utf8Stream::default();
     let mut all = String::new();
     let mut buf = [0u8; 4096];
@@ -54,8 +109,7 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, json_out: bool)
         }
         let piece = utf8.push(&buf[..n]);
         if !json_out {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
+            crate::stdio::out_bytes(piece.as_bytes());
         }
         all.push_str(&piece);
     }
@@ -77,7 +131,7 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, json_out: bool)
             })
         );
     } else {
-        let _ = writeln!(out);
+        println!();
         eprintln!(
             "llamux: in-kernel: prompt {} tokens at {} tok/s, generated {} tokens at {} tok/s",
             field("last_prompt_tokens"),

@@ -3,13 +3,35 @@
 //! Engine commands run the same engine the kernel module hosts, in user
 //! space (tests, benchmarks, machines without the module).
 
+// This binary's print macros go through `stdio` (a macro defined here
+// shadows std's in every module below): a closed or full stdout is an exit,
+// never a panic.
+macro_rules! println {
+    () => { $crate::stdio::out(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::stdio::out(format_args!($($t)*), true) };
+}
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($t:tt)*) => { $crate::stdio::out(format_args!($($t)*), false) };
+}
+macro_rules! eprintln {
+    () => { $crate::stdio::err(format_args!(""), true) };
+    ($($t:tt)*) => { $crate::stdio::err(format_args!($($t)*), true) };
+}
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($t:tt)*) => { $crate::stdio::err(format_args!($($t)*), false) };
+}
+
 mod bench;
 mod bpf;
 mod bpf_btf;
+mod doctor;
 mod engine_cmds;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;
+mod stdio;
 mod trace;
 
 use llamux::{event, policy};
@@ -19,6 +41,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use llamux_engine::quant::Isa;
+use llamux_engine::sample::Param;
 
 #[derive(Parser)]
 #[command(name = "llamux", version, about = "Llamux: a LLaMA engine for the Linux kernel, and its user-space tool")]
@@ -52,20 +75,20 @@ pub struct SampleArgs {
     /// Tokens to generate at most.
     #[arg(short = 'n', long = "n-predict", default_value_t = 32)]
     pub n_predict: usize,
-    /// 0 means greedy (argmax).
-    #[arg(long, default_value_t = 0.0)]
+    /// 0 means greedy (argmax); 0 to 100.
+    #[arg(long, default_value_t = 0.0, value_parser = engine_cmds::sample_arg::<f32>(Param::Temperature))]
     pub temperature: f32,
-    /// 0 disables top-k.
-    #[arg(long, default_value_t = 40)]
+    /// 0 disables top-k; 0 to 1048576.
+    #[arg(long, default_value_t = 40, value_parser = engine_cmds::sample_count_arg(Param::TopK))]
     pub top_k: usize,
-    /// 1.0 disables top-p.
-    #[arg(long, default_value_t = 0.95)]
+    /// 1.0 disables top-p; 0 to 1.
+    #[arg(long, default_value_t = 0.95, value_parser = engine_cmds::sample_arg::<f32>(Param::TopP))]
     pub top_p: f32,
-    /// 1.0 disables the repetition penalty.
-    #[arg(long, default_value_t = 1.0)]
+    /// 1.0 disables the repetition penalty; above 0, at most 100.
+    #[arg(long, default_value_t = 1.0, value_parser = engine_cmds::sample_arg::<f32>(Param::RepeatPenalty))]
     pub repeat_penalty: f32,
-    /// Tokens the repetition penalty looks back over.
-    #[arg(long, default_value_t = 64)]
+    /// Tokens the repetition penalty looks back over; 0 to 1048576.
+    #[arg(long, default_value_t = 64, value_parser = engine_cmds::sample_count_arg(Param::PenaltyLastN))]
     pub repeat_last_n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
@@ -76,8 +99,8 @@ pub struct EngineArgs {
     /// GGUF model file.
     #[arg(short, long)]
     pub model: PathBuf,
-    /// Worker threads (default: all cores).
-    #[arg(short = 't', long)]
+    /// Worker threads, 1 to 1024 (default: all cores).
+    #[arg(short = 't', long, value_parser = engine_cmds::threads_arg)]
     pub threads: Option<usize>,
     /// KV cache positions.
     #[arg(long, default_value_t = 512)]
@@ -100,9 +123,14 @@ enum Cmd {
         #[command(flatten)]
         sample: SampleArgs,
         /// Wrap the prompt in the model's instruction template
-        /// (CodeLlama-Instruct: `<s>[INST] ... [/INST]`).
+        /// (CodeLlama-Instruct: `<s>[INST] ... [/INST]`). The prompt stays
+        /// plain text inside it.
         #[arg(long)]
         instruct: bool,
+        /// Read special-token texts in the prompt ("<s>", "<|im_end|>") as
+        /// those tokens, as llama.cpp does (default: plain text).
+        #[arg(long)]
+        special: bool,
         /// Print one JSON object (ids, text, timings) instead of streaming.
         #[arg(long)]
         json: bool,
@@ -115,6 +143,10 @@ enum Cmd {
         /// Do not prepend BOS.
         #[arg(long)]
         no_bos: bool,
+        /// Read special-token texts ("<s>", "<|im_end|>") as those tokens,
+        /// as llama.cpp does for prompts (default: plain text).
+        #[arg(long)]
+        special: bool,
         #[arg(long)]
         json: bool,
     },
@@ -133,8 +165,8 @@ enum Cmd {
     Bench {
         #[arg(short, long)]
         model: PathBuf,
-        /// Threads (default: all cores).
-        #[arg(short = 't', long)]
+        /// Threads, 1 to 1024 (default: all cores).
+        #[arg(short = 't', long, value_parser = engine_cmds::threads_arg)]
         threads: Option<usize>,
         /// Prompt tokens of the prefill test (0 skips it).
         #[arg(short = 'p', long, default_value_t = 16)]
@@ -170,6 +202,11 @@ enum Cmd {
         /// Wrap the prompt in the model's instruction template.
         #[arg(long)]
         instruct: bool,
+        /// Send special-token texts in the prompt ("<s>", "<|im_end|>"):
+        /// the module reads them as those tokens. Without it such a prompt
+        /// is refused.
+        #[arg(long)]
+        special: bool,
         /// One JSON object: text, generated ids, in-kernel tokens/s.
         #[arg(long)]
         json: bool,
@@ -189,7 +226,7 @@ enum Cmd {
         /// BPF object (default: next to the binary, /usr/lib/llamux, the build cache).
         #[arg(long)]
         bpf_obj: Option<PathBuf>,
-        #[arg(short = 't', long)]
+        #[arg(short = 't', long, value_parser = engine_cmds::threads_arg)]
         threads: Option<usize>,
         /// Advisor KV cache positions per policy.
         #[arg(long, default_value_t = 512)]
@@ -201,6 +238,21 @@ enum Cmd {
         /// it has a model, falling back to user space on errors (auto).
         #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::Auto)]
         advisor: policy_advise::AdvisorChoice,
+    },
+    /// Can this machine run Llamux? Kernel (version, CONFIG_RUST, modules,
+    /// signing, lockdown, BPF LSM, BTF, bpffs), CPU kernels, memory for a
+    /// model, the module's state: ok/warn/fail and what to do. Exit 1 when
+    /// a check fails.
+    Doctor {
+        /// Also check this GGUF model: the engine takes it, and it fits in
+        /// the memory available.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// KV cache positions to count for the model.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Stop the relay and remove every program, link and pinned map.
     Unload,
@@ -237,7 +289,7 @@ enum Cmd {
         /// The event's fields as a JSON object (as in `trace --json`'s "event").
         #[arg(short, long)]
         event: String,
-        #[arg(short = 't', long)]
+        #[arg(short = 't', long, value_parser = engine_cmds::threads_arg)]
         threads: Option<usize>,
         #[arg(long, default_value_t = 512)]
         ctx: usize,
@@ -269,13 +321,17 @@ fn main() -> ExitCode {
         Cmd::Bench { model, threads, n_prompt, n_gen, reps, bandwidth, json } => {
             bench::bench(&bench::BenchOpts { model: &model, threads, n_prompt, n_gen, reps, bandwidth, json })
         }
-        Cmd::Run { engine, prompt, prompt_file, sample, instruct, json } => {
-            engine_cmds::run(&engine, prompt, prompt_file, &sample, instruct, json)
+        Cmd::Run { engine, prompt, prompt_file, sample, instruct, special, json } => {
+            engine_cmds::run(&engine, prompt, prompt_file, &sample, instruct, special, json)
         }
-        Cmd::Tokenize { model, text, no_bos, json } => engine_cmds::tokenize(&model, &text, !no_bos, json),
+        Cmd::Tokenize { model, text, no_bos, special, json } => {
+            engine_cmds::tokenize(&model, &text, !no_bos, special, json)
+        }
         Cmd::Logits { engine, tokens, out } => engine_cmds::logits(&engine, &tokens, &out),
         Cmd::Info { model, json } => engine_cmds::info(&model, json),
-        Cmd::Query { prompt, params, instruct, json } => kernel_cmds::query(&prompt, params.as_deref(), instruct, json),
+        Cmd::Query { prompt, params, instruct, special, json } => {
+            kernel_cmds::query(&prompt, params.as_deref(), instruct, special, json)
+        }
         Cmd::Load { policies, check: true, .. } => bpf::validate(&policies).map(|p| {
             for p in p {
                 println!("{}: ok ({} policy `{}`, {} answers)", p.file.display(), p.hook.name(), p.name, p.answers.len());
@@ -284,6 +340,7 @@ fn main() -> ExitCode {
         Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false, advisor } => {
             bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx, advisor })
         }
+        Cmd::Doctor { model, ctx, json } => doctor::doctor(model.as_deref(), ctx, json),
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
         Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),

@@ -67,7 +67,7 @@ pub struct UserAdvisor {
 impl UserAdvisor {
     pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
         let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
-        Ok(UserAdvisor { l, exec: engine_cmds::pool(threads), ctx, policies: Vec::new() })
+        Ok(UserAdvisor { l, exec: engine_cmds::pool(threads)?, ctx, policies: Vec::new() })
     }
 }
 

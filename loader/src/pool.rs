@@ -59,7 +59,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(threads: usize) -> Self {
+    /// `threads - 1` workers; an error names the reason a thread could not
+    /// be started (a process limit, memory), after stopping those that were.
+    pub fn new(threads: usize) -> Result<Self, String> {
         let shared = Arc::new(Shared {
             next: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
@@ -69,13 +71,23 @@ impl Pool {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let workers = (1..threads.max(1))
-            .map(|_| {
-                let s = shared.clone();
-                std::thread::spawn(move || worker(&s))
-            })
-            .collect();
-        Pool { shared, workers, epoch: 0 }
+        let mut pool = Pool { shared, workers: Vec::new(), epoch: 0 };
+        for i in 1..threads.max(1) {
+            let s = pool.shared.clone();
+            match std::thread::Builder::new().name("llamux-worker".into()).spawn(move || worker(&s)) {
+                Ok(h) => pool.workers.push(h),
+                // Dropping `pool` stops and joins the workers already started.
+                Err(e) => {
+                    let hint = if e.kind() == std::io::ErrorKind::WouldBlock {
+                        " (a process or thread limit such as `ulimit -u`? try fewer with -t)"
+                    } else {
+                        ""
+                    };
+                    return Err(format!("cannot start worker thread {i} of {}: {e}{hint}", threads - 1));
+                }
+            }
+        }
+        Ok(pool)
     }
 
     fn run_some(&mut self, n: usize, task: Task<'_>) {
@@ -209,7 +221,7 @@ mod tests {
     #[test]
     fn every_task_runs_once_per_job() {
         for threads in [1, 2, 3] {
-            let mut p = Pool::new(threads);
+            let mut p = Pool::new(threads).unwrap();
             for round in 0..300usize {
                 let n = round % 37;
                 let hits: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();

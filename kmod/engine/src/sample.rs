@@ -58,13 +58,183 @@ impl SamplerParams {
     pub fn greedy() -> Self {
         SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, penalty_last_n: 0, ..Self::default() }
     }
+
+    /// Every parameter against its [`Param::range`] (NaN and infinities
+    /// fail); the first one out of range is the error. The sampler calls it,
+    /// and so should every parser of user input (`llamux` flags,
+    /// /proc/llamux/params) to refuse a bad value when it is given.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        Param::Temperature.check(self.temperature as f64)?;
+        Param::TopK.check(self.top_k as f64)?;
+        Param::TopP.check(self.top_p as f64)?;
+        Param::MinP.check(self.min_p as f64)?;
+        Param::MinKeep.check(self.min_keep as f64)?;
+        Param::RepeatPenalty.check(self.repeat_penalty as f64)?;
+        Param::FrequencyPenalty.check(self.frequency_penalty as f64)?;
+        Param::PresencePenalty.check(self.presence_penalty as f64)?;
+        Param::PenaltyLastN.check(self.penalty_last_n as f64)
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A sampling parameter, by the name /proc/llamux/params gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    Temperature,
+    TopK,
+    TopP,
+    MinP,
+    MinKeep,
+    RepeatPenalty,
+    FrequencyPenalty,
+    PresencePenalty,
+    PenaltyLastN,
+}
+
+/// Where a parameter's valid values lie: `lo..=hi`, or `lo < x <= hi`
+/// when `lo_open`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamRange {
+    pub lo: f64,
+    pub hi: f64,
+    pub lo_open: bool,
+}
+
+impl ParamRange {
+    pub fn contains(&self, x: f64) -> bool {
+        // NaN is in no range; infinities are beyond every bound.
+        (if self.lo_open { x > self.lo } else { x >= self.lo }) && x <= self.hi
+    }
+}
+
+/// Writes `x` with at most 3 decimals, without core's float formatting
+/// (its panic paths would be new ones in the module's engine object).
+fn write_num(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
+    if x.is_nan() {
+        return f.write_str("NaN");
+    }
+    if x.is_infinite() {
+        return f.write_str(if x > 0.0 { "inf" } else { "-inf" });
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    let a = if x < 0.0 { -x } else { x };
+    if a >= 1e15 {
+        return write!(f, "{sign}1e15 or more");
+    }
+    let milli = libm::round(a * 1000.0) as u64;
+    let (int, frac) = (milli / 1000, milli % 1000);
+    if frac == 0 {
+        write!(f, "{sign}{int}")
+    } else if frac % 100 == 0 {
+        write!(f, "{sign}{int}.{}", frac / 100)
+    } else if frac % 10 == 0 {
+        write!(f, "{sign}{int}.{:02}", frac / 10)
+    } else {
+        write!(f, "{sign}{int}.{frac:03}")
+    }
+}
+
+impl fmt::Display for ParamRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.lo_open { "greater than " } else { "from " })?;
+        write_num(f, self.lo)?;
+        f.write_str(if self.lo_open { " and at most " } else { " to " })?;
+        write_num(f, self.hi)
+    }
+}
+
+/// The largest top_k and penalty window: beyond any vocabulary in use
+/// (the largest are ~256k tokens), small enough for every integer type the
+/// homes carry it in.
+pub const MAX_TOP_K: i32 = 1 << 20;
+pub const MAX_PENALTY_LAST_N: usize = 1 << 20;
+
+impl Param {
+    pub const ALL: [Param; 9] = [
+        Param::Temperature,
+        Param::TopK,
+        Param::TopP,
+        Param::MinP,
+        Param::MinKeep,
+        Param::RepeatPenalty,
+        Param::FrequencyPenalty,
+        Param::PresencePenalty,
+        Param::PenaltyLastN,
+    ];
+
+    /// The key in /proc/llamux/params (and the field of [`SamplerParams`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Temperature => "temperature",
+            Param::TopK => "top_k",
+            Param::TopP => "top_p",
+            Param::MinP => "min_p",
+            Param::MinKeep => "min_keep",
+            Param::RepeatPenalty => "repeat_penalty",
+            Param::FrequencyPenalty => "frequency_penalty",
+            Param::PresencePenalty => "presence_penalty",
+            Param::PenaltyLastN => "repeat_last_n",
+        }
+    }
+
+    /// The parameter a /proc/llamux/params key names ("temp" is
+    /// temperature); None for keys that are not sampling ranges.
+    pub fn from_name(key: &str) -> Option<Param> {
+        let key = if key == "temp" { "temperature" } else { key };
+        Param::ALL.into_iter().find(|p| p.name() == key)
+    }
+
+    /// The valid values: the one place both homes take them from.
+    pub fn range(self) -> ParamRange {
+        let r = |lo: f64, hi: f64| ParamRange { lo, hi, lo_open: false };
+        match self {
+            // 0 is greedy; beyond 100 the distribution is flat to f32 anyway.
+            Param::Temperature => r(0.0, 100.0),
+            Param::TopK => r(0.0, MAX_TOP_K as f64),
+            Param::TopP | Param::MinP => r(0.0, 1.0),
+            Param::MinKeep => r(0.0, MAX_TOP_K as f64),
+            // A logit is divided by it: 0 would divide by zero.
+            Param::RepeatPenalty => ParamRange { lo: 0.0, hi: 100.0, lo_open: true },
+            Param::FrequencyPenalty | Param::PresencePenalty => r(-100.0, 100.0),
+            Param::PenaltyLastN => r(0.0, MAX_PENALTY_LAST_N as f64),
+        }
+    }
+
+    /// Checks one value against [`range`](Self::range).
+    pub fn check(self, value: f64) -> Result<(), ParamError> {
+        if self.range().contains(value) {
+            Ok(())
+        } else {
+            Err(ParamError { param: self, value })
+        }
+    }
+}
+
+/// A sampling parameter outside its range: names the parameter, the range
+/// and the value given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParamError {
+    pub param: Param,
+    pub value: f64,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} must be {} (got ", self.param.name(), self.param.range())?;
+        write_num(f, self.value)?;
+        f.write_str(")")
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ParamError {}
+
+#[derive(Clone, Debug, PartialEq)]
 pub enum SampleError {
     EmptyVocab,
     /// A parameter is NaN or out of range.
-    BadParam(&'static str),
+    BadParam(ParamError),
+    /// More vocabulary entries than token ids (u32) can name.
+    VocabTooLarge(usize),
     OutOfMemory,
     /// `logits` does not hold one value per vocabulary entry.
     LogitsLength {
@@ -73,11 +243,18 @@ pub enum SampleError {
     },
 }
 
+impl From<ParamError> for SampleError {
+    fn from(e: ParamError) -> Self {
+        SampleError::BadParam(e)
+    }
+}
+
 impl fmt::Display for SampleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SampleError::EmptyVocab => write!(f, "sampler needs a vocabulary of at least one token"),
-            SampleError::BadParam(p) => write!(f, "bad sampling parameter {p}"),
+            SampleError::BadParam(e) => write!(f, "{e}"),
+            SampleError::VocabTooLarge(n) => write!(f, "vocabulary of {n} tokens is too large"),
             SampleError::OutOfMemory => write!(f, "out of memory for the sampler"),
             SampleError::LogitsLength { got, want } => write!(f, "{got} logits for a vocabulary of {want}"),
         }
@@ -200,22 +377,6 @@ fn rel_exp(l: f32, max: f32) -> f32 {
     }
 }
 
-fn check_params(p: &SamplerParams) -> Result<(), SampleError> {
-    for (ok, name) in [
-        (!p.temperature.is_nan(), "temperature"),
-        (!p.top_p.is_nan(), "top_p"),
-        (!p.min_p.is_nan(), "min_p"),
-        (p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0, "repeat_penalty"),
-        (p.frequency_penalty.is_finite(), "frequency_penalty"),
-        (p.presence_penalty.is_finite(), "presence_penalty"),
-    ] {
-        if !ok {
-            return Err(SampleError::BadParam(name));
-        }
-    }
-    Ok(())
-}
-
 pub struct Sampler {
     params: SamplerParams,
     /// One slot per vocabulary entry; the first `size` are in the running.
@@ -233,9 +394,9 @@ impl Sampler {
             return Err(SampleError::EmptyVocab);
         }
         if n_vocab > u32::MAX as usize {
-            return Err(SampleError::BadParam("n_vocab"));
+            return Err(SampleError::VocabTooLarge(n_vocab));
         }
-        check_params(&params)?;
+        params.validate()?;
         let mut cand = Vec::new();
         cand.try_reserve_exact(n_vocab).map_err(|_| SampleError::OutOfMemory)?;
         cand.resize(n_vocab, Candidate::default());
@@ -263,7 +424,7 @@ impl Sampler {
     /// New parameters for the next request, without allocating; the random
     /// sequence restarts from the new seed.
     pub fn set_params(&mut self, params: SamplerParams) -> Result<(), SampleError> {
-        check_params(&params)?;
+        params.validate()?;
         self.params = params;
         self.rng.seed(params.seed);
         Ok(())

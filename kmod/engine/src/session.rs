@@ -64,10 +64,35 @@ pub enum Step {
     End,
 }
 
+/// The instruction template of a model architecture: the text before and
+/// after the user's prompt (CodeLlama-Instruct's `[INST] ... [/INST]`, BOS
+/// added by the vocabulary; Qwen2's ChatML). Its special tokens are parsed,
+/// the user's text is not ([`Session::start_instruct`]).
+pub fn instruct_template(arch: &str) -> (&'static str, &'static str) {
+    match arch {
+        "qwen2" => ("<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
+        _ => ("[INST] ", " [/INST]"),
+    }
+}
+
+/// Bytes the longest template adds to a prompt.
+pub const INSTRUCT_TEMPLATE_MAX: usize = 64;
+
+/// How special-token texts ("<s>", "<|im_end|>") in a prompt are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Specials {
+    /// As plain text (llama.cpp's `parse_special = false`).
+    Plain,
+    /// As the control tokens they name (llama.cpp's default for prompts).
+    Parse,
+}
+
 pub struct Session {
     pub ctx: Context,
     sampler: Sampler,
     scratch: TokenizerScratch,
+    /// Template plus user text of `start_instruct`; capacity fixed in `new`.
+    text: Vec<u8>,
     /// Prompt and generated tokens; capacity n_ctx + 1, never grown.
     tokens: Vec<u32>,
     n_prompt: usize,
@@ -76,7 +101,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// `max_prompt_bytes` sizes the tokenizer's scratch.
+    /// `max_prompt_bytes` sizes the tokenizer's scratch (plus room for an
+    /// instruction template).
     pub fn new(
         model: &Model<'_>,
         tok: &Tokenizer,
@@ -87,10 +113,14 @@ impl Session {
         let ctx = Context::new(&model.hp, params)?;
         let mut tokens = Vec::new();
         tokens.try_reserve_exact(params.n_ctx + 1).map_err(|_| SessionError::OutOfMemory)?;
+        let text_cap = max_prompt_bytes.checked_add(INSTRUCT_TEMPLATE_MAX).ok_or(SessionError::OutOfMemory)?;
+        let mut text = Vec::new();
+        text.try_reserve_exact(text_cap).map_err(|_| SessionError::OutOfMemory)?;
         Ok(Session {
             ctx,
             sampler: Sampler::new(sampling, model.hp.n_vocab)?,
-            scratch: tok.scratch(max_prompt_bytes)?,
+            scratch: tok.scratch(text_cap)?,
+            text,
             tokens,
             n_prompt: 0,
             pending: None,
@@ -104,16 +134,79 @@ impl Session {
     }
 
     /// Tokenizes `prompt` and runs it through the model, in batches.
-    /// Returns the number of prompt tokens.
+    /// Returns the number of prompt tokens. Special tokens written in the
+    /// prompt (ChatML's <|im_start|>) are parsed, as llama.cpp does for
+    /// prompts: [`start_with`](Self::start_with) chooses.
     pub fn start(&mut self, model: &Model<'_>, tok: &Tokenizer, prompt: &[u8], exec: &mut dyn Exec) -> Result<usize, SessionError> {
+        self.start_with(model, tok, prompt, Specials::Parse, exec)
+    }
+
+    /// [`start`](Self::start) with special-token texts in `prompt` read as
+    /// `specials` says.
+    pub fn start_with(
+        &mut self,
+        model: &Model<'_>,
+        tok: &Tokenizer,
+        prompt: &[u8],
+        specials: Specials,
+        exec: &mut dyn Exec,
+    ) -> Result<usize, SessionError> {
+        let plain = match specials {
+            Specials::Plain => 0..prompt.len(),
+            Specials::Parse => 0..0,
+        };
+        self.start_range(model, tok, plain, exec, prompt)
+    }
+
+    /// `user` inside the model's [`instruct_template`]: the template's
+    /// special tokens are parsed, special-token texts in `user` are plain
+    /// text unless `specials` is [`Specials::Parse`] (llama.cpp's chat,
+    /// which parses them everywhere). No allocation: the text is put
+    /// together in a buffer made by `new`.
+    pub fn start_instruct(
+        &mut self,
+        model: &Model<'_>,
+        tok: &Tokenizer,
+        user: &[u8],
+        specials: Specials,
+        exec: &mut dyn Exec,
+    ) -> Result<usize, SessionError> {
+        let (pre, post) = instruct_template(&model.hp.arch);
+        let len = pre.len() + user.len() + post.len();
+        if len > self.text.capacity() {
+            return Err(SessionError::Tokenizer(TokenizerError::TextTooLong {
+                len,
+                max: self.text.capacity(),
+            }));
+        }
+        let mut text = core::mem::take(&mut self.text);
+        text.clear();
+        text.extend_from_slice(pre.as_bytes());
+        text.extend_from_slice(user);
+        text.extend_from_slice(post.as_bytes());
+        let plain = match specials {
+            Specials::Plain => pre.len()..pre.len() + user.len(),
+            Specials::Parse => 0..0,
+        };
+        let r = self.start_range(model, tok, plain, exec, &text);
+        self.text = text;
+        r
+    }
+
+    fn start_range(
+        &mut self,
+        model: &Model<'_>,
+        tok: &Tokenizer,
+        plain: core::ops::Range<usize>,
+        exec: &mut dyn Exec,
+        prompt: &[u8],
+    ) -> Result<usize, SessionError> {
         self.ctx.reset();
         self.pending = None;
         self.tokens.clear();
         let cap = self.tokens.capacity() - 1;
         self.tokens.resize(cap, 0);
-        // Special tokens written in the prompt (ChatML's <|im_start|>) are
-        // parsed, as llama.cpp does for prompts.
-        let n = match tok.encode_with(prompt, true, true, &mut self.scratch, &mut self.tokens) {
+        let n = match tok.encode_with_plain(prompt, true, plain, &mut self.scratch, &mut self.tokens) {
             Ok(n) => n,
             Err(TokenizerError::OutputTooSmall { .. }) => {
                 self.tokens.clear();

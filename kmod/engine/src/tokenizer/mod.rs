@@ -72,6 +72,13 @@ pub enum TokenizerError {
     NoEosToken,
     /// The vocabulary has no byte token, byte-sized token or `<unk>` for a byte.
     NoTokenForByte(u8),
+    /// The vocabulary and the model's embedding (`token_embd.weight` rows)
+    /// differ in size: ids past the vocabulary would have no text, ids past
+    /// the embedding no row (llama.cpp refuses such a file too).
+    VocabMismatch {
+        n_vocab: u64,
+        n_embd_rows: u64,
+    },
 }
 
 impl fmt::Display for TokenizerError {
@@ -99,6 +106,12 @@ impl fmt::Display for TokenizerError {
             NoBosToken => write!(f, "the vocabulary has no BOS token"),
             NoEosToken => write!(f, "the vocabulary has no EOS token"),
             NoTokenForByte(b) => write!(f, "no token for byte 0x{b:02X}"),
+            VocabMismatch { n_vocab, n_embd_rows } => write!(
+                f,
+                "the vocabulary has {n_vocab} tokens but token_embd.weight has {n_embd_rows} rows \
+                 (the model would generate ids {}); refusing the file",
+                if n_vocab < n_embd_rows { "that have no text" } else { "it has no embedding for" }
+            ),
         }
     }
 }
@@ -351,6 +364,13 @@ impl Tokenizer {
             return Err(TokenizerError::TooManyTokens(n64));
         }
         let n = n64 as usize;
+        // A vocabulary-only file (no tensors) has nothing to agree with.
+        if let Some(e) = g.tensor("token_embd.weight") {
+            let rows = if e.n_dims >= 2 { e.dims[1] } else { 1 };
+            if rows != n64 {
+                return Err(TokenizerError::VocabMismatch { n_vocab: n64, n_embd_rows: rows });
+            }
+        }
 
         // Optional per-token arrays, checked like llama.cpp.
         let scores_arr = match g.get(K_SCORES) {
@@ -815,11 +835,40 @@ impl Tokenizer {
         scratch: &mut TokenizerScratch,
         out: &mut [u32],
     ) -> Result<usize, TokenizerError> {
+        self.encode_inner(text, add_special, parse_special, 0..0, scratch, out)
+    }
+
+    /// Control tokens are parsed in `text` except in the byte range `plain`,
+    /// which is tokenized as [`encode`](Self::encode) does (a template's
+    /// tokens parsed, the user's text inside it plain text). A control token
+    /// is taken only where it lies wholly outside `plain`; text around it is
+    /// tokenized as one piece, so a `plain` without control-token text gives
+    /// exactly `encode_with(text, .., true, ..)`.
+    pub fn encode_with_plain(
+        &self,
+        text: &[u8],
+        add_special: bool,
+        plain: core::ops::Range<usize>,
+        scratch: &mut TokenizerScratch,
+        out: &mut [u32],
+    ) -> Result<usize, TokenizerError> {
+        self.encode_inner(text, add_special, true, plain, scratch, out)
+    }
+
+    fn encode_inner(
+        &self,
+        text: &[u8],
+        add_special: bool,
+        parse_special: bool,
+        plain: core::ops::Range<usize>,
+        scratch: &mut TokenizerScratch,
+        out: &mut [u32],
+    ) -> Result<usize, TokenizerError> {
         if text.len() > scratch.max_bytes {
             return Err(TokenizerError::TextTooLong { len: text.len(), max: scratch.max_bytes });
         }
         let mut o = Out { buf: out, n: 0 };
-        self.partition(text, parse_special, scratch)?;
+        self.partition(text, parse_special, plain, scratch)?;
         if let Some(bpe) = &self.bpe {
             // llm_tokenizer_bpe_session: no prefix space, BOS/EOS as asked.
             if add_special && self.add_bos {
@@ -878,7 +927,14 @@ impl Tokenizer {
 
     /// `tokenizer_st_partition`: split special tokens out of the text, one
     /// token (longest first) at a time over all remaining text fragments.
-    fn partition(&self, text: &[u8], parse_special: bool, s: &mut TokenizerScratch) -> Result<(), TokenizerError> {
+    /// Control and unknown tokens are not taken where they overlap `plain`.
+    fn partition(
+        &self,
+        text: &[u8],
+        parse_special: bool,
+        plain: core::ops::Range<usize>,
+        s: &mut TokenizerScratch,
+    ) -> Result<(), TokenizerError> {
         s.frags.clear();
         if text.is_empty() {
             return Ok(());
@@ -886,10 +942,12 @@ impl Tokenizer {
         push(&mut s.frags, Frag::Text { start: 0, len: text.len() as u32 })?;
         for &sid in &self.specials {
             let a = self.attrs[sid as usize];
-            if !parse_special && a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            let control = a & (attr::CONTROL | attr::UNKNOWN) != 0;
+            if !parse_special && control {
                 continue;
             }
             let tok = self.text(sid);
+            let masked = |m: usize| control && m < plain.end && m + tok.len() > plain.start;
             s.frags_next.clear();
             for i in 0..s.frags.len() {
                 let (start, len) = match s.frags[i] {
@@ -901,7 +959,12 @@ impl Tokenizer {
                 };
                 let end = start + len;
                 let mut pos = start;
-                while let Some(m) = find(&text[pos..end], tok).map(|i| pos + i) {
+                let mut from = start;
+                while let Some(m) = find(&text[from..end], tok).map(|i| from + i) {
+                    if masked(m) {
+                        from = m + 1;
+                        continue;
+                    }
                     if m > pos {
                         let mut l = m - pos;
                         if a & attr::LSTRIP != 0 {
@@ -923,6 +986,7 @@ impl Tokenizer {
                     if pos >= end {
                         break;
                     }
+                    from = pos;
                 }
                 if pos < end {
                     push(&mut s.frags_next, Frag::Text { start: pos as u32, len: (end - pos) as u32 })?;
