@@ -73,6 +73,8 @@ struct PolicyState {
     suffix: Vec<u32>,
     built: pt::Built,
     pol: Policy,
+    /// This policy's context positions.
+    ctx: usize,
 }
 
 /// The user-space engine as advisor.
@@ -102,7 +104,12 @@ impl Advise for UserAdvisor {
     }
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
-        let format = pt::resolve(p.chat.as_ref(), self.chat_template.as_deref());
+        let mut format = pt::resolve(p.chat.as_ref(), self.chat_template.as_deref());
+        // LLAMUX_PROMPT_FORMAT=plain: ask as the kernel advisor does (it has
+        // no chat formats yet), e.g. to compare the two.
+        if std::env::var("LLAMUX_PROMPT_FORMAT").is_ok_and(|v| v == "plain") {
+            format = Format::Plain;
+        }
         let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
         let built = pt::build(&p.prefix, &p.template, &texts, p.chat.as_ref(), format).map_err(|e| format!("policy {}: {e}", p.name))?;
         // Plain prompts are tokenized as before (and as the kernel does).
@@ -118,14 +125,18 @@ impl Advise for UserAdvisor {
             answers.push(t);
         }
         let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(32);
-        if prefix.len() + 64 + n_batch > self.ctx {
-            return Err(format!("policy {}: prefix of {} tokens does not fit a {}-position context", p.name, prefix.len(), self.ctx));
+        // A chat prompt's examples make a long prefix: its context grows
+        // to hold it and 256 positions of event (plain ones keep `ctx`,
+        // as the kernel advisor does).
+        let ctx = if format == Format::Plain { self.ctx } else { self.ctx.max((prefix.len() + suffix.len() + 256 + n_batch).next_multiple_of(256)) };
+        if prefix.len() + 64 + n_batch > ctx {
+            return Err(format!("policy {}: prefix of {} tokens does not fit a {}-position context", p.name, prefix.len(), ctx));
         }
-        let mut adv = Advisor::new(&self.l.model, self.ctx, n_batch).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let mut adv = Advisor::new(&self.l.model, ctx, n_batch).map_err(|e| format!("policy {}: {e}", p.name))?;
         let t0 = Instant::now();
         adv.set_prefix(&self.l.model, &prefix, &mut self.exec).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
         self.last_prefix_us = t0.elapsed().as_micros() as u64;
-        self.policies.push(PolicyState { adv, answers, prefix_tokens: prefix.len(), suffix, built, pol: p.clone() });
+        self.policies.push(PolicyState { adv, answers, prefix_tokens: prefix.len(), suffix, built, pol: p.clone(), ctx });
         Ok(self.policies.len() - 1)
     }
 
@@ -146,7 +157,7 @@ impl Advise for UserAdvisor {
         let mut ev = encode(self.l, event_text, false)?;
         // Keep room for the suffix and the answers: cut the event from the
         // front if long (the suffix stays whole).
-        let room = self.ctx.saturating_sub(st.prefix_tokens + st.suffix.len() + st.answers.iter().map(|a| a.len()).max().unwrap_or(0) + 1);
+        let room = st.ctx.saturating_sub(st.prefix_tokens + st.suffix.len() + st.answers.iter().map(|a| a.len()).max().unwrap_or(0) + 1);
         if ev.len() > room {
             ev.drain(..ev.len() - room);
         }
