@@ -37,6 +37,8 @@ pub struct EvalOpts {
     pub margin: Option<f32>,
     pub probe_fields_only: bool,
     pub verbose: bool,
+    /// Say on stderr every 10 events how far it is.
+    pub progress: bool,
 }
 
 /// One labelled event.
@@ -378,6 +380,9 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         let mut prefix_tokens = 0;
         for (i, it) in items.iter().enumerate() {
             let (_, a) = adv.advise_event(h, &it.event).map_err(|e| format!("{}:{}: {e}", o.events.display(), it.line))?;
+            if o.progress && (i + 1) % 10 == 0 {
+                eprintln!("llamux eval: {}/{} events", i + 1, items.len());
+            }
             prefix_tokens = a.prefix_tokens;
             let v = pol.decide(&a.scores);
             let model_action = pol.answers[v.best].action.name();
@@ -425,7 +430,27 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                 json!({"margin": t, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
             })
             .collect();
+        // Two answers: what a bias on the second would have given.
+        let bias_sweep: Vec<Value> = if pol.answers.len() == 2 {
+            [-3.0f32, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
+                .iter()
+                .map(|&b| {
+                    let mut q = pol.clone();
+                    q.margin = 0.0;
+                    q.answers[0].bias = 0.0;
+                    q.answers[1].bias = b;
+                    let mut s = Tally::new(&classes);
+                    for d in &decided {
+                        s.add(&items[d.item].label, &q.decide(&d.scores).action.name());
+                    }
+                    json!({"bias": b, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let r = result.as_object_mut().ok_or("internal")?;
+        r.insert("bias_sweep".into(), json!(bias_sweep));
         r.insert("model".into(), json!(o.model.as_ref().map(|m| m.display().to_string())));
         r.insert("advisor".into(), json!(adv.name()));
         r.insert("format".into(), json!(format.name()));
@@ -480,6 +505,18 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
             let sw: Vec<String> =
                 sweep.iter().map(|s| format!("{}: {:.1}%", s["margin"], 100.0 * s["accuracy"].as_f64().unwrap_or(0.0))).collect();
             let _ = writeln!(out, "  accuracy by margin threshold: {}", sw.join(", "));
+            if !bias_sweep.is_empty() {
+                let bs: Vec<String> = bias_sweep
+                    .iter()
+                    .map(|s| {
+                        let rec: Vec<String> = s["recall"].as_object().map_or(Vec::new(), |m| {
+                            m.values().map(|r| format!("{:.0}", 100.0 * r["recall"].as_f64().unwrap_or(0.0))).collect()
+                        });
+                        format!("{}: {:.1}% ({})", s["bias"], 100.0 * s["accuracy"].as_f64().unwrap_or(0.0), rec.join("/"))
+                    })
+                    .collect();
+                let _ = writeln!(out, "  accuracy (recalls) by bias on {:?} (no margin): {}", pol.answers[1].text.trim(), bs.join(", "));
+            }
             for d in &decided {
                 let it = &items[d.item];
                 if o.verbose || d.action != it.label {

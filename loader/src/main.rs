@@ -282,6 +282,9 @@ enum Cmd {
         /// List every decision, not only the wrong ones.
         #[arg(short, long)]
         verbose: bool,
+        /// Report progress on stderr every 10 events.
+        #[arg(long)]
+        progress: bool,
         #[arg(long)]
         json: bool,
     },
@@ -324,7 +327,7 @@ fn main() -> ExitCode {
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
         Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
-        Cmd::Eval { model, policy, events, split, threads, ctx, advisor, baseline, margin, probe_fields_only, verbose, json } => {
+        Cmd::Eval { model, policy, events, split, threads, ctx, advisor, baseline, margin, probe_fields_only, verbose, progress, json } => {
             eval::run(&eval::EvalOpts {
                 model,
                 policy,
@@ -338,6 +341,7 @@ fn main() -> ExitCode {
                 margin,
                 probe_fields_only,
                 verbose,
+                progress,
             })
         }
         Cmd::Advise { model, policy, event, threads, ctx, json, advisor } => {

@@ -147,6 +147,11 @@ impl Action {
 pub struct Answer {
     pub text: String,
     pub action: Action,
+    /// Calibration: nats added to this answer's score before deciding
+    /// (a model's lean towards one answer, measured on a tune split).
+    pub bias: f32,
+    /// Its text in a chat prompt (default: `text` without leading space).
+    pub chat: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -177,7 +182,7 @@ pub struct Policy {
 /// What `Policy::decide` makes of the answers' scores.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Verdict {
-    /// The model's best answer.
+    /// The best answer (scores plus the answers' biases).
     pub best: usize,
     /// Its lead over the next answer (nats).
     pub margin: f32,
@@ -272,6 +277,10 @@ struct RawAnswer {
     action: Spanned<String>,
     #[serde(default)]
     nice: Option<Spanned<i64>>,
+    #[serde(default)]
+    bias: Option<Spanned<f64>>,
+    #[serde(default)]
+    chat: Option<Spanned<String>>,
 }
 
 fn line_of(src: &str, pos: usize) -> usize {
@@ -491,7 +500,16 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
             }
             _ => {}
         }
-        answers.push(Answer { text: a.text.get_ref().clone(), action });
+        let bias = match &a.bias {
+            None => 0.0,
+            Some(b) if (-100.0..=100.0).contains(b.get_ref()) => *b.get_ref() as f32,
+            Some(b) => return Err(cx.err(b.span(), &field("bias"), "must be -100..=100 (nats)")),
+        };
+        let chat = match &a.chat {
+            Some(c) if c.get_ref().is_empty() => return Err(cx.err(c.span(), &field("chat"), "must not be empty")),
+            c => c.as_ref().map(|c| c.get_ref().clone()),
+        };
+        answers.push(Answer { text: a.text.get_ref().clone(), action, bias, chat });
     }
     let margin = match &raw.margin {
         None => 0.0,
@@ -544,7 +562,7 @@ fn parse_chat(cx: &Ctx<'_>, rc: RawChat, hook: Hook, plain_event: &str, answers:
     for (i, ex) in rc.example.iter().enumerate() {
         let field = |f: &str| format!("prompt.chat.example[{i}].{f}");
         let want = ex.answer.get_ref().trim();
-        let Some(answer) = answers.iter().position(|a| a.text.trim() == want) else {
+        let Some(answer) = answers.iter().position(|a| a.text.trim() == want || a.chat.as_deref().is_some_and(|c| c.trim() == want)) else {
             let known: Vec<_> = answers.iter().map(|a| format!("{:?}", a.text.trim())).collect();
             return Err(cx.err(ex.answer.span(), &field("answer"), format!("no answer {want:?} (answers: {})", known.join(", "))));
         };
@@ -601,6 +619,7 @@ impl Policy {
     /// The decision for answer scores: the best answer, unless it leads
     /// the next by less than `margin` (then the default, "uncertain").
     pub fn decide(&self, scores: &[f32]) -> Verdict {
+        let scores: Vec<f32> = scores.iter().zip(&self.answers).map(|(s, a)| s + a.bias).collect();
         let mut best = 0;
         for (i, &s) in scores.iter().enumerate() {
             if s > scores[best] {
@@ -747,5 +766,13 @@ event = { path = "/tmp/.x" }
         assert_eq!(p.decide(&[-1.0, -0.6]).action, Action::Allow);
         p.margin = 0.0;
         assert_eq!(p.decide(&[-1.0, -0.6]).action, Action::Deny);
+        // A bias on an answer moves the decision and the margin.
+        p.answers[0].bias = 0.5;
+        let v = p.decide(&[-1.0, -0.6]);
+        assert_eq!((v.best, v.action), (0, Action::Allow));
+        assert!((v.margin - 0.1).abs() < 1e-6);
+        let bad = GOOD.replacen("action = \"allow\"", "action = \"allow\"\nbias = 1000", 1);
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (14, "answer[0].bias"), "{e}");
     }
 }

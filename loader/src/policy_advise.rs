@@ -111,7 +111,8 @@ impl Advise for UserAdvisor {
             format = Format::Plain;
         }
         let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
-        let built = pt::build(&p.prefix, &p.template, &texts, p.chat.as_ref(), format).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
+        let built = pt::build(&p.prefix, &p.template, &texts, &chat_texts, p.chat.as_ref(), format).map_err(|e| format!("policy {}: {e}", p.name))?;
         // Plain prompts are tokenized as before (and as the kernel does).
         let special = format != Format::Plain;
         let prefix = encode_with(self.l, &built.prefix, true, special).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;

@@ -119,8 +119,15 @@ pub struct Built {
 }
 
 /// Builds the prompt texts. `plain_*`: the policy's plain prefix, event
-/// template and answer texts.
-pub fn build(plain_prefix: &str, plain_event: &str, answers: &[String], chat: Option<&ChatPrompt>, format: Format) -> Result<Built, String> {
+/// template and answer texts; `chat_answers`: the answers' own chat texts.
+pub fn build(
+    plain_prefix: &str,
+    plain_event: &str,
+    answers: &[String],
+    chat_answers: &[Option<String>],
+    chat: Option<&ChatPrompt>,
+    format: Format,
+) -> Result<Built, String> {
     let Some(c) = chat.filter(|_| format != Format::Plain) else {
         return Ok(Built {
             format: Format::Plain,
@@ -131,10 +138,17 @@ pub fn build(plain_prefix: &str, plain_event: &str, answers: &[String], chat: Op
         });
     };
     // After "assistant\n" or "[/INST]" the answer starts the reply.
-    let answers: Vec<String> = match format {
-        Format::Inst => answers.iter().map(|a| format!(" {}", a.trim_start())).collect(),
-        _ => answers.iter().map(|a| a.trim_start().to_string()).collect(),
-    };
+    let answers: Vec<String> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let a = chat_answers.get(i).cloned().flatten().unwrap_or_else(|| a.clone());
+            match format {
+                Format::Inst => format!(" {}", a.trim_start()),
+                _ => a.trim_start().to_string(),
+            }
+        })
+        .collect();
     let mut p = String::new();
     let (suffix, ex_user, ex_reply) = match format {
         Format::ChatMl => {
@@ -304,7 +318,7 @@ mod tests {
         assert_eq!(resolve(None, Some("<|im_start|>")), Format::Plain);
         assert_eq!(resolve(Some(&chat(Choice::Named(Format::Inst))), None), Format::Inst);
 
-        let b = build("P", "E {path}", &answers, Some(&c), Format::ChatMl).unwrap();
+        let b = build("P", "E {path}", &answers, &[], Some(&c), Format::ChatMl).unwrap();
         assert_eq!(
             b.prefix,
             "<|im_start|>system\nGuard.<|im_end|>\n<|im_start|>user\nProgram /tmp/a<|im_end|>\n<|im_start|>assistant\nN<|im_end|>\n<|im_start|>user\n"
@@ -312,12 +326,15 @@ mod tests {
         assert_eq!(b.suffix, "<|im_end|>\n<|im_start|>assistant\n");
         assert_eq!((b.event.as_str(), b.answers.clone()), ("Program {path}", vec!["Y".to_string(), "N".to_string()]));
 
-        let b = build("P", "E {path}", &answers, Some(&c), Format::Inst).unwrap();
+        let b = build("P", "E {path}", &answers, &[], Some(&c), Format::Inst).unwrap();
         assert_eq!(b.prefix, "[INST] <<SYS>>\nGuard.\n<</SYS>>\n\nProgram /tmp/a [/INST] N </s><s>[INST] ");
         assert_eq!((b.suffix.as_str(), b.answers[0].as_str()), (" [/INST]", " Y"));
 
+        // An answer's own chat text.
+        let b = build("P", "E {path}", &answers, &[Some("Yes".into()), None], Some(&c), Format::ChatMl).unwrap();
+        assert_eq!(b.answers, ["Yes", "N"]);
         // Plain: exactly the policy's own texts.
-        let b = build("P", "E {path}", &answers, Some(&c), Format::Plain).unwrap();
+        let b = build("P", "E {path}", &answers, &[], Some(&c), Format::Plain).unwrap();
         assert_eq!((b.prefix.as_str(), b.suffix.as_str(), b.event.as_str(), b.answers.clone()), ("P", "", "E {path}", answers));
     }
 }
