@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{self, Advise, AdvisorChoice, KernelAdvisor, UserAdvisor};
+use llamux::policy_template::Format;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
@@ -384,7 +385,7 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                 eprintln!("llamux eval: {}/{} events", i + 1, items.len());
             }
             prefix_tokens = a.prefix_tokens;
-            let v = pol.decide(&a.scores);
+            let v = pol.decide(&a.scores, format != Format::Plain);
             let model_action = pol.answers[v.best].action.name();
             decided.push(Decided {
                 item: i,
@@ -441,7 +442,7 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                     q.answers[1].bias = b;
                     let mut s = Tally::new(&classes);
                     for d in &decided {
-                        s.add(&items[d.item].label, &q.decide(&d.scores).action.name());
+                        s.add(&items[d.item].label, &q.decide(&d.scores, format != Format::Plain).action.name());
                     }
                     json!({"bias": b, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
                 })

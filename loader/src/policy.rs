@@ -147,8 +147,9 @@ impl Action {
 pub struct Answer {
     pub text: String,
     pub action: Action,
-    /// Calibration: nats added to this answer's score before deciding
-    /// (a model's lean towards one answer, measured on a tune split).
+    /// Calibration of the chat prompt: nats added to this answer's score
+    /// before deciding (the model's lean, measured on a tune split); plain
+    /// prompts (other models, the kernel advisor) are not biased.
     pub bias: f32,
     /// Its text in a chat prompt (default: `text` without leading space).
     pub chat: Option<String>,
@@ -618,8 +619,9 @@ impl Policy {
 
     /// The decision for answer scores: the best answer, unless it leads
     /// the next by less than `margin` (then the default, "uncertain").
-    pub fn decide(&self, scores: &[f32]) -> Verdict {
-        let scores: Vec<f32> = scores.iter().zip(&self.answers).map(|(s, a)| s + a.bias).collect();
+    /// `chat`: the scores came from the chat prompt (answers' biases apply).
+    pub fn decide(&self, scores: &[f32], chat: bool) -> Verdict {
+        let scores: Vec<f32> = scores.iter().zip(&self.answers).map(|(s, a)| if chat { s + a.bias } else { *s }).collect();
         let mut best = 0;
         for (i, &s) in scores.iter().enumerate() {
             if s > scores[best] {
@@ -756,19 +758,20 @@ event = { path = "/tmp/.x" }
     fn decide_applies_the_default_under_the_margin() {
         let mut p = parse(Path::new("t.toml"), GOOD).unwrap();
         p.margin = 1.0;
-        let v = p.decide(&[-0.2, -3.0]);
+        let v = p.decide(&[-0.2, -3.0], true);
         assert_eq!((v.best, v.uncertain, v.action), (0, false, Action::Allow));
         assert!((v.margin - 2.8).abs() < 1e-6);
         // Close call: fail-closed default (deny) even though "yes" leads.
-        let v = p.decide(&[-0.5, -1.0]);
+        let v = p.decide(&[-0.5, -1.0], true);
         assert_eq!((v.best, v.uncertain, v.action), (0, true, Action::Deny));
         p.default_deny = false;
-        assert_eq!(p.decide(&[-1.0, -0.6]).action, Action::Allow);
+        assert_eq!(p.decide(&[-1.0, -0.6], true).action, Action::Allow);
         p.margin = 0.0;
-        assert_eq!(p.decide(&[-1.0, -0.6]).action, Action::Deny);
-        // A bias on an answer moves the decision and the margin.
+        assert_eq!(p.decide(&[-1.0, -0.6], true).action, Action::Deny);
+        // A bias on an answer moves the decision and the margin (chat only).
         p.answers[0].bias = 0.5;
-        let v = p.decide(&[-1.0, -0.6]);
+        assert_eq!(p.decide(&[-1.0, -0.6], false).best, 1);
+        let v = p.decide(&[-1.0, -0.6], true);
         assert_eq!((v.best, v.action), (0, Action::Allow));
         assert!((v.margin - 0.1).abs() < 1e-6);
         let bad = GOOD.replacen("action = \"allow\"", "action = \"allow\"\nbias = 1000", 1);

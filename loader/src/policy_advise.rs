@@ -125,7 +125,10 @@ impl Advise for UserAdvisor {
             }
             answers.push(t);
         }
-        let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(32);
+        // Chat events (with their suffix) run to ~100 tokens: one batch
+        // of 128 reads the weights once per event instead of 3-4 times.
+        let min_batch = if format == Format::Plain { 32 } else { 128 };
+        let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(min_batch);
         // A chat prompt's examples make a long prefix: its context grows
         // to hold it and 256 positions of event (plain ones keep `ctx`,
         // as the kernel advisor does).
