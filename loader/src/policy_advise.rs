@@ -371,9 +371,10 @@ impl Advise for AutoAdvisor {
         Ok(r)
     }
 
+    /// The format of the advisor that decided last.
     fn format(&self, policy: usize) -> Format {
-        match (&self.kernel, &self.user) {
-            (None, Some(u)) => u.format(policy),
+        match (self.last, &self.user) {
+            ("user", Some(u)) => u.format(policy),
             _ => Format::Plain,
         }
     }
