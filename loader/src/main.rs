@@ -28,6 +28,7 @@ mod bpf;
 mod bpf_btf;
 mod doctor;
 mod engine_cmds;
+mod eval;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;
@@ -300,6 +301,45 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::User)]
         advisor: policy_advise::AdvisorChoice,
     },
+    /// A policy's decisions on a labelled event set (tests/eval/*.jsonl):
+    /// accuracy, recall, confusion, margins, latency, static baselines.
+    Eval {
+        /// GGUF model (not needed for --advisor kernel or baselines only).
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        #[arg(short, long)]
+        policy: PathBuf,
+        /// JSON lines: event fields + "label" + "split".
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long, value_enum, default_value_t = eval::Split::All)]
+        split: eval::Split,
+        #[arg(short = 't', long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 1024)]
+        ctx: usize,
+        /// user (default) or kernel (/proc/llamux/advise).
+        #[arg(long, value_enum, default_value_t = policy_advise::AdvisorChoice::User)]
+        advisor: policy_advise::AdvisorChoice,
+        /// Also score a static rule on the same events (repeatable):
+        /// default, allow, deny, tmp-rule, tools, www-data, cpu50, preempt50.
+        #[arg(long)]
+        baseline: Vec<String>,
+        /// Override the policy's margin threshold (nats).
+        #[arg(long)]
+        margin: Option<f32>,
+        /// Drop the optional fields today's probes do not fill (argv, owner...).
+        #[arg(long)]
+        probe_fields_only: bool,
+        /// List every decision, not only the wrong ones.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Report progress on stderr every 10 events.
+        #[arg(long)]
+        progress: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -344,6 +384,23 @@ fn main() -> ExitCode {
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
         Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
+        Cmd::Eval { model, policy, events, split, threads, ctx, advisor, baseline, margin, probe_fields_only, verbose, progress, json } => {
+            eval::run(&eval::EvalOpts {
+                model,
+                policy,
+                events,
+                split,
+                threads,
+                ctx,
+                advisor,
+                json,
+                baselines: baseline,
+                margin,
+                probe_fields_only,
+                verbose,
+                progress,
+            })
+        }
         Cmd::Advise { model, policy, event, threads, ctx, json, advisor } => {
             bpf::advise_cmd(model.as_deref(), advisor, &policy, &event, threads, ctx, json)
         }

@@ -30,6 +30,8 @@ use toml::Spanned;
 
 use llamux_common as c;
 
+use crate::policy_template::{self as pt, ChatPrompt, Choice, Example};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     Exec,
@@ -65,6 +67,14 @@ impl Hook {
             Hook::Sched => {
                 &["pid", "uid", "comm", "time", "runtime_ms", "switches", "involuntary", "involuntary_pct", "cpu_pct"]
             }
+        }
+    }
+    /// Fields a richer probe may add; templates name them `{field?}` and
+    /// a line whose optional field is missing is left out.
+    pub fn optional_fields(self) -> &'static [&'static str] {
+        match self {
+            Hook::Exec => &["argv", "file_uid", "file_mode", "file_age_s", "dir_world_writable", "parent_chain"],
+            _ => &[],
         }
     }
     fn keys(self) -> &'static [KeyKind] {
@@ -137,6 +147,12 @@ impl Action {
 pub struct Answer {
     pub text: String,
     pub action: Action,
+    /// Calibration of the chat prompt: nats added to this answer's score
+    /// before deciding (the model's lean, measured on a tune split); plain
+    /// prompts (other models, the kernel advisor) are not biased.
+    pub bias: f32,
+    /// Its text in a chat prompt (default: `text` without leading space).
+    pub chat: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -157,6 +173,23 @@ pub struct Policy {
     pub prefix: String,
     pub template: String,
     pub answers: Vec<Answer>,
+    /// Calibration: when the best answer's score leads the next by less
+    /// than this (nats), the policy default applies ("uncertain").
+    pub margin: f32,
+    /// `[prompt.chat]`: the prompt for models with a chat template.
+    pub chat: Option<ChatPrompt>,
+}
+
+/// What `Policy::decide` makes of the answers' scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    /// The best answer (scores plus the answers' biases).
+    pub best: usize,
+    /// Its lead over the next answer (nats).
+    pub margin: f32,
+    /// The lead is under the policy's margin: the default applies.
+    pub uncertain: bool,
+    pub action: Action,
 }
 
 #[derive(Debug)]
@@ -193,6 +226,8 @@ struct RawPolicy {
     filter: Option<RawFilter>,
     prompt: RawPrompt,
     answer: Spanned<Vec<RawAnswer>>,
+    #[serde(default)]
+    margin: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,6 +248,27 @@ struct RawFilter {
 struct RawPrompt {
     prefix: Spanned<String>,
     event: Spanned<String>,
+    #[serde(default)]
+    chat: Option<RawChat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChat {
+    #[serde(default)]
+    template: Option<Spanned<String>>,
+    system: Spanned<String>,
+    #[serde(default)]
+    event: Option<Spanned<String>>,
+    #[serde(default)]
+    example: Vec<RawExample>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExample {
+    event: Spanned<Map<String, Value>>,
+    answer: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +278,10 @@ struct RawAnswer {
     action: Spanned<String>,
     #[serde(default)]
     nice: Option<Spanned<i64>>,
+    #[serde(default)]
+    bias: Option<Spanned<f64>>,
+    #[serde(default)]
+    chat: Option<Spanned<String>>,
 }
 
 fn line_of(src: &str, pos: usize) -> usize {
@@ -441,8 +501,26 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
             }
             _ => {}
         }
-        answers.push(Answer { text: a.text.get_ref().clone(), action });
+        let bias = match &a.bias {
+            None => 0.0,
+            Some(b) if (-100.0..=100.0).contains(b.get_ref()) => *b.get_ref() as f32,
+            Some(b) => return Err(cx.err(b.span(), &field("bias"), "must be -100..=100 (nats)")),
+        };
+        let chat = match &a.chat {
+            Some(c) if c.get_ref().is_empty() => return Err(cx.err(c.span(), &field("chat"), "must not be empty")),
+            c => c.as_ref().map(|c| c.get_ref().clone()),
+        };
+        answers.push(Answer { text: a.text.get_ref().clone(), action, bias, chat });
     }
+    let margin = match &raw.margin {
+        None => 0.0,
+        Some(m) if (0.0..=100.0).contains(m.get_ref()) => *m.get_ref() as f32,
+        Some(m) => return Err(cx.err(m.span(), "margin", "must be 0..=100 (nats)")),
+    };
+    let chat = match raw.prompt.chat {
+        None => None,
+        Some(rc) => Some(parse_chat(&cx, rc, hook, &template, &answers)?),
+    };
     Ok(Policy {
         file: path.to_path_buf(),
         name,
@@ -459,37 +537,55 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
         prefix,
         template,
         answers,
+        margin,
+        chat,
     })
 }
 
-/// `{field}` placeholders; `{{` and `}}` are literal braces.
-fn placeholders(t: &str) -> Result<Vec<(Range<usize>, String)>, String> {
-    let mut out = Vec::new();
-    let b = t.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'{' if b.get(i + 1) == Some(&b'{') => i += 2,
-            b'}' if b.get(i + 1) == Some(&b'}') => i += 2,
-            b'{' => {
-                let end = t[i..].find('}').ok_or("unclosed `{`")? + i;
-                out.push((i..end + 1, t[i + 1..end].trim().to_string()));
-                i = end + 1;
-            }
-            b'}' => return Err("stray `}` (write `}}`)".into()),
-            _ => i += 1,
-        }
+fn parse_chat(cx: &Ctx<'_>, rc: RawChat, hook: Hook, plain_event: &str, answers: &[Answer]) -> Result<ChatPrompt, PolicyError> {
+    let choice = match &rc.template {
+        None => Choice::Auto,
+        Some(t) => Choice::parse(t.get_ref()).ok_or_else(|| {
+            cx.err(t.span(), "prompt.chat.template", format!("unknown template `{}` (expected auto, chatml, inst or plain)", t.get_ref()))
+        })?,
+    };
+    if rc.system.get_ref().trim().is_empty() {
+        return Err(cx.err(rc.system.span(), "prompt.chat.system", "must not be empty"));
     }
-    Ok(out)
+    let event = match &rc.event {
+        None => plain_event.to_string(),
+        Some(e) => {
+            check_template(e.get_ref(), hook).map_err(|m| cx.err(e.span(), "prompt.chat.event", m))?;
+            e.get_ref().clone()
+        }
+    };
+    let mut examples = Vec::new();
+    for (i, ex) in rc.example.iter().enumerate() {
+        let field = |f: &str| format!("prompt.chat.example[{i}].{f}");
+        let want = ex.answer.get_ref().trim();
+        let Some(answer) = answers.iter().position(|a| a.text.trim() == want || a.chat.as_deref().is_some_and(|c| c.trim() == want)) else {
+            let known: Vec<_> = answers.iter().map(|a| format!("{:?}", a.text.trim())).collect();
+            return Err(cx.err(ex.answer.span(), &field("answer"), format!("no answer {want:?} (answers: {})", known.join(", "))));
+        };
+        pt::render(&event, ex.event.get_ref()).map_err(|m| cx.err(ex.event.span(), &field("event"), m))?;
+        examples.push(Example { event: ex.event.get_ref().clone(), answer });
+    }
+    Ok(ChatPrompt { choice, system: rc.system.get_ref().clone(), event, examples })
 }
 
 fn check_template(t: &str, hook: Hook) -> Result<(), String> {
     if t.trim().is_empty() {
         return Err("must not be empty".into());
     }
-    for (_, f) in placeholders(t)? {
-        if !hook.fields().contains(&f.as_str()) {
-            return Err(format!("unknown event field `{{{f}}}` for hook `{}` (known: {})", hook.name(), hook.fields().join(", ")));
+    for (_, f, opt) in pt::placeholders(t)? {
+        let known = hook.fields().contains(&f.as_str()) || opt && hook.optional_fields().contains(&f.as_str());
+        if !known {
+            let q = if opt { "?" } else { "" };
+            let mut all = hook.fields().join(", ");
+            for o in hook.optional_fields() {
+                all.push_str(&format!(", {o}?"));
+            }
+            return Err(format!("unknown event field `{{{f}{q}}}` for hook `{}` (known: {all})", hook.name()));
         }
     }
     Ok(())
@@ -508,17 +604,38 @@ fn value_text(v: &Value) -> String {
 impl Policy {
     /// The event's part of the prompt (after the cached prefix).
     pub fn render(&self, event: &Map<String, Value>) -> Result<String, String> {
-        let ph = placeholders(&self.template)?;
-        let mut out = String::new();
-        let mut last = 0;
-        for (r, f) in ph {
-            out.push_str(&self.template[last..r.start]);
-            let v = event.get(&f).ok_or_else(|| format!("event has no field `{f}` (policy {} needs it)", self.name))?;
-            out.push_str(&value_text(v));
-            last = r.end;
+        pt::render(&self.template, event).map_err(|e| format!("{e} (policy {} needs it)", self.name))
+    }
+
+    /// The action when the model is not sure: the policy default for
+    /// exec and open, no action for the others.
+    pub fn default_action(&self) -> Action {
+        match self.hook {
+            Hook::Exec | Hook::Open if self.default_deny => Action::Deny,
+            Hook::Exec | Hook::Open => Action::Allow,
+            _ => Action::None,
         }
-        out.push_str(&self.template[last..]);
-        Ok(out.replace("{{", "{").replace("}}", "}"))
+    }
+
+    /// The decision for answer scores: the best answer, unless it leads
+    /// the next by less than `margin` (then the default, "uncertain").
+    /// `chat`: the scores came from the chat prompt (answers' biases apply).
+    pub fn decide(&self, scores: &[f32], chat: bool) -> Verdict {
+        let scores: Vec<f32> = scores.iter().zip(&self.answers).map(|(s, a)| if chat { s + a.bias } else { *s }).collect();
+        let mut best = 0;
+        for (i, &s) in scores.iter().enumerate() {
+            if s > scores[best] {
+                best = i;
+            }
+        }
+        let second = scores.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &s)| s).fold(f32::NEG_INFINITY, f32::max);
+        let margin = if second.is_finite() { scores.get(best).map_or(0.0, |b| b - second) } else { f32::INFINITY };
+        let uncertain = margin < self.margin;
+        let action = match self.answers.get(best) {
+            Some(a) if !uncertain => a.action,
+            _ => self.default_action(),
+        };
+        Verdict { best, margin, uncertain, action }
     }
 
     /// The decision key of an event, as the probes compute it.
@@ -603,5 +720,62 @@ action = "deny"
         let e = parse(Path::new("t.toml"), &bad).unwrap_err();
         assert_eq!(e.line, 7, "{e}");
         assert!(e.field.contains("path_prefx"), "{e}");
+    }
+
+    const CHAT: &str = r#"
+[prompt.chat]
+template = "chatml"
+system = "Guard."
+event = "Program {path}\nArgs: {argv?}"
+[[prompt.chat.example]]
+answer = "no"
+event = { path = "/tmp/.x" }
+"#;
+
+    #[test]
+    fn chat_section_and_margin() {
+        // The top-level `margin` goes before the tables.
+        let src = format!("{}{CHAT}", GOOD.replacen("name = \"t\"", "name = \"t\"\nmargin = 1.5", 1));
+        let p = parse(Path::new("t.toml"), &src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.margin, 1.5);
+        let c = p.chat.as_ref().unwrap();
+        assert_eq!((c.choice, c.examples.len(), c.examples[0].answer), (Choice::Named(pt::Format::ChatMl), 1, 1));
+        // An example's answer must be one of the policy's answers; its
+        // event must render; an optional field only with `?`.
+        for (from, to, line, field) in [
+            ("answer = \"no\"", "answer = \"nope\"", 24, "prompt.chat.example[0].answer"),
+            ("event = { path = \"/tmp/.x\" }", "event = { argv = \"x\" }", 25, "prompt.chat.example[0].event"),
+            ("Args: {argv?}", "Args: {argv}", 22, "prompt.chat.event"),
+            ("template = \"chatml\"", "template = \"vicuna\"", 20, "prompt.chat.template"),
+            ("margin = 1.5", "margin = -1", 3, "margin"),
+        ] {
+            let e = parse(Path::new("t.toml"), &src.replace(from, to)).unwrap_err();
+            assert_eq!((e.line, e.field.as_str()), (line, field), "{e}");
+        }
+    }
+
+    #[test]
+    fn decide_applies_the_default_under_the_margin() {
+        let mut p = parse(Path::new("t.toml"), GOOD).unwrap();
+        p.margin = 1.0;
+        let v = p.decide(&[-0.2, -3.0], true);
+        assert_eq!((v.best, v.uncertain, v.action), (0, false, Action::Allow));
+        assert!((v.margin - 2.8).abs() < 1e-6);
+        // Close call: fail-closed default (deny) even though "yes" leads.
+        let v = p.decide(&[-0.5, -1.0], true);
+        assert_eq!((v.best, v.uncertain, v.action), (0, true, Action::Deny));
+        p.default_deny = false;
+        assert_eq!(p.decide(&[-1.0, -0.6], true).action, Action::Allow);
+        p.margin = 0.0;
+        assert_eq!(p.decide(&[-1.0, -0.6], true).action, Action::Deny);
+        // A bias on an answer moves the decision and the margin (chat only).
+        p.answers[0].bias = 0.5;
+        assert_eq!(p.decide(&[-1.0, -0.6], false).best, 1);
+        let v = p.decide(&[-1.0, -0.6], true);
+        assert_eq!((v.best, v.action), (0, Action::Allow));
+        assert!((v.margin - 0.1).abs() < 1e-6);
+        let bad = GOOD.replacen("action = \"allow\"", "action = \"allow\"\nbias = 1000", 1);
+        let e = parse(Path::new("t.toml"), &bad).unwrap_err();
+        assert_eq!((e.line, e.field.as_str()), (14, "answer[0].bias"), "{e}");
     }
 }

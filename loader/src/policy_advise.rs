@@ -12,9 +12,12 @@ use std::time::Instant;
 
 use llamux_engine::advise::Advisor;
 
+use serde_json::{Map, Value};
+
 use crate::engine_cmds::{self, Loaded};
 use crate::policy::Policy;
 use crate::pool::Pool;
+use llamux::policy_template::{self as pt, Format};
 
 #[derive(Clone, Debug)]
 pub struct Advice {
@@ -37,23 +40,41 @@ pub trait Advise {
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String>;
     /// Scores the policy's answers after the rendered event text.
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String>;
+    /// Renders an event as this advisor's prompt for the policy wants it
+    /// (its chat format's event template) and scores it; returns the text.
+    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String>;
+    /// The prompt format the policy is asked in.
+    fn format(&self, _policy: usize) -> Format {
+        Format::Plain
+    }
 }
 
 /// Tokens of `text` (with BOS when `bos`), through the engine's
-/// allocation-free encoder.
-fn encode(l: &Loaded, text: &str, bos: bool) -> Result<Vec<u32>, String> {
+/// allocation-free encoder; control tokens written as text are recognised
+/// only with `special` (the policy's own prompt text, never event text).
+fn encode_with(l: &Loaded, text: &str, bos: bool, special: bool) -> Result<Vec<u32>, String> {
     let tok = &l.tokenizer;
     let mut scratch = tok.scratch(text.len().max(1)).map_err(|e| e.to_string())?;
     let mut out = vec![0u32; text.len() + 2];
-    let n = tok.encode(text.as_bytes(), bos, &mut scratch, &mut out).map_err(|e| e.to_string())?;
+    let n = tok.encode_with(text.as_bytes(), bos, special, &mut scratch, &mut out).map_err(|e| e.to_string())?;
     out.truncate(n);
     Ok(out)
+}
+
+fn encode(l: &Loaded, text: &str, bos: bool) -> Result<Vec<u32>, String> {
+    encode_with(l, text, bos, false)
 }
 
 struct PolicyState {
     adv: Advisor,
     answers: Vec<Vec<u32>>,
     prefix_tokens: usize,
+    /// Tokens after the event (closing the user turn; chat formats).
+    suffix: Vec<u32>,
+    built: pt::Built,
+    pol: Policy,
+    /// This policy's context positions.
+    ctx: usize,
 }
 
 /// The user-space engine as advisor.
@@ -62,12 +83,18 @@ pub struct UserAdvisor {
     exec: Pool,
     ctx: usize,
     policies: Vec<PolicyState>,
+    /// The GGUF's tokenizer.chat_template.
+    chat_template: Option<String>,
+    /// Time the last add_policy spent prefilling the prefix.
+    pub last_prefix_us: u64,
 }
 
 impl UserAdvisor {
     pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
         let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
-        Ok(UserAdvisor { l, exec: engine_cmds::pool(threads)?, ctx, policies: Vec::new() })
+        // The header again (a read-only mapping) for the chat template.
+        let chat_template = engine_cmds::parse(model)?.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+        Ok(UserAdvisor { l, exec: engine_cmds::pool(threads)?, ctx, policies: Vec::new(), chat_template, last_prefix_us: 0 })
     }
 }
 
@@ -77,32 +104,69 @@ impl Advise for UserAdvisor {
     }
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
-        let prefix = encode(self.l, &p.prefix, true).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+        let mut format = pt::resolve(p.chat.as_ref(), self.chat_template.as_deref());
+        // LLAMUX_PROMPT_FORMAT=plain: ask as the kernel advisor does (it has
+        // no chat formats yet), e.g. to compare the two.
+        if std::env::var("LLAMUX_PROMPT_FORMAT").is_ok_and(|v| v == "plain") {
+            format = Format::Plain;
+        }
+        let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
+        let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
+        let built = pt::build(&p.prefix, &p.template, &texts, &chat_texts, p.chat.as_ref(), format).map_err(|e| format!("policy {}: {e}", p.name))?;
+        // Plain prompts are tokenized as before (and as the kernel does).
+        let special = format != Format::Plain;
+        let prefix = encode_with(self.l, &built.prefix, true, special).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+        let suffix = encode_with(self.l, &built.suffix, false, true).map_err(|e| format!("policy {}: suffix: {e}", p.name))?;
         let mut answers = Vec::new();
-        for a in &p.answers {
-            let t = encode(self.l, &a.text, false).map_err(|e| format!("policy {}: answer {:?}: {e}", p.name, a.text))?;
+        for a in &built.answers {
+            let t = encode(self.l, a, false).map_err(|e| format!("policy {}: answer {:?}: {e}", p.name, a))?;
             if t.is_empty() {
-                return Err(format!("policy {}: answer {:?} has no tokens", p.name, a.text));
+                return Err(format!("policy {}: answer {:?} has no tokens", p.name, a));
             }
             answers.push(t);
         }
-        let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(32);
-        if prefix.len() + 64 + n_batch > self.ctx {
-            return Err(format!("policy {}: prefix of {} tokens does not fit a {}-position context", p.name, prefix.len(), self.ctx));
+        // Chat events (with their suffix) run to ~100 tokens: one batch
+        // of 128 reads the weights once per event instead of 3-4 times.
+        let min_batch = if format == Format::Plain { 32 } else { 128 };
+        let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(min_batch);
+        // A chat prompt's examples make a long prefix: its context grows
+        // to hold it and 256 positions of event (plain ones keep `ctx`,
+        // as the kernel advisor does).
+        let ctx = if format == Format::Plain { self.ctx } else { self.ctx.max((prefix.len() + suffix.len() + 256 + n_batch).next_multiple_of(256)) };
+        if prefix.len() + 64 + n_batch > ctx {
+            return Err(format!("policy {}: prefix of {} tokens does not fit a {}-position context", p.name, prefix.len(), ctx));
         }
-        let mut adv = Advisor::new(&self.l.model, self.ctx, n_batch).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let mut adv = Advisor::new(&self.l.model, ctx, n_batch).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let t0 = Instant::now();
         adv.set_prefix(&self.l.model, &prefix, &mut self.exec).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
-        self.policies.push(PolicyState { adv, answers, prefix_tokens: prefix.len() });
+        self.last_prefix_us = t0.elapsed().as_micros() as u64;
+        self.policies.push(PolicyState { adv, answers, prefix_tokens: prefix.len(), suffix, built, pol: p.clone(), ctx });
         Ok(self.policies.len() - 1)
+    }
+
+    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
+        let st = self.policies.get(policy).ok_or("no such policy")?;
+        let text = pt::render(&st.built.event, event).map_err(|e| format!("{e} (policy {} needs it)", st.pol.name))?;
+        let a = self.advise(policy, &text)?;
+        Ok((text, a))
+    }
+
+    fn format(&self, policy: usize) -> Format {
+        self.policies.get(policy).map_or(Format::Plain, |p| p.built.format)
     }
 
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
         let t0 = Instant::now();
         let st = self.policies.get_mut(policy).ok_or("no such policy")?;
-        let ev = encode(self.l, event_text, false)?;
-        // Keep room for the answers: cut the event from the front if long.
-        let room = self.ctx.saturating_sub(st.prefix_tokens + st.answers.iter().map(|a| a.len()).max().unwrap_or(0) + 1);
-        let ev = if ev.len() > room { &ev[ev.len() - room..] } else { &ev[..] };
+        let mut ev = encode(self.l, event_text, false)?;
+        // Keep room for the suffix and the answers: cut the event from the
+        // front if long (the suffix stays whole).
+        let room = st.ctx.saturating_sub(st.prefix_tokens + st.suffix.len() + st.answers.iter().map(|a| a.len()).max().unwrap_or(0) + 1);
+        if ev.len() > room {
+            ev.drain(..ev.len() - room);
+        }
+        ev.extend_from_slice(&st.suffix);
+        let ev = &ev[..];
         let answers: Vec<&[u32]> = st.answers.iter().map(|a| a.as_slice()).collect();
         let mut scores = vec![0f32; answers.len()];
         let best = st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
@@ -149,11 +213,13 @@ pub struct KernelAdvisor {
     ctx: usize,
     /// Prefix and answer texts per policy.
     policies: Vec<(String, Vec<String>)>,
+    /// The policies (their plain event templates).
+    pols: Vec<Policy>,
 }
 
 impl KernelAdvisor {
     pub fn new(ctx: usize) -> Self {
-        KernelAdvisor { ctx, policies: Vec::new() }
+        KernelAdvisor { ctx, policies: Vec::new(), pols: Vec::new() }
     }
 }
 
@@ -164,7 +230,16 @@ impl Advise for KernelAdvisor {
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
         self.policies.push((p.prefix.clone(), p.answers.iter().map(|a| a.text.clone()).collect()));
+        self.pols.push(p.clone());
         Ok(self.policies.len() - 1)
+    }
+
+    /// The module tokenizes prompt text without control tokens, so it asks
+    /// in the plain format (see docs/advisor.md).
+    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
+        let text = self.pols.get(policy).ok_or("no such policy")?.render(event)?;
+        let a = self.advise(policy, &text)?;
+        Ok((text, a))
     }
 
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
@@ -278,6 +353,30 @@ impl Advise for AutoAdvisor {
         let a = self.user_advisor()?.advise(policy, event_text)?;
         self.last = "user";
         Ok(a)
+    }
+
+    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
+        if let Some(k) = self.kernel.as_mut() {
+            match k.advise_event(policy, event) {
+                Ok(r) => {
+                    self.last = "kernel";
+                    return Ok(r);
+                }
+                Err(e) if self.model.is_some() => eprintln!("llamux: kernel advisor: {e}; deciding in user space"),
+                Err(e) => return Err(format!("kernel advisor: {e}")),
+            }
+        }
+        let r = self.user_advisor()?.advise_event(policy, event)?;
+        self.last = "user";
+        Ok(r)
+    }
+
+    /// The format of the advisor that decided last.
+    fn format(&self, policy: usize) -> Format {
+        match (self.last, &self.user) {
+            ("user", Some(u)) => u.format(policy),
+            _ => Format::Plain,
+        }
     }
 }
 

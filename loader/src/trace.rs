@@ -58,8 +58,10 @@ pub fn human(v: &Value) -> String {
                 .and_then(Value::as_object)
                 .map(|m| m.iter().map(|(k, x)| format!("{}={:.3}", k.trim(), x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(" "))
                 .unwrap_or_default();
+            // Under the policy's margin the default applied ("uncertain").
+            let unsure = if v.get("uncertain").and_then(Value::as_bool) == Some(true) { ", uncertain" } else { "" };
             format!(
-                "{t} {:<14} {:<28} {} -> {} [{}] ({scores}) {:.1} ms",
+                "{t} {:<14} {:<28} {} -> {} [{}{unsure}] ({scores}) {:.1} ms",
                 s("policy"),
                 s("key"),
                 s("summary"),
@@ -143,5 +145,21 @@ pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_decision_marks_uncertain() {
+        let mut v = serde_json::json!({"type": "decision", "time": 0.0, "policy": "exec-guard", "key": "exe:/tmp/x",
+            "summary": "pid 1 sh /tmp/x", "answer": "N", "action": "allow", "scores": {"Y": -1.0, "N": -0.8}, "latency_us": 1000});
+        let sure = human(&v);
+        assert!(sure.contains("-> N [allow] (") && !sure.contains("uncertain"), "{sure}");
+        v["uncertain"] = true.into();
+        let h = human(&v);
+        assert!(h.contains("-> N [allow, uncertain]"), "{h}");
     }
 }

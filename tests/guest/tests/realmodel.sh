@@ -66,7 +66,8 @@ if has advise; then
 	for p in /tmp/tool /tmp/python; do
 		d=$(decision $p)
 		ev=$(echo "$d" | sed -n 's/.*"event":\({[^}]*}\).*/\1/p')
-		adv=$($L advise -m "$M" -p $POL -e "$ev" -t 2 --json)
+		# The kernel asks in the plain format (no chat templates in the module yet).
+		adv=$(LLAMUX_PROMPT_FORMAT=plain $L advise -m "$M" -p $POL -e "$ev" -t 2 --json)
 		echo "kernel $p: answer $(echo "$d" | jfield answer) scores $(echo "$d" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p') $(echo "$d" | jfield latency_us) us"
 		echo "user   $p: answer $(echo "$adv" | jfield answer) scores $(echo "$adv" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p') $(echo "$adv" | jfield latency_us) us"
 		step "$p: kernel answer equals llamux advise" test -n "$d" -a "$(echo "$d" | jfield answer_index)" = "$(echo "$adv" | jfield answer_index)"

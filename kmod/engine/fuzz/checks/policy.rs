@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use llamux::policy::{self, Action, Policy};
+use llamux::policy_template::Choice;
 use serde_json::{Map, Value};
 use toml::{Table, Value as T};
 
@@ -39,6 +40,9 @@ pub fn to_toml(p: &Policy) -> String {
     t.insert("default".into(), T::from(if p.default_deny { "deny" } else { "allow" }));
     t.insert("ttl".into(), T::from(p.ttl_s as i64));
     t.insert("rate_limit".into(), T::from(i64::from(p.rate_limit)));
+    if p.margin != 0.0 {
+        t.insert("margin".into(), T::from(f64::from(p.margin)));
+    }
     let mut f = Table::new();
     if !p.path_prefix.is_empty() {
         f.insert("path_prefix".into(), T::from(p.path_prefix.as_str()));
@@ -52,6 +56,24 @@ pub fn to_toml(p: &Policy) -> String {
     let mut pr = Table::new();
     pr.insert("prefix".into(), T::from(p.prefix.as_str()));
     pr.insert("event".into(), T::from(p.template.as_str()));
+    if let Some(c) = &p.chat {
+        let mut ct = Table::new();
+        let choice = match c.choice {
+            Choice::Auto => "auto",
+            Choice::Named(f) => f.name(),
+        };
+        ct.insert("template".into(), T::from(choice));
+        ct.insert("system".into(), T::from(c.system.as_str()));
+        ct.insert("event".into(), T::from(c.event.as_str()));
+        let ex = c.examples.iter().map(|e| {
+            let mut et = Table::new();
+            et.insert("answer".into(), T::from(p.answers[e.answer].text.as_str()));
+            et.insert("event".into(), json_to_toml(&Value::Object(e.event.clone())));
+            T::Table(et)
+        });
+        ct.insert("example".into(), T::Array(ex.collect()));
+        pr.insert("chat".into(), T::Table(ct));
+    }
     t.insert("prompt".into(), T::Table(pr));
     let answers = p.answers.iter().map(|a| {
         let mut at = Table::new();
@@ -64,10 +86,28 @@ pub fn to_toml(p: &Policy) -> String {
             other => other.name(),
         };
         at.insert("action".into(), T::from(action));
+        if a.bias != 0.0 {
+            at.insert("bias".into(), T::from(f64::from(a.bias)));
+        }
+        if let Some(c) = &a.chat {
+            at.insert("chat".into(), T::from(c.as_str()));
+        }
         T::Table(at)
     });
     t.insert("answer".into(), T::Array(answers.collect()));
     t.to_string()
+}
+
+/// A JSON value from a TOML file back as TOML (no nulls come from TOML).
+fn json_to_toml(v: &Value) -> T {
+    match v {
+        Value::Bool(b) => T::from(*b),
+        Value::Number(n) => n.as_i64().map(T::from).unwrap_or_else(|| T::from(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => T::from(s.as_str()),
+        Value::Array(a) => T::Array(a.iter().map(json_to_toml).collect()),
+        Value::Object(m) => T::Table(m.iter().map(|(k, v)| (k.clone(), json_to_toml(v))).collect()),
+        Value::Null => T::from(""),
+    }
 }
 
 /// The shipped policies (policies/*.toml), parsed.
