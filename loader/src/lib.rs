@@ -3,3 +3,4 @@
 
 pub mod event;
 pub mod policy;
+pub mod render;

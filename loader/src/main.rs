@@ -7,6 +7,7 @@ mod bench;
 mod bpf;
 mod bpf_btf;
 mod engine_cmds;
+mod fsafe;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;
