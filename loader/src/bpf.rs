@@ -174,8 +174,9 @@ struct Attached {
 fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
     let mut tps: Vec<(&str, &str, &str)> =
         vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
-    // sys_enter also records the hits of sched and open decisions.
-    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched | Hook::Open)) {
+    // sys_enter also records the hits of sched decisions and of pid- or
+    // comm-keyed open ones (file_open counts the inode-keyed ones).
+    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched) || p.hook == Hook::Open && p.key != policy::KeyKind::File) {
         tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
     }
     if pols.iter().any(|p| p.hook == Hook::Sched) {

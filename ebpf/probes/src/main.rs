@@ -292,6 +292,11 @@ fn unsafe_volatile_u32(v: &u32) -> u32 {
     unsafe { core::ptr::read_volatile(v) }
 }
 
+#[inline(always)]
+fn kind_is_file(kind: u32) -> bool {
+    kind == KEY_EXE || kind == KEY_FILE
+}
+
 /// The decision key of file `id` for `hook`.
 #[inline(always)]
 fn file_key(hook: u32, kind: u32, id: &FileId) -> DecisionKey {
@@ -605,10 +610,15 @@ fn prefix_ok(h: &HookConfig, path: &[u8; PATH_LEN]) -> bool {
 }
 
 /// The decision for the event in `e` (path already filled); `id`: the
-/// file's identity for exec/open hooks. Returns the LSM verdict (0 or
-/// -EPERM).
+/// file's identity for exec/open hooks; `governed`: the path is under the
+/// policy's prefix. A file's decision applies under any name, governed or
+/// not (a hard link or bind mount outside the prefix is the same file);
+/// only a miss depends on `governed`. Returns the LSM verdict (0 or -EPERM).
 #[inline(always)]
-fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option<FileId>) -> i32 {
+fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option<FileId>, governed: bool) -> i32 {
+    if !governed && !(kind_is_file(h.key_kind) && id.is_some()) {
+        return 0;
+    }
     let kind = h.key_kind;
     let key = match kind {
         KEY_PID => DecisionKey { hook, kind, hash: e.pid as u64, dev: 0, gen: 0 },
@@ -619,7 +629,7 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option
                 file_key(hook, kind, &f)
             }
             // No inode to key by: the policy's default, nothing to ask.
-            None => return if h.default_action == ACT_DENY { -EPERM } else { 0 },
+            None => return if governed && h.default_action == ACT_DENY { -EPERM } else { 0 },
         },
     };
     e.key = key;
@@ -648,7 +658,12 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option
             }
             return 0;
         }
-        stat(ST_EXPIRED);
+        if governed {
+            stat(ST_EXPIRED);
+        }
+    }
+    if !governed {
+        return 0;
     }
     stat(ST_MISSES);
     // A fail-closed policy denies what it cannot show the model whole.
@@ -706,11 +721,9 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
     let id = file_id(file, &cfg.off);
     walk_path(file, &cfg.off, e);
     // Without the head of the path the prefix is unknown: governed.
-    if e.flags & EVF_PATH_HEAD_CUT == 0 && !prefix_ok(h, &e.path) {
-        return 0;
-    }
+    let governed = e.flags & EVF_PATH_HEAD_CUT != 0 || prefix_ok(h, &e.path);
     fill_parent(e, &cfg.off);
-    decide(&ctx, HOOK_EXEC, h, e, id)
+    decide(&ctx, HOOK_EXEC, h, e, id, governed)
 }
 
 #[lsm(hook = "file_open")]
@@ -745,11 +758,9 @@ pub fn llamux_file_open(ctx: LsmContext) -> i32 {
             return 0;
         }
     }
-    if !prefix_ok(h, &e.path) {
-        return 0;
-    }
+    let governed = prefix_ok(h, &e.path);
     let id = file_id(file, &cfg.off);
-    decide(&ctx, HOOK_OPEN, h, e, id)
+    decide(&ctx, HOOK_OPEN, h, e, id, governed)
 }
 
 #[lsm(hook = "task_setnice")]
