@@ -155,9 +155,16 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         inode_ino: btf.offset("inode", "i_ino")?,
         inode_sb: btf.offset("inode", "i_sb")?,
         inode_generation: btf.offset("inode", "i_generation")?,
-        // 6.11+: i_ctime_sec/i_ctime_nsec; before: a timespec64 __i_ctime.
-        inode_ctime_sec: btf.offset("inode", "i_ctime_sec").or_else(|_| btf.offset("inode", "__i_ctime.tv_sec"))?,
-        inode_ctime_nsec: btf.offset("inode", "i_ctime_nsec").or_else(|_| btf.offset("inode", "__i_ctime.tv_nsec"))?,
+        // 6.11+: i_ctime_sec/i_ctime_nsec; 6.6-6.10: a timespec64 __i_ctime;
+        // before: i_ctime.
+        inode_ctime_sec: btf
+            .offset("inode", "i_ctime_sec")
+            .or_else(|_| btf.offset("inode", "__i_ctime.tv_sec"))
+            .or_else(|_| btf.offset("inode", "i_ctime.tv_sec"))?,
+        inode_ctime_nsec: btf
+            .offset("inode", "i_ctime_nsec")
+            .or_else(|_| btf.offset("inode", "__i_ctime.tv_nsec"))
+            .or_else(|_| btf.offset("inode", "i_ctime.tv_nsec"))?,
         sb_dev: btf.offset("super_block", "s_dev")?,
         dentry_parent: btf.offset("dentry", "d_parent")?,
         dentry_name_len: btf.offset("dentry", "d_name.len")?,
