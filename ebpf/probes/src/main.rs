@@ -217,14 +217,21 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
     // Owner mark: a program preempted on this CPU by another exec's walk
     // finds the mark changed and does not trust the buffer.
     let mark = bpf_get_current_pid_tgid() ^ unsafe_ktime();
+    // The write position lives in the map value, not on the stack: loaded
+    // back, it is an unknown value to the verifier, so the states of the
+    // loop's iterations compare equal and are pruned (tracked exactly on
+    // the stack, every length combination was a state of its own and the
+    // verification did not end).
     // SAFETY: `w` is this CPU's WalkBuf (2 * WALK_LEN bytes). Every write
     // below is at an offset masked to < WALK_LEN plus at most 255 bytes,
-    // inside the value; the mark lives in the slack after WALK_LEN + 256.
+    // inside the value; position and mark live in the slack after
+    // WALK_LEN + 256.
+    let posp = unsafe { buf.add(2 * WALK_LEN - 16) } as *mut u32;
     unsafe {
         core::ptr::write_volatile(buf.add(2 * WALK_LEN - 8) as *mut u64, mark);
+        core::ptr::write_volatile(posp, MASK);
         *buf.add(WALK_LEN - 1) = 0;
     }
-    let mut pos: u32 = MASK;
     let mut done = false;
     let mut dentry: *const u8 = kread(file, off.file_dentry).unwrap_or(core::ptr::null());
     let mut vfsmnt: *const u8 = kread(file, off.file_mnt).unwrap_or(core::ptr::null());
@@ -247,13 +254,14 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
         }
         let Some(len) = kread::<u32>(dentry, off.dentry_name_len) else { break };
         let Some(name) = kread::<*const u8>(dentry, off.dentry_name) else { break };
+        // SAFETY: the position slot inside this CPU's WalkBuf.
+        let pos = unsafe { core::ptr::read_volatile(posp) } & MASK;
         if len > 255 || len + 1 > pos {
             break;
         }
-        pos -= len + 1;
-        // SAFETY: a volatile read of a local: the compiler cannot drop the
-        // mask below, which is what bounds the offset for the verifier.
-        let p = unsafe { core::ptr::read_volatile(&pos) } & MASK;
+        let p = (pos - len - 1) & MASK;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(posp, p) };
         // SAFETY: p < WALK_LEN and len <= 255: inside the 2 * WALK_LEN
         // value; the name is copied with the checked probe-read helper.
         unsafe {
@@ -266,13 +274,14 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
         }
         dentry = parent;
     }
-    if pos == MASK && done {
+    // SAFETY: the position slot, as above.
+    let mut p = unsafe { core::ptr::read_volatile(posp) } & MASK;
+    if p == MASK && done {
         // The root directory itself.
-        pos -= 1;
+        p = MASK - 1;
         // SAFETY: constant offset inside the value.
         unsafe { *buf.add(WALK_LEN - 2) = b'/' };
     }
-    let p = unsafe_volatile_u32(&pos) & MASK;
     // SAFETY: the source is inside this CPU's WalkBuf and NUL-terminated at
     // WALK_LEN - 1; the copy is bounded by e.path.
     let n = unsafe { bpf_probe_read_kernel_str_bytes(buf.add(p as usize), &mut e.path) }.map_or(0, |s| s.len());
@@ -284,12 +293,6 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
     if !done || still != mark {
         e.flags |= EVF_PATH_HEAD_CUT;
     }
-}
-
-#[inline(always)]
-fn unsafe_volatile_u32(v: &u32) -> u32 {
-    // SAFETY: a volatile read of a valid reference.
-    unsafe { core::ptr::read_volatile(v) }
 }
 
 #[inline(always)]
@@ -628,8 +631,16 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option
                 e.ctime_ns = f.ctime_ns;
                 file_key(hook, kind, &f)
             }
-            // No inode to key by: the policy's default, nothing to ask.
-            None => return if governed && h.default_action == ACT_DENY { -EPERM } else { 0 },
+            // No inode to key by: the policy's default, nothing to ask. (The
+            // stat call keeps LLVM from folding the verdict into a negation,
+            // which the verifier cannot bound to [-4095, 0].)
+            None => {
+                if governed && h.default_action == ACT_DENY {
+                    stat(ST_DENIED);
+                    return -EPERM;
+                }
+                return 0;
+            }
         },
     };
     e.key = key;

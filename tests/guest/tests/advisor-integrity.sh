@@ -34,7 +34,8 @@ grep -q '^nobody:' /etc/passwd 2>/dev/null || echo 'nobody:x:65534:65534:nobody:
 grep -q '^nogroup:' /etc/group 2>/dev/null || echo 'nogroup:x:65534:' >>/etc/group
 
 # ---- 5. Who can make the pin folder ----
-step "init mounts bpffs root-only (0700)" test "$(stat -c %a /sys/fs/bpf)" = 700
+# mode=0700: the kernel adds the sticky bit to the root of every bpffs.
+step "init mounts bpffs root-only (1700)" test "$(stat -c %a /sys/fs/bpf)" = 1700
 # The kernel's default bpffs mode (1777), as the loader mounted it before:
 umount /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
 echo "bpffs mode $(stat -c %a /sys/fs/bpf)"
@@ -52,7 +53,7 @@ step "unload refuses it too" has 'refusing /sys/fs/bpf/llamux'
 rm -r /sys/fs/bpf/llamux
 umount /sys/fs/bpf
 step "load mounts bpffs itself" $L load $PO --model $M --detach
-step "... root-only (0700)" test "$(stat -c %a /sys/fs/bpf)" = 700
+step "... root-only (1700)" test "$(stat -c %a /sys/fs/bpf)" = 1700
 step "pin folder is root's, 0700" test "$(stat -c '%u %a' /sys/fs/bpf/llamux)" = "0 700"
 
 # ---- 7. Run files are private ----
