@@ -174,7 +174,7 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         mount_mountpoint: btf.offset("mount", "mnt_mountpoint")?,
         task_mm: btf.offset("task_struct", "mm")?,
         mm_exe_file: btf.offset("mm_struct", "exe_file")?,
-        _pad: 0,
+        bprm_interp: btf.offset("linux_binprm", "interp")?,
     })
 }
 

@@ -297,7 +297,9 @@ pub struct Offsets {
     /// struct task_struct: mm; struct mm_struct: exe_file.
     pub task_mm: u32,
     pub mm_exe_file: u32,
-    pub _pad: u32,
+    /// struct linux_binprm: interp (== filename until a script's
+    /// interpreter takes over: tells the first bprm_check of an exec).
+    pub bprm_interp: u32,
 }
 
 /// The single entry of the CONFIG array map.

@@ -86,6 +86,12 @@ static HITCOUNT: LruHashMap<DecisionKey, HitStat> = LruHashMap::with_max_entries
 #[map(name = "LLAMUX_SCRATCH")]
 static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(5, 0);
 
+/// The exec decision (inode key) bprm_check_security applied to each task's
+/// exec in progress, by tid: sched_process_exec counts its hit (for a
+/// script, current->mm->exe_file is the interpreter, not the file decided).
+#[map(name = "LLAMUX_EXECKEY")]
+static EXECKEY: LruHashMap<u32, DecisionKey> = LruHashMap::with_max_entries(4096, 0);
+
 /// Per-CPU scratch of the dentry walk (bprm_check_security only).
 #[map(name = "LLAMUX_WALK")]
 static WALK: PerCpuArray<WalkBuf> = PerCpuArray::with_max_entries(1, 0);
@@ -544,15 +550,22 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
     let kind = cfg.hit_key[0];
     let key = match kind {
         KEY_EXE => {
-            // The file now running: current->mm->exe_file.
-            // SAFETY: bpf_get_current_task has no preconditions; the task is
-            // only read through kread (bpf_probe_read_kernel).
-            let task = unsafe { bpf_get_current_task() } as *const u8;
-            let mm: *const u8 = kread(task, cfg.off.task_mm).unwrap_or(core::ptr::null());
-            let exe: *const u8 = kread(mm, cfg.off.mm_exe_file).unwrap_or(core::ptr::null());
-            let Some(id) = file_id(exe, &cfg.off) else { return 0 };
-            e.ctime_ns = id.ctime_ns;
-            file_key(HOOK_EXEC, kind, &id)
+            // The file bprm_check_security decided for this exec.
+            // SAFETY: copied out at once.
+            if let Some(k) = unsafe { EXECKEY.get(&e.tid) }.copied() {
+                let _ = EXECKEY.remove(&e.tid);
+                k
+            } else {
+                // Else the file now running: current->mm->exe_file.
+                // SAFETY: bpf_get_current_task has no preconditions; the
+                // task is only read through kread (bpf_probe_read_kernel).
+                let task = unsafe { bpf_get_current_task() } as *const u8;
+                let mm: *const u8 = kread(task, cfg.off.task_mm).unwrap_or(core::ptr::null());
+                let exe: *const u8 = kread(mm, cfg.off.mm_exe_file).unwrap_or(core::ptr::null());
+                let Some(id) = file_id(exe, &cfg.off) else { return 0 };
+                e.ctime_ns = id.ctime_ns;
+                file_key(HOOK_EXEC, kind, &id)
+            }
         }
         KEY_PID => DecisionKey { hook: HOOK_EXEC, kind, hash: e.pid as u64, dev: 0, gen: 0 },
         KEY_COMM => DecisionKey { hook: HOOK_EXEC, kind, hash: fnv1a(&e.comm), dev: 0, gen: 0 },
@@ -661,6 +674,9 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option
             if hook == HOOK_OPEN {
                 // Only file_open knows an open's inode: it counts the hits.
                 let _ = count_hit(&key, now);
+            } else if key.is_file() && d.action != ACT_DENY {
+                // sched_process_exec counts it once the exec succeeds.
+                let _ = EXECKEY.insert(&e.tid, &key, 0);
             }
             if d.action == ACT_DENY {
                 stat(ST_DENIED);
@@ -726,6 +742,14 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
     let Some(e) = scratch(2) else { return 0 };
     fill_current(e, EV_REQUEST, unsafe_ktime());
+    // The first check of an exec (interp still == filename; a script's
+    // interpreter is checked second): forget what an earlier, failed exec
+    // of this task left.
+    let fname: u64 = kread(bprm, cfg.off.bprm_filename).unwrap_or(0);
+    let interp: u64 = kread(bprm, cfg.off.bprm_interp).unwrap_or(1);
+    if fname == interp {
+        let _ = EXECKEY.remove(&e.tid);
+    }
     // The file about to run (a script's interpreter on the second call):
     // its identity is the key, its dentries give the path.
     let file: *const u8 = kread(bprm, cfg.off.bprm_file).unwrap_or(core::ptr::null());
