@@ -804,7 +804,18 @@ fn remove_pins() {
     let _ = std::fs::remove_dir(PIN_DIR);
 }
 
+/// Policies, pins and the run files are root's (0600/0700): another user
+/// cannot see them, so would wrongly hear "nothing loaded".
+fn need_root(what: &str) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(format!("{what} needs root: the policies, pins and {} are root's", trace::run_dir().display()));
+    }
+    Ok(())
+}
+
 pub fn unload() -> Result<(), String> {
+    need_root("llamux unload")?;
     let mut did = Vec::new();
     if let Some(st) = read_state() {
         let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
@@ -858,6 +869,7 @@ pub fn default_sigpipe() {
 
 pub fn status(json_out: bool) -> Result<(), String> {
     default_sigpipe();
+    need_root("llamux status")?;
     let st = read_state();
     let pid = st.as_ref().and_then(|s| s.get("pid")).and_then(Value::as_i64).unwrap_or(0) as i32;
     let alive = pid_alive(pid);

@@ -62,6 +62,10 @@ for f in trace.jsonl relay.log state.json relay.json; do
 	step "/run/llamux/$f is 0600" test "$(stat -c %a /run/llamux/$f)" = 600
 done
 step_not "uid 65534 cannot read the trace" su -s /bin/sh nobody -c "cat $T"
+out=$(su -s /bin/sh nobody -c "$L status; $L unload" 2>&1)
+echo "$out"
+needs_root_twice() { [ "$(pf "$out" | grep -c 'needs root')" -eq 2 ]; }
+step "uid 65534: status and unload say they need root (not \"nothing loaded\")" needs_root_twice
 
 # ---- 1. Every name of one file meets its decision ----
 mkprog /tmp/python
