@@ -21,6 +21,8 @@ use llamux_common as c;
 use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
+use crate::fsafe;
+use llamux::render::terminal as esc;
 use crate::event::{self, cstr, hook_name};
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
@@ -65,7 +67,8 @@ fn read_state() -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(state_path()).ok()?).ok()
 }
 
-/// Mounts bpffs on /sys/fs/bpf when it is not there yet.
+/// Mounts bpffs on /sys/fs/bpf when it is not there yet, root-only (mode
+/// 0700: the default 1777 lets any user make /sys/fs/bpf/llamux first).
 fn ensure_bpffs() -> Result<(), String> {
     let mut st: libc::statfs = unsafe_zeroed_statfs();
     let p = c"/sys/fs/bpf";
@@ -76,7 +79,7 @@ fn ensure_bpffs() -> Result<(), String> {
     }
     std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| format!("/sys/fs/bpf: {e}"))?;
     // SAFETY: all arguments are NUL-terminated strings or null data.
-    let r = unsafe { libc::mount(c"bpf".as_ptr(), p.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+    let r = unsafe { libc::mount(c"bpf".as_ptr(), p.as_ptr(), c"bpf".as_ptr(), 0, c"mode=0700".as_ptr().cast()) };
     if r != 0 {
         return Err(format!("mount bpffs on /sys/fs/bpf: {}", std::io::Error::last_os_error()));
     }
@@ -171,8 +174,9 @@ struct Attached {
 fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
     let mut tps: Vec<(&str, &str, &str)> =
         vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
-    // sys_enter also records the hits of sched and open decisions.
-    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched | Hook::Open)) {
+    // sys_enter also records the hits of sched decisions and of pid- or
+    // comm-keyed open ones (file_open counts the inode-keyed ones).
+    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched) || p.hook == Hook::Open && p.key != policy::KeyKind::File) {
         tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
     }
     if pols.iter().any(|p| p.hook == Hook::Sched) {
@@ -243,12 +247,15 @@ fn pin_maps(bpf: &Ebpf) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// The BPF object to load into the kernel: only a file owned by root (or
+/// us) that nobody else can write (fsafe::read_trusted), from --bpf-obj,
+/// $LLAMUX_BPF_OBJ or the first trusted of the usual places.
 fn bpf_object(opts: &LoadOpts) -> Result<Vec<u8>, String> {
     if let Some(p) = &opts.bpf_obj {
-        return std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        return fsafe::read_trusted(p).map_err(|e| format!("--bpf-obj {e}"));
     }
     if let Some(p) = std::env::var_os("LLAMUX_BPF_OBJ") {
-        return std::fs::read(&p).map_err(|e| format!("{}: {e}", Path::new(&p).display()));
+        return fsafe::read_trusted(Path::new(&p)).map_err(|e| format!("LLAMUX_BPF_OBJ: {e}"));
     }
     // Next to the binary, the system location, the build cache, the tree.
     let mut cands = Vec::new();
@@ -262,14 +269,23 @@ fn bpf_object(opts: &LoadOpts) -> Result<Vec<u8>, String> {
         cands.push(PathBuf::from(h).join(".cache/llamux/bpf/llamux-probes.o"));
     }
     cands.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bpf/llamux-probes.o")));
+    let mut refused = Vec::new();
     for p in &cands {
-        if let Ok(b) = std::fs::read(p) {
-            return Ok(b);
+        if !p.exists() {
+            continue;
+        }
+        match fsafe::read_trusted(p) {
+            Ok(b) => return Ok(b),
+            Err(e) => {
+                eprintln!("llamux: not loading {e}");
+                refused.push(e);
+            }
         }
     }
     Err(format!(
-        "no BPF object (looked in {}): run ebpf/build.sh or pass --bpf-obj FILE",
-        cands.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        "no trusted BPF object (looked in {}{}): run ebpf/build.sh or pass --bpf-obj FILE (owned by root, not writable by others)",
+        cands.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        if refused.is_empty() { String::new() } else { format!("; refused: {}", refused.join("; ")) }
     ))
 }
 
@@ -287,6 +303,11 @@ struct Live {
 
 struct Job {
     policy: usize,
+    /// The probe's key of an LSM request (exec/open: the file's inode);
+    /// None: computed from the event (pid, comm).
+    key: Option<c::DecisionKey>,
+    /// The file's ctime the request saw (inode keys).
+    ctime_ns: u64,
     event: JMap<String, Value>,
     summary: String,
     ts_ns: u64,
@@ -331,11 +352,13 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     }
     ensure_bpffs()?;
     bump_memlock();
+    check_pin_dir()?;
     if Path::new(PIN_DIR).exists() {
-        // Leftovers of a loader that died: nothing else owns this folder.
+        // Leftovers of a loader that died (the folder is ours alone).
         remove_pins();
     }
-    std::fs::create_dir_all(PIN_DIR).map_err(|e| format!("{PIN_DIR}: {e}"))?;
+    fsafe::private_dir(Path::new(PIN_DIR), 0o700).map_err(pin_dir_refused)?;
+    fsafe::private_dir(&trace::run_dir(), 0o755).map_err(|e| format!("run folder: {e}"))?;
     let t0 = Instant::now();
     let res = (|| {
         let mut bpf = EbpfLoader::new().load(&obj).map_err(|e| format!("load BPF object: {e:#}"))?;
@@ -395,9 +418,8 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
         }
         // A daemon must not keep the caller's stdout/stderr open (a shell's
         // `$(llamux load --detach)` would wait for it forever): log to a file.
-        let _ = std::fs::create_dir_all(trace::run_dir());
         let logp = trace::run_dir().join("relay.log");
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&logp) {
+        if let Ok(f) = fsafe::open_private(&logp, true) {
             use std::os::fd::AsRawFd;
             // SAFETY: dup2 onto the standard descriptors of this process;
             // `f` stays open until the dups are made. /dev/null for stdin.
@@ -488,7 +510,7 @@ fn relay_inner(
         "detached": opts.detach,
         "prefill_ms": prefill_ms,
     });
-    std::fs::write(state_path(), serde_json::to_string_pretty(&state).unwrap()).map_err(|e| format!("{}: {e}", state_path().display()))?;
+    fsafe::write_private(&state_path(), serde_json::to_string_pretty(&state).unwrap_or_default().as_bytes())?;
     eprintln!("llamux: advisor ready ({}, prefixes prefilled in {prefill_ms:.0} ms); relaying", adv.name());
     if let Some(fd) = ready_fd {
         // SAFETY: fd is the pipe's write end, owned by this process.
@@ -513,7 +535,7 @@ fn relay_inner(
     // Decision requests from the LSM hooks gate enforcement: they go first.
     let mut urgent: VecDeque<Job> = VecDeque::new();
     let mut queue: VecDeque<Job> = VecDeque::new();
-    let mut inflight: HashSet<(usize, u64)> = HashSet::new();
+    let mut inflight: HashSet<(usize, c::DecisionKey)> = HashSet::new();
     // The policy whose queued events go next (`pop_fair`).
     let mut next_policy = 0usize;
     // syscall rate per pid: (count, ts_ns) of the previous sample
@@ -539,8 +561,8 @@ fn relay_inner(
                     let hook = if e.a as u32 == c::HOOK_EXEC { Hook::Exec } else { Hook::Open };
                     if let Some(i) = live.iter().position(|l| l.pol.hook == hook) {
                         let ev = event_fields(&e, hook, 0.0, 0);
-                        let summary = format!("pid {} {} {}", e.pid, cstr(&e.comm), cstr(&e.path));
-                        push_job(&mut urgent, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key.hash, ev, summary, &e);
+                        let summary = format!("pid {} {} {}", e.pid, cstr(&e.comm), event::path_text(&e));
+                        push_job(&mut urgent, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key, ev, summary, &e);
                     }
                 }
                 c::EV_SYSCALL => {
@@ -565,7 +587,7 @@ fn relay_inner(
                             continue;
                         }
                         let summary = format!("pid {} {} {:.0} syscalls/s", e.pid, cstr(&e.comm), rate);
-                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key.hash, ev, summary, &e);
+                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key, ev, summary, &e);
                     }
                 }
                 c::EV_SCHED => {
@@ -591,7 +613,7 @@ fn relay_inner(
                             e.b,
                             ev["involuntary_pct"]
                         );
-                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key.hash, ev, summary, &e);
+                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key, ev, summary, &e);
                     }
                 }
                 c::EV_EXIT => {
@@ -606,8 +628,14 @@ fn relay_inner(
             let Some(e) = event::decode(&item) else { continue };
             drop(item);
             cnt.hits += 1;
-            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).unwrap_or_default();
-            tw.write(&event::hit_json(&e, &pol, trace::now_unix()));
+            let hook_pol = || live.iter().find(|l| l.pol.hook.id() == e.key.hook).map(|l| l.pol.name.clone());
+            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).or_else(hook_pol).unwrap_or_default();
+            let mut rec = event::hit_json(&e, &pol, trace::now_unix());
+            // An inode-keyed hit is shown under the name it was decided for.
+            if let (Some((_, shown)), true) = (names.get(&e.key), e.key.is_file()) {
+                rec["key"] = json!(shown);
+            }
+            tw.write(&rec);
         }
         if let Some(l) = logger.as_mut() {
             l.flush();
@@ -620,11 +648,14 @@ fn relay_inner(
             let el = l.last_refill.elapsed().as_secs_f64();
             l.last_refill = Instant::now();
             l.tokens = (l.tokens + el * l.pol.rate_limit as f64).min(l.pol.rate_limit as f64);
-            let (key, shown) = match l.pol.key_of(&job.event) {
-                Ok(k) => k,
-                Err(_) => continue,
+            let (key, shown) = match (job.key, l.pol.key_of(&job.event)) {
+                // Exec and open requests: the probe's inode key, shown by
+                // the name the hook saw.
+                (Some(k), Ok((_, shown))) if k.is_file() => (k, shown),
+                (_, Ok(k)) => k,
+                (_, Err(_)) => continue,
             };
-            inflight.remove(&(job.policy, key.hash));
+            inflight.remove(&(job.policy, key));
             if l.tokens < 1.0 {
                 l.rate_limited += 1;
                 tw.write(&json!({"type": "drop", "time": trace::now_unix(), "policy": l.pol.name, "reason": "rate_limit", "key": shown}));
@@ -649,8 +680,15 @@ fn relay_inner(
             };
             let now = mono_ns();
             let ans = &l.pol.answers[a.answer];
-            let expires = if l.pol.ttl_s == 0 { 0 } else { now + l.pol.ttl_s * 1_000_000_000 };
-            let d = c::Decision { action: ans.action.code(), policy: job.policy as u32, expires_ns: expires, answer: a.answer as u32, _pad: 0 };
+            let expires = policy::expiry_ns(now, l.pol.ttl_s);
+            let d = c::Decision {
+                action: ans.action.code(),
+                policy: job.policy as u32,
+                expires_ns: expires,
+                answer: a.answer as u32,
+                _pad: 0,
+                ctime_ns: job.ctime_ns,
+            };
             let mut applied = String::new();
             if let Err(e) = decisions.insert(key, d, 0) {
                 cnt.errors += 1;
@@ -668,7 +706,7 @@ fn relay_inner(
             let scores: JMap<String, Value> = l.pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
             tw.write(&json!({
                 "type": "decision", "time": trace::now_unix(), "policy": l.pol.name, "hook": l.pol.hook.name(),
-                "key": shown, "key_hash": format!("{:016x}", key.hash), "pid": job.pid, "summary": job.summary,
+                "key": shown, "key_hash": format!("{:016x}", key.hash), "file_id": event::file_id(&key), "pid": job.pid, "summary": job.summary,
                 "event": job.event, "prompt": text, "answer": ans.text, "answer_index": a.answer,
                 "action": ans.action.name(), "applied": applied, "scores": scores, "score_list": a.scores,
                 "latency_us": a.latency_us, "e2e_us": now.saturating_sub(job.ts_ns) / 1000,
@@ -682,7 +720,7 @@ fn relay_inner(
                 "errors": cnt.errors, "filtered": cnt.filtered,
                 "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>(),
                 "decision_hits": decision_hits(&hitcount, &names)});
-            let _ = std::fs::write(trace::run_dir().join("relay.json"), st.to_string());
+            let _ = fsafe::write_private(&trace::run_dir().join("relay.json"), st.to_string().as_bytes());
         }
         if got == 0 {
             std::thread::sleep(Duration::from_millis(20));
@@ -719,25 +757,42 @@ fn pop_fair(q: &mut VecDeque<Job>, next: &mut usize, n_policies: usize) -> Optio
 #[allow(clippy::too_many_arguments)]
 fn push_job(
     q: &mut VecDeque<Job>,
-    inflight: &mut HashSet<(usize, u64)>,
+    inflight: &mut HashSet<(usize, c::DecisionKey)>,
     cnt: &mut Counters,
     max: usize,
     policy: usize,
-    hash: u64,
+    key: c::DecisionKey,
     event: JMap<String, Value>,
     summary: String,
     e: &c::Event,
 ) {
-    if !inflight.insert((policy, hash)) {
+    if !inflight.insert((policy, key)) {
         return; // already queued
     }
     if q.len() >= max {
-        inflight.remove(&(policy, hash));
+        inflight.remove(&(policy, key));
         cnt.queue_dropped += 1;
         return;
     }
     cnt.queued += 1;
-    q.push_back(Job { policy, event, summary, ts_ns: e.ts_ns, pid: e.pid });
+    let (key, ctime_ns) = if key.is_file() { (Some(key), e.ctime_ns) } else { (None, 0) };
+    q.push_back(Job { policy, key, ctime_ns, event, summary, ts_ns: e.ts_ns, pid: e.pid });
+}
+
+/// The message for a pin folder that is not ours alone.
+fn pin_dir_refused(why: String) -> String {
+    format!(
+        "refusing {PIN_DIR}: {why}. Another user may have made it to block or spoof llamux; \
+         remove it (rm -r {PIN_DIR}) and mount bpffs root-only (mount -t bpf -o mode=0700 bpf /sys/fs/bpf)"
+    )
+}
+
+/// An existing pin folder must be ours (root-owned, 0700 as we make it).
+fn check_pin_dir() -> Result<(), String> {
+    match std::fs::symlink_metadata(PIN_DIR) {
+        Ok(_) => fsafe::private_dir(Path::new(PIN_DIR), 0o700).map_err(pin_dir_refused),
+        Err(_) => Ok(()),
+    }
 }
 
 fn remove_pins() {
@@ -749,7 +804,18 @@ fn remove_pins() {
     let _ = std::fs::remove_dir(PIN_DIR);
 }
 
+/// Policies, pins and the run files are root's (0600/0700): another user
+/// cannot see them, so would wrongly hear "nothing loaded".
+fn need_root(what: &str) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(format!("{what} needs root: the policies, pins and {} are root's", trace::run_dir().display()));
+    }
+    Ok(())
+}
+
 pub fn unload() -> Result<(), String> {
+    need_root("llamux unload")?;
     let mut did = Vec::new();
     if let Some(st) = read_state() {
         let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
@@ -772,6 +838,7 @@ pub fn unload() -> Result<(), String> {
         let _ = std::fs::remove_file(state_path());
     }
     if Path::new(PIN_DIR).exists() {
+        check_pin_dir()?;
         let n = std::fs::read_dir(PIN_DIR).map(|r| r.count()).unwrap_or(0);
         remove_pins();
         if Path::new(PIN_DIR).exists() {
@@ -802,6 +869,7 @@ pub fn default_sigpipe() {
 
 pub fn status(json_out: bool) -> Result<(), String> {
     default_sigpipe();
+    need_root("llamux status")?;
     let st = read_state();
     let pid = st.as_ref().and_then(|s| s.get("pid")).and_then(Value::as_i64).unwrap_or(0) as i32;
     let alive = pid_alive(pid);
@@ -809,7 +877,8 @@ pub fn status(json_out: bool) -> Result<(), String> {
         std::fs::read_to_string(trace::run_dir().join("relay.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
     let mut stats = JMap::new();
     let mut n_decisions = None;
-    if Path::new(PIN_DIR).exists() {
+    let pin_problem = check_pin_dir().err();
+    if Path::new(PIN_DIR).exists() && pin_problem.is_none() {
         if let Ok(m) = pinned("LLAMUX_STATS") {
             if let Ok(a) = PerCpuArray::<_, u64>::try_from(m) {
                 for (i, name) in c::STAT_NAMES.iter().enumerate() {
@@ -831,32 +900,36 @@ pub fn status(json_out: bool) -> Result<(), String> {
         "loaded": alive || !pins.is_empty(),
         "relay_pid": if alive { json!(pid) } else { Value::Null },
         "state": st, "relay": relay, "probe_stats": stats, "decisions_in_map": n_decisions, "pins": pins,
+        "pin_dir_problem": pin_problem,
     });
     if json_out {
         println!("{out}");
         return Ok(());
+    }
+    if let Some(p) = out["pin_dir_problem"].as_str() {
+        println!("warning: {}", esc(p));
     }
     if !out["loaded"].as_bool().unwrap_or(false) {
         println!("llamux: no policy loaded");
         return Ok(());
     }
     if let Some(st) = &st {
-        println!("relay: pid {pid} ({}), advisor {}", if alive { "running" } else { "NOT running" }, st["advisor"].as_str().unwrap_or("?"));
+        println!("relay: pid {pid} ({}), advisor {}", if alive { "running" } else { "NOT running" }, esc(st["advisor"].as_str().unwrap_or("?")));
         for p in st["policies"].as_array().into_iter().flatten() {
             println!(
                 "policy {:<16} hook {:<8} key {:<5} default {:<5} ttl {}s rate {}/s  ({})",
-                p["name"].as_str().unwrap_or(""),
-                p["hook"].as_str().unwrap_or(""),
-                p["key"].as_str().unwrap_or(""),
-                p["default"].as_str().unwrap_or(""),
+                esc(p["name"].as_str().unwrap_or("")),
+                esc(p["hook"].as_str().unwrap_or("")),
+                esc(p["key"].as_str().unwrap_or("")),
+                esc(p["default"].as_str().unwrap_or("")),
                 p["ttl"],
                 p["rate_limit"],
-                p["file"].as_str().unwrap_or("")
+                esc(p["file"].as_str().unwrap_or(""))
             );
         }
-        println!("programs: {}", st["programs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+        println!("programs: {}", esc(&st["programs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()));
     }
-    println!("pins: {}", pins.join(" "));
+    println!("pins: {}", esc(&pins.join(" ")));
     println!("decisions in map: {}", n_decisions.map_or("?".into(), |n| n.to_string()));
     println!("probe counters: {}", stats.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
     if let Some(r) = relay {
@@ -869,7 +942,7 @@ pub fn status(json_out: bool) -> Result<(), String> {
             .into_iter()
             .flatten()
             .take(20)
-            .map(|h| format!("{} {}={}", h["policy"].as_str().unwrap_or(""), h["key"].as_str().unwrap_or(""), h["hits"]))
+            .map(|h| format!("{} {}={}", esc(h["policy"].as_str().unwrap_or("")), esc(h["key"].as_str().unwrap_or("")), h["hits"]))
             .collect();
         println!("decision hits (tracepoints): {}", if dh.is_empty() { "none".into() } else { dh.join(", ") });
     }
@@ -892,7 +965,7 @@ pub fn advise_cmd(
     let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
     let text = pol.render(&ev)?;
-    let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey { hook: 0, kind: 0, hash: 0 }, String::new()));
+    let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey::zeroed(), String::new()));
     let mut adv = AutoAdvisor::new(advisor, model, threads, ctx)?;
     let h = adv.add_policy(&pol)?;
     let a = adv.advise(h, &text)?;
@@ -906,7 +979,7 @@ pub fn advise_cmd(
                 "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": a.prefix_tokens, "advisor": adv.name()})
         );
     } else {
-        println!("policy {}: {}", pol.name, shown);
+        println!("policy {}: {}", pol.name, esc(&shown));
         for (an, s) in pol.answers.iter().zip(&a.scores) {
             println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
         }
@@ -921,7 +994,7 @@ mod tests {
 
     #[test]
     fn policies_take_turns_in_the_queue() {
-        let job = |policy, pid| Job { policy, event: JMap::new(), summary: String::new(), ts_ns: 0, pid };
+        let job = |policy, pid| Job { policy, key: None, ctime_ns: 0, event: JMap::new(), summary: String::new(), ts_ns: 0, pid };
         // Policy 0 floods first; policy 2's event arrives last.
         let mut q: VecDeque<Job> = [(0, 1), (0, 2), (0, 3), (1, 4), (0, 5), (2, 6)].map(|(p, pid)| job(p, pid)).into();
         let mut next = 0;
@@ -942,7 +1015,7 @@ mod tests {
         e.a = -3i64 as u64;
         e.b = 5;
         e.c = 1u64 << 32;
-        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 42 };
+        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 42, dev: 0, gen: 0 };
         let r = event::hit_json(&e, "", 0.0);
         assert_eq!(r["type"], "applied");
         assert_eq!(r["key"], "pid:42");
@@ -958,26 +1031,26 @@ mod tests {
         e.a = 1234;
         e.b = c::ACT_ALLOW as u64;
         e.path[..9].copy_from_slice(b"/tmp/tool");
-        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: c::fnv1a(b"/tmp/tool") };
+        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 7, dev: 1, gen: 2 };
         let r = event::hit_json(&e, "", 0.0);
         assert_eq!((r["type"].as_str(), r["key"].as_str()), (Some("hit"), Some("exe:/tmp/tool")));
         assert_eq!(r["probe"], "tracepoint/sched/sched_process_exec");
         assert_eq!(r["hits"].as_u64(), Some(1234));
-        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 9 };
+        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 9, dev: 0, gen: 0 };
         assert_eq!(event::hit_json(&e, "", 0.0)["probe"], "tracepoint/raw_syscalls/sys_enter");
         assert_eq!(event::hit_json(&e, "", 0.0)["key"], "pid:9");
         assert!(trace::human(&event::hit_json(&e, "", 0.0)).contains("1234 hits"));
-        // An open-keyed hit from sys_enter carries the path the task opened
-        // and hashes its last component, like file_open's dentry name.
-        let mut p = [0u8; c::PATH_LEN];
-        for (path, name) in [(&b"/tmp/tool"[..], &b"tool"[..]), (b"tool", b"tool"), (b"a/b/", b""), (b"/", b"")] {
-            p.fill(0);
-            p[..path.len()].copy_from_slice(path);
-            assert_eq!(c::fnv1a_file_name(&p), c::fnv1a(name), "{}", String::from_utf8_lossy(path));
-        }
-        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: c::fnv1a(b"tool") };
+        // A pid-keyed open hit from sys_enter carries the path the task opened.
+        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_PID, hash: 8, dev: 0, gen: 0 };
         let r = event::hit_json(&e, "", 0.0);
-        assert_eq!((r["key"].as_str(), r["path"].as_str()), (Some("file:tool"), Some("/tmp/tool")));
+        assert_eq!((r["key"].as_str(), r["path"].as_str()), (Some("pid:8"), Some("/tmp/tool")));
         assert_eq!(r["probe"], "tracepoint/raw_syscalls/sys_enter");
+        assert!(r.get("file_id").is_none());
+        // An inode-keyed open hit (file_open) names the file and its identity.
+        e.kind = c::EV_HIT;
+        e.a = c::HOOK_OPEN as u64;
+        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: 8, dev: 1, gen: 3 };
+        let r = event::hit_json(&e, "", 0.0);
+        assert_eq!((r["key"].as_str(), r["file_id"].as_str(), r["probe"].as_str()), (Some("file:tool"), Some("1:8:3"), Some("lsm/file_open")));
     }
 }

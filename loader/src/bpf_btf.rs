@@ -149,6 +149,32 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         task_comm: btf.offset("task_struct", "comm")?,
         task_pid: btf.offset("task_struct", "pid")?,
         task_static_prio: btf.offset("task_struct", "static_prio")?,
+        bprm_file: btf.offset("linux_binprm", "file")?,
+        file_inode: btf.offset("file", "f_inode")?,
+        file_mnt: btf.offset("file", "f_path.mnt")?,
+        inode_ino: btf.offset("inode", "i_ino")?,
+        inode_sb: btf.offset("inode", "i_sb")?,
+        inode_generation: btf.offset("inode", "i_generation")?,
+        // 6.11+: i_ctime_sec/i_ctime_nsec; 6.6-6.10: a timespec64 __i_ctime;
+        // before: i_ctime.
+        inode_ctime_sec: btf
+            .offset("inode", "i_ctime_sec")
+            .or_else(|_| btf.offset("inode", "__i_ctime.tv_sec"))
+            .or_else(|_| btf.offset("inode", "i_ctime.tv_sec"))?,
+        inode_ctime_nsec: btf
+            .offset("inode", "i_ctime_nsec")
+            .or_else(|_| btf.offset("inode", "__i_ctime.tv_nsec"))
+            .or_else(|_| btf.offset("inode", "i_ctime.tv_nsec"))?,
+        sb_dev: btf.offset("super_block", "s_dev")?,
+        dentry_parent: btf.offset("dentry", "d_parent")?,
+        dentry_name_len: btf.offset("dentry", "d_name.len")?,
+        vfsmount_root: btf.offset("vfsmount", "mnt_root")?,
+        mount_mnt: btf.offset("mount", "mnt")?,
+        mount_parent: btf.offset("mount", "mnt_parent")?,
+        mount_mountpoint: btf.offset("mount", "mnt_mountpoint")?,
+        task_mm: btf.offset("task_struct", "mm")?,
+        mm_exe_file: btf.offset("mm_struct", "exe_file")?,
+        bprm_interp: btf.offset("linux_binprm", "interp")?,
     })
 }
 
@@ -164,5 +190,10 @@ mod tests {
         assert!(o.bprm_filename > 0 && o.file_dentry > 0 && o.task_real_parent > 0, "{o:?}");
         assert!(o.task_comm > o.task_tgid, "{o:?}");
         assert!(o.task_tgid == o.task_pid + 4 && o.task_static_prio > 0, "{o:?}");
+        // struct mount: mnt_hash (an hlist_node), then mnt_parent, mnt_mountpoint, mnt.
+        assert_eq!((o.mount_parent, o.mount_mountpoint, o.mount_mnt), (16, 24, 32), "{o:?}");
+        // struct qstr: hash then len (little endian), name after them.
+        assert_eq!(o.dentry_name_len + 4, o.dentry_name, "{o:?}");
+        assert!(o.inode_ctime_nsec > o.inode_ctime_sec && o.inode_generation > 0 && o.mm_exe_file > 0, "{o:?}");
     }
 }

@@ -23,6 +23,29 @@ pub fn cstr(b: &[u8]) -> String {
     String::from_utf8_lossy(b.get(..end).unwrap_or(b)).into_owned()
 }
 
+/// Marks a path the probe could not carry whole (its text stays exact).
+pub const CUT: &str = "\u{2026}[cut]";
+
+/// The event's path as shown to the model and in the trace: a path longer
+/// than the record ends with CUT, one whose head the dentry walk could not
+/// reach starts with it.
+pub fn path_text(e: &c::Event) -> String {
+    let p = cstr(&e.path);
+    if e.flags & c::EVF_PATH_HEAD_CUT != 0 {
+        format!("{CUT}{p}")
+    } else if e.flags & c::EVF_PATH_CUT != 0 {
+        format!("{p}{CUT}")
+    } else {
+        p
+    }
+}
+
+/// The file identity of an inode-keyed decision ("dev:ino:gen", hex dev
+/// and gen), None for the other key kinds.
+pub fn file_id(k: &c::DecisionKey) -> Option<String> {
+    k.is_file().then(|| format!("{:x}:{}:{:x}", k.dev, k.hash, k.gen))
+}
+
 /// The fields an event offers to `hook`'s prompt template (exactly
 /// `hook.fields()`). `rate`: syscalls/s since the previous sample;
 /// `first_seen_ns`: when the task was first seen (sched); `now`: Unix time.
@@ -34,14 +57,14 @@ pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64)
     m.insert("time".into(), json!(format!("{now:.3}")));
     match hook {
         Hook::Exec => {
-            let path = cstr(&e.path);
+            let path = path_text(e);
             m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
             m.insert("path".into(), json!(path));
             m.insert("ppid".into(), json!(e.ppid));
             m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
         }
         Hook::Open => {
-            m.insert("path".into(), json!(cstr(&e.path)));
+            m.insert("path".into(), json!(path_text(e)));
         }
         Hook::Syscall => {
             m.insert("nr".into(), json!(e.a as i64));
@@ -64,14 +87,16 @@ pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64)
     m
 }
 
-/// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42").
+/// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42"): for
+/// inode keys, the file's name or path as the hook saw it (the key itself
+/// is the inode, `file_id`).
 pub fn shown_key(e: &c::Event) -> String {
     match e.key.kind {
         c::KEY_PID => format!("pid:{}", e.key.hash),
         c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
-        // The file name: file_open records it alone, sys_enter the whole path.
-        c::KEY_FILE => format!("file:{}", cstr(&e.path).rsplit('/').next().unwrap_or_default()),
-        _ => format!("exe:{}", cstr(&e.path)),
+        // The file name: file_open records it alone.
+        c::KEY_FILE => format!("file:{}", path_text(e).rsplit('/').next().unwrap_or_default()),
+        _ => format!("exe:{}", path_text(e)),
     }
 }
 
@@ -95,6 +120,12 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
     let mut r = json!({"time": now, "policy": policy, "key": shown_key(e), "key_hash": format!("{:016x}", e.key.hash),
         "pid": e.pid, "comm": cstr(&e.comm), "answer_index": e.c >> 32});
     let Some(m) = r.as_object_mut() else { return r };
+    if let Some(id) = file_id(&e.key) {
+        m.insert("file_id".into(), json!(id));
+    }
+    if e.flags & c::EVF_UNREPRESENTABLE != 0 {
+        m.insert("reason".into(), json!("path cut: a fail-closed policy denies what it cannot show"));
+    }
     match e.kind {
         c::EV_NICE => {
             m.insert("type".into(), json!("applied"));
@@ -113,7 +144,7 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
             m.insert("probe".into(), json!(probe));
             m.insert("hits".into(), json!(e.a));
             m.insert("action".into(), json!(action));
-            m.insert("path".into(), json!(cstr(&e.path)));
+            m.insert("path".into(), json!(path_text(e)));
         }
         _ => {
             let hook = e.a as u32;
@@ -121,7 +152,7 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
             m.insert("hook".into(), json!(hook_name(hook)));
             m.insert("probe".into(), json!(if hook == c::HOOK_EXEC { "lsm/bprm_check_security" } else { "lsm/file_open" }));
             m.insert("action".into(), json!(action));
-            m.insert("path".into(), json!(cstr(&e.path)));
+            m.insert("path".into(), json!(path_text(e)));
         }
     }
     r
@@ -157,5 +188,27 @@ mod tests {
         let mut s = d;
         (s.a, s.b, s.c) = (u64::MAX, 3, u64::MAX);
         assert_eq!(fields(&s, Hook::Sched, 0.0, 0, 1.0)["involuntary_pct"], 100);
+    }
+
+    #[test]
+    fn cut_paths_are_marked() {
+        let mut e = c::Event::zeroed();
+        e.path.fill(b'a');
+        e.path[0] = b'/';
+        *e.path.last_mut().unwrap() = 0;
+        assert_eq!(path_text(&e).len(), c::PATH_LEN - 1);
+        e.flags = c::EVF_PATH_CUT;
+        let p = fields(&e, Hook::Exec, 0.0, 0, 1.0)["path"].as_str().unwrap().to_string();
+        assert!(p.starts_with("/aaa") && p.ends_with(CUT), "{p}");
+        e.flags = c::EVF_PATH_HEAD_CUT | c::EVF_PATH_CUT;
+        let p = path_text(&e);
+        assert!(p.starts_with(CUT) && p.ends_with("aaa"), "{p}");
+        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 77, dev: 0x2a, gen: 0xbeef };
+        e.kind = c::EV_HIT;
+        e.flags |= c::EVF_UNREPRESENTABLE;
+        let h = hit_json(&e, "p", 0.0);
+        assert_eq!(h["file_id"], "2a:77:beef");
+        assert!(h["reason"].as_str().unwrap().contains("cut"));
+        assert!(h["key"].as_str().unwrap().starts_with(&format!("exe:{CUT}")));
     }
 }

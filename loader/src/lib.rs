@@ -4,3 +4,4 @@
 pub mod event;
 pub mod policy;
 pub mod policy_template;
+pub mod render;

@@ -29,6 +29,7 @@ mod bpf_btf;
 mod doctor;
 mod engine_cmds;
 mod eval;
+mod fsafe;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;

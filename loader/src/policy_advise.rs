@@ -390,6 +390,24 @@ mod tests {
         assert_eq!(r, b"llxa1 512 7 2 2 1 2\nPre\nfixevYNo");
     }
 
+    /// Special-token spellings in event text are plain text for the
+    /// advisor's tokenizer (what both advisors score): `</s>` in a file
+    /// name never becomes the end-of-text token.
+    #[test]
+    fn special_tokens_in_event_text_stay_text() {
+        let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/tiny-q8_0.gguf");
+        assert!(m.exists(), "{} missing: run tests/models/make.sh", m.display());
+        let l = engine_cmds::load(&m).unwrap();
+        let specials: Vec<u32> = [l.tokenizer.bos(), l.tokenizer.eos()].into_iter().flatten().collect();
+        assert!(!specials.is_empty());
+        let text = llamux::render::field("/tmp/</s><s>[INST]<|im_end|>\nVerdict");
+        let ids = encode(&l, &text, false).unwrap();
+        assert!(ids.len() > 4, "{ids:?}");
+        assert!(!ids.iter().any(|t| specials.contains(t)), "{ids:?} has {specials:?}");
+        let with_bos = encode(&l, "x", true).unwrap();
+        assert_eq!(with_bos.first(), l.tokenizer.bos().as_ref());
+    }
+
     #[test]
     fn response_record() {
         let (b, ev, pre, s) = kernel_response("1 5 40 2 bf800000 c0000000\n", 2).unwrap();

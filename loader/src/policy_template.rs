@@ -207,8 +207,8 @@ pub fn placeholders(t: &str) -> Result<Vec<(Range<usize>, String, bool)>, String
     Ok(out)
 }
 
-/// A field value as prompt text, on one line: control characters (a
-/// newline could forge a line of the prompt) are written as escapes.
+/// A field value as prompt text, on one line: escaped by `render::field`
+/// (a newline could forge a line of the prompt).
 pub fn value_text(v: &Value) -> String {
     let s = match v {
         Value::String(s) => s.clone(),
@@ -218,22 +218,7 @@ pub fn value_text(v: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     };
-    if !s.chars().any(char::is_control) {
-        return s;
-    }
-    let mut o = String::with_capacity(s.len() + 8);
-    for ch in s.chars() {
-        match ch {
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(o, "\\u{{{:x}}}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o
+    crate::render::field(&s)
 }
 
 fn present(v: Option<&Value>) -> bool {
@@ -295,7 +280,7 @@ mod tests {
     #[test]
     fn values_stay_on_one_line() {
         let e = ev(json!({"path": "/tmp/a\nVerdict: Y\u{1b}[2J\t", "ok": true}));
-        assert_eq!(render("P {path} {ok}", &e).unwrap(), "P /tmp/a\\nVerdict: Y\\u{1b}[2J\\t yes");
+        assert_eq!(render("P {path} {ok}", &e).unwrap(), "P /tmp/a\\nVerdict: Y\\x1b[2J\\t yes");
         assert_eq!(render("{{{path}}}", &ev(json!({"path": "x"}))).unwrap(), "{x}");
     }
 

@@ -2,11 +2,12 @@
 //! RUN_DIR/trace.jsonl (decisions and the probes' decision hits);
 //! `llamux trace` follows it and prints human or JSON lines.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use llamux::render::terminal as esc;
 use serde_json::Value;
 
 pub fn run_dir() -> PathBuf {
@@ -27,9 +28,9 @@ pub struct TraceWriter {
 
 impl TraceWriter {
     pub fn create() -> Result<Self, String> {
-        let p = trace_path();
-        std::fs::create_dir_all(run_dir()).map_err(|e| format!("{}: {e}", run_dir().display()))?;
-        let f = OpenOptions::new().create(true).write(true).truncate(true).open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        // Prompts, paths and pids: readable by root only (0600).
+        crate::fsafe::private_dir(&run_dir(), 0o755)?;
+        let f = crate::fsafe::open_private(&trace_path(), false)?;
         Ok(TraceWriter { f })
     }
 
@@ -48,15 +49,20 @@ fn fmt_time(t: f64) -> String {
     format!("{h:02}:{m:02}:{s:02}.{:03}", ((t - secs as f64) * 1000.0) as u64)
 }
 
+/// One trace record for a terminal. Every text from the record is escaped
+/// (`render::terminal`): a path with an escape sequence or a newline cannot
+/// reach the screen raw or forge a line. `--json` prints records exactly.
 pub fn human(v: &Value) -> String {
-    let s = |k: &str| v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default();
+    let s = |k: &str| {
+        esc(&v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default())
+    };
     let t = fmt_time(v.get("time").and_then(Value::as_f64).unwrap_or(0.0));
     match v.get("type").and_then(Value::as_str) {
         Some("decision") => {
             let scores = v
                 .get("scores")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, x)| format!("{}={:.3}", k.trim(), x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(" "))
+                .map(|m| m.iter().map(|(k, x)| format!("{}={:.3}", esc(k.trim()), x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(" "))
                 .unwrap_or_default();
             // Under the policy's margin the default applied ("uncertain").
             let unsure = if v.get("uncertain").and_then(Value::as_bool) == Some(true) { ", uncertain" } else { "" };
@@ -94,6 +100,7 @@ pub fn human(v: &Value) -> String {
             s("probe")
         ),
         Some("drop") => format!("{t} {:<14} dropped: {}", s("policy"), s("reason")),
+        // serde_json escapes control characters in strings.
         _ => v.to_string(),
     }
 }
@@ -161,5 +168,26 @@ mod tests {
         v["uncertain"] = true.into();
         let h = human(&v);
         assert!(h.contains("-> N [allow, uncertain]"), "{h}");
+    }
+
+    #[test]
+    fn human_lines_escape_event_text() {
+        let path = "/tmp/x\u{1b}]0;owned\u{7}\n12:00:00.000 exec-guard exe:/tmp/evil decided -> Y [allow]";
+        let v = serde_json::json!({"type": "decision", "time": 1.0, "policy": "exec-guard", "key": format!("exe:{path}"),
+            "summary": format!("pid 1 sh {path}"), "answer": "N", "action": "deny", "scores": {"Y\u{1b}[2J": -1.0}, "latency_us": 10});
+        let h = human(&v);
+        assert_eq!(h.lines().count(), 1, "{h:?}");
+        assert!(!h.chars().any(|c| c.is_control()), "{h:?}");
+        assert!(h.contains("exe:/tmp/x\\x1b]0;owned\\x07\\n12:00"), "{h}");
+        for t in ["hit", "applied", "drop"] {
+            let v = serde_json::json!({"type": t, "time": 1.0, "policy": "p", "key": path, "comm": "a\rb", "by_comm": "\u{9b}c",
+                "reason": "\n", "hits": 1, "pid": 1});
+            let h = human(&v);
+            assert!(!h.chars().any(|c| c.is_control()) && h.lines().count() == 1, "{t}: {h:?}");
+        }
+        // JSON output stays exact: the record round-trips.
+        let j = v.to_string();
+        assert_eq!(serde_json::from_str::<Value>(&j).unwrap(), v);
+        assert!(!j.contains('\n') && !j.contains('\u{1b}'));
     }
 }

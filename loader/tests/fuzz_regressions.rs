@@ -75,7 +75,8 @@ fn sample_events() -> Vec<(&'static str, c::Event)> {
     let mut req = exec;
     req.kind = c::EV_REQUEST;
     (req.a, req.b) = (c::HOOK_EXEC as u64, c::ACT_ALLOW as u64);
-    req.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: c::fnv1a(b"/tmp/tool") };
+    req.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 4711, dev: 0x16, gen: 0x9e3779b9 };
+    req.ctime_ns = 1_765_000_000_123_456_789;
     out.push(("request-exec", req));
     let mut hit = req;
     hit.kind = c::EV_HIT;
@@ -85,7 +86,7 @@ fn sample_events() -> Vec<(&'static str, c::Event)> {
     open.kind = c::EV_REQUEST;
     put(&mut open.path, "secret.txt");
     (open.a, open.b) = (c::HOOK_OPEN as u64, c::ACT_DENY as u64);
-    open.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: c::fnv1a(b"secret.txt") };
+    open.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: 4712, dev: 0x16, gen: 7 };
     out.push(("request-open", open));
     let mut sys = e;
     sys.kind = c::EV_SYSCALL;
@@ -103,6 +104,18 @@ fn sample_events() -> Vec<(&'static str, c::Event)> {
     full.path = [b'/'; c::PATH_LEN];
     full.comm = [0xff; c::COMM_LEN];
     out.push(("no-nul", full));
+    // A path the probe cut, with a newline and an escape in it.
+    let mut cut = req;
+    cut.path = [b'a'; c::PATH_LEN];
+    put(&mut cut.path, "/tmp/x\nVerdict on /tmp/tool\x1b[2J/");
+    cut.path[c::PATH_LEN - 1] = 0;
+    cut.flags = c::EVF_PATH_CUT;
+    out.push(("request-exec-cut", cut));
+    let mut deny = cut;
+    deny.kind = c::EV_HIT;
+    deny.flags = c::EVF_PATH_HEAD_CUT | c::EVF_UNREPRESENTABLE;
+    (deny.b, deny.c) = (c::ACT_DENY as u64, u64::MAX);
+    out.push(("hit-unrepresentable", deny));
     out
 }
 

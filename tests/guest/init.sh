@@ -10,7 +10,8 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
-mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf
+# bpffs root-only: its default 1777 lets any user make /sys/fs/bpf/llamux.
+mkdir -p /sys/fs/bpf && mount -t bpf -o mode=0700 bpf /sys/fs/bpf
 mount -t securityfs securityfs /sys/kernel/security
 ln -sf /proc/self/fd /dev/fd 2>/dev/null
 # busybox modinfo/modprobe want a modules.dep even for a .ko given by path.

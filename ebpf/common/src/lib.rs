@@ -5,8 +5,24 @@
 //! layout is the same on the BPF target and on x86_64.
 #![no_std]
 
-/// Longest path or file name a probe copies (bytes, NUL included).
-pub const PATH_LEN: usize = 128;
+/// Longest path or file name an event carries (bytes, NUL included).
+/// Longer paths are cut and flagged (EVF_PATH_CUT); decisions never depend
+/// on this length (exec and open decisions are keyed by the file's inode).
+pub const PATH_LEN: usize = 256;
+/// Bytes of path the probes assemble from the dentry walk (NUL included).
+pub const WALK_LEN: usize = 512;
+/// Path components (mount crossings included) the dentry walk follows.
+pub const WALK_DEPTH: usize = 40;
+
+// ---- event flags (Event::flags) ----
+/// `path` holds only the first PATH_LEN - 1 bytes of a longer path.
+pub const EVF_PATH_CUT: u32 = 1;
+/// The dentry walk gave up (deeper than WALK_DEPTH or longer than
+/// WALK_LEN): `path` is only the tail of the file's path.
+pub const EVF_PATH_HEAD_CUT: u32 = 2;
+/// An LSM hook denied without asking: the policy fails closed and the
+/// file's path cannot be shown whole (EV_HIT).
+pub const EVF_UNREPRESENTABLE: u32 = 4;
 /// Longest path prefix a probe-side filter compares.
 pub const PREFIX_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
@@ -54,13 +70,16 @@ pub const N_HOOKS: usize = 2;
 pub const N_ALL_HOOKS: usize = 4;
 
 // ---- key kinds (HookConfig::key_kind, DecisionKey::kind) ----
-/// FNV-1a of the executable path as passed to execve (bprm->filename).
+/// The executed file's identity: `hash` = inode number, `dev` = its
+/// super_block's s_dev, `gen` = i_generation (bprm->file->f_inode), so
+/// every name of the same file (relative, `//`, `/./`, symlink, hard link)
+/// meets the same decision.
 pub const KEY_EXE: u32 = 1;
 /// The process (tgid).
 pub const KEY_PID: u32 = 2;
 /// FNV-1a of the task's comm.
 pub const KEY_COMM: u32 = 3;
-/// FNV-1a of the opened file's name (last path component).
+/// The opened file's identity (file->f_inode), as KEY_EXE.
 pub const KEY_FILE: u32 = 4;
 
 // ---- actions (Decision::action, HookConfig::default_action) ----
@@ -120,22 +139,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// `fnv1a` of what follows the last '/' of `path` (up to its first NUL):
-/// the hash of the file name, as file_open sees it in the dentry.
-#[inline(always)]
-pub fn fnv1a_file_name(path: &[u8; PATH_LEN]) -> u64 {
-    let mut h = fnv1a(&[]);
-    // get() rather than indexing: no panic path for the verifier.
-    for i in 0..PATH_LEN {
-        match path.get(i) {
-            Some(0) | None => break,
-            Some(b'/') => h = fnv1a(&[]),
-            Some(&b) => h = fnv1a_step(h, b),
-        }
-    }
-    h
-}
-
 /// One byte of FNV-1a.
 #[inline(always)]
 pub fn fnv1a_step(h: u64, b: u8) -> u64 {
@@ -154,9 +157,13 @@ pub struct Event {
     pub tid: u32,
     pub ppid: u32,
     pub uid: u32,
-    pub _pad: u32,
+    /// EVF_* bits.
+    pub flags: u32,
     /// bpf_ktime_get_ns (CLOCK_MONOTONIC).
     pub ts_ns: u64,
+    /// KEY_EXE/KEY_FILE requests and hits: the inode's ctime (ns) when the
+    /// hook ran; a decision made for an older ctime does not ALLOW.
+    pub ctime_ns: u64,
     pub a: u64,
     pub b: u64,
     pub c: u64,
@@ -175,12 +182,13 @@ impl Event {
             tid: 0,
             ppid: 0,
             uid: 0,
-            _pad: 0,
+            flags: 0,
             ts_ns: 0,
+            ctime_ns: 0,
             a: 0,
             b: 0,
             c: 0,
-            key: DecisionKey { hook: 0, kind: 0, hash: 0 },
+            key: DecisionKey::zeroed(),
             comm: [0; COMM_LEN],
             pcomm: [0; COMM_LEN],
             path: [0; PATH_LEN],
@@ -194,7 +202,23 @@ impl Event {
 pub struct DecisionKey {
     pub hook: u32,
     pub kind: u32,
+    /// KEY_PID: tgid; KEY_COMM: fnv1a(comm); KEY_EXE/KEY_FILE: i_ino.
     pub hash: u64,
+    /// KEY_EXE/KEY_FILE: the inode's s_dev and i_generation (a new file
+    /// that reuses a deleted one's inode number gets a new generation on
+    /// tmpfs, ext4, xfs, btrfs); 0 for the other kinds.
+    pub dev: u32,
+    pub gen: u32,
+}
+
+impl DecisionKey {
+    pub const fn zeroed() -> Self {
+        DecisionKey { hook: 0, kind: 0, hash: 0, dev: 0, gen: 0 }
+    }
+    /// Keyed by a file's identity (inode), not by a name.
+    pub const fn is_file(&self) -> bool {
+        self.kind == KEY_EXE || self.kind == KEY_FILE
+    }
 }
 
 /// Value of the pinned decisions map, written by the loader.
@@ -209,6 +233,10 @@ pub struct Decision {
     /// Index of the chosen answer in the policy's answer set.
     pub answer: u32,
     pub _pad: u32,
+    /// KEY_EXE/KEY_FILE: the file's ctime (ns) the decision was made for.
+    /// The hooks apply a DENY whatever the ctime, an ALLOW or AUDIT only
+    /// while it is unchanged (a write, chmod, link... asks again).
+    pub ctime_ns: u64,
 }
 
 /// How one LSM hook consults decisions.
@@ -245,6 +273,33 @@ pub struct Offsets {
     /// struct task_struct: pid (the thread id), static_prio (nice + 120).
     pub task_pid: u32,
     pub task_static_prio: u32,
+    /// struct linux_binprm: file; struct file: f_inode, f_path.mnt.
+    pub bprm_file: u32,
+    pub file_inode: u32,
+    pub file_mnt: u32,
+    /// struct inode: i_ino, i_sb, i_generation, i_ctime_sec, i_ctime_nsec.
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub inode_generation: u32,
+    pub inode_ctime_sec: u32,
+    pub inode_ctime_nsec: u32,
+    /// struct super_block: s_dev.
+    pub sb_dev: u32,
+    /// struct dentry: d_parent, d_name.len.
+    pub dentry_parent: u32,
+    pub dentry_name_len: u32,
+    /// struct vfsmount: mnt_root; struct mount: mnt, mnt_parent,
+    /// mnt_mountpoint (the dentry walk crosses mounts).
+    pub vfsmount_root: u32,
+    pub mount_mnt: u32,
+    pub mount_parent: u32,
+    pub mount_mountpoint: u32,
+    /// struct task_struct: mm; struct mm_struct: exe_file.
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    /// struct linux_binprm: interp (== filename until a script's
+    /// interpreter takes over: tells the first bprm_check of an exec).
+    pub bprm_interp: u32,
 }
 
 /// The single entry of the CONFIG array map.
@@ -275,6 +330,15 @@ pub struct HitStat {
     pub last_record_ns: u64,
 }
 
+/// Per-CPU scratch of the dentry walk: the path is assembled backwards
+/// from the file to the root in `buf[..WALK_LEN]`; the rest is slack so
+/// that a masked offset plus a masked length stays inside the value.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WalkBuf {
+    pub buf: [u8; 2 * WALK_LEN],
+}
+
 /// Per-task scheduler accounting (SCHED map, by tid).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -301,12 +365,15 @@ mod pod {
     unsafe impl aya::Pod for super::SchedStat {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HitStat {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WalkBuf {}
 }
 
 // Layout checks: the same sizes on the BPF target and on x86_64.
-const _: () = assert!(core::mem::size_of::<DecisionKey>() == 16);
-const _: () = assert!(core::mem::size_of::<Decision>() == 24);
-const _: () = assert!(core::mem::size_of::<Event>() == 104 + PATH_LEN);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 32);
+const _: () = assert!(core::mem::size_of::<DecisionKey>() == 24);
+const _: () = assert!(core::mem::size_of::<Decision>() == 32);
+const _: () = assert!(core::mem::size_of::<Event>() == 120 + PATH_LEN);
+const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 4 * 26);
+const _: () = assert!(WALK_LEN.is_power_of_two() && PATH_LEN < WALK_LEN);
 const _: () = assert!(core::mem::size_of::<HitStat>() == 16);
 const _: () = assert!(core::mem::size_of::<HookConfig>() == 16 + PREFIX_LEN + 8);

@@ -7,8 +7,12 @@
 //! records are submitted with BPF_RB_NO_WAKEUP and the loader drains on a
 //! timer; the loader's own process is never reported (no feedback loop).
 //!
-//! Enforcement: BPF-LSM bprm_check_security and file_open look the event's
-//! key up in the pinned DECISIONS map (written by the loader from the
+//! Enforcement: BPF-LSM bprm_check_security and file_open key exec and open
+//! decisions by the file's identity (device, inode number, generation of
+//! bprm->file / file->f_inode), so every name of one file meets the same
+//! decision; the executed file's path shown to the model is rebuilt from
+//! its dentries (crossing mounts), not taken from execve's argument. They
+//! look the key up in the pinned DECISIONS map (written by the loader from the
 //! advisor's answers), return -EPERM on a live DENY, and on a miss apply the
 //! policy's default (fail-open or fail-closed) and ask for a decision with an
 //! EV_REQUEST record (REQUESTS ring buffer). Every decision they apply is
@@ -82,6 +86,16 @@ static HITCOUNT: LruHashMap<DecisionKey, HitStat> = LruHashMap::with_max_entries
 #[map(name = "LLAMUX_SCRATCH")]
 static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(5, 0);
 
+/// The exec decision (inode key) bprm_check_security applied to each task's
+/// exec in progress, by tid: sched_process_exec counts its hit (for a
+/// script, current->mm->exe_file is the interpreter, not the file decided).
+#[map(name = "LLAMUX_EXECKEY")]
+static EXECKEY: LruHashMap<u32, DecisionKey> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU scratch of the dentry walk (bprm_check_security only).
+#[map(name = "LLAMUX_WALK")]
+static WALK: PerCpuArray<WalkBuf> = PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
 fn stat(i: u32) {
     if let Some(p) = STATS.get_ptr_mut(i) {
@@ -113,11 +127,13 @@ fn fill_current(e: &mut Event, kind: u32, now: u64) {
     e.tid = pt as u32;
     e.ppid = 0;
     e.uid = bpf_get_current_uid_gid() as u32;
+    e.flags = 0;
+    e.ctime_ns = 0;
     e.ts_ns = now;
     e.a = 0;
     e.b = 0;
     e.c = 0;
-    e.key = DecisionKey { hook: 0, kind: 0, hash: 0 };
+    e.key = DecisionKey::zeroed();
     e.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     e.pcomm = [0; COMM_LEN];
     e.path[0] = 0;
@@ -154,6 +170,148 @@ fn emit(ring: &RingBuf, e: &Event, flags: u64, drop_stat: u32, ok_stat: u32) {
     }
 }
 
+/// A kernel value at `p + off`, read with the faulting-safe helper.
+#[inline(always)]
+fn kread<T>(p: *const u8, off: u32) -> Option<T> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the access and fails cleanly on
+    // a bad address; the result is a plain copy.
+    unsafe { bpf_probe_read_kernel(p.wrapping_add(off as usize) as *const T) }.ok()
+}
+
+/// Identity of a file: (inode number, s_dev, i_generation, ctime ns).
+#[derive(Clone, Copy)]
+struct FileId {
+    ino: u64,
+    dev: u32,
+    gen: u32,
+    ctime_ns: u64,
+}
+
+/// The identity of `file` (struct file *), from its f_inode.
+#[inline(always)]
+fn file_id(file: *const u8, off: &Offsets) -> Option<FileId> {
+    let inode: *const u8 = kread(file, off.file_inode)?;
+    let ino: u64 = kread(inode, off.inode_ino)?;
+    let sb: *const u8 = kread(inode, off.inode_sb)?;
+    let dev: u32 = kread(sb, off.sb_dev)?;
+    let gen: u32 = kread(inode, off.inode_generation)?;
+    let sec: i64 = kread(inode, off.inode_ctime_sec)?;
+    let nsec: u32 = kread(inode, off.inode_ctime_nsec)?;
+    let ctime_ns = (sec as u64).wrapping_mul(1_000_000_000).wrapping_add(nsec as u64);
+    Some(FileId { ino, dev, gen, ctime_ns })
+}
+
+/// Rebuilds the path of `file` (struct file *) into `e.path` by walking
+/// its dentries up to the root of the mount tree, crossing mounts (the
+/// name execve was given plays no part). Sets EVF_PATH_CUT when the path
+/// is longer than `e.path`, EVF_PATH_HEAD_CUT when the walk gave up
+/// (deeper than WALK_DEPTH, longer than WALK_LEN, a read failed, or
+/// another program clobbered this CPU's scratch): `e.path` is then the
+/// tail only.
+#[inline(always)]
+fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
+    const MASK: u32 = WALK_LEN as u32 - 1;
+    e.path[0] = 0;
+    let Some(w) = WALK.get_ptr_mut(0) else {
+        e.flags |= EVF_PATH_HEAD_CUT;
+        return;
+    };
+    let buf = w as *mut u8;
+    // Owner mark: a program preempted on this CPU by another exec's walk
+    // finds the mark changed and does not trust the buffer.
+    let mark = bpf_get_current_pid_tgid() ^ unsafe_ktime();
+    // The write position lives in the map value, not on the stack: loaded
+    // back, it is an unknown value to the verifier, so the states of the
+    // loop's iterations compare equal and are pruned (tracked exactly on
+    // the stack, every length combination was a state of its own and the
+    // verification did not end).
+    // SAFETY: `w` is this CPU's WalkBuf (2 * WALK_LEN bytes). Every write
+    // below is at an offset masked to < WALK_LEN plus at most 255 bytes,
+    // inside the value; position and mark live in the slack after
+    // WALK_LEN + 256.
+    let posp = unsafe { buf.add(2 * WALK_LEN - 16) } as *mut u32;
+    unsafe {
+        core::ptr::write_volatile(buf.add(2 * WALK_LEN - 8) as *mut u64, mark);
+        core::ptr::write_volatile(posp, MASK);
+        *buf.add(WALK_LEN - 1) = 0;
+    }
+    let mut done = false;
+    let mut dentry: *const u8 = kread(file, off.file_dentry).unwrap_or(core::ptr::null());
+    let mut vfsmnt: *const u8 = kread(file, off.file_mnt).unwrap_or(core::ptr::null());
+    for _ in 0..WALK_DEPTH {
+        let Some(parent) = kread::<*const u8>(dentry, off.dentry_parent) else { break };
+        let Some(mnt_root) = kread::<*const u8>(vfsmnt, off.vfsmount_root) else { break };
+        if dentry == mnt_root || dentry == parent {
+            // The root of this mount: continue at its mountpoint in the
+            // parent mount, or stop at the root of the tree.
+            let mount = vfsmnt.wrapping_sub(off.mount_mnt as usize);
+            let Some(mparent) = kread::<*const u8>(mount, off.mount_parent) else { break };
+            if mparent == mount || mparent.is_null() {
+                done = true;
+                break;
+            }
+            let Some(mp) = kread::<*const u8>(mount, off.mount_mountpoint) else { break };
+            dentry = mp;
+            vfsmnt = mparent.wrapping_add(off.mount_mnt as usize);
+            continue;
+        }
+        let Some(len) = kread::<u32>(dentry, off.dentry_name_len) else { break };
+        let Some(name) = kread::<*const u8>(dentry, off.dentry_name) else { break };
+        // SAFETY: the position slot inside this CPU's WalkBuf.
+        let pos = unsafe { core::ptr::read_volatile(posp) } & MASK;
+        if len > 255 || len + 1 > pos {
+            break;
+        }
+        let p = (pos - len - 1) & MASK;
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(posp, p) };
+        // SAFETY: p < WALK_LEN and len <= 255: inside the 2 * WALK_LEN
+        // value; the name is copied with the checked probe-read helper.
+        unsafe {
+            *buf.add(p as usize) = b'/';
+            aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                buf.add(p as usize + 1).cast(),
+                len & 255,
+                name.cast(),
+            );
+        }
+        dentry = parent;
+    }
+    // SAFETY: the position slot, as above.
+    let mut p = unsafe { core::ptr::read_volatile(posp) } & MASK;
+    if p == MASK && done {
+        // The root directory itself.
+        p = MASK - 1;
+        // SAFETY: constant offset inside the value.
+        unsafe { *buf.add(WALK_LEN - 2) = b'/' };
+    }
+    // SAFETY: the source is inside this CPU's WalkBuf and NUL-terminated at
+    // WALK_LEN - 1; the copy is bounded by e.path.
+    let n = unsafe { bpf_probe_read_kernel_str_bytes(buf.add(p as usize), &mut e.path) }.map_or(0, |s| s.len());
+    if (MASK - p) as usize > n {
+        e.flags |= EVF_PATH_CUT;
+    }
+    // SAFETY: reads the mark written above (inside the value).
+    let still = unsafe { core::ptr::read_volatile(buf.add(2 * WALK_LEN - 8) as *const u64) };
+    if !done || still != mark {
+        e.flags |= EVF_PATH_HEAD_CUT;
+    }
+}
+
+#[inline(always)]
+fn kind_is_file(kind: u32) -> bool {
+    kind == KEY_EXE || kind == KEY_FILE
+}
+
+/// The decision key of file `id` for `hook`.
+#[inline(always)]
+fn file_key(hook: u32, kind: u32, id: &FileId) -> DecisionKey {
+    DecisionKey { hook, kind, hash: id.ino, dev: id.dev, gen: id.gen }
+}
+
 // ---------------------------------------------------------------- syscalls
 
 #[tracepoint(category = "raw_syscalls", name = "sys_enter")]
@@ -173,7 +331,7 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
             KEY_COMM => fnv1a(&bpf_get_current_comm().unwrap_or([0; COMM_LEN])),
             _ => continue,
         };
-        let key = DecisionKey { hook, kind, hash };
+        let key = DecisionKey { hook, kind, hash, dev: 0, gen: 0 };
         if let Some((hits, d)) = tp_hit(&key, now) {
             let Some(e) = scratch(0) else { return 0 };
             fill_current(e, EV_TP_HIT, now);
@@ -217,11 +375,14 @@ const NR_CREAT: i64 = 85;
 const NR_OPENAT: i64 = 257;
 const NR_OPENAT2: i64 = 437;
 
-/// A hit of an open-keyed decision: an open of a file whose name (last path
-/// component, the key file_open uses) has a live decision. Recorded at the
-/// attempt, so DENYed opens count too; the LSM program records the verdict.
+/// A hit of a pid- or comm-keyed open decision at open/openat/openat2/creat
+/// (recorded at the attempt, so DENYed opens count too). File-keyed open
+/// decisions are counted by file_open itself: only it knows the inode.
 #[inline(always)]
 fn open_hit(ctx: &TracePointContext, kind: u32, now: u64) {
+    if kind != KEY_PID && kind != KEY_COMM {
+        return;
+    }
     // raw_syscalls/sys_enter record: id (long) @8, args[6] (unsigned long) @16.
     // SAFETY: fixed offsets inside the tracepoint record.
     let id = unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1);
@@ -238,12 +399,8 @@ fn open_hit(ctx: &TracePointContext, kind: u32, now: u64) {
     if unsafe { bpf_probe_read_user_str_bytes(name as *const u8, &mut e.path) }.is_err() {
         return;
     }
-    let hash = match kind {
-        KEY_PID => e.pid as u64,
-        KEY_COMM => fnv1a(&e.comm),
-        _ => fnv1a_file_name(&e.path),
-    };
-    let key = DecisionKey { hook: HOOK_OPEN, kind, hash };
+    let hash = if kind == KEY_PID { e.pid as u64 } else { fnv1a(&e.comm) };
+    let key = DecisionKey { hook: HOOK_OPEN, kind, hash, dev: 0, gen: 0 };
     if let Some((hits, d)) = tp_hit(&key, now) {
         hit_fields(e, &key, hits, &d);
         emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
@@ -261,6 +418,13 @@ fn tp_hit(key: &DecisionKey, now: u64) -> Option<(u64, Decision)> {
     if d.expires_ns != 0 && now >= d.expires_ns {
         return None;
     }
+    count_hit(key, now).map(|hits| (hits, d))
+}
+
+/// Counts one hit of `key` (HITCOUNT); the hits so far when an EV_TP_HIT
+/// record is due (at most once per HIT_GAP_NS per key).
+#[inline(always)]
+fn count_hit(key: &DecisionKey, now: u64) -> Option<u64> {
     stat(ST_TP_HITS);
     let (hits, record) = match HITCOUNT.get_ptr_mut(key) {
         Some(p) => {
@@ -281,7 +445,7 @@ fn tp_hit(key: &DecisionKey, now: u64) -> Option<(u64, Decision)> {
         }
     };
     if record {
-        Some((hits, d))
+        Some(hits)
     } else {
         None
     }
@@ -384,13 +548,29 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
     emit(&EVENTS, e, 0, ST_EVENTS_DROPPED, ST_EVENTS);
     // A live exec decision for this program: a hit (the exec succeeded).
     let kind = cfg.hit_key[0];
-    let hash = match kind {
-        KEY_EXE => fnv1a(&e.path),
-        KEY_PID => e.pid as u64,
-        KEY_COMM => fnv1a(&e.comm),
+    let key = match kind {
+        KEY_EXE => {
+            // The file bprm_check_security decided for this exec.
+            // SAFETY: copied out at once.
+            if let Some(k) = unsafe { EXECKEY.get(&e.tid) }.copied() {
+                let _ = EXECKEY.remove(&e.tid);
+                k
+            } else {
+                // Else the file now running: current->mm->exe_file.
+                // SAFETY: bpf_get_current_task has no preconditions; the
+                // task is only read through kread (bpf_probe_read_kernel).
+                let task = unsafe { bpf_get_current_task() } as *const u8;
+                let mm: *const u8 = kread(task, cfg.off.task_mm).unwrap_or(core::ptr::null());
+                let exe: *const u8 = kread(mm, cfg.off.mm_exe_file).unwrap_or(core::ptr::null());
+                let Some(id) = file_id(exe, &cfg.off) else { return 0 };
+                e.ctime_ns = id.ctime_ns;
+                file_key(HOOK_EXEC, kind, &id)
+            }
+        }
+        KEY_PID => DecisionKey { hook: HOOK_EXEC, kind, hash: e.pid as u64, dev: 0, gen: 0 },
+        KEY_COMM => DecisionKey { hook: HOOK_EXEC, kind, hash: fnv1a(&e.comm), dev: 0, gen: 0 },
         _ => return 0,
     };
-    let key = DecisionKey { hook: HOOK_EXEC, kind, hash };
     if let Some((hits, d)) = tp_hit(&key, e.ts_ns) {
         // The exec record (path, parent) becomes the hit record.
         hit_fields(e, &key, hits, &d);
@@ -445,27 +625,59 @@ fn prefix_ok(h: &HookConfig, path: &[u8; PATH_LEN]) -> bool {
     true
 }
 
-/// The decision for the event in `e` (path already filled). Returns the
-/// LSM verdict (0 or -EPERM).
+/// The decision for the event in `e` (path already filled); `id`: the
+/// file's identity for exec/open hooks; `governed`: the path is under the
+/// policy's prefix. A file's decision applies under any name, governed or
+/// not (a hard link or bind mount outside the prefix is the same file);
+/// only a miss depends on `governed`. Returns the LSM verdict (0 or -EPERM).
 #[inline(always)]
-fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
-    let hash = match h.key_kind {
-        KEY_PID => e.pid as u64,
-        KEY_COMM => fnv1a(&e.comm),
-        _ => fnv1a(&e.path),
+fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option<FileId>, governed: bool) -> i32 {
+    if !governed && !(kind_is_file(h.key_kind) && id.is_some()) {
+        return 0;
+    }
+    let kind = h.key_kind;
+    let key = match kind {
+        KEY_PID => DecisionKey { hook, kind, hash: e.pid as u64, dev: 0, gen: 0 },
+        KEY_COMM => DecisionKey { hook, kind, hash: fnv1a(&e.comm), dev: 0, gen: 0 },
+        _ => match id {
+            Some(f) => {
+                e.ctime_ns = f.ctime_ns;
+                file_key(hook, kind, &f)
+            }
+            // No inode to key by: the policy's default, nothing to ask. (The
+            // stat call keeps LLVM from folding the verdict into a negation,
+            // which the verifier cannot bound to [-4095, 0].)
+            None => {
+                if governed && h.default_action == ACT_DENY {
+                    stat(ST_DENIED);
+                    return -EPERM;
+                }
+                return 0;
+            }
+        },
     };
-    let key = DecisionKey { hook, kind: h.key_kind, hash };
     e.key = key;
     e.a = hook as u64;
     let now = e.ts_ns;
     // SAFETY: the value is copied out at once; a concurrent update by the
     // loader can only give the older or the newer decision.
     if let Some(d) = unsafe { DECISIONS.get(&key) }.copied() {
-        if d.expires_ns == 0 || now < d.expires_ns {
+        // A DENY binds to the file whatever is done to it; an ALLOW only
+        // to the content it was given for (ctime: any write, chmod, link
+        // or rename since asks again).
+        let same = d.action == ACT_DENY || !key.is_file() || d.ctime_ns == e.ctime_ns;
+        if (d.expires_ns == 0 || now < d.expires_ns) && same {
             e.kind = EV_HIT;
             e.b = d.action as u64;
             e.c = d.policy as u64 | ((d.answer as u64) << 32);
             emit(&HITS, e, 0, ST_HITS_DROPPED, ST_HITS);
+            if hook == HOOK_OPEN {
+                // Only file_open knows an open's inode: it counts the hits.
+                let _ = count_hit(&key, now);
+            } else if key.is_file() && d.action != ACT_DENY {
+                // sched_process_exec counts it once the exec succeeds.
+                let _ = EXECKEY.insert(&e.tid, &key, 0);
+            }
             if d.action == ACT_DENY {
                 stat(ST_DENIED);
                 info!(ctx, "deny hook {} pid {} (decision of policy {})", hook, e.pid, d.policy);
@@ -473,9 +685,24 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event) -> i32 {
             }
             return 0;
         }
-        stat(ST_EXPIRED);
+        if governed {
+            stat(ST_EXPIRED);
+        }
+    }
+    if !governed {
+        return 0;
     }
     stat(ST_MISSES);
+    // A fail-closed policy denies what it cannot show the model whole.
+    if h.default_action == ACT_DENY && e.flags & (EVF_PATH_CUT | EVF_PATH_HEAD_CUT) != 0 {
+        e.kind = EV_HIT;
+        e.flags |= EVF_UNREPRESENTABLE;
+        e.b = ACT_DENY as u64;
+        e.c = u64::MAX;
+        emit(&HITS, e, 0, ST_HITS_DROPPED, ST_HITS);
+        stat(ST_DENIED);
+        return -EPERM;
+    }
     // Ask for a decision, at most once per key per request gap.
     // SAFETY: copied out at once, as above.
     let last = unsafe { PENDING.get(&key) }.copied().unwrap_or(0);
@@ -515,21 +742,23 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
     let bprm: *const u8 = ctx.arg(0);
     let Some(e) = scratch(2) else { return 0 };
     fill_current(e, EV_REQUEST, unsafe_ktime());
-    // SAFETY: bprm is the hook's linux_binprm; the filename pointer and the
-    // string are read with the probe-read helpers, which check the access.
-    unsafe {
-        let Ok(name) = bpf_probe_read_kernel(bprm.add(cfg.off.bprm_filename as usize) as *const *const u8) else {
-            return 0;
-        };
-        if bpf_probe_read_kernel_str_bytes(name, &mut e.path).is_err() {
-            return 0;
-        }
+    // The first check of an exec (interp still == filename; a script's
+    // interpreter is checked second): forget what an earlier, failed exec
+    // of this task left.
+    let fname: u64 = kread(bprm, cfg.off.bprm_filename).unwrap_or(0);
+    let interp: u64 = kread(bprm, cfg.off.bprm_interp).unwrap_or(1);
+    if fname == interp {
+        let _ = EXECKEY.remove(&e.tid);
     }
-    if !prefix_ok(h, &e.path) {
-        return 0;
-    }
+    // The file about to run (a script's interpreter on the second call):
+    // its identity is the key, its dentries give the path.
+    let file: *const u8 = kread(bprm, cfg.off.bprm_file).unwrap_or(core::ptr::null());
+    let id = file_id(file, &cfg.off);
+    walk_path(file, &cfg.off, e);
+    // Without the head of the path the prefix is unknown: governed.
+    let governed = e.flags & EVF_PATH_HEAD_CUT != 0 || prefix_ok(h, &e.path);
     fill_parent(e, &cfg.off);
-    decide(&ctx, HOOK_EXEC, h, e)
+    decide(&ctx, HOOK_EXEC, h, e, id, governed)
 }
 
 #[lsm(hook = "file_open")]
@@ -564,10 +793,9 @@ pub fn llamux_file_open(ctx: LsmContext) -> i32 {
             return 0;
         }
     }
-    if !prefix_ok(h, &e.path) {
-        return 0;
-    }
-    decide(&ctx, HOOK_OPEN, h, e)
+    let governed = prefix_ok(h, &e.path);
+    let id = file_id(file, &cfg.off);
+    decide(&ctx, HOOK_OPEN, h, e, id, governed)
 }
 
 #[lsm(hook = "task_setnice")]
@@ -601,7 +829,7 @@ pub fn llamux_task_setnice(ctx: LsmContext) -> i32 {
             KEY_COMM => fnv1a(&comm),
             _ => continue,
         };
-        let key = DecisionKey { hook, kind, hash };
+        let key = DecisionKey { hook, kind, hash, dev: 0, gen: 0 };
         // SAFETY: copied out at once, as in `decide`.
         let Some(d) = (unsafe { DECISIONS.get(&key) }).copied() else { continue };
         if d.expires_ns != 0 && now >= d.expires_ns {

@@ -31,7 +31,10 @@ pub fn check(data: &[u8], policies: &[Policy]) {
         want.sort_unstable();
         assert_eq!(keys, want);
         for p in policies.iter().filter(|p| p.hook == hook) {
-            p.render(&m).unwrap();
+            // No field adds a line or a control character to the prompt.
+            let text = p.render(&m).unwrap();
+            assert_eq!(text.matches('\n').count(), p.template.matches('\n').count(), "{text:?}");
+            assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
             let (key, _) = p.key_of(&m).unwrap();
             assert_eq!((key.hook, key.kind), (hook.id(), p.key.id()));
         }

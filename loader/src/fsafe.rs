@@ -1,0 +1,196 @@
+//! Files and folders the policy loader trusts or writes as root: nobody
+//! else may have made them, be able to change them, or read what the relay
+//! records (prompts, paths, pids).
+//!
+//! - `private_dir`: a folder we own that nobody else can write (made 0700
+//!   when missing); anything else is refused with a message.
+//! - `write_private` / `open_private`: files made 0600, never through a
+//!   symbolic link, re-chmodded when they exist already.
+//! - `read_trusted`: a file (the BPF object) owned by root or by us, not
+//!   writable by group or others, in folders nobody else can rename it in.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Owned by root or by us?
+fn owner_ok(uid: u32) -> bool {
+    uid == 0 || uid == euid()
+}
+
+/// Why the folder `p` (lstat'ed as `md`) is not ours alone, if it is not.
+fn dir_problem(p: &Path, md: &std::fs::Metadata) -> Option<String> {
+    if md.file_type().is_symlink() || !md.is_dir() {
+        return Some(format!("{} is not a directory (a symbolic link or a file)", p.display()));
+    }
+    if md.uid() != euid() {
+        return Some(format!("{} is owned by uid {}, not by uid {}", p.display(), md.uid(), euid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Some(format!("{} is writable by group or others (mode {:04o})", p.display(), md.mode() & 0o7777));
+    }
+    None
+}
+
+/// Makes `p` a folder of ours with `mode` (0700, 0755) or checks that the
+/// existing one is ours and not writable by others.
+pub fn private_dir(p: &Path, mode: u32) -> Result<(), String> {
+    match std::fs::symlink_metadata(p) {
+        Ok(md) => match dir_problem(p, &md) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            std::fs::DirBuilder::new().mode(mode).create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            // The umask may have taken bits away; set exactly `mode`.
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", p.display()))?;
+            let md = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            dir_problem(p, &md).map_or(Ok(()), Err)
+        }
+        Err(e) => Err(format!("{}: {e}", p.display())),
+    }
+}
+
+/// Opens `p` for writing as a 0600 file of ours (created, truncated or
+/// appended), refusing a symbolic link or somebody else's file.
+pub fn open_private(p: &Path, append: bool) -> Result<File, String> {
+    let mut o = OpenOptions::new();
+    o.create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    let f = o.open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
+    if !md.is_file() || md.uid() != euid() {
+        return Err(format!("{}: not a regular file of uid {}", p.display(), euid()));
+    }
+    if md.mode() & 0o777 != 0o600 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(f)
+}
+
+/// Writes `data` to `p` as a 0600 file of ours.
+pub fn write_private(p: &Path, data: &[u8]) -> Result<(), String> {
+    open_private(p, false)?.write_all(data).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Why `p` cannot be trusted as code to load into the kernel, if so:
+/// every folder above it must be owned by root or us and not writable by
+/// others (unless sticky, like /tmp: then nobody else can rename in it).
+fn ancestors_problem(p: &Path) -> Option<String> {
+    let abs = std::fs::canonicalize(p).ok()?;
+    for d in abs.ancestors().skip(1) {
+        let md = match std::fs::metadata(d) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", d.display())),
+        };
+        if !owner_ok(md.uid()) {
+            return Some(format!("folder {} is owned by uid {}", d.display(), md.uid()));
+        }
+        if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
+            return Some(format!("folder {} is writable by others (mode {:04o})", d.display(), md.mode() & 0o7777));
+        }
+    }
+    None
+}
+
+/// Reads `p` when it is a regular file owned by root or us, not writable
+/// by group or others, in trusted folders.
+pub fn read_trusted(p: &Path) -> Result<Vec<u8>, String> {
+    let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
+    if !md.is_file() {
+        return Err(format!("{}: not a regular file", p.display()));
+    }
+    if !owner_ok(md.uid()) {
+        return Err(format!("{}: owned by uid {}, not by root or uid {}", p.display(), md.uid(), euid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!("{}: writable by group or others (mode {:04o})", p.display(), md.mode() & 0o7777));
+    }
+    if let Some(why) = ancestors_problem(p) {
+        return Err(format!("{}: {why}", p.display()));
+    }
+    let mut b = Vec::new();
+    f.read_to_end(&mut b).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("llamux-fsafe-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        d
+    }
+
+    #[test]
+    fn private_files_are_0600_and_never_links() {
+        let d = tmp("files");
+        let f = d.join("state.json");
+        std::fs::write(&f, "old").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&f, b"new").unwrap();
+        let md = std::fs::metadata(&f).unwrap();
+        assert_eq!((md.mode() & 0o777, std::fs::read_to_string(&f).unwrap().as_str()), (0o600, "new"));
+        let l = d.join("relay.log");
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        assert!(open_private(&l, true).is_err());
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "new");
+        let n = d.join("trace.jsonl");
+        drop(open_private(&n, false).unwrap());
+        assert_eq!(std::fs::metadata(&n).unwrap().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn private_dir_is_made_0700_and_others_refused() {
+        let d = tmp("dir");
+        let p = d.join("pins");
+        private_dir(&p, 0o700).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o700);
+        private_dir(&p, 0o700).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&p, 0o700).unwrap_err();
+        assert!(e.contains("writable by group or others"), "{e}");
+        let l = d.join("link");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(private_dir(&l, 0o700).unwrap_err().contains("not a directory"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn trusted_files_only() {
+        let d = tmp("trust");
+        let f = d.join("llamux-probes.o");
+        std::fs::write(&f, b"\x7fELF").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // temp_dir's own ancestors may be shared (a CI runner's TMPDIR):
+        // only judge the file's own bits when they are fine.
+        if ancestors_problem(&f).is_none() {
+            assert_eq!(read_trusted(&f).unwrap(), b"\x7fELF");
+        }
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(read_trusted(&f).unwrap_err().contains("writable by group or others"));
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(read_trusted(&f).unwrap_err().contains("writable by others"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
