@@ -26,6 +26,7 @@ use llamux::render::terminal as esc;
 use crate::event::{self, cstr, hook_name};
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
+use llamux::policy_template::Format;
 use crate::trace::{self, TraceWriter};
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
@@ -662,16 +663,10 @@ fn relay_inner(
                 continue;
             }
             l.tokens -= 1.0;
-            let text = match l.pol.render(&job.event) {
-                Ok(t) => t,
-                Err(e) => {
-                    cnt.errors += 1;
-                    eprintln!("llamux: {e}");
-                    continue;
-                }
-            };
-            let a = match adv.advise(l.handle, &text) {
-                Ok(a) => a,
+            // The advisor renders the event in its prompt format (a chat
+            // template in user space) and scores it.
+            let (text, a) = match adv.advise_event(l.handle, &job.event) {
+                Ok(r) => r,
                 Err(e) => {
                     cnt.errors += 1;
                     eprintln!("llamux: advise ({}): {e}", l.pol.name);
@@ -679,13 +674,16 @@ fn relay_inner(
                 }
             };
             let now = mono_ns();
-            let ans = &l.pol.answers[a.answer];
+            // Calibration: the answers' biases (chat prompts), and under the
+            // policy's margin the default applies ("uncertain").
+            let v = l.pol.decide(&a.scores, adv.format(l.handle) != Format::Plain);
+            let ans = &l.pol.answers[v.best];
             let expires = policy::expiry_ns(now, l.pol.ttl_s);
             let d = c::Decision {
-                action: ans.action.code(),
+                action: v.action.code(),
                 policy: job.policy as u32,
                 expires_ns: expires,
-                answer: a.answer as u32,
+                answer: v.best as u32,
                 _pad: 0,
                 ctime_ns: job.ctime_ns,
             };
@@ -694,7 +692,7 @@ fn relay_inner(
                 cnt.errors += 1;
                 applied = format!("map write failed: {e}");
             }
-            if let Action::Renice(n) = ans.action {
+            if let Action::Renice(n) = v.action {
                 // SAFETY: plain syscall on a pid; failure is reported.
                 let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, job.pid, n) };
                 applied = if r == 0 { format!("nice {n}") } else { format!("renice failed: {}", std::io::Error::last_os_error()) };
@@ -707,8 +705,8 @@ fn relay_inner(
             tw.write(&json!({
                 "type": "decision", "time": trace::now_unix(), "policy": l.pol.name, "hook": l.pol.hook.name(),
                 "key": shown, "key_hash": format!("{:016x}", key.hash), "file_id": event::file_id(&key), "pid": job.pid, "summary": job.summary,
-                "event": job.event, "prompt": text, "answer": ans.text, "answer_index": a.answer,
-                "action": ans.action.name(), "applied": applied, "scores": scores, "score_list": a.scores,
+                "event": job.event, "prompt": text, "answer": ans.text, "answer_index": v.best,
+                "action": v.action.name(), "uncertain": v.uncertain, "margin": v.margin, "applied": applied, "scores": scores, "score_list": a.scores,
                 "latency_us": a.latency_us, "e2e_us": now.saturating_sub(job.ts_ns) / 1000,
                 "event_tokens": a.event_tokens, "advisor": adv.name(), "ttl": l.pol.ttl_s,
             }));
@@ -964,18 +962,20 @@ pub fn advise_cmd(
     let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
     let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
-    let text = pol.render(&ev)?;
+    pol.render(&ev)?;
     let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey::zeroed(), String::new()));
     let mut adv = AutoAdvisor::new(advisor, model, threads, ctx)?;
     let h = adv.add_policy(&pol)?;
-    let a = adv.advise(h, &text)?;
-    let ans = &pol.answers[a.answer];
+    let (text, a) = adv.advise_event(h, &ev)?;
+    let v = pol.decide(&a.scores, adv.format(h) != Format::Plain);
+    let ans = &pol.answers[v.best];
     let scores: JMap<String, Value> = pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
     if json_out {
         println!(
             "{}",
             json!({"policy": pol.name, "key": shown, "key_hash": format!("{:016x}", key.hash), "prompt": text,
-                "answer": ans.text, "answer_index": a.answer, "action": ans.action.name(), "scores": scores, "score_list": a.scores,
+                "answer": ans.text, "answer_index": v.best, "action": v.action.name(), "uncertain": v.uncertain, "margin": v.margin,
+                "scores": scores, "score_list": a.scores,
                 "latency_us": a.latency_us, "event_tokens": a.event_tokens, "prefix_tokens": a.prefix_tokens, "advisor": adv.name()})
         );
     } else {
@@ -983,7 +983,8 @@ pub fn advise_cmd(
         for (an, s) in pol.answers.iter().zip(&a.scores) {
             println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
         }
-        println!("answer {:?} -> {} ({:.1} ms, {} advisor)", ans.text, ans.action.name(), a.latency_us as f64 / 1000.0, adv.name());
+        let unsure = if v.uncertain { format!(", uncertain: margin {:.2} < {:.2}, the default applies", v.margin, pol.margin) } else { String::new() };
+        println!("answer {:?} -> {}{unsure} ({:.1} ms, {} advisor)", ans.text, v.action.name(), a.latency_us as f64 / 1000.0, adv.name());
     }
     Ok(())
 }

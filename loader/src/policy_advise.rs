@@ -21,7 +21,6 @@ use llamux::policy_template::{self as pt, Format};
 
 #[derive(Clone, Debug)]
 pub struct Advice {
-    pub answer: usize,
     /// Summed log-probability of each answer's tokens.
     pub scores: Vec<f32>,
     /// Time spent in the model for this event.
@@ -169,9 +168,9 @@ impl Advise for UserAdvisor {
         let ev = &ev[..];
         let answers: Vec<&[u32]> = st.answers.iter().map(|a| a.as_slice()).collect();
         let mut scores = vec![0f32; answers.len()];
-        let best = st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
+        st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
         let (event_tokens, prefix_tokens) = (ev.len(), st.prefix_tokens);
-        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
+        Ok(Advice { scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
     }
 }
 
@@ -255,8 +254,8 @@ impl Advise for KernelAdvisor {
         }
         let mut resp = String::new();
         f.read_to_string(&mut resp).map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
-        let (best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, answers.len())?;
-        Ok(Advice { answer: best, scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
+        let (_best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, answers.len())?;
+        Ok(Advice { scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
     }
 }
 
