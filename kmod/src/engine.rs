@@ -234,10 +234,27 @@ unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
 impl Job {
-    pub(crate) const NONE: Job = Job { f: None, data: core::ptr::null(), n: 0 };
-
     pub(crate) fn new(f: LlxTaskFn, data: *const c_void, n: usize) -> Job {
         Job { f: Some(f), data, n }
+    }
+
+    /// The job as plain words, for publishing it in atomics.
+    pub(crate) fn to_raw(&self) -> (usize, *mut c_void, usize) {
+        (self.f.map_or(0, |f| f as usize), self.data.cast_mut(), self.n)
+    }
+
+    /// The job `to_raw` gave.
+    ///
+    /// # Safety
+    /// `f` is 0 or the first word of `to_raw` of a job.
+    pub(crate) unsafe fn from_raw(f: usize, data: *mut c_void, n: usize) -> Job {
+        let f = if f == 0 {
+            None
+        } else {
+            // SAFETY: per the contract, `f` is an LlxTaskFn's address.
+            Some(unsafe { core::mem::transmute::<usize, LlxTaskFn>(f) })
+        };
+        Job { f, data: data.cast_const(), n }
     }
 
     /// Runs task `i` in its own FPU section.

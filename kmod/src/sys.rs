@@ -101,6 +101,16 @@ pub(crate) fn local_clock() -> u64 {
     unsafe { llamux_local_clock() }
 }
 
+/// cpu_relax(): PAUSE. Written out because the kernel's Rust is built
+/// without SSE2, and `core::hint::spin_loop` then emits nothing at all: a
+/// spin loop without PAUSE starves the sibling thread (and, in a TCG guest,
+/// the other vCPUs' host threads).
+#[inline(always)]
+pub(crate) fn cpu_relax() {
+    // SAFETY: PAUSE (F3 90) only hints the CPU; no memory, stack or flags.
+    unsafe { core::arch::asm!(".byte 0xf3, 0x90", options(nomem, nostack, preserves_flags)) };
+}
+
 /// ktime_get_ns().
 pub(crate) fn now_ns() -> u64 {
     kernel::time::Ktime::ktime_get().to_ns() as u64

@@ -12,7 +12,7 @@
 //! job at a time.
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use kernel::prelude::*;
 use kernel::sync::{CondVar, Mutex, SpinLock};
@@ -24,8 +24,10 @@ use crate::sys::{self, KThread};
 
 #[pin_data]
 pub(crate) struct Pool {
-    #[pin]
-    job: SpinLock<Job>,
+    /// The current job (Job::to_raw), published by the release of `gen`.
+    job_f: AtomicUsize,
+    job_data: AtomicPtr<c_void>,
+    job_n: AtomicUsize,
     next: AtomicUsize,
     /// Workers still in the current job.
     busy: AtomicU32,
@@ -47,7 +49,9 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Pool {
-            job <- new_spinlock!(Job::NONE, "llamux_pool_job"),
+            job_f: AtomicUsize::new(0),
+            job_data: AtomicPtr::new(core::ptr::null_mut()),
+            job_n: AtomicUsize::new(0),
             next: AtomicUsize::new(0),
             busy: AtomicU32::new(0),
             gen: AtomicU64::new(0),
@@ -114,7 +118,7 @@ impl Pool {
             if sys::need_resched() || sys::local_clock() > end {
                 return false;
             }
-            core::hint::spin_loop();
+            sys::cpu_relax();
         }
         true
     }
@@ -143,7 +147,10 @@ impl Pool {
             self.take(&job);
             return;
         }
-        *self.job.lock() = job;
+        let (f, data, n) = job.to_raw();
+        self.job_f.store(f, Ordering::Relaxed);
+        self.job_data.store(data, Ordering::Relaxed);
+        self.job_n.store(n, Ordering::Relaxed);
         self.next.store(0, Ordering::Relaxed);
         self.busy.store(workers, Ordering::Relaxed);
         // Publishes the job; SeqCst pairs with a sleeper's count and check.
@@ -185,7 +192,15 @@ impl Pool {
                 continue;
             }
             seen = g;
-            let job = *self.job.lock();
+            // SAFETY: the words `run` stored before publishing `gen`
+            // (acquired above) are one job's.
+            let job = unsafe {
+                Job::from_raw(
+                    self.job_f.load(Ordering::Relaxed),
+                    self.job_data.load(Ordering::Relaxed),
+                    self.job_n.load(Ordering::Relaxed),
+                )
+            };
             self.take(&job);
             if self.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
                 drop(self.lock.lock());
