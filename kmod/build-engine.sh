@@ -13,10 +13,19 @@ OUT="${1:-$HERE/engine_hf.o}"
 CRATE="$(cd "$HERE/kengine" && pwd -P)"
 TARGET=x86_64-unknown-linux-gnu
 
-# Entries the module calls (global_asm trampolines in kengine/src/lib.rs).
-EXPORTS=(llx_abi_version llx_parse_params llx_load llx_free llx_info llx_prepare llx_start llx_step llx_task llx_advise llx_advise_stats)
+# Entries the module calls and callbacks the object may leave undefined:
+# both lists are read from the one ABI definition (kengine/src/abi.rs).
+ABI="$CRATE/src/abi.rs"
+mapfile -t EXPORTS < <(awk '/^macro_rules! llx_entries/ {on = 1} /^macro_rules! llx_callbacks/ {on = 0}
+  on && match($0, /^ *fn llx_[a-z0-9_]+/) { s = substr($0, RSTART, RLENGTH); sub(/^ *fn /, "", s); print s }' "$ABI")
+mapfile -t CALLBACKS < <(awk '/^macro_rules! llx_callbacks/ {on = 1} /^macro_rules! llx_declare/ {on = 0}
+  on && match($0, /^ *fn llx_[a-z0-9_]+/) { s = substr($0, RSTART, RLENGTH); sub(/^ *fn /, "", s); print s }' "$ABI")
+if ((${#EXPORTS[@]} < 10 || ${#CALLBACKS[@]} < 4)); then
+  echo "build-engine: could not read the entries/callbacks from $ABI" >&2
+  exit 1
+fi
 # What the object may leave undefined: module callbacks + kernel string fns.
-ALLOWED=(llx_kmalloc llx_kfree llx_panic llx_parallel_run memcpy memset memmove memcmp bcmp)
+ALLOWED=("${CALLBACKS[@]}" memcpy memset memmove memcmp bcmp)
 
 RUSTFLAGS="-Ccode-model=kernel -Crelocation-model=static -Cno-redzone=y -Cpanic=abort"
 RUSTFLAGS+=" -Cforce-unwind-tables=no -Cforce-frame-pointers=yes -Zplt=yes"

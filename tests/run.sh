@@ -106,6 +106,10 @@ else
     bad "check-panics"
 fi
 
+# The module is Rust; C only where Rust-for-Linux 6.12 leaves no other way.
+note "C code lines in kmod/ (at most 150)"
+if kmod/check-c-lines.sh; then ok "check-c-lines"; else bad "check-c-lines"; fi
+
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do
         name=$(basename "$t" .sh) args=()

@@ -185,20 +185,16 @@ pub fn kernel_request(ctx: usize, prefix: &str, event: &str, answers: &[&str]) -
     llamux_engine::advise::request::encode(ctx, prefix.as_bytes(), event.as_bytes(), &answers)
 }
 
-/// Parses a response record: "BEST EVENT_TOKENS PREFIX_TOKENS N BITS..".
+/// Parses a response record (llamux_engine::advise::response, the type
+/// the engine in the kernel writes it with): best, event tokens, prefix
+/// tokens, scores.
 pub fn kernel_response(text: &str, n_answers: usize) -> Result<(usize, usize, usize, Vec<f32>), String> {
     let bad = || format!("malformed advise response {text:?}");
-    let w: Vec<&str> = text.split_whitespace().collect();
-    if w.len() < 4 {
+    let r = llamux_engine::advise::response::Response::parse(text.as_bytes()).ok_or_else(bad)?;
+    if r.scores().len() != n_answers {
         return Err(bad());
     }
-    let num = |s: &str| s.parse::<usize>().map_err(|_| bad());
-    let (best, ev, pre, n) = (num(w[0])?, num(w[1])?, num(w[2])?, num(w[3])?);
-    if n != n_answers || w.len() != 4 + n || best >= n {
-        return Err(bad());
-    }
-    let scores = w[4..].iter().map(|b| u32::from_str_radix(b, 16).map(f32::from_bits).map_err(|_| bad())).collect::<Result<Vec<_>, _>>()?;
-    Ok((best, ev, pre, scores))
+    Ok((r.best, r.event_tokens, r.prefix_tokens, r.scores().to_vec()))
 }
 
 /// True when the module is loaded with a model and offers the advisor.

@@ -43,6 +43,9 @@ static const char *ename(int e)
 	case ESHUTDOWN: return "ESHUTDOWN";
 	case ENAMETOOLONG: return "ENAMETOOLONG";
 	case EIO: return "EIO";
+	case EISDIR: return "EISDIR";
+	case ECANCELED: return "ECANCELED";
+	case EFBIG: return "EFBIG";
 	default: return "E?";
 	}
 }

@@ -2,7 +2,9 @@
 # Hostile use of /proc/llamux in a 2-CPU guest: exact errnos for empty,
 # oversized, split and non-UTF-8 writes on every writable file, concurrent
 # writers/readers, signals, model replace while busy, and an unload/reload
-# loop (tests/guest/tests/module-stress.sh, with the static helper procio.c).
+# loop (tests/guest/tests/module-stress.sh, with the static helper procio.c);
+# then model paths that are no file (FIFO, directory, character device)
+# refused at once, with rmmod right after (tests/guest/tests/module-paths.sh).
 #   tests/guest/test-stress.sh [--debug] [run-guest.sh options...] [-- LOOPS]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,7 +22,12 @@ mkdir -p "$OUT"
 cc -static -O2 -Wall -o "$OUT/procio" "$HERE/procio.c"
 MODELS="$ROOT/tests/models"
 [[ -f "$MODELS/tiny-q4_k_m.gguf" && -f "$MODELS/tiny-mixed.gguf" ]] || "$MODELS/make.sh" >&2
-exec "$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
+rc=0
+"$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
   --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" \
   --file "$MODELS/tiny-q4_k_m.gguf" --file "$MODELS/tiny-mixed.gguf" \
-  "$HERE/tests/module-stress.sh" "${targs[@]}"
+  "$HERE/tests/module-stress.sh" "${targs[@]}" || rc=1
+"$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
+  --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" --file "$MODELS/tiny-q4_k_m.gguf" \
+  "$HERE/tests/module-paths.sh" || rc=1
+exit $rc

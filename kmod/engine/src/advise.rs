@@ -5,6 +5,7 @@
 //! each event then costs only its own tokens plus the answers' tokens.
 
 pub mod request;
+pub mod response;
 
 use crate::exec::Exec;
 use crate::model::{Context, ContextParams, Model, ModelError};

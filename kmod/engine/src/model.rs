@@ -469,6 +469,35 @@ fn act_row_bytes(n: usize) -> usize {
 }
 
 impl Context {
+    /// Bytes `Context::new(hp, params)` allocates (what `memory_bytes`
+    /// then reports), computed without allocating; None on overflow. Lets a
+    /// caller refuse a context that does not fit before trying it.
+    pub fn bytes_for(hp: &Hparams, params: &ContextParams) -> Option<usize> {
+        let b = params.n_batch.max(1);
+        let elem = match params.kv_type {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        };
+        let kv = hp.n_layer.checked_mul(params.n_ctx)?.checked_mul(hp.kv_dim())?.checked_mul(2 * elem)?;
+        let n_logit_rows = if params.logits_all { b } else { 1 };
+        let wide = hp.n_embd.max(hp.n_ff);
+        let floats = [
+            b.checked_mul(hp.n_embd)?.checked_mul(4)?,
+            b.checked_mul(hp.kv_dim())?.checked_mul(2)?,
+            b.checked_mul(hp.n_head)?.checked_mul(params.n_ctx)?,
+            b.checked_mul(hp.n_ff)?.checked_mul(2)?,
+            b.checked_mul(wide)?.max(n_logit_rows.checked_mul(hp.n_vocab)?),
+            b.checked_mul(hp.n_rot)?,
+            n_logit_rows.checked_mul(hp.n_vocab)?,
+        ];
+        let mut n: usize = 0;
+        for f in floats {
+            n = n.checked_add(f)?;
+        }
+        let acts = b.checked_mul(act_row_bytes(wide))?;
+        kv.checked_add(n.checked_mul(4)?)?.checked_add(acts)
+    }
+
     /// Allocates the KV cache and all scratch for `params`. The only
     /// allocation of a sequence's lifetime.
     pub fn new(hp: &Hparams, params: ContextParams) -> Result<Self, ModelError> {
@@ -777,5 +806,39 @@ fn rope_neox(x: &mut [f32], head_dim: usize, cache: &[f32]) {
             head[i] = x0 * cos - x1 * sin;
             head[i + half] = x0 * sin + x1 * cos;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_for_is_what_new_allocates() {
+        let hp = Hparams {
+            arch: "llama".into(),
+            n_vocab: 300,
+            n_ctx_train: 128,
+            n_embd: 64,
+            n_layer: 2,
+            n_head: 4,
+            n_head_kv: 2,
+            n_ff: 96,
+            head_dim: 16,
+            n_rot: 16,
+            rope_theta: 10000.0,
+            rms_eps: 1e-5,
+            rope: RopeStyle::Norm,
+        };
+        for (n_ctx, n_batch, logits_all, kv_type) in
+            [(64, 8, false, KvType::F32), (100, 33, true, KvType::F16), (1, 1, true, KvType::F32)]
+        {
+            let p = ContextParams { n_ctx, n_batch, logits_all, kv_type };
+            let c = Context::new(&hp, p).unwrap();
+            // memory_bytes leaves out the rope table.
+            assert_eq!(Context::bytes_for(&hp, &p), Some(c.memory_bytes() + c.rope.len() * 4));
+        }
+        let huge = ContextParams { n_ctx: usize::MAX / 2, ..ContextParams::default() };
+        assert_eq!(Context::bytes_for(&hp, &huge), None);
     }
 }
