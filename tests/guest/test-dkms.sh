@@ -22,9 +22,12 @@ trap 'rm -rf "$W"' EXIT
 DEB="$("$ROOT/packaging/build-deb.sh" --out "$W/deb")"
 VERSION="$(dpkg-deb -f "$DEB" Version)"; VERSION="${VERSION%-*}"
 dpkg-deb -x "$DEB" "$W/x"
-mkdir -p "$W/src" "$W/dkms" "$W/install"
+# The install tree stands for /lib/modules of a root in $W/root; dkms only
+# installs into an existing KREL folder there.
+INST="$W/root/lib/modules"
+mkdir -p "$W/src" "$W/dkms" "$INST/$KREL"
 mv "$W/x/usr/src/llamux-$VERSION" "$W/src/"
-TREES=(--dkmstree "$W/dkms" --sourcetree "$W/src" --installtree "$W/install")
+TREES=(--dkmstree "$W/dkms" --sourcetree "$W/src" --installtree "$INST")
 
 fail() { echo "test-dkms: FAIL $*" >&2; exit 1; }
 
@@ -50,17 +53,23 @@ echo "test-dkms: a kernel without CONFIG_RUST is refused with a clear message"
 
 # The real build, offline (the source carries its crates).
 t0=$(date +%s)
+LOGF="$W/dkms/llamux/$VERSION/$KREL/x86_64/log/make.log"
 dkms build -m llamux -v "$VERSION" -k "$KREL" --kernelsourcedir "$KDIR" "${TREES[@]}" ||
-  { cat "$W/dkms/llamux/$VERSION/build/make.log" 2>/dev/null | tail -40; fail "dkms build"; }
+  { tail -40 "$W/dkms/llamux/$VERSION/build/make.log" 2>/dev/null; fail "dkms build"; }
 echo "test-dkms: dkms build took $(( $(date +%s) - t0 )) s"
-grep -E 'build-engine:|llamux-dkms:' "$W/dkms/llamux/$VERSION/build/make.log" || true
-# dkms install copies into the install tree and runs depmod for KREL
-# (no such kernel on this host: only its warning).
-dkms install -m llamux -v "$VERSION" -k "$KREL" --kernelsourcedir "$KDIR" "${TREES[@]}" --force ||
+grep -E 'build-engine:|llamux-dkms:' "$LOGF" || true
+# dkms's own depmod would look at this host's /lib/modules (no KREL here):
+# --no-depmod, then depmod on the install root, against the kernel's
+# System.map, reporting any symbol the module needs and the kernel lacks.
+dkms install -m llamux -v "$VERSION" -k "$KREL" --kernelsourcedir "$KDIR" "${TREES[@]}" --no-depmod ||
   fail "dkms install"
 dkms status -m llamux "${TREES[@]}"
-KO="$(find "$W/install/$KREL" -name 'llamux.ko*' | head -1)"
+KO="$(find "$INST/$KREL" -name 'llamux.ko*' | head -1)"
 [[ -n $KO ]] || fail "no llamux.ko in the install tree"
+out="$(depmod -b "$W/root" -e -F "$KDIR/System.map" "$KREL" 2>&1)" || fail "depmod: $out"
+grep -i 'unknown symbol' <<<"$out" && fail "depmod: the module needs symbols the kernel does not have"
+grep -q 'llamux.ko' "$INST/$KREL/modules.dep" || fail "depmod: llamux.ko not in modules.dep"
+echo "test-dkms: depmod -e against System.map: no unknown symbol"
 case "$KO" in *.ko) ;; *) fail "compressed module $KO: the guest's busybox insmod needs a plain .ko" ;; esac
 modinfo -F vermagic "$KO" | grep -q "^$KREL " || fail "vermagic of $KO is not $KREL"
 echo "test-dkms: installed $KO ($(stat -c %s "$KO") bytes)"
