@@ -3,7 +3,8 @@
 # kernel-code-model object for llamux.ko; see shared notes toolchain.md
 # "Floating point and SIMD inside the module".
 #   kmod/build-engine.sh [OUT.o]     default OUT: kmod/engine_hf.o
-# Env: KDIR (optional: its .config decides return thunks),
+# Env: KDIR (optional: its .config decides retpolines, return thunks, SLS,
+#      function padding, as the kernel's own Rust gets them),
 #      LLX_ENGINE_FEATURES (extra -Ctarget-feature list, e.g. +avx2,+fma).
 # Fails if the object needs any symbol besides the module's callbacks and
 # the kernel's mem* functions, or holds an out-of-line SIMD intrinsic.
@@ -30,13 +31,51 @@ ALLOWED=("${CALLBACKS[@]}" memcpy memset memmove memcmp bcmp)
 RUSTFLAGS="-Ccode-model=kernel -Crelocation-model=static -Cno-redzone=y -Cpanic=abort"
 RUSTFLAGS+=" -Cforce-unwind-tables=no -Cforce-frame-pointers=yes -Zplt=yes"
 RUSTFLAGS+=" -Zcf-protection=branch -Cjump-tables=no"
-if [[ -n "${LLX_ENGINE_FEATURES:-}" ]]; then
-  RUSTFLAGS+=" -Ctarget-feature=$LLX_ENGINE_FEATURES"
+# The kernel's own Rust code-generation rules for its .config (arch/x86/Makefile
+# and scripts/generate_rust_target.rs in 6.12), so objtool, which checks the
+# linked llamux.o, accepts the object and the kernel can patch it like its own
+# code. Stack protector: the kernel's Rust has none either (C-only flags).
+kconf() { [[ -n "${KCONFIG:-}" ]] && grep -q "^CONFIG_$1=y" "$KCONFIG"; }
+KCONFIG=""
+if [[ -n "${KDIR:-}" ]]; then
+  if [[ ! -f "$KDIR/.config" ]]; then
+    echo "build-engine: $KDIR/.config missing: not a configured kernel tree" >&2
+    exit 1
+  fi
+  KCONFIG="$KDIR/.config"
 fi
-if [[ -n "${KDIR:-}" && -f "$KDIR/.config" ]] && grep -q '^CONFIG_MITIGATION_RETHUNK=y' "$KDIR/.config"; then
-  # The trampolines' plain `ret` would then also need the thunk.
-  echo "build-engine: kernel has MITIGATION_RETHUNK: not supported yet" >&2
-  exit 1
+FEATURES="${LLX_ENGINE_FEATURES:-}"
+MITIGATIONS=()
+add_feature() { FEATURES="${FEATURES:+$FEATURES,}$1"; }
+if kconf MITIGATION_RETPOLINE; then
+  # Indirect calls/jumps go through the kernel's __x86_indirect_thunk_*,
+  # with the cs prefix the kernel's C gets (room to patch them back).
+  RUSTFLAGS+=" -Zretpoline-external-thunk -Zindirect-branch-cs-prefix"
+  MITIGATIONS+=(retpoline)
+fi
+if kconf MITIGATION_RETHUNK; then
+  RUSTFLAGS+=" -Zfunction-return=thunk-extern --cfg llx_rethunk"
+  MITIGATIONS+=(rethunk)
+fi
+if kconf MITIGATION_SLS; then
+  # No rustc flag yet: the LLVM features -mharden-sls=all maps to, as the
+  # kernel's own target.json has them (rustc warns that they are unstable).
+  add_feature +harden-sls-ijmp,+harden-sls-ret
+  RUSTFLAGS+=" --cfg llx_sls"
+  MITIGATIONS+=(sls)
+fi
+if kconf CALL_PADDING; then
+  pad="$(sed -n 's/^CONFIG_FUNCTION_PADDING_BYTES=//p' "$KCONFIG")"
+  [[ $pad =~ ^[0-9]+$ ]] || { echo "build-engine: CALL_PADDING without FUNCTION_PADDING_BYTES" >&2; exit 1; }
+  RUSTFLAGS+=" -Zpatchable-function-entry=$pad,$pad"
+  # The trampolines' padding is 16 nops (kengine: entry_padding!).
+  [[ $pad == 16 ]] || { echo "build-engine: FUNCTION_PADDING_BYTES=$pad: only 16 is supported" >&2; exit 1; }
+  RUSTFLAGS+=" --cfg llx_call_padding"
+  MITIGATIONS+=("padding=$pad")
+fi
+kconf X86_KERNEL_IBT && MITIGATIONS+=(ibt)   # -Zcf-protection=branch: always on
+if [[ -n "$FEATURES" ]]; then
+  RUSTFLAGS+=" -Ctarget-feature=$FEATURES"
 fi
 
 t0=$(date +%s.%N)
@@ -67,6 +106,8 @@ done
 bad=()
 while read -r s; do
   ok=0
+  # The kernel's retpoline and return thunks (exported by vmlinux).
+  [[ $s == __x86_return_thunk || $s =~ ^__x86_indirect_thunk_r[a-z0-9]+$ ]] && ok=1
   for a in "${ALLOWED[@]}"; do [[ "$s" == "$a" ]] && ok=1; done
   ((ok)) || bad+=("$s")
 done < <(nm -u "$tmp" | awk '{print $2}')
@@ -79,5 +120,6 @@ bash "$HERE/../tests/check-inlined.sh" "$tmp" >/dev/null
 mv "$tmp" "$OUT"
 trap - EXIT
 t1=$(date +%s.%N)
-printf 'build-engine: %s (%s bytes, undefined: %s) in %.1f s\n' "$OUT" "$(stat -c %s "$OUT")" \
+printf 'build-engine: %s (%s bytes, mitigations: %s, undefined: %s) in %.1f s\n' "$OUT" "$(stat -c %s "$OUT")" \
+  "${MITIGATIONS[*]:-none}" \
   "$(nm -u "$OUT" | awk '{print $2}' | tr '\n' ' ')" "$(echo "$t1 - $t0" | bc)"

@@ -6,15 +6,20 @@
 #   tests/run.sh --no-guest skip the kernel build and the guest tests
 #   tests/run.sh --debug    the guest tests on the debug kernel (lockdep,
 #                           atomic-sleep, lockup detectors, kmemleak, KFENCE)
+#   tests/run.sh --mitigations  the guest tests on a kernel with a distribution's
+#                           mitigations (return thunks, retpolines, IBT, SLS:
+#                           tests/guest/config/mitigations.config; one more
+#                           kernel build the first time)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-guest=1 debug=0
+guest=1 debug=0 variant=""
 case "${1:-}" in
     --no-guest) guest=0 ;;
     --debug) debug=1 ;;
+    --mitigations) variant=mitigations; export LLAMUX_KERNEL_VARIANT=mitigations ;;
     "") ;;
-    *) echo "usage: tests/run.sh [--no-guest | --debug]" >&2; exit 2 ;;
+    *) echo "usage: tests/run.sh [--no-guest | --debug | --mitigations]" >&2; exit 2 ;;
 esac
 
 passed=0
@@ -50,7 +55,7 @@ suite() {
         p=$(grep -aEo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
         f=$(grep -aEo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
     else
-        read -r p f < <(grep -aE '^guest: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
+        read -r p f < <(grep -aE '^(guest|package): [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
         p=${p:-0} f=${f:-0}
     fi
     passed=$((passed + p))
@@ -110,6 +115,9 @@ fi
 note "C code lines in kmod/ (at most 150)"
 if kmod/check-c-lines.sh; then ok "check-c-lines"; else bad "check-c-lines"; fi
 
+# The Debian package: built, its contents checked, its unit verified.
+suite steps "package" tests/package/test-package.sh
+
 if [ "$guest" = 1 ]; then
     for t in tests/guest/test-*.sh; do
         name=$(basename "$t" .sh) args=()
@@ -119,6 +127,7 @@ if [ "$guest" = 1 ]; then
             args+=(--debug)
             name+=-debug
         fi
+        [ -n "$variant" ] && name+=-$variant
         suite guest "$name" "$t" "${args[@]}"
     done
 fi

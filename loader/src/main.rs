@@ -34,6 +34,7 @@ mod kernel_cmds;
 mod policy_advise;
 mod pool;
 mod stdio;
+mod service;
 mod trace;
 
 use llamux::{event, policy};
@@ -41,7 +42,7 @@ use llamux::{event, policy};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use llamux_engine::quant::Isa;
 use llamux_engine::sample::Param;
 
@@ -341,6 +342,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run the relay on every policy in /etc/llamux/policies.d with the model
+    /// named in /etc/llamux/llamux.toml, in the foreground (the systemd unit).
+    Service {
+        /// The configuration file (model, advisor, policy folder).
+        #[arg(long, default_value = service::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Only validate the configuration and the policies.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (llamux.1, llamux-SUBCOMMAND.1) into DIR.
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -405,6 +424,9 @@ fn main() -> ExitCode {
         Cmd::Advise { model, policy, event, threads, ctx, json, advisor } => {
             bpf::advise_cmd(model.as_deref(), advisor, &policy, &event, threads, ctx, json)
         }
+        Cmd::Service { config, check } => service::run(&config, check),
+        Cmd::Completions { shell } => service::completions(Cli::command(), shell),
+        Cmd::Manpages { dir } => service::manpages(Cli::command(), &dir),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build (or reuse from cache) the Llamux guest kernel: Debian linux-source-6.12
 # on tinyconfig + kvm_guest.config + tests/guest/config/llamux.config
-# (+ debug.config with --debug), CONFIG_RUST=y.
+# (+ debug.config with --debug, + mitigations.config with --mitigations),
+# CONFIG_RUST=y. LLAMUX_KERNEL_VARIANT=release|debug|mitigations sets the
+# default variant (so every guest suite can run on the mitigations kernel).
 #
-#   build-kernel.sh [--debug] [--force]      build if not cached, print summary
+#   build-kernel.sh [--debug|--mitigations] [--force]  build if not cached, print summary
 #   build-kernel.sh [--debug] --print-kdir   KDIR for out-of-tree modules
 #   build-kernel.sh [--debug] --print-image  bzImage path
 #   build-kernel.sh [--debug] --print-vmlinux  PVH-bootable vmlinux path
@@ -18,18 +20,19 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/env.sh"
 
-VARIANT=release FORCE=0 PRINT=""
+VARIANT="${LLAMUX_KERNEL_VARIANT:-release}" FORCE=0 PRINT=""
 JOBS="${LLAMUX_JOBS:-$(nproc)}"
 while (($#)); do
   case "$1" in
     --debug) VARIANT=debug ;;
+    --mitigations) VARIANT=mitigations ;;
     --force) FORCE=1 ;;
     --print-kdir) PRINT=kdir ;;
     --print-image) PRINT=image ;;
     --print-vmlinux) PRINT=vmlinux ;;
     --print-dir) PRINT=dir ;;
     -j) JOBS="$2"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build-kernel: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -42,7 +45,12 @@ exec 3>&1 1>&2
 
 LAYOUT_VERSION=1
 FRAGS=("$HERE/config/llamux.config")
-[[ $VARIANT == debug ]] && FRAGS+=("$HERE/config/debug.config")
+case "$VARIANT" in
+  release) ;;
+  debug) FRAGS+=("$HERE/config/debug.config") ;;
+  mitigations) FRAGS+=("$HERE/config/mitigations.config") ;;
+  *) echo "build-kernel: unknown variant $VARIANT (release, debug, mitigations)" >&2; exit 2 ;;
+esac
 KVER_PKG="$(dpkg-query -W -f='${Version}' linux-source-6.12)"
 RUSTC_VER="$(dpkg-query -W -f='${Version}' rustc-web) $($LLAMUX_RUSTC --version)"
 BINDGEN_VER="$("$LLAMUX_BINDGEN" --version)"
@@ -92,9 +100,19 @@ cd "$BUILD"
   scripts/kconfig/merge_config.sh -m .config kernel/configs/kvm_guest.config "${FRAGS[@]}" &&
   "${KM[@]}" olddefconfig; } >"$LOG" 2>&1 || { tail -40 "$LOG"; echo "build-kernel: configuration failed" >&2; exit 1; }
 
-# Every line of our fragments must have stuck.
-bad=0
+# Every line of our fragments must have stuck (a later fragment's line for
+# the same symbol replaces an earlier one, as in merge_config.sh).
+declare -A want=()
+order=()
 while IFS= read -r line; do
+  if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)= || $line =~ ^#\ (CONFIG_[A-Za-z0-9_]+)\ is\ not\ set$ ]]; then
+    [[ -v "want[${BASH_REMATCH[1]}]" ]] || order+=("${BASH_REMATCH[1]}")
+    want[${BASH_REMATCH[1]}]=$line
+  fi
+done < <(cat "${FRAGS[@]}")
+bad=0
+for sym in "${order[@]}"; do
+  line=${want[$sym]}
   if [[ $line =~ ^(CONFIG_[A-Za-z0-9_]+)=(.*)$ ]]; then
     if ! grep -qxF -- "$line" .config; then
       echo "build-kernel: wanted $line, got: $(grep -E "^(# )?${BASH_REMATCH[1]}[= ]" .config || echo absent)"; bad=1
@@ -104,7 +122,7 @@ while IFS= read -r line; do
       echo "build-kernel: wanted $line, got: $(grep -E "^${BASH_REMATCH[1]}=" .config)"; bad=1
     fi
   fi
-done < <(cat "${FRAGS[@]}")
+done
 ((bad)) && { echo "build-kernel: config fragment did not stick (see above)" >&2; exit 1; }
 touch .llamux-configured
 T1=$(date +%s)

@@ -60,7 +60,7 @@ if [[ -z "$KERNEL" ]]; then
   KERNEL="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-vmlinux)" || { echo "run-guest: no kernel" >&2; exit 1; }
 fi
 NAME="$(basename "$TEST" .sh)"
-[[ -z "$LOG" ]] && LOG="$LLAMUX_CACHE/logs/$NAME$( ((DEBUG)) && echo -debug).log"
+[[ -z "$LOG" ]] && LOG="$LLAMUX_CACHE/logs/$NAME$( ((DEBUG)) && echo -debug)$( [[ ${LLAMUX_KERNEL_VARIANT:-} == mitigations ]] && echo -mitigations).log"
 mkdir -p "$(dirname "$LOG")"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/llamux-guest.XXXXXX")"

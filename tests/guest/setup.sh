@@ -17,6 +17,9 @@ PKGS=(
   build-essential bc flex bison libelf-dev libssl-dev dwarves cpio kmod
   clang libclang-dev
   qemu-system-x86 busybox-static zstd xz-utils python3 rsync
+  # The Debian package and its DKMS module (tests/package, test-dkms.sh):
+  # dkms, dpkg-shlibdeps, systemd-analyze, man.
+  dkms dpkg-dev systemd man-db
 )
 
 missing=()

@@ -74,6 +74,42 @@ mod exported {
 // ---------------------------------------------------------------------------
 // Trampolines: realign the stack, call the Rust function, return its value.
 
+// The kernel's own code-generation rules, as build-engine.sh reads them from
+// the kernel's .config (the `RET` and padding of arch/x86 linkage.h):
+// MITIGATION_RETHUNK returns through the kernel's return thunk, SLS puts an
+// int3 after a plain `ret`, CALL_PADDING gives each function 16 bytes of
+// nops in front (call depth tracking patches them at run time).
+#[cfg(llx_rethunk)]
+macro_rules! ret_insn {
+    () => {
+        "jmp __x86_return_thunk"
+    };
+}
+#[cfg(all(not(llx_rethunk), llx_sls))]
+macro_rules! ret_insn {
+    () => {
+        "ret; int3"
+    };
+}
+#[cfg(all(not(llx_rethunk), not(llx_sls)))]
+macro_rules! ret_insn {
+    () => {
+        "ret"
+    };
+}
+#[cfg(llx_call_padding)]
+macro_rules! entry_padding {
+    () => {
+        ".rept 16; nop; .endr"
+    };
+}
+#[cfg(not(llx_call_padding))]
+macro_rules! entry_padding {
+    () => {
+        ""
+    };
+}
+
 macro_rules! trampoline {
     ($name:ident) => {
         core::arch::global_asm!(
@@ -81,6 +117,7 @@ macro_rules! trampoline {
             concat!(".globl ", stringify!($name)),
             concat!(".type ", stringify!($name), ",@function"),
             ".p2align 4",
+            entry_padding!(),
             concat!(stringify!($name), ":"),
             // The module calls llx_task through a pointer (IBT target).
             "endbr64",
@@ -89,7 +126,7 @@ macro_rules! trampoline {
             "and rsp, -32",
             "call {inner}",
             "leave",
-            "ret",
+            ret_insn!(),
             concat!(".size ", stringify!($name), ", . - ", stringify!($name)),
             ".popsection",
             inner = sym $name,
