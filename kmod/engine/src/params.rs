@@ -2,20 +2,13 @@
 //! ("temperature=0.8 top_k=40 ...", written to /proc/llamux/params or given
 //! as `params=`) parsed into integer thousandths, which cross into the
 //! soft-float module and back. Values outside what the sampler accepts are
-//! errors, not clamped: a top_p of 0 or above 1, a repeat_penalty of 0, a
-//! top_k beyond any vocabulary, a seed beyond the sampler's u32.
+//! errors, not clamped, by the sampler's own ranges (`sample::Param::range`,
+//! which the `llamux` flags use too), and a seed beyond the sampler's u32.
 
 use core::fmt;
 
 use crate::advise::request::parse_u64;
-use crate::sample::SamplerParams;
-
-/// Largest top_k accepted (above any vocabulary the engine loads).
-pub const MAX_TOP_K: u32 = 1 << 20;
-/// Largest temperature accepted, in thousandths (100.0).
-pub const MAX_TEMPERATURE_MILLI: u32 = 100_000;
-/// Largest repeat_penalty accepted, in thousandths (100.0).
-pub const MAX_REPEAT_PENALTY_MILLI: u32 = 100_000;
+use crate::sample::{Param, SamplerParams};
 
 /// Sampling settings, floats as integer thousandths.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -85,27 +78,26 @@ impl MilliSampling {
             }
             let eq = word.iter().position(|&c| c == b'=').ok_or(ParamError::NotKeyValue)?;
             let (k, v) = (&word[..eq], &word[eq + 1..]);
-            let milli = |name, lo: u32, hi: u32| -> Result<u32, ParamError> {
+            // The ranges are the sampler's own (sample::Param::range), so
+            // the module and the `llamux` flags refuse the same values.
+            let milli = |p: Param| -> Result<u32, ParamError> {
                 let x = parse_milli(v).ok_or(ParamError::BadNumber)?;
-                if x < lo || x > hi {
-                    return Err(ParamError::OutOfRange(name));
-                }
+                p.check(x as f64 / 1000.0).map_err(|_| ParamError::OutOfRange(p.name()))?;
                 Ok(x)
             };
             let int = || -> Result<u64, ParamError> { parse_u64(v).ok_or(ParamError::BadNumber) };
+            let count = |p: Param| -> Result<u32, ParamError> {
+                let x = int()?;
+                p.check(x as f64).map_err(|_| ParamError::OutOfRange(p.name()))?;
+                u32::try_from(x).map_err(|_| ParamError::OutOfRange(p.name()))
+            };
             match k {
-                b"temperature" | b"temp" => s.temperature_milli = milli("temperature", 0, MAX_TEMPERATURE_MILLI)?,
-                b"top_k" => {
-                    let x = int()?;
-                    if x > MAX_TOP_K as u64 {
-                        return Err(ParamError::OutOfRange("top_k"));
-                    }
-                    s.top_k = x as u32;
-                }
-                b"top_p" => s.top_p_milli = milli("top_p", 1, 1000)?,
-                b"min_p" => s.min_p_milli = milli("min_p", 0, 1000)?,
-                b"repeat_penalty" => s.repeat_penalty_milli = milli("repeat_penalty", 1, MAX_REPEAT_PENALTY_MILLI)?,
-                b"repeat_last_n" => s.repeat_last_n = u32::try_from(int()?).map_err(|_| ParamError::OutOfRange("repeat_last_n"))?,
+                b"temperature" | b"temp" => s.temperature_milli = milli(Param::Temperature)?,
+                b"top_k" => s.top_k = count(Param::TopK)?,
+                b"top_p" => s.top_p_milli = milli(Param::TopP)?,
+                b"min_p" => s.min_p_milli = milli(Param::MinP)?,
+                b"repeat_penalty" => s.repeat_penalty_milli = milli(Param::RepeatPenalty)?,
+                b"repeat_last_n" => s.repeat_last_n = count(Param::PenaltyLastN)?,
                 b"seed" => {
                     let x = int()?;
                     if x > u32::MAX as u64 {
@@ -201,8 +193,6 @@ mod tests {
     #[test]
     fn rejects_out_of_range() {
         for bad in [
-            "top_p=0",
-            "top_p=0.0001",
             "top_p=1.001",
             "top_p=2",
             "min_p=1.5",
@@ -244,7 +234,7 @@ mod tests {
     #[test]
     fn an_error_changes_nothing() {
         let cur = parse("temperature=0.5 top_k=3").unwrap();
-        assert!(cur.parse(b"top_k=9 top_p=0").is_err());
+        assert!(cur.parse(b"top_k=9 top_p=2").is_err());
         assert_eq!(cur.top_k, 3);
     }
 
