@@ -10,18 +10,19 @@ use core::fmt;
 use crate::advise::request::parse_u64;
 use crate::sample::{Param, SamplerParams};
 
-/// Sampling settings, floats as integer thousandths.
+/// Sampling settings, floats as integer thousandths (the ranges are
+/// `sample::Param::range`'s; kengine copies this into abi.rs's LlxSampling).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MilliSampling {
     /// 0: greedy.
     pub temperature_milli: u32,
     /// 0: off.
     pub top_k: u32,
-    /// 1000: off; 1..=1000.
+    /// 1000: off.
     pub top_p_milli: u32,
-    /// 0: off; 0..=1000.
+    /// 0: off.
     pub min_p_milli: u32,
-    /// 1000: off; 1..=MAX_REPEAT_PENALTY_MILLI.
+    /// 1000: off.
     pub repeat_penalty_milli: u32,
     /// Tokens the repetition penalty looks back over (0: off).
     pub repeat_last_n: u32,
