@@ -66,6 +66,10 @@ step "generate: max_prompt+1 bytes E2BIG" is E2BIG $IO w $G "$(head -c 4097 /dev
 step "params: empty write EINVAL" is EINVAL $IO w $P/params ""
 step "params: 1025 bytes E2BIG" is E2BIG $IO w $P/params "n_predict=8 $(head -c 1013 /dev/zero | tr '\0' ' ')"
 step "params: non-UTF-8 EINVAL" is EINVAL $IO w $P/params "$(printf 'temperature=\377')"
+step "params: top_p=5 EINVAL (out of range)" is EINVAL $IO w $P/params "top_p=5"
+step "params: temperature=-1 EINVAL" is EINVAL $IO w $P/params "temperature=-1"
+step "params: temperature=inf EINVAL" is EINVAL $IO w $P/params "temperature=inf"
+step "params: top_k=1048577 EINVAL" is EINVAL $IO w $P/params "top_k=1048577"
 bad_key() {
 	[ "$($IO w $P/params 'temperature=1 bogus=2')" = EINVAL ] && cat $P/params &&
 		grep -q '^temperature=0.000 .* n_predict=8$' $P/params
