@@ -106,20 +106,42 @@ fn ancestors_problem(p: &Path) -> Option<String> {
     None
 }
 
+/// Owned by root or by us, not writable by group or others: the check for
+/// every file the loader trusts (the BPF object, the service's config and
+/// policies).
+pub fn check_owner_mode(p: &Path, md: &std::fs::Metadata) -> Result<(), String> {
+    if !owner_ok(md.uid()) {
+        return Err(format!("{}: owned by uid {}, not by root or uid {}: refusing it", p.display(), md.uid(), euid()));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{}: writable by group or others (mode {:04o}): refusing it (chmod go-w)",
+            p.display(),
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Opens `p` for reading without blocking on a FIFO or a device put in a
+/// file's place (the checks then run on the open file).
+pub fn open_nonblocking(p: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| format!("{}: {e}", p.display()))
+}
+
 /// Reads `p` when it is a regular file owned by root or us, not writable
 /// by group or others, in trusted folders.
 pub fn read_trusted(p: &Path) -> Result<Vec<u8>, String> {
-    let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut f = open_nonblocking(p)?;
     let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
     if !md.is_file() {
         return Err(format!("{}: not a regular file", p.display()));
     }
-    if !owner_ok(md.uid()) {
-        return Err(format!("{}: owned by uid {}, not by root or uid {}", p.display(), md.uid(), euid()));
-    }
-    if md.mode() & 0o022 != 0 {
-        return Err(format!("{}: writable by group or others (mode {:04o})", p.display(), md.mode() & 0o7777));
-    }
+    check_owner_mode(p, &md)?;
     if let Some(why) = ancestors_problem(p) {
         return Err(format!("{}: {why}", p.display()));
     }
@@ -191,6 +213,13 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(read_trusted(&f).unwrap_err().contains("writable by others"));
+        // A FIFO in the object's place is refused at once, not waited on.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fifo = d.join("fifo.o");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(read_trusted(&fifo).unwrap_err().contains("not a regular file"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

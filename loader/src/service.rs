@@ -10,15 +10,14 @@
 //! writable by group or others (as sshd's StrictModes).
 
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use serde::Deserialize;
 
 use crate::bpf;
+use crate::fsafe;
 use crate::policy_advise::AdvisorChoice;
 
 pub const DEFAULT_CONFIG: &str = "/etc/llamux/llamux.toml";
@@ -93,37 +92,16 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
     Ok(Config { model, advisor, policies_dir, threads: raw.threads, ctx, bpf_obj })
 }
 
-/// Owned by root or by the caller, not writable by group or others.
-fn check_owner_mode(path: &Path, md: &Metadata) -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if md.uid() != 0 && md.uid() != me {
-        return Err(format!("{}: owned by uid {}, not by root: refusing it", path.display(), md.uid()));
-    }
-    if md.permissions().mode() & 0o022 != 0 {
-        return Err(format!(
-            "{}: writable by group or others (mode {:o}): refusing it (chmod go-w)",
-            path.display(),
-            md.permissions().mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
-
 /// Reads a trusted regular file of at most `max` bytes. O_NONBLOCK: a FIFO
 /// put in its place must not hang the service; the checks run on the open
 /// file, so a swapped path cannot slip between check and read.
 fn read_trusted(path: &Path, max: u64) -> Result<String, String> {
-    let mut f = File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = fsafe::open_nonblocking(path)?;
     let md = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
     if !md.is_file() {
         return Err(format!("{}: not a regular file", path.display()));
     }
-    check_owner_mode(path, &md)?;
+    fsafe::check_owner_mode(path, &md)?;
     if md.len() > max {
         return Err(format!("{}: {} bytes, more than {max}", path.display(), md.len()));
     }
@@ -137,7 +115,7 @@ fn check_trusted_dir(path: &Path) -> Result<(), String> {
     if !md.is_dir() {
         return Err(format!("{}: not a folder", path.display()));
     }
-    check_owner_mode(path, &md)
+    fsafe::check_owner_mode(path, &md)
 }
 
 /// The policy files of DIR: `*.toml`, no hidden files, in name order, each
@@ -157,7 +135,7 @@ pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         if !md.is_file() {
             return Err(format!("{}: not a regular file", p.display()));
         }
-        check_owner_mode(&p, &md)?;
+        fsafe::check_owner_mode(&p, &md)?;
         out.push(p);
         if out.len() > MAX_POLICIES {
             return Err(format!("{}: more than {MAX_POLICIES} policy files", dir.display()));
@@ -183,7 +161,7 @@ pub fn resolve(config: &Path) -> Result<(Config, Vec<PathBuf>), String> {
         if !md.is_file() {
             return Err(format!("model {}: not a regular file", m.display()));
         }
-        check_owner_mode(m, &md)?;
+        fsafe::check_owner_mode(m, &md)?;
     }
     Ok((cfg, pols))
 }
@@ -243,6 +221,7 @@ pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::fs::symlink;
 
     fn tmpdir(tag: &str) -> PathBuf {
