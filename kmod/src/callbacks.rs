@@ -53,7 +53,12 @@ extern "C" fn llx_panic(msg: *const u8, len: usize) -> ! {
 }
 
 #[no_mangle]
-extern "C" fn llx_parallel_run(exec_ctx: *mut c_void, n: usize, task_fn: LlxTaskFn, data: *const c_void) {
+extern "C" fn llx_parallel_run(
+    exec_ctx: *mut c_void,
+    n: usize,
+    task_fn: LlxTaskFn,
+    data: *const c_void,
+) {
     // SAFETY: `exec_ctx` is the module's pool, passed in LlxLoadParams by
     // load.rs; it lives until after every engine is freed.
     let pool = unsafe { &*exec_ctx.cast::<Pool>() };

@@ -94,14 +94,27 @@ impl ErrBuf {
 impl Loaded {
     /// Parses and checks the model in `file` and allocates everything a
     /// generation needs. Stack-hungry: run on a fresh stack.
-    pub(crate) fn new(file: VVec<u8>, p: &LlxLoadParams, err: &mut ErrBuf) -> Result<KBox<Loaded>, i32> {
+    pub(crate) fn new(
+        file: VVec<u8>,
+        p: &LlxLoadParams,
+        err: &mut ErrBuf,
+    ) -> Result<KBox<Loaded>, i32> {
         let mut h: *mut c_void = core::ptr::null_mut();
         let r = {
             let _fpu = FpuSection::enter();
             // SAFETY: `file` stays alive and unchanged inside the Loaded
             // until after llx_free; the other pointers are valid for the
             // call; FPU section.
-            unsafe { ffi::llx_load(file.as_ptr(), file.len(), p, &mut h, err.0.as_mut_ptr(), err.0.len()) }
+            unsafe {
+                ffi::llx_load(
+                    file.as_ptr(),
+                    file.len(),
+                    p,
+                    &mut h,
+                    err.0.as_mut_ptr(),
+                    err.0.len(),
+                )
+            }
         };
         if r < 0 {
             return Err(r);
@@ -138,7 +151,14 @@ impl Loaded {
         let _fpu = FpuSection::enter();
         // SAFETY: as above.
         unsafe {
-            ffi::llx_start(self.h.as_ptr(), prompt.as_ptr(), prompt.len(), s, err.0.as_mut_ptr(), err.0.len())
+            ffi::llx_start(
+                self.h.as_ptr(),
+                prompt.as_ptr(),
+                prompt.len(),
+                s,
+                err.0.as_mut_ptr(),
+                err.0.len(),
+            )
         }
     }
 
@@ -153,7 +173,15 @@ impl Loaded {
     pub(crate) fn advise(&mut self, req: &[u8], resp: &mut [u8]) -> isize {
         let _fpu = FpuSection::enter();
         // SAFETY: as above.
-        unsafe { ffi::llx_advise(self.h.as_ptr(), req.as_ptr(), req.len(), resp.as_mut_ptr(), resp.len()) }
+        unsafe {
+            ffi::llx_advise(
+                self.h.as_ptr(),
+                req.as_ptr(),
+                req.len(),
+                resp.as_mut_ptr(),
+                resp.len(),
+            )
+        }
     }
 
     /// The advisor's counters.
@@ -191,7 +219,15 @@ impl Repack {
         let mut r: *mut c_void = core::ptr::null_mut();
         let _fpu = FpuSection::enter();
         // SAFETY: `file` readable for the call; out-pointers valid.
-        let e = unsafe { ffi::llx_repack_begin(file.as_ptr(), file.len(), &mut r, err.0.as_mut_ptr(), err.0.len()) };
+        let e = unsafe {
+            ffi::llx_repack_begin(
+                file.as_ptr(),
+                file.len(),
+                &mut r,
+                err.0.as_mut_ptr(),
+                err.0.len(),
+            )
+        };
         if e < 0 {
             return Err(e);
         }
@@ -206,7 +242,15 @@ impl Repack {
         let _fpu = FpuSection::enter();
         // SAFETY: a live handle; `file` is writable and not read by anyone
         // else during the call; `prog` holds two u64.
-        let r = unsafe { ffi::llx_repack_step(self.0.as_ptr(), file.as_mut_ptr(), file.len(), budget, prog.as_mut_ptr()) };
+        let r = unsafe {
+            ffi::llx_repack_step(
+                self.0.as_ptr(),
+                file.as_mut_ptr(),
+                file.len(),
+                budget,
+                prog.as_mut_ptr(),
+            )
+        };
         (r, prog)
     }
 }
@@ -235,12 +279,20 @@ unsafe impl Sync for Job {}
 
 impl Job {
     pub(crate) fn new(f: LlxTaskFn, data: *const c_void, n: usize) -> Job {
-        Job { f: Some(f), data, n }
+        Job {
+            f: Some(f),
+            data,
+            n,
+        }
     }
 
     /// The job as plain words, for publishing it in atomics.
     pub(crate) fn to_raw(&self) -> (usize, *mut c_void, usize) {
-        (self.f.map_or(0, |f| f as usize), self.data.cast_mut(), self.n)
+        (
+            self.f.map_or(0, |f| f as usize),
+            self.data.cast_mut(),
+            self.n,
+        )
     }
 
     /// The job `to_raw` gave.
@@ -254,7 +306,11 @@ impl Job {
             // SAFETY: per the contract, `f` is an LlxTaskFn's address.
             Some(unsafe { core::mem::transmute::<usize, LlxTaskFn>(f) })
         };
-        Job { f, data: data.cast_const(), n }
+        Job {
+            f,
+            data: data.cast_const(),
+            n,
+        }
     }
 
     /// Runs task `i` in its own FPU section.

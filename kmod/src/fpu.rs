@@ -25,7 +25,9 @@ impl FpuSection {
     /// Opens a section. The caller runs only engine code inside.
     pub(crate) fn enter() -> Self {
         sys::fpu_begin();
-        FpuSection { _not_send: PhantomData }
+        FpuSection {
+            _not_send: PhantomData,
+        }
     }
 }
 

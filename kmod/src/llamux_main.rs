@@ -72,7 +72,11 @@ fn default_sampling() -> Result<LlxSampling> {
     engine::parse_params(b"defaults", &mut s)?;
     if let Some(p) = params::params() {
         engine::parse_params(p.as_bytes(), &mut s).inspect_err(|e| {
-            pr_err!("bad params= \"{}\" (errno {})\n", BStr::from_bytes(p.as_bytes()), e.to_errno());
+            pr_err!(
+                "bad params= \"{}\" (errno {})\n",
+                BStr::from_bytes(p.as_bytes()),
+                e.to_errno()
+            );
         })?;
     }
     Ok(s)
@@ -113,10 +117,17 @@ impl kernel::Module for Llamux {
         if let Some(m) = params::model() {
             // A bad model leaves the module loaded and usable without one.
             if let Err(e) = load::load_model_file(&state, m) {
-                pr_err!("model={} not loaded (errno {})\n", BStr::from_bytes(m.as_bytes()), e.to_errno());
+                pr_err!(
+                    "model={} not loaded (errno {})\n",
+                    BStr::from_bytes(m.as_bytes()),
+                    e.to_errno()
+                );
             }
         }
-        Ok(Llamux { state, dir: Some(dir) })
+        Ok(Llamux {
+            state,
+            dir: Some(dir),
+        })
     }
 }
 

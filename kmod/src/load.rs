@@ -79,7 +79,10 @@ fn open_model(path: &CStr) -> Result<File> {
         }
     };
     if let Err(e) = refuse(&File::kind_at(path)?) {
-        pr_err!("{}: not a regular file or block device\n", BStr::from_bytes(path.as_bytes()));
+        pr_err!(
+            "{}: not a regular file or block device\n",
+            BStr::from_bytes(path.as_bytes())
+        );
         return Err(e);
     }
     let f = File::open_read(path)?;
@@ -124,8 +127,17 @@ fn read_file(sh: &Shared, path: &CStr, seq: u32) -> Result<VVec<u8>> {
     let mut buf = match VVec::<u8>::with_capacity(size, GFP_KERNEL | __GFP_NOWARN) {
         Ok(b) => b,
         Err(_) => {
-            let e = if me.fatal_signal_pending() { EINTR } else { ENOMEM };
-            pr_err!("{}: cannot allocate {} bytes (errno {})\n", name, size, e.to_errno());
+            let e = if me.fatal_signal_pending() {
+                EINTR
+            } else {
+                ENOMEM
+            };
+            pr_err!(
+                "{}: cannot allocate {} bytes (errno {})\n",
+                name,
+                size,
+                e.to_errno()
+            );
             return Err(e);
         }
     };
@@ -184,7 +196,13 @@ fn read_file(sh: &Shared, path: &CStr, seq: u32) -> Result<VVec<u8>> {
 /// SIMD kernels (as `llamux` does in user space, so both run the same
 /// kernels on the same layout). Runs on a fresh stack; a signal goes to
 /// `writer`. Ok(true) when something was repacked.
-fn repack(sh: &Shared, buf: &mut [u8], writer: TaskRef, seq: u32, err: &mut ErrBuf) -> Result<bool, i32> {
+fn repack(
+    sh: &Shared,
+    buf: &mut [u8],
+    writer: TaskRef,
+    seq: u32,
+    err: &mut ErrBuf,
+) -> Result<bool, i32> {
     let t0 = sys::now_ns();
     let mut r = match Repack::begin(buf, err)? {
         Some(r) => r,
@@ -212,7 +230,10 @@ fn repack(sh: &Shared, buf: &mut [u8], writer: TaskRef, seq: u32, err: &mut ErrB
         if res == EINTR.to_errno() || res == sys::ecanceled().to_errno() {
             err.set(format_args!("load interrupted while repacking"));
         } else {
-            err.set(format_args!("repack failed after {} of {} bytes", prog[0], prog[1]));
+            err.set(format_args!(
+                "repack failed after {} of {} bytes",
+                prog[0], prog[1]
+            ));
         }
         return Err(res);
     }
@@ -233,7 +254,11 @@ fn load(sh: &Shared, path: &CStr, seq: u32) -> Result {
     p.extend_from_slice(path.as_bytes(), GFP_KERNEL)?;
     let mut err = KBox::new(ErrBuf::new(), GFP_KERNEL)?;
     let mut buf = read_file(sh, path, seq).inspect_err(|e| {
-        pr_err!("{}: cannot read model file (errno {})\n", name, e.to_errno());
+        pr_err!(
+            "{}: cannot read model file (errno {})\n",
+            name,
+            e.to_errno()
+        );
     })?;
     let mut repacked = false;
     if params::repack() {
@@ -295,7 +320,10 @@ fn load(sh: &Shared, path: &CStr, seq: u32) -> Result {
     })?;
     let info_len = ilen.min(INFO_MAX - 1);
     let mut kv = KVec::new();
-    kv.extend_from_slice(kv_line(info.get(..info_len).unwrap_or_default()), GFP_KERNEL)?;
+    kv.extend_from_slice(
+        kv_line(info.get(..info_len).unwrap_or_default()),
+        GFP_KERNEL,
+    )?;
     let len = new.file_len();
     let ns = sys::now_ns() - t0;
     // Nothing runs on the old model now (a pending prompt has not started:
@@ -305,7 +333,13 @@ fn load(sh: &Shared, path: &CStr, seq: u32) -> Result {
         let mut g = sh.core.lock();
         // Its advisors went with it.
         g.adv_stats = Default::default();
-        g.meta = Some(Meta { path: p, info, info_len, file_len: len, load_ns: ns });
+        g.meta = Some(Meta {
+            path: p,
+            info,
+            info_len,
+            file_len: len,
+            load_ns: ns,
+        });
         turn.end(&mut g);
     }
     drop(old);

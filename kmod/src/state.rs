@@ -31,9 +31,19 @@ pub(crate) const PIECE_MAX: usize = 512;
 pub(crate) enum Req {
     Idle,
     /// Written, not yet read; dropped after prompt_timeout_s.
-    Pending { prompt: KVec<u8>, len: usize, sampling: Sampling, since_ns: u64 },
+    Pending {
+        prompt: KVec<u8>,
+        len: usize,
+        sampling: Sampling,
+        since_ns: u64,
+    },
     /// Owned by the open file `reader` (its address) that read first.
-    Running { reader: usize, piece: [u8; PIECE_MAX], len: usize, off: usize },
+    Running {
+        reader: usize,
+        piece: [u8; PIECE_MAX],
+        len: usize,
+        off: usize,
+    },
 }
 
 impl Req {
@@ -204,10 +214,15 @@ impl Shared {
     pub(crate) fn expire_pending(&self, g: &mut Guard<'_, Core, MutexBackend>) {
         let timeout = crate::params::prompt_timeout_s() as u64;
         if let Req::Pending { since_ns, .. } = g.req {
-            if timeout != 0 && crate::sys::now_ns().saturating_sub(since_ns) >= timeout * 1_000_000_000 {
+            if timeout != 0
+                && crate::sys::now_ns().saturating_sub(since_ns) >= timeout * 1_000_000_000
+            {
                 g.req = Req::Idle;
                 g.dropped_prompts += 1;
-                pr_info!("generate: pending prompt dropped, unread for {} s\n", timeout);
+                pr_info!(
+                    "generate: pending prompt dropped, unread for {} s\n",
+                    timeout
+                );
                 self.changed.notify_all();
             }
         }
@@ -240,7 +255,11 @@ impl<'a> Turn<'a> {
             }
         }
         g.busy = true;
-        Ok(Turn { sh, engine: g.engine.take(), ended: false })
+        Ok(Turn {
+            sh,
+            engine: g.engine.take(),
+            ended: false,
+        })
     }
 
     /// Gives the turn (and the engine) back, Core lock held.
@@ -275,7 +294,9 @@ static SHARED: AtomicPtr<Shared> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Publishes the module state for the /proc and engine callbacks.
 pub(crate) fn publish(sh: Option<Pin<&Shared>>) {
-    let p = sh.map_or(core::ptr::null_mut(), |s| s.get_ref() as *const Shared as *mut Shared);
+    let p = sh.map_or(core::ptr::null_mut(), |s| {
+        s.get_ref() as *const Shared as *mut Shared
+    });
     SHARED.store(p, Ordering::Release);
 }
 

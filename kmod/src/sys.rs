@@ -16,8 +16,8 @@ use core::ptr::NonNull;
 use kernel::alloc::allocator::KVmalloc;
 use kernel::alloc::{AllocError, Allocator};
 use kernel::bindings;
-use kernel::ffi::c_char;
 use kernel::error::from_err_ptr;
+use kernel::ffi::c_char;
 use kernel::prelude::*;
 use kernel::types::Opaque;
 
@@ -241,7 +241,12 @@ impl KThread {
     pub(crate) unsafe fn start_on_cpu(f: ThreadFn, arg: *mut c_void, cpu: u32) -> Result<Self> {
         // SAFETY: a valid function and name format; `arg` per the contract.
         let t = unsafe {
-            bindings::kthread_create_on_cpu(Some(f), arg, cpu, kernel::c_str!("llamux/%u").as_char_ptr())
+            bindings::kthread_create_on_cpu(
+                Some(f),
+                arg,
+                cpu,
+                kernel::c_str!("llamux/%u").as_char_ptr(),
+            )
         };
         let t = from_err_ptr(t)?;
         let t = NonNull::new(t).ok_or(ENOMEM)?;
@@ -287,7 +292,10 @@ unsafe extern "C" fn fresh_main(p: *mut c_void) -> c_int {
 /// frames of up to ~11 KiB; a syscall path has already used part of its
 /// 16 KiB stack.
 pub(crate) fn run_on_fresh_stack(f: &mut (dyn FnMut() + Send)) -> Result {
-    let mut call = FreshCall { f, done: Opaque::uninit() };
+    let mut call = FreshCall {
+        f,
+        done: Opaque::uninit(),
+    };
     // SAFETY: `done` is this frame's and is not moved until we return.
     unsafe { llamux_init_completion(call.done.get()) };
     let arg = core::ptr::addr_of_mut!(call).cast::<c_void>();
@@ -376,7 +384,8 @@ impl File {
         let n = n.min(spare.len());
         // SAFETY: `spare` has room for `n` bytes; kernel_read writes at most
         // that many and advances `pos`.
-        let r = unsafe { bindings::kernel_read(self.0.as_ptr(), spare.as_mut_ptr().cast(), n, pos) };
+        let r =
+            unsafe { bindings::kernel_read(self.0.as_ptr(), spare.as_mut_ptr().cast(), n, pos) };
         if r < 0 {
             return Err(Error::from_errno(r as c_int));
         }
@@ -439,7 +448,13 @@ impl ProcEntry {
         // SAFETY: a live directory of ours; `show` is a function of this
         // module, which removes the entry before it goes away.
         let p = unsafe {
-            proc_create_single_data(name.as_char_ptr(), 0o600, self.0.as_ptr(), Some(show), core::ptr::null_mut())
+            proc_create_single_data(
+                name.as_char_ptr(),
+                0o600,
+                self.0.as_ptr(),
+                Some(show),
+                core::ptr::null_mut(),
+            )
         };
         if p.is_null() {
             return Err(ENOMEM);

@@ -28,7 +28,11 @@ pub struct BenchOpts<'a> {
 fn stats(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -46,7 +50,8 @@ fn median(v: &[f64]) -> f64 {
 /// pages like the weights `llamux` reads for its AVX-512 kernels, filled
 /// with non-repeating bytes.
 fn bw_buffer() -> Result<memmap2::MmapMut, String> {
-    let mut m = memmap2::MmapMut::map_anon(1 << 30).map_err(|e| format!("bandwidth buffer: {e}"))?;
+    let mut m =
+        memmap2::MmapMut::map_anon(1 << 30).map_err(|e| format!("bandwidth buffer: {e}"))?;
     let _ = m.advise(memmap2::Advice::HugePage);
     for (i, c) in m.chunks_exact_mut(8).enumerate() {
         c.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
@@ -84,7 +89,9 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
         for c in p.chunks_exact(128) {
             for (k, a) in a.iter_mut().enumerate() {
                 // SAFETY: bytes 32k..32k + 32 of the 128-byte chunk.
-                *a = _mm256_add_epi64(*a, unsafe { _mm256_loadu_si256(c.as_ptr().add(32 * k) as *const __m256i) });
+                *a = _mm256_add_epi64(*a, unsafe {
+                    _mm256_loadu_si256(c.as_ptr().add(32 * k) as *const __m256i)
+                });
             }
         }
         let s = _mm256_add_epi64(_mm256_add_epi64(a[0], a[1]), _mm256_add_epi64(a[2], a[3]));
@@ -115,7 +122,10 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
                 });
                 if let Err(e) = spawned {
                     go.store(2, Ordering::Release);
-                    return Err(format!("bandwidth: cannot start thread {k} of {}: {e}", threads - 1));
+                    return Err(format!(
+                        "bandwidth: cannot start thread {k} of {}: {e}",
+                        threads - 1
+                    ));
                 }
             }
             wait(&|| ready.load(Ordering::Acquire) == threads - 1);
@@ -147,7 +157,10 @@ pub fn bench(o: &BenchOpts) -> Res {
     let tok = |i: usize| ((i as u64 * 2_654_435_761 + 17) % hp.n_vocab as u64) as u32;
     let prompt: Vec<u32> = (0..o.n_prompt).map(tok).collect();
     let reps = o.reps.max(1);
-    let mut fwd = |ctx: &mut Context, toks: &[u32]| ctx.forward(&model, toks, &mut exec).map_err(|e| e.to_string());
+    let mut fwd = |ctx: &mut Context, toks: &[u32]| {
+        ctx.forward(&model, toks, &mut exec)
+            .map_err(|e| e.to_string())
+    };
 
     let mut pp = Vec::new();
     if o.n_prompt > 0 {
@@ -165,13 +178,20 @@ pub fn bench(o: &BenchOpts) -> Res {
     // where the host runs the vCPUs), so it is measured around each decode
     // repetition and that repetition's share is taken against the larger
     // of the two measurements.
-    let bw_buf = if o.bandwidth && o.n_gen > 0 { Some(bw_buffer()?) } else { None };
+    let bw_buf = if o.bandwidth && o.n_gen > 0 {
+        Some(bw_buffer()?)
+    } else {
+        None
+    };
     let (mut tg, mut bw, mut share) = (Vec::new(), Vec::new(), Vec::new());
     if o.n_gen > 0 {
         ctx.reset();
         fwd(&mut ctx, &[tok(0)])?;
         for _ in 0..reps {
-            let before = bw_buf.as_ref().map(|b| read_bandwidth(b, threads)).transpose()?;
+            let before = bw_buf
+                .as_ref()
+                .map(|b| read_bandwidth(b, threads))
+                .transpose()?;
             ctx.reset();
             let t = Instant::now();
             for i in 0..o.n_gen {
@@ -188,8 +208,16 @@ pub fn bench(o: &BenchOpts) -> Res {
     }
     let isa = llamux_engine::quant::isa().name();
     let layout = if model.repacked() { "x8" } else { "rows" };
-    let (pp_m, pp_s) = if pp.is_empty() { (0.0, 0.0) } else { stats(&pp) };
-    let (tg_m, tg_s) = if tg.is_empty() { (0.0, 0.0) } else { stats(&tg) };
+    let (pp_m, pp_s) = if pp.is_empty() {
+        (0.0, 0.0)
+    } else {
+        stats(&pp)
+    };
+    let (tg_m, tg_s) = if tg.is_empty() {
+        (0.0, 0.0)
+    } else {
+        stats(&tg)
+    };
     if o.json {
         let mut v = json!({
             "model": o.model.display().to_string(),
@@ -212,7 +240,13 @@ pub fn bench(o: &BenchOpts) -> Res {
             println!("pp{:<5} {:>10.2} ± {:.2} tokens/s", o.n_prompt, pp_m, pp_s);
         }
         if o.n_gen > 0 {
-            println!("tg{:<5} {:>10.2} ± {:.2} tokens/s  ({:.2} GB/s of weights)", o.n_gen, tg_m, tg_s, tg_m * wbytes as f64 / 1e9);
+            println!(
+                "tg{:<5} {:>10.2} ± {:.2} tokens/s  ({:.2} GB/s of weights)",
+                o.n_gen,
+                tg_m,
+                tg_s,
+                tg_m * wbytes as f64 / 1e9
+            );
         }
         if !bw.is_empty() {
             println!(

@@ -21,16 +21,15 @@ use llamux_common as c;
 use serde_json::{json, Map as JMap, Value};
 
 use crate::bpf_btf;
-use crate::fsafe;
-use llamux::render::terminal as esc;
 use crate::event::{self, cstr, hook_name};
+use crate::fsafe;
 use crate::policy::{self, Action, Hook, Policy};
 use crate::policy_advise::{Advise, AdvisorChoice, AutoAdvisor};
-use llamux::policy_template::Format;
 use crate::trace::{self, TraceWriter};
+use llamux::policy_template::Format;
+use llamux::render::terminal as esc;
 
 pub const PIN_DIR: &str = "/sys/fs/bpf/llamux";
-
 
 pub struct LoadOpts {
     pub policies: Vec<PathBuf>,
@@ -49,7 +48,10 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn mono_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -80,9 +82,20 @@ fn ensure_bpffs() -> Result<(), String> {
     }
     std::fs::create_dir_all("/sys/fs/bpf").map_err(|e| format!("/sys/fs/bpf: {e}"))?;
     // SAFETY: all arguments are NUL-terminated strings or null data.
-    let r = unsafe { libc::mount(c"bpf".as_ptr(), p.as_ptr(), c"bpf".as_ptr(), 0, c"mode=0700".as_ptr().cast()) };
+    let r = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            p.as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
     if r != 0 {
-        return Err(format!("mount bpffs on /sys/fs/bpf: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "mount bpffs on /sys/fs/bpf: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -93,7 +106,10 @@ fn unsafe_zeroed_statfs() -> libc::statfs {
 }
 
 fn bump_memlock() {
-    let r = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let r = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: r is a valid rlimit; failure only matters on pre-5.11 kernels.
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &r) };
 }
@@ -114,10 +130,18 @@ pub fn validate(paths: &[PathBuf]) -> Result<Vec<Policy>, String> {
     for p in paths {
         let pol = policy::load(p).map_err(|e| e.to_string())?;
         if out.iter().any(|q| q.name == pol.name) {
-            return Err(format!("{}: policy name `{}` is used twice", p.display(), pol.name));
+            return Err(format!(
+                "{}: policy name `{}` is used twice",
+                p.display(),
+                pol.name
+            ));
         }
         if matches!(pol.hook, Hook::Exec | Hook::Open) && out.iter().any(|q| q.hook == pol.hook) {
-            return Err(format!("{}: only one {} policy can be loaded at a time", p.display(), pol.hook.name()));
+            return Err(format!(
+                "{}: only one {} policy can be loaded at a time",
+                p.display(),
+                pol.hook.name()
+            ));
         }
         out.push(pol);
     }
@@ -139,7 +163,11 @@ fn hook_config(p: Option<&Policy>) -> c::HookConfig {
     if let Some(p) = p {
         h.enabled = 1;
         h.key_kind = p.key.id();
-        h.default_action = if p.default_deny { c::ACT_DENY } else { c::ACT_ALLOW };
+        h.default_action = if p.default_deny {
+            c::ACT_DENY
+        } else {
+            c::ACT_ALLOW
+        };
         let b = p.path_prefix.as_bytes();
         h.prefix[..b.len()].copy_from_slice(b);
         h.prefix_len = b.len() as u32;
@@ -155,14 +183,18 @@ fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, String> 
         sched_sample: of(Hook::Sched).map_or(0, |p| p.sample),
         exec_events: 1,
         hooks: [hook_config(of(Hook::Exec)), hook_config(of(Hook::Open))],
-        hit_key: [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched].map(|h| of(h).map_or(0, |p| p.key.id())),
+        hit_key: [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched]
+            .map(|h| of(h).map_or(0, |p| p.key.id())),
         off: bpf_btf::kernel_offsets()?,
     })
 }
 
 fn write_config(bpf: &mut Ebpf, cfg: c::Config) -> Result<(), String> {
-    let map = bpf.map_mut("LLAMUX_CONFIG").ok_or("BPF object has no LLAMUX_CONFIG map")?;
-    let mut a: aya::maps::Array<&mut MapData, c::Config> = aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
+    let map = bpf
+        .map_mut("LLAMUX_CONFIG")
+        .ok_or("BPF object has no LLAMUX_CONFIG map")?;
+    let mut a: aya::maps::Array<&mut MapData, c::Config> =
+        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
     a.set(0, cfg, 0).map_err(|e| format!("write config: {e}"))
 }
 
@@ -173,11 +205,16 @@ struct Attached {
 }
 
 fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
-    let mut tps: Vec<(&str, &str, &str)> =
-        vec![("llamux_exec", "sched", "sched_process_exec"), ("llamux_exit", "sched", "sched_process_exit")];
+    let mut tps: Vec<(&str, &str, &str)> = vec![
+        ("llamux_exec", "sched", "sched_process_exec"),
+        ("llamux_exit", "sched", "sched_process_exit"),
+    ];
     // sys_enter also records the hits of sched decisions and of pid- or
     // comm-keyed open ones (file_open counts the inode-keyed ones).
-    if pols.iter().any(|p| matches!(p.hook, Hook::Syscall | Hook::Sched) || p.hook == Hook::Open && p.key != policy::KeyKind::File) {
+    if pols.iter().any(|p| {
+        matches!(p.hook, Hook::Syscall | Hook::Sched)
+            || p.hook == Hook::Open && p.key != policy::KeyKind::File
+    }) {
         tps.push(("llamux_sys_enter", "raw_syscalls", "sys_enter"));
     }
     if pols.iter().any(|p| p.hook == Hook::Sched) {
@@ -191,10 +228,17 @@ fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, 
         lsms.push(("llamux_file_open", "file_open"));
     }
     // Records the nice changes the kernel applies to advised tasks.
-    if pols.iter().any(|p| p.answers.iter().any(|a| matches!(a.action, Action::Renice(_)))) {
+    if pols.iter().any(|p| {
+        p.answers
+            .iter()
+            .any(|a| matches!(a.action, Action::Renice(_)))
+    }) {
         lsms.push(("llamux_task_setnice", "task_setnice"));
     }
-    let mut out = Attached { pins: Vec::new(), programs: Vec::new() };
+    let mut out = Attached {
+        pins: Vec::new(),
+        programs: Vec::new(),
+    };
     for (prog, cat, name) in tps {
         let tp: &mut TracePoint = bpf
             .program_mut(prog)
@@ -202,11 +246,19 @@ fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, 
             .try_into()
             .map_err(|e| format!("{prog}: {e}"))?;
         tp.load().map_err(|e| format!("load {prog}: {e:#}"))?;
-        let id = tp.attach(cat, name).map_err(|e| format!("attach {prog} to {cat}/{name}: {e:#}"))?;
+        let id = tp
+            .attach(cat, name)
+            .map_err(|e| format!("attach {prog} to {cat}/{name}: {e:#}"))?;
         if pin_links {
-            let link: FdLink = tp.take_link(id).map_err(|e| e.to_string())?.try_into().map_err(|e| format!("{prog}: link: {e}"))?;
+            let link: FdLink = tp
+                .take_link(id)
+                .map_err(|e| e.to_string())?
+                .try_into()
+                .map_err(|e| format!("{prog}: link: {e}"))?;
             let path = Path::new(PIN_DIR).join(format!("link_{prog}"));
-            let pinned = link.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+            let pinned = link
+                .pin(&path)
+                .map_err(|e| format!("pin {}: {e}", path.display()))?;
             std::mem::forget(pinned); // the pin holds the link
             out.pins.push(path);
         }
@@ -220,12 +272,17 @@ fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, 
                 .ok_or_else(|| format!("BPF object has no program {prog}"))?
                 .try_into()
                 .map_err(|e| format!("{prog}: {e}"))?;
-            p.load(hook, &btf).map_err(|e| format!("load {prog}: {e:#}"))?;
-            let id = p.attach().map_err(|e| format!("attach {prog} to lsm/{hook}: {e:#} (is `bpf` in lsm=?)"))?;
+            p.load(hook, &btf)
+                .map_err(|e| format!("load {prog}: {e:#}"))?;
+            let id = p
+                .attach()
+                .map_err(|e| format!("attach {prog} to lsm/{hook}: {e:#} (is `bpf` in lsm=?)"))?;
             if pin_links {
                 let link: FdLink = p.take_link(id).map_err(|e| e.to_string())?.into();
                 let path = Path::new(PIN_DIR).join(format!("link_{prog}"));
-                let pinned = link.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+                let pinned = link
+                    .pin(&path)
+                    .map_err(|e| format!("pin {}: {e}", path.display()))?;
                 std::mem::forget(pinned);
                 out.pins.push(path);
             }
@@ -242,7 +299,8 @@ fn pin_maps(bpf: &Ebpf) -> Result<Vec<PathBuf>, String> {
             continue; // aya-log's own maps
         }
         let path = Path::new(PIN_DIR).join(name);
-        map.pin(&path).map_err(|e| format!("pin {}: {e}", path.display()))?;
+        map.pin(&path)
+            .map_err(|e| format!("pin {}: {e}", path.display()))?;
         out.push(path);
     }
     Ok(out)
@@ -269,7 +327,10 @@ fn bpf_object(opts: &LoadOpts) -> Result<Vec<u8>, String> {
     if let Some(h) = std::env::var_os("HOME") {
         cands.push(PathBuf::from(h).join(".cache/llamux/bpf/llamux-probes.o"));
     }
-    cands.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bpf/llamux-probes.o")));
+    cands.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/bpf/llamux-probes.o"
+    )));
     let mut refused = Vec::new();
     for p in &cands {
         if !p.exists() {
@@ -343,7 +404,9 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     if let Some(st) = read_state() {
         let pid = st.get("pid").and_then(Value::as_i64).unwrap_or(0) as i32;
         if pid_alive(pid) {
-            return Err(format!("policies already loaded by pid {pid}: run `llamux unload` first"));
+            return Err(format!(
+                "policies already loaded by pid {pid}: run `llamux unload` first"
+            ));
         }
     }
     let obj = bpf_object(&opts)?;
@@ -362,7 +425,9 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     fsafe::private_dir(&trace::run_dir(), 0o755).map_err(|e| format!("run folder: {e}"))?;
     let t0 = Instant::now();
     let res = (|| {
-        let mut bpf = EbpfLoader::new().load(&obj).map_err(|e| format!("load BPF object: {e:#}"))?;
+        let mut bpf = EbpfLoader::new()
+            .load(&obj)
+            .map_err(|e| format!("load BPF object: {e:#}"))?;
         // The config must be valid before any program runs.
         write_config(&mut bpf, build_config(&pols, std::process::id())?)?;
         let maps = pin_maps(&bpf)?;
@@ -378,7 +443,10 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     };
     eprintln!(
         "llamux: attached {} in {:.0} ms: {}",
-        pols.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+        pols.iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         t0.elapsed().as_secs_f64() * 1000.0,
         att.programs.join(", ")
     );
@@ -434,13 +502,29 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
                 }
             }
         }
-        let r = relay(&mut bpf, &pols, &opts, model.as_deref(), &map_pins, &att, Some(fds[1]));
+        let r = relay(
+            &mut bpf,
+            &pols,
+            &opts,
+            model.as_deref(),
+            &map_pins,
+            &att,
+            Some(fds[1]),
+        );
         if let Err(e) = &r {
             eprintln!("llamux: relay: {e}");
         }
         std::process::exit(if r.is_ok() { 0 } else { 1 });
     }
-    relay(&mut bpf, &pols, &opts, model.as_deref(), &map_pins, &att, None)
+    relay(
+        &mut bpf,
+        &pols,
+        &opts,
+        model.as_deref(),
+        &map_pins,
+        &att,
+        None,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -511,8 +595,16 @@ fn relay_inner(
         "detached": opts.detach,
         "prefill_ms": prefill_ms,
     });
-    fsafe::write_private(&state_path(), serde_json::to_string_pretty(&state).unwrap_or_default().as_bytes())?;
-    eprintln!("llamux: advisor ready ({}, prefixes prefilled in {prefill_ms:.0} ms); relaying", adv.name());
+    fsafe::write_private(
+        &state_path(),
+        serde_json::to_string_pretty(&state)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    eprintln!(
+        "llamux: advisor ready ({}, prefixes prefilled in {prefill_ms:.0} ms); relaying",
+        adv.name()
+    );
     if let Some(fd) = ready_fd {
         // SAFETY: fd is the pipe's write end, owned by this process.
         unsafe {
@@ -521,14 +613,28 @@ fn relay_inner(
         }
     }
 
-    let mut events = RingBuf::try_from(bpf.take_map("LLAMUX_EVENTS").ok_or("no LLAMUX_EVENTS map")?).map_err(|e| e.to_string())?;
-    let mut requests =
-        RingBuf::try_from(bpf.take_map("LLAMUX_REQUESTS").ok_or("no LLAMUX_REQUESTS map")?).map_err(|e| e.to_string())?;
-    let mut hits = RingBuf::try_from(bpf.take_map("LLAMUX_HITS").ok_or("no LLAMUX_HITS map")?).map_err(|e| e.to_string())?;
-    let mut decisions: BpfHashMap<MapData, c::DecisionKey, c::Decision> =
-        BpfHashMap::try_from(bpf.take_map("LLAMUX_DECISIONS").ok_or("no LLAMUX_DECISIONS map")?).map_err(|e| e.to_string())?;
-    let hitcount: BpfHashMap<MapData, c::DecisionKey, c::HitStat> =
-        BpfHashMap::try_from(bpf.take_map("LLAMUX_HITCOUNT").ok_or("no LLAMUX_HITCOUNT map")?).map_err(|e| e.to_string())?;
+    let mut events = RingBuf::try_from(
+        bpf.take_map("LLAMUX_EVENTS")
+            .ok_or("no LLAMUX_EVENTS map")?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut requests = RingBuf::try_from(
+        bpf.take_map("LLAMUX_REQUESTS")
+            .ok_or("no LLAMUX_REQUESTS map")?,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut hits = RingBuf::try_from(bpf.take_map("LLAMUX_HITS").ok_or("no LLAMUX_HITS map")?)
+        .map_err(|e| e.to_string())?;
+    let mut decisions: BpfHashMap<MapData, c::DecisionKey, c::Decision> = BpfHashMap::try_from(
+        bpf.take_map("LLAMUX_DECISIONS")
+            .ok_or("no LLAMUX_DECISIONS map")?,
+    )
+    .map_err(|e| e.to_string())?;
+    let hitcount: BpfHashMap<MapData, c::DecisionKey, c::HitStat> = BpfHashMap::try_from(
+        bpf.take_map("LLAMUX_HITCOUNT")
+            .ok_or("no LLAMUX_HITCOUNT map")?,
+    )
+    .map_err(|e| e.to_string())?;
     // Decision key -> (policy, key as shown), for the hit counters.
     let mut names: StdMap<c::DecisionKey, (String, String)> = StdMap::new();
 
@@ -551,19 +657,38 @@ fn relay_inner(
         // keep moving under a flood).
         while got < 4096 {
             // Requests (their own ring) before observation events.
-            let Some(item) = requests.next().or_else(|| events.next()) else { break };
+            let Some(item) = requests.next().or_else(|| events.next()) else {
+                break;
+            };
             got += 1;
-            let Some(e) = event::decode(&item) else { continue };
+            let Some(e) = event::decode(&item) else {
+                continue;
+            };
             drop(item);
             cnt.events += 1;
             match e.kind {
                 c::EV_REQUEST => {
                     cnt.requests += 1;
-                    let hook = if e.a as u32 == c::HOOK_EXEC { Hook::Exec } else { Hook::Open };
+                    let hook = if e.a as u32 == c::HOOK_EXEC {
+                        Hook::Exec
+                    } else {
+                        Hook::Open
+                    };
                     if let Some(i) = live.iter().position(|l| l.pol.hook == hook) {
                         let ev = event_fields(&e, hook, 0.0, 0);
-                        let summary = format!("pid {} {} {}", e.pid, cstr(&e.comm), event::path_text(&e));
-                        push_job(&mut urgent, &mut inflight, &mut cnt, QUEUE_MAX, i, e.key, ev, summary, &e);
+                        let summary =
+                            format!("pid {} {} {}", e.pid, cstr(&e.comm), event::path_text(&e));
+                        push_job(
+                            &mut urgent,
+                            &mut inflight,
+                            &mut cnt,
+                            QUEUE_MAX,
+                            i,
+                            e.key,
+                            ev,
+                            summary,
+                            &e,
+                        );
                     }
                 }
                 c::EV_SYSCALL => {
@@ -578,21 +703,41 @@ fn relay_inner(
                         if l.pol.hook != Hook::Syscall {
                             continue;
                         }
-                        if rate < l.pol.min_rate || l.pol.exclude_comm.iter().any(|x| *x == cstr(&e.comm)) {
+                        if rate < l.pol.min_rate
+                            || l.pol.exclude_comm.iter().any(|x| *x == cstr(&e.comm))
+                        {
                             cnt.filtered += 1;
                             continue;
                         }
                         let ev = event_fields(&e, Hook::Syscall, rate, 0);
-                        let Ok((key, _)) = l.pol.key_of(&ev) else { continue };
-                        if l.decided.get(&key.hash).is_some_and(|&exp| exp == 0 || exp > mono_ns()) {
+                        let Ok((key, _)) = l.pol.key_of(&ev) else {
+                            continue;
+                        };
+                        if l.decided
+                            .get(&key.hash)
+                            .is_some_and(|&exp| exp == 0 || exp > mono_ns())
+                        {
                             continue;
                         }
-                        let summary = format!("pid {} {} {:.0} syscalls/s", e.pid, cstr(&e.comm), rate);
-                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key, ev, summary, &e);
+                        let summary =
+                            format!("pid {} {} {:.0} syscalls/s", e.pid, cstr(&e.comm), rate);
+                        push_job(
+                            &mut queue,
+                            &mut inflight,
+                            &mut cnt,
+                            QUEUE_MAX,
+                            i,
+                            key,
+                            ev,
+                            summary,
+                            &e,
+                        );
                     }
                 }
                 c::EV_SCHED => {
-                    let fs = *first_seen.entry(e.tid).or_insert(e.ts_ns.saturating_sub(e.a));
+                    let fs = *first_seen
+                        .entry(e.tid)
+                        .or_insert(e.ts_ns.saturating_sub(e.a));
                     for (i, l) in live.iter().enumerate() {
                         if l.pol.hook != Hook::Sched {
                             continue;
@@ -602,8 +747,13 @@ fn relay_inner(
                             continue;
                         }
                         let ev = event_fields(&e, Hook::Sched, 0.0, fs);
-                        let Ok((key, _)) = l.pol.key_of(&ev) else { continue };
-                        if l.decided.get(&key.hash).is_some_and(|&exp| exp == 0 || exp > mono_ns()) {
+                        let Ok((key, _)) = l.pol.key_of(&ev) else {
+                            continue;
+                        };
+                        if l.decided
+                            .get(&key.hash)
+                            .is_some_and(|&exp| exp == 0 || exp > mono_ns())
+                        {
                             continue;
                         }
                         let summary = format!(
@@ -614,7 +764,17 @@ fn relay_inner(
                             e.b,
                             ev["involuntary_pct"]
                         );
-                        push_job(&mut queue, &mut inflight, &mut cnt, QUEUE_MAX, i, key, ev, summary, &e);
+                        push_job(
+                            &mut queue,
+                            &mut inflight,
+                            &mut cnt,
+                            QUEUE_MAX,
+                            i,
+                            key,
+                            ev,
+                            summary,
+                            &e,
+                        );
                     }
                 }
                 c::EV_EXIT => {
@@ -626,11 +786,21 @@ fn relay_inner(
         }
         // Decision hits (LSM and tracepoints) and applied nice changes.
         while let Some(item) = hits.next() {
-            let Some(e) = event::decode(&item) else { continue };
+            let Some(e) = event::decode(&item) else {
+                continue;
+            };
             drop(item);
             cnt.hits += 1;
-            let hook_pol = || live.iter().find(|l| l.pol.hook.id() == e.key.hook).map(|l| l.pol.name.clone());
-            let pol = live.get((e.c & 0xffff_ffff) as usize).map(|l| l.pol.name.clone()).or_else(hook_pol).unwrap_or_default();
+            let hook_pol = || {
+                live.iter()
+                    .find(|l| l.pol.hook.id() == e.key.hook)
+                    .map(|l| l.pol.name.clone())
+            };
+            let pol = live
+                .get((e.c & 0xffff_ffff) as usize)
+                .map(|l| l.pol.name.clone())
+                .or_else(hook_pol)
+                .unwrap_or_default();
             let mut rec = event::hit_json(&e, &pol, trace::now_unix());
             // An inode-keyed hit is shown under the name it was decided for.
             if let (Some((_, shown)), true) = (names.get(&e.key), e.key.is_file()) {
@@ -644,7 +814,12 @@ fn relay_inner(
         // Advise: as many queued events as the policies' rate limits allow.
         let budget = Instant::now() + Duration::from_millis(200);
         while Instant::now() < budget {
-            let Some(job) = urgent.pop_front().or_else(|| pop_fair(&mut queue, &mut next_policy, live.len())) else { break };
+            let Some(job) = urgent
+                .pop_front()
+                .or_else(|| pop_fair(&mut queue, &mut next_policy, live.len()))
+            else {
+                break;
+            };
             let l = &mut live[job.policy];
             let el = l.last_refill.elapsed().as_secs_f64();
             l.last_refill = Instant::now();
@@ -676,7 +851,9 @@ fn relay_inner(
             let now = mono_ns();
             // Calibration: the answers' biases (chat prompts), and under the
             // policy's margin the default applies ("uncertain").
-            let v = l.pol.decide(&a.scores, adv.format(l.handle) != Format::Plain);
+            let v = l
+                .pol
+                .decide(&a.scores, adv.format(l.handle) != Format::Plain);
             let ans = &l.pol.answers[v.best];
             let expires = policy::expiry_ns(now, l.pol.ttl_s);
             let d = c::Decision {
@@ -695,13 +872,23 @@ fn relay_inner(
             if let Action::Renice(n) = v.action {
                 // SAFETY: plain syscall on a pid; failure is reported.
                 let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, job.pid, n) };
-                applied = if r == 0 { format!("nice {n}") } else { format!("renice failed: {}", std::io::Error::last_os_error()) };
+                applied = if r == 0 {
+                    format!("nice {n}")
+                } else {
+                    format!("renice failed: {}", std::io::Error::last_os_error())
+                };
             }
             l.decided.insert(key.hash, expires);
             names.insert(key, (l.pol.name.clone(), shown.clone()));
             l.decisions += 1;
             cnt.decisions += 1;
-            let scores: JMap<String, Value> = l.pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
+            let scores: JMap<String, Value> = l
+                .pol
+                .answers
+                .iter()
+                .zip(&a.scores)
+                .map(|(an, s)| (an.text.clone(), json!(s)))
+                .collect();
             tw.write(&json!({
                 "type": "decision", "time": trace::now_unix(), "policy": l.pol.name, "hook": l.pol.hook.name(),
                 "key": shown, "key_hash": format!("{:016x}", key.hash), "file_id": event::file_id(&key), "pid": job.pid, "summary": job.summary,
@@ -718,24 +905,38 @@ fn relay_inner(
                 "errors": cnt.errors, "filtered": cnt.filtered,
                 "policies": live.iter().map(|l| json!({"name": l.pol.name, "decisions": l.decisions, "rate_limited": l.rate_limited})).collect::<Vec<_>>(),
                 "decision_hits": decision_hits(&hitcount, &names)});
-            let _ = fsafe::write_private(&trace::run_dir().join("relay.json"), st.to_string().as_bytes());
+            let _ = fsafe::write_private(
+                &trace::run_dir().join("relay.json"),
+                st.to_string().as_bytes(),
+            );
         }
         if got == 0 {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    eprintln!("llamux: stopping ({} events, {} decisions)", cnt.events, cnt.decisions);
+    eprintln!(
+        "llamux: stopping ({} events, {} decisions)",
+        cnt.events, cnt.decisions
+    );
     Ok(())
 }
 
 /// The tracepoints' per-decision hit counters (HITCOUNT), most hit first.
-fn decision_hits(m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>, names: &StdMap<c::DecisionKey, (String, String)>) -> Vec<Value> {
+fn decision_hits(
+    m: &BpfHashMap<MapData, c::DecisionKey, c::HitStat>,
+    names: &StdMap<c::DecisionKey, (String, String)>,
+) -> Vec<Value> {
     let mut v: Vec<(c::DecisionKey, u64)> = m.iter().flatten().map(|(k, h)| (k, h.hits)).collect();
     v.sort_by_key(|x| std::cmp::Reverse(x.1));
     v.truncate(64);
     v.iter()
         .map(|(k, n)| {
-            let (pol, shown) = names.get(k).cloned().unwrap_or_else(|| (String::new(), format!("{}:{:016x}", hook_name(k.hook), k.hash)));
+            let (pol, shown) = names.get(k).cloned().unwrap_or_else(|| {
+                (
+                    String::new(),
+                    format!("{}:{:016x}", hook_name(k.hook), k.hash),
+                )
+            });
             json!({"policy": pol, "hook": hook_name(k.hook), "key": shown, "hits": n})
         })
         .collect()
@@ -773,8 +974,20 @@ fn push_job(
         return;
     }
     cnt.queued += 1;
-    let (key, ctime_ns) = if key.is_file() { (Some(key), e.ctime_ns) } else { (None, 0) };
-    q.push_back(Job { policy, key, ctime_ns, event, summary, ts_ns: e.ts_ns, pid: e.pid });
+    let (key, ctime_ns) = if key.is_file() {
+        (Some(key), e.ctime_ns)
+    } else {
+        (None, 0)
+    };
+    q.push_back(Job {
+        policy,
+        key,
+        ctime_ns,
+        event,
+        summary,
+        ts_ns: e.ts_ns,
+        pid: e.pid,
+    });
 }
 
 /// The message for a pin folder that is not ours alone.
@@ -807,7 +1020,10 @@ fn remove_pins() {
 fn need_root(what: &str) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(format!("{what} needs root: the policies, pins and {} are root's", trace::run_dir().display()));
+        return Err(format!(
+            "{what} needs root: the policies, pins and {} are root's",
+            trace::run_dir().display()
+        ));
     }
     Ok(())
 }
@@ -869,10 +1085,15 @@ pub fn status(json_out: bool) -> Result<(), String> {
     default_sigpipe();
     need_root("llamux status")?;
     let st = read_state();
-    let pid = st.as_ref().and_then(|s| s.get("pid")).and_then(Value::as_i64).unwrap_or(0) as i32;
+    let pid = st
+        .as_ref()
+        .and_then(|s| s.get("pid"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0) as i32;
     let alive = pid_alive(pid);
-    let relay: Option<Value> =
-        std::fs::read_to_string(trace::run_dir().join("relay.json")).ok().and_then(|s| serde_json::from_str(&s).ok());
+    let relay: Option<Value> = std::fs::read_to_string(trace::run_dir().join("relay.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
     let mut stats = JMap::new();
     let mut n_decisions = None;
     let pin_problem = check_pin_dir().err();
@@ -892,7 +1113,11 @@ pub fn status(json_out: bool) -> Result<(), String> {
         }
     }
     let pins: Vec<String> = std::fs::read_dir(PIN_DIR)
-        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let out = json!({
         "loaded": alive || !pins.is_empty(),
@@ -912,7 +1137,11 @@ pub fn status(json_out: bool) -> Result<(), String> {
         return Ok(());
     }
     if let Some(st) = &st {
-        println!("relay: pid {pid} ({}), advisor {}", if alive { "running" } else { "NOT running" }, esc(st["advisor"].as_str().unwrap_or("?")));
+        println!(
+            "relay: pid {pid} ({}), advisor {}",
+            if alive { "running" } else { "NOT running" },
+            esc(st["advisor"].as_str().unwrap_or("?"))
+        );
         for p in st["policies"].as_array().into_iter().flatten() {
             println!(
                 "policy {:<16} hook {:<8} key {:<5} default {:<5} ttl {}s rate {}/s  ({})",
@@ -925,11 +1154,31 @@ pub fn status(json_out: bool) -> Result<(), String> {
                 esc(p["file"].as_str().unwrap_or(""))
             );
         }
-        println!("programs: {}", esc(&st["programs"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()));
+        println!(
+            "programs: {}",
+            esc(&st["programs"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default())
+        );
     }
     println!("pins: {}", esc(&pins.join(" ")));
-    println!("decisions in map: {}", n_decisions.map_or("?".into(), |n| n.to_string()));
-    println!("probe counters: {}", stats.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    println!(
+        "decisions in map: {}",
+        n_decisions.map_or("?".into(), |n| n.to_string())
+    );
+    println!(
+        "probe counters: {}",
+        stats
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     if let Some(r) = relay {
         println!(
             "relay counters: events={} requests={} decisions={} hits={} queue_dropped={} errors={}",
@@ -940,9 +1189,23 @@ pub fn status(json_out: bool) -> Result<(), String> {
             .into_iter()
             .flatten()
             .take(20)
-            .map(|h| format!("{} {}={}", esc(h["policy"].as_str().unwrap_or("")), esc(h["key"].as_str().unwrap_or("")), h["hits"]))
+            .map(|h| {
+                format!(
+                    "{} {}={}",
+                    esc(h["policy"].as_str().unwrap_or("")),
+                    esc(h["key"].as_str().unwrap_or("")),
+                    h["hits"]
+                )
+            })
             .collect();
-        println!("decision hits (tracepoints): {}", if dh.is_empty() { "none".into() } else { dh.join(", ") });
+        println!(
+            "decision hits (tracepoints): {}",
+            if dh.is_empty() {
+                "none".into()
+            } else {
+                dh.join(", ")
+            }
+        );
     }
     Ok(())
 }
@@ -960,16 +1223,26 @@ pub fn advise_cmd(
 ) -> Result<(), String> {
     default_sigpipe();
     let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
-    let ev: Value = serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
-    let Value::Object(ev) = ev else { return Err("--event: expected a JSON object".into()) };
+    let ev: Value =
+        serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
+    let Value::Object(ev) = ev else {
+        return Err("--event: expected a JSON object".into());
+    };
     pol.render(&ev)?;
-    let (key, shown) = pol.key_of(&ev).unwrap_or((c::DecisionKey::zeroed(), String::new()));
+    let (key, shown) = pol
+        .key_of(&ev)
+        .unwrap_or((c::DecisionKey::zeroed(), String::new()));
     let mut adv = AutoAdvisor::new(advisor, model, threads, ctx)?;
     let h = adv.add_policy(&pol)?;
     let (text, a) = adv.advise_event(h, &ev)?;
     let v = pol.decide(&a.scores, adv.format(h) != Format::Plain);
     let ans = &pol.answers[v.best];
-    let scores: JMap<String, Value> = pol.answers.iter().zip(&a.scores).map(|(an, s)| (an.text.clone(), json!(s))).collect();
+    let scores: JMap<String, Value> = pol
+        .answers
+        .iter()
+        .zip(&a.scores)
+        .map(|(an, s)| (an.text.clone(), json!(s)))
+        .collect();
     if json_out {
         println!(
             "{}",
@@ -981,10 +1254,28 @@ pub fn advise_cmd(
     } else {
         println!("policy {}: {}", pol.name, esc(&shown));
         for (an, s) in pol.answers.iter().zip(&a.scores) {
-            println!("  {:<12} {:>10.4}  {}", format!("{:?}", an.text), s, an.action.name());
+            println!(
+                "  {:<12} {:>10.4}  {}",
+                format!("{:?}", an.text),
+                s,
+                an.action.name()
+            );
         }
-        let unsure = if v.uncertain { format!(", uncertain: margin {:.2} < {:.2}, the default applies", v.margin, pol.margin) } else { String::new() };
-        println!("answer {:?} -> {}{unsure} ({:.1} ms, {} advisor)", ans.text, v.action.name(), a.latency_us as f64 / 1000.0, adv.name());
+        let unsure = if v.uncertain {
+            format!(
+                ", uncertain: margin {:.2} < {:.2}, the default applies",
+                v.margin, pol.margin
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "answer {:?} -> {}{unsure} ({:.1} ms, {} advisor)",
+            ans.text,
+            v.action.name(),
+            a.latency_us as f64 / 1000.0,
+            adv.name()
+        );
     }
     Ok(())
 }
@@ -995,11 +1286,23 @@ mod tests {
 
     #[test]
     fn policies_take_turns_in_the_queue() {
-        let job = |policy, pid| Job { policy, key: None, ctime_ns: 0, event: JMap::new(), summary: String::new(), ts_ns: 0, pid };
+        let job = |policy, pid| Job {
+            policy,
+            key: None,
+            ctime_ns: 0,
+            event: JMap::new(),
+            summary: String::new(),
+            ts_ns: 0,
+            pid,
+        };
         // Policy 0 floods first; policy 2's event arrives last.
-        let mut q: VecDeque<Job> = [(0, 1), (0, 2), (0, 3), (1, 4), (0, 5), (2, 6)].map(|(p, pid)| job(p, pid)).into();
+        let mut q: VecDeque<Job> = [(0, 1), (0, 2), (0, 3), (1, 4), (0, 5), (2, 6)]
+            .map(|(p, pid)| job(p, pid))
+            .into();
         let mut next = 0;
-        let order: Vec<u32> = std::iter::from_fn(|| pop_fair(&mut q, &mut next, 3)).map(|j| j.pid).collect();
+        let order: Vec<u32> = std::iter::from_fn(|| pop_fair(&mut q, &mut next, 3))
+            .map(|j| j.pid)
+            .collect();
         assert_eq!(order, [1, 4, 6, 2, 3, 5]);
         assert!(pop_fair(&mut q, &mut next, 3).is_none());
     }
@@ -1016,13 +1319,28 @@ mod tests {
         e.a = -3i64 as u64;
         e.b = 5;
         e.c = 1u64 << 32;
-        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 42, dev: 0, gen: 0 };
+        e.key = c::DecisionKey {
+            hook: c::HOOK_SCHED,
+            kind: c::KEY_PID,
+            hash: 42,
+            dev: 0,
+            gen: 0,
+        };
         let r = event::hit_json(&e, "", 0.0);
         assert_eq!(r["type"], "applied");
         assert_eq!(r["key"], "pid:42");
-        assert_eq!((r["nice_old"].as_i64(), r["nice_new"].as_i64()), (Some(-3), Some(5)));
-        assert_eq!((r["by_pid"].as_u64(), r["by_comm"].as_str()), (Some(7), Some("renice")));
-        assert_eq!((r["hook"].as_str(), r["answer_index"].as_u64()), (Some("sched"), Some(1)));
+        assert_eq!(
+            (r["nice_old"].as_i64(), r["nice_new"].as_i64()),
+            (Some(-3), Some(5))
+        );
+        assert_eq!(
+            (r["by_pid"].as_u64(), r["by_comm"].as_str()),
+            (Some(7), Some("renice"))
+        );
+        assert_eq!(
+            (r["hook"].as_str(), r["answer_index"].as_u64()),
+            (Some("sched"), Some(1))
+        );
     }
 
     #[test]
@@ -1032,26 +1350,66 @@ mod tests {
         e.a = 1234;
         e.b = c::ACT_ALLOW as u64;
         e.path[..9].copy_from_slice(b"/tmp/tool");
-        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 7, dev: 1, gen: 2 };
+        e.key = c::DecisionKey {
+            hook: c::HOOK_EXEC,
+            kind: c::KEY_EXE,
+            hash: 7,
+            dev: 1,
+            gen: 2,
+        };
         let r = event::hit_json(&e, "", 0.0);
-        assert_eq!((r["type"].as_str(), r["key"].as_str()), (Some("hit"), Some("exe:/tmp/tool")));
+        assert_eq!(
+            (r["type"].as_str(), r["key"].as_str()),
+            (Some("hit"), Some("exe:/tmp/tool"))
+        );
         assert_eq!(r["probe"], "tracepoint/sched/sched_process_exec");
         assert_eq!(r["hits"].as_u64(), Some(1234));
-        e.key = c::DecisionKey { hook: c::HOOK_SCHED, kind: c::KEY_PID, hash: 9, dev: 0, gen: 0 };
-        assert_eq!(event::hit_json(&e, "", 0.0)["probe"], "tracepoint/raw_syscalls/sys_enter");
+        e.key = c::DecisionKey {
+            hook: c::HOOK_SCHED,
+            kind: c::KEY_PID,
+            hash: 9,
+            dev: 0,
+            gen: 0,
+        };
+        assert_eq!(
+            event::hit_json(&e, "", 0.0)["probe"],
+            "tracepoint/raw_syscalls/sys_enter"
+        );
         assert_eq!(event::hit_json(&e, "", 0.0)["key"], "pid:9");
         assert!(trace::human(&event::hit_json(&e, "", 0.0)).contains("1234 hits"));
         // A pid-keyed open hit from sys_enter carries the path the task opened.
-        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_PID, hash: 8, dev: 0, gen: 0 };
+        e.key = c::DecisionKey {
+            hook: c::HOOK_OPEN,
+            kind: c::KEY_PID,
+            hash: 8,
+            dev: 0,
+            gen: 0,
+        };
         let r = event::hit_json(&e, "", 0.0);
-        assert_eq!((r["key"].as_str(), r["path"].as_str()), (Some("pid:8"), Some("/tmp/tool")));
+        assert_eq!(
+            (r["key"].as_str(), r["path"].as_str()),
+            (Some("pid:8"), Some("/tmp/tool"))
+        );
         assert_eq!(r["probe"], "tracepoint/raw_syscalls/sys_enter");
         assert!(r.get("file_id").is_none());
         // An inode-keyed open hit (file_open) names the file and its identity.
         e.kind = c::EV_HIT;
         e.a = c::HOOK_OPEN as u64;
-        e.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: 8, dev: 1, gen: 3 };
+        e.key = c::DecisionKey {
+            hook: c::HOOK_OPEN,
+            kind: c::KEY_FILE,
+            hash: 8,
+            dev: 1,
+            gen: 3,
+        };
         let r = event::hit_json(&e, "", 0.0);
-        assert_eq!((r["key"].as_str(), r["file_id"].as_str(), r["probe"].as_str()), (Some("file:tool"), Some("1:8:3"), Some("lsm/file_open")));
+        assert_eq!(
+            (
+                r["key"].as_str(),
+                r["file_id"].as_str(),
+                r["probe"].as_str()
+            ),
+            (Some("file:tool"), Some("1:8:3"), Some("lsm/file_open"))
+        );
     }
 }

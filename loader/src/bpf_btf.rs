@@ -31,7 +31,9 @@ pub struct Btf {
 }
 
 fn u32_at(b: &[u8], o: usize) -> Result<u32, String> {
-    b.get(o..o + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap())).ok_or_else(|| "BTF truncated".to_string())
+    b.get(o..o + 4)
+        .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        .ok_or_else(|| "BTF truncated".to_string())
 }
 
 impl Btf {
@@ -42,9 +44,22 @@ impl Btf {
         let hdr_len = u32_at(b, 4)? as usize;
         let (type_off, type_len) = (u32_at(b, 8)? as usize, u32_at(b, 12)? as usize);
         let (str_off, str_len) = (u32_at(b, 16)? as usize, u32_at(b, 20)? as usize);
-        let tsec = b.get(hdr_len + type_off..hdr_len + type_off + type_len).ok_or("BTF type section out of range")?.to_vec();
-        let strs = b.get(hdr_len + str_off..hdr_len + str_off + str_len).ok_or("BTF string section out of range")?.to_vec();
-        let mut types = vec![Ty { name_off: 0, kind: 0, vlen: 0, kind_flag: false, size_type: 0, data: 0 }];
+        let tsec = b
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or("BTF type section out of range")?
+            .to_vec();
+        let strs = b
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or("BTF string section out of range")?
+            .to_vec();
+        let mut types = vec![Ty {
+            name_off: 0,
+            kind: 0,
+            vlen: 0,
+            kind_flag: false,
+            size_type: 0,
+            data: 0,
+        }];
         let mut o = 0;
         while o + 12 <= tsec.len() {
             let name_off = u32_at(&tsec, o)?;
@@ -54,19 +69,26 @@ impl Btf {
             let vlen = info & 0xffff;
             let data = o + 12;
             let extra = match kind {
-                1 => 4,                          // INT
-                3 => 12,                         // ARRAY
-                4 | 5 => 12 * vlen as usize,     // STRUCT, UNION
-                6 => 8 * vlen as usize,          // ENUM
-                13 => 8 * vlen as usize,         // FUNC_PROTO
-                14 => 4,                         // VAR
-                15 => 12 * vlen as usize,        // DATASEC
-                17 => 4,                         // DECL_TAG
-                19 => 12 * vlen as usize,        // ENUM64
+                1 => 4,                      // INT
+                3 => 12,                     // ARRAY
+                4 | 5 => 12 * vlen as usize, // STRUCT, UNION
+                6 => 8 * vlen as usize,      // ENUM
+                13 => 8 * vlen as usize,     // FUNC_PROTO
+                14 => 4,                     // VAR
+                15 => 12 * vlen as usize,    // DATASEC
+                17 => 4,                     // DECL_TAG
+                19 => 12 * vlen as usize,    // ENUM64
                 2 | 7..=12 | 16 | 18 => 0,
                 k => return Err(format!("unknown BTF kind {k}")),
             };
-            types.push(Ty { name_off, kind, vlen, kind_flag: info >> 31 != 0, size_type, data });
+            types.push(Ty {
+                name_off,
+                kind,
+                vlen,
+                kind_flag: info >> 31 != 0,
+                size_type,
+                data,
+            });
             o = data + extra;
         }
         Ok(Btf { types, tsec, strs })
@@ -88,7 +110,10 @@ impl Btf {
     fn resolve(&self, mut id: usize) -> usize {
         for _ in 0..16 {
             let t = &self.types[id];
-            if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) {
+            if matches!(
+                t.kind,
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
+            ) {
                 id = t.size_type as usize;
             } else {
                 break;
@@ -128,7 +153,9 @@ impl Btf {
         let mut id = self.struct_id(name)?;
         let mut total = 0;
         for part in path.split('.') {
-            let (o, ty) = self.member(self.resolve(id), part).ok_or_else(|| format!("struct {name} has no member {path}"))?;
+            let (o, ty) = self
+                .member(self.resolve(id), part)
+                .ok_or_else(|| format!("struct {name} has no member {path}"))?;
             total += o;
             id = ty;
         }
@@ -138,7 +165,8 @@ impl Btf {
 
 /// The offsets the probes need, from the running kernel.
 pub fn kernel_offsets() -> Result<Offsets, String> {
-    let raw = std::fs::read("/sys/kernel/btf/vmlinux").map_err(|e| format!("/sys/kernel/btf/vmlinux: {e} (kernel without BTF?)"))?;
+    let raw = std::fs::read("/sys/kernel/btf/vmlinux")
+        .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e} (kernel without BTF?)"))?;
     let btf = Btf::parse(&raw)?;
     Ok(Offsets {
         bprm_filename: btf.offset("linux_binprm", "filename")?,
@@ -187,13 +215,26 @@ mod tests {
             return;
         }
         let o = super::kernel_offsets().unwrap();
-        assert!(o.bprm_filename > 0 && o.file_dentry > 0 && o.task_real_parent > 0, "{o:?}");
+        assert!(
+            o.bprm_filename > 0 && o.file_dentry > 0 && o.task_real_parent > 0,
+            "{o:?}"
+        );
         assert!(o.task_comm > o.task_tgid, "{o:?}");
-        assert!(o.task_tgid == o.task_pid + 4 && o.task_static_prio > 0, "{o:?}");
+        assert!(
+            o.task_tgid == o.task_pid + 4 && o.task_static_prio > 0,
+            "{o:?}"
+        );
         // struct mount: mnt_hash (an hlist_node), then mnt_parent, mnt_mountpoint, mnt.
-        assert_eq!((o.mount_parent, o.mount_mountpoint, o.mount_mnt), (16, 24, 32), "{o:?}");
+        assert_eq!(
+            (o.mount_parent, o.mount_mountpoint, o.mount_mnt),
+            (16, 24, 32),
+            "{o:?}"
+        );
         // struct qstr: hash then len (little endian), name after them.
         assert_eq!(o.dentry_name_len + 4, o.dentry_name, "{o:?}");
-        assert!(o.inode_ctime_nsec > o.inode_ctime_sec && o.inode_generation > 0 && o.mm_exe_file > 0, "{o:?}");
+        assert!(
+            o.inode_ctime_nsec > o.inode_ctime_sec && o.inode_generation > 0 && o.mm_exe_file > 0,
+            "{o:?}"
+        );
     }
 }

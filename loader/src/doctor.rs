@@ -39,15 +39,30 @@ pub struct Check {
 }
 
 fn ok(name: &'static str, detail: impl Into<String>) -> Check {
-    Check { name, status: Status::Ok, detail: detail.into(), fix: None }
+    Check {
+        name,
+        status: Status::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
 }
 
 fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name, status: Status::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name,
+        status: Status::Warn,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
-    Check { name, status: Status::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    Check {
+        name,
+        status: Status::Fail,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
 }
 
 /// The machine as files.
@@ -80,7 +95,10 @@ impl Config {
     /// not set.
     fn get(&self, name: &str) -> Option<&str> {
         let key = format!("CONFIG_{name}=");
-        self.text.lines().find_map(|l| l.strip_prefix(&key)).map(|v| v.trim_matches('"'))
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .map(|v| v.trim_matches('"'))
     }
 
     fn is_y(&self, name: &str) -> bool {
@@ -98,11 +116,19 @@ fn read_config(sys: &Sys, release: &str) -> Option<Config> {
     // Reading /proc/config.gz through std::fs first: a plain read that
     // fails (absent file) keeps gzip from running at all.
     std::fs::metadata(&gz).ok()?;
-    let out = std::process::Command::new("gzip").arg("-dc").arg(&gz).stderr(std::process::Stdio::null()).output().ok()?;
+    let out = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&gz)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
-    Some(Config { source: "/proc/config.gz".into(), text: String::from_utf8_lossy(&out.stdout).into_owned() })
+    Some(Config {
+        source: "/proc/config.gz".into(),
+        text: String::from_utf8_lossy(&out.stdout).into_owned(),
+    })
 }
 
 /// (major, minor) of a release string such as "6.12.118-amd64".
@@ -113,11 +139,17 @@ fn version(release: &str) -> Option<(u32, u32)> {
 
 /// The value of `key=` on the kernel command line.
 fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline.split_whitespace().take_while(|w| *w != "--").find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    cmdline
+        .split_whitespace()
+        .take_while(|w| *w != "--")
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn kernel_checks(sys: &Sys, out: &mut Vec<Check>) {
-    let release = sys.read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let release = sys
+        .read("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     let cmdline = sys.read("/proc/cmdline").unwrap_or_default();
     out.push(match version(&release) {
         Some((6, 12)) => ok("kernel", format!("Linux {release}: the series llamux.ko is built and tested on")),
@@ -162,7 +194,9 @@ fn kernel_checks(sys: &Sys, out: &mut Vec<Check>) {
 }
 
 fn module_runtime_checks(sys: &Sys, cmdline: &str, cfg: Option<&Config>, out: &mut Vec<Check>) {
-    let modules = cfg.map(|c| c.is_y("MODULES")).unwrap_or_else(|| sys.exists("/proc/modules"));
+    let modules = cfg
+        .map(|c| c.is_y("MODULES"))
+        .unwrap_or_else(|| sys.exists("/proc/modules"));
     if !modules {
         out.push(fail(
             "modules",
@@ -170,12 +204,19 @@ fn module_runtime_checks(sys: &Sys, cmdline: &str, cfg: Option<&Config>, out: &m
             "use a kernel with CONFIG_MODULES=y, or run the policies with the user-space advisor: `llamux load -m MODEL POLICY...`",
         ));
     } else if cmdline.split_whitespace().any(|w| w == "nomodule") {
-        out.push(warn("modules", "the kernel command line has `nomodule`", "remove `nomodule` from the boot command line to load llamux.ko"));
+        out.push(warn(
+            "modules",
+            "the kernel command line has `nomodule`",
+            "remove `nomodule` from the boot command line to load llamux.ko",
+        ));
     } else {
         out.push(ok("modules", "loadable modules are supported"));
-        let enforced = sys.read("/sys/module/module/parameters/sig_enforce").is_some_and(|v| v.trim() == "Y")
+        let enforced = sys
+            .read("/sys/module/module/parameters/sig_enforce")
+            .is_some_and(|v| v.trim() == "Y")
             || cfg.is_some_and(|c| c.is_y("MODULE_SIG_FORCE"))
-            || cmdline_value(cmdline, "module.sig_enforce").is_some_and(|v| v == "1" || v == "Y" || v == "y");
+            || cmdline_value(cmdline, "module.sig_enforce")
+                .is_some_and(|v| v == "1" || v == "Y" || v == "y");
         out.push(if enforced {
             warn(
                 "module-signing",
@@ -190,7 +231,11 @@ fn module_runtime_checks(sys: &Sys, cmdline: &str, cfg: Option<&Config>, out: &m
     // BPF reads of kernel memory, which the probes make.
     let mode = sys
         .read("/sys/kernel/security/lockdown")
-        .and_then(|s| s.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .find(|w| w.starts_with('['))
+                .map(|w| w.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
         .or_else(|| cmdline_value(cmdline, "lockdown").map(str::to_string))
         .or_else(|| {
             let c = cfg?;
@@ -234,9 +279,15 @@ fn lsm_checks(sys: &Sys, cmdline: &str, cfg: Option<&Config>, out: &mut Vec<Chec
             let (list, source) = if let Some(l) = sys.read("/sys/kernel/security/lsm") {
                 (Some(l.trim().to_string()), "/sys/kernel/security/lsm")
             } else if let Some(l) = cmdline_value(cmdline, "lsm") {
-                (Some(l.to_string()), "lsm= on the kernel command line (securityfs is not mounted)")
+                (
+                    Some(l.to_string()),
+                    "lsm= on the kernel command line (securityfs is not mounted)",
+                )
             } else if let Some(l) = cfg.and_then(|c| c.get("LSM")) {
-                (Some(l.to_string()), "CONFIG_LSM, no lsm= on the command line (securityfs is not mounted)")
+                (
+                    Some(l.to_string()),
+                    "CONFIG_LSM, no lsm= on the command line (securityfs is not mounted)",
+                )
             } else {
                 (None, "")
             };
@@ -256,50 +307,89 @@ fn lsm_checks(sys: &Sys, cmdline: &str, cfg: Option<&Config>, out: &mut Vec<Chec
         }
     }
     out.push(if sys.exists("/sys/kernel/btf/vmlinux") {
-        ok("btf", "/sys/kernel/btf/vmlinux is there (the probes are CO-RE)")
+        ok(
+            "btf",
+            "/sys/kernel/btf/vmlinux is there (the probes are CO-RE)",
+        )
     } else {
-        fail("btf", "no kernel BTF (/sys/kernel/btf/vmlinux)", "use a kernel with CONFIG_DEBUG_INFO_BTF=y")
+        fail(
+            "btf",
+            "no kernel BTF (/sys/kernel/btf/vmlinux)",
+            "use a kernel with CONFIG_DEBUG_INFO_BTF=y",
+        )
     });
-    let bpffs = sys
-        .read("/proc/mounts")
-        .is_some_and(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("bpf")));
+    let bpffs = sys.read("/proc/mounts").is_some_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("bpf"))
+    });
     out.push(if bpffs {
         ok("bpffs", "a bpf filesystem is mounted")
     } else {
-        warn("bpffs", "no bpf filesystem mounted", "`llamux load` mounts one on /sys/fs/bpf (as root); or: mount -t bpf bpf /sys/fs/bpf")
+        warn(
+            "bpffs",
+            "no bpf filesystem mounted",
+            "`llamux load` mounts one on /sys/fs/bpf (as root); or: mount -t bpf bpf /sys/fs/bpf",
+        )
     });
 }
 
 fn cpu_check(out: &mut Vec<Check>) {
     use llamux_engine::quant::{isa_available, Isa};
-    let levels: Vec<&str> = [Isa::Avx512, Isa::Avx2, Isa::Scalar].into_iter().filter(|&i| isa_available(i)).map(Isa::name).collect();
+    let levels: Vec<&str> = [Isa::Avx512, Isa::Avx2, Isa::Scalar]
+        .into_iter()
+        .filter(|&i| isa_available(i))
+        .map(Isa::name)
+        .collect();
     out.push(if isa_available(Isa::Avx2) {
-        ok("cpu", format!("kernels: {} (best first)", levels.join(", ")))
+        ok(
+            "cpu",
+            format!("kernels: {} (best first)", levels.join(", ")),
+        )
     } else {
-        warn("cpu", "kernels: scalar only (no AVX2/FMA/F16C)", "expect several times slower inference; the module uses the same kernels")
+        warn(
+            "cpu",
+            "kernels: scalar only (no AVX2/FMA/F16C)",
+            "expect several times slower inference; the module uses the same kernels",
+        )
     });
 }
 
 /// Bytes of MemAvailable in /proc/meminfo.
 fn mem_available(sys: &Sys) -> Option<u64> {
     let m = sys.read("/proc/meminfo")?;
-    let kb: u64 = m.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kb: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
 fn model_check(sys: &Sys, model: &Path, ctx: usize, out: &mut Vec<Check>) {
     let (g, m) = match crate::engine_cmds::parse(model).and_then(|g| {
-        let m = llamux_engine::model::Model::from_gguf(&g).map_err(|e| format!("{}: {e}", model.display()))?;
-        llamux_engine::tokenizer::Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
+        let m = llamux_engine::model::Model::from_gguf(&g)
+            .map_err(|e| format!("{}: {e}", model.display()))?;
+        llamux_engine::tokenizer::Tokenizer::from_gguf(&g)
+            .map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
         Ok((g, m))
     }) {
         Ok(x) => x,
         Err(e) => {
-            out.push(fail("model", e, "give a GGUF model the engine supports (`llamux info -m MODEL` says why not)"));
+            out.push(fail(
+                "model",
+                e,
+                "give a GGUF model the engine supports (`llamux info -m MODEL` says why not)",
+            ));
             return;
         }
     };
-    let file = std::fs::metadata(model).map(|md| md.len()).unwrap_or(0).max(g.data_offset + m.weight_bytes() as u64);
+    let file = std::fs::metadata(model)
+        .map(|md| md.len())
+        .unwrap_or(0)
+        .max(g.data_offset + m.weight_bytes() as u64);
     let kv = 2 * m.hp.n_layer as u64 * m.hp.kv_dim() as u64 * 4 * ctx as u64;
     let need = file + kv;
     let mib = |b: u64| b >> 20;
@@ -311,7 +401,11 @@ fn model_check(sys: &Sys, model: &Path, ctx: usize, out: &mut Vec<Check>) {
         mib(need)
     );
     out.push(match mem_available(sys) {
-        None => warn("memory", format!("{detail}; MemAvailable unknown"), "check /proc/meminfo"),
+        None => warn(
+            "memory",
+            format!("{detail}; MemAvailable unknown"),
+            "check /proc/meminfo",
+        ),
         Some(avail) if need > avail => fail(
             "memory",
             format!("{detail}, more than the {} MiB available", mib(avail)),
@@ -322,7 +416,10 @@ fn model_check(sys: &Sys, model: &Path, ctx: usize, out: &mut Vec<Check>) {
             format!("{detail}, over 80% of the {} MiB available", mib(avail)),
             "other work will compete for memory: free some or use a smaller model",
         ),
-        Some(avail) => ok("memory", format!("{detail} of {} MiB available", mib(avail))),
+        Some(avail) => ok(
+            "memory",
+            format!("{detail} of {} MiB available", mib(avail)),
+        ),
     });
 }
 
@@ -349,7 +446,9 @@ fn module_state(sys: &Sys, out: &mut Vec<Check>) {
 }
 
 pub fn run_checks(model: Option<&Path>, ctx: usize) -> Vec<Check> {
-    let root = std::env::var_os("LLAMUX_DOCTOR_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let root = std::env::var_os("LLAMUX_DOCTOR_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let sys = Sys { root };
     let mut out = Vec::new();
     kernel_checks(&sys, &mut out);
@@ -357,7 +456,13 @@ pub fn run_checks(model: Option<&Path>, ctx: usize) -> Vec<Check> {
     match model {
         Some(m) => model_check(&sys, m, ctx, &mut out),
         None => out.push(match mem_available(&sys) {
-            Some(a) => ok("memory", format!("{} MiB available (give -m MODEL to check a model's needs)", a >> 20)),
+            Some(a) => ok(
+                "memory",
+                format!(
+                    "{} MiB available (give -m MODEL to check a model's needs)",
+                    a >> 20
+                ),
+            ),
             None => warn("memory", "MemAvailable unknown", "check /proc/meminfo"),
         }),
     }

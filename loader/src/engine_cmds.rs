@@ -29,7 +29,11 @@ pub struct Loaded {
 pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(err)?;
     let t = f.metadata().map_err(err)?.file_type();
     let what = if t.is_file() || t.is_block_device() {
         None
@@ -45,7 +49,10 @@ pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
         Some("not a regular file")
     };
     if let Some(what) = what {
-        return Err(format!("{}: is {what}, not a model file (give a GGUF file or a block device)", path.display()));
+        return Err(format!(
+            "{}: is {what}, not a model file (give a GGUF file or a block device)",
+            path.display()
+        ));
     }
     // Reads wait for data again (a block device honours O_NONBLOCK).
     // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
@@ -144,7 +151,8 @@ pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String
 
 pub fn load(path: &Path) -> Result<Loaded, String> {
     let (gguf, model) = load_model(path)?;
-    let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
+    let tokenizer =
+        Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
     Ok(Loaded { model, tokenizer })
 }
 
@@ -167,10 +175,16 @@ pub fn pool(threads: Option<usize>) -> Result<Pool, String> {
 
 /// A parser for a sampling flag: the engine's range for `p`, so the flags,
 /// the sampler and /proc/llamux/params accept the same values.
-pub fn sample_arg<T: std::str::FromStr + Into<f64> + Copy>(p: Param) -> impl Fn(&str) -> Result<T, String> + Clone {
+pub fn sample_arg<T: std::str::FromStr + Into<f64> + Copy>(
+    p: Param,
+) -> impl Fn(&str) -> Result<T, String> + Clone {
     move |v: &str| {
-        let x: T = v.trim().parse().map_err(|_| format!("not a number (must be {})", p.range()))?;
-        p.check(x.into()).map_err(|_| format!("must be {}", p.range()))?;
+        let x: T = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a number (must be {})", p.range()))?;
+        p.check(x.into())
+            .map_err(|_| format!("must be {}", p.range()))?;
         Ok(x)
     }
 }
@@ -178,8 +192,12 @@ pub fn sample_arg<T: std::str::FromStr + Into<f64> + Copy>(p: Param) -> impl Fn(
 /// A count flag (top-k, repeat-last-n) checked against the engine's range.
 pub fn sample_count_arg(p: Param) -> impl Fn(&str) -> Result<usize, String> + Clone {
     move |v: &str| {
-        let x: usize = v.trim().parse().map_err(|_| format!("not a whole number (must be {})", p.range()))?;
-        p.check(x as f64).map_err(|_| format!("must be {}", p.range()))?;
+        let x: usize = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("not a whole number (must be {})", p.range()))?;
+        p.check(x as f64)
+            .map_err(|_| format!("must be {}", p.range()))?;
         Ok(x)
     }
 }
@@ -242,13 +260,21 @@ pub fn run(
     let params = sampler_params(s)?;
     let prompt = match (prompt, prompt_file) {
         (Some(p), _) => p,
-        (None, Some(f)) => std::fs::read_to_string(&f).map_err(|err| format!("{}: {err}", f.display()))?,
+        (None, Some(f)) => {
+            std::fs::read_to_string(&f).map_err(|err| format!("{}: {err}", f.display()))?
+        }
         (None, None) => return Err("give --prompt TEXT or --prompt-file FILE".into()),
     };
     let l = load(&e.model)?;
     let mut exec = pool(e.threads)?;
-    let mut sess =
-        Session::new(&l.model, &l.tokenizer, ctx_params(e, false), params, prompt.len()).map_err(|err| err.to_string())?;
+    let mut sess = Session::new(
+        &l.model,
+        &l.tokenizer,
+        ctx_params(e, false),
+        params,
+        prompt.len(),
+    )
+    .map_err(|err| err.to_string())?;
     let t0 = Instant::now();
     let (m, tk, text) = (&l.model, &l.tokenizer, prompt.as_bytes());
     let n_prompt = if instruct {
@@ -263,7 +289,10 @@ pub fn run(
     let mut text_out = String::new();
     let t1 = Instant::now();
     for _ in 0..s.n_predict {
-        match sess.step(&l.model, &l.tokenizer, &mut exec).map_err(|err| err.to_string())? {
+        match sess
+            .step(&l.model, &l.tokenizer, &mut exec)
+            .map_err(|err| err.to_string())?
+        {
             Step::Token(t) => {
                 generated.push(t);
                 let piece = utf8.push(l.tokenizer.token_piece(t));
@@ -347,10 +376,14 @@ impl Utf8Stream {
 
 pub fn tokenize(model: &Path, text: &str, add_bos: bool, special: bool, json_out: bool) -> Res {
     let g = parse(model)?;
-    let tok = Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
+    let tok =
+        Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
     let ids = encode_with(&tok, text.as_bytes(), add_bos, special)?;
     if json_out {
-        let pieces: Vec<String> = ids.iter().map(|&t| String::from_utf8_lossy(tok.token_text(t)).into_owned()).collect();
+        let pieces: Vec<String> = ids
+            .iter()
+            .map(|&t| String::from_utf8_lossy(tok.token_text(t)).into_owned())
+            .collect();
         println!("{}", json!({ "tokens": ids, "pieces": pieces }));
     } else {
         let s: Vec<String> = ids.iter().map(|t| t.to_string()).collect();
@@ -361,11 +394,18 @@ pub fn tokenize(model: &Path, text: &str, add_bos: bool, special: bool, json_out
 
 /// Tokenizes with a scratch sized for `text` (user space can allocate).
 /// `special`: special-token texts become their tokens (`--special`).
-pub fn encode_with(tok: &Tokenizer, text: &[u8], add_bos: bool, special: bool) -> Result<Vec<u32>, String> {
+pub fn encode_with(
+    tok: &Tokenizer,
+    text: &[u8],
+    add_bos: bool,
+    special: bool,
+) -> Result<Vec<u32>, String> {
     let mut scratch = tok.scratch(text.len()).map_err(|e| e.to_string())?;
     // Invalid UTF-8 can take up to 3 ids per byte (BPE).
     let mut ids = vec![0u32; 3 * text.len() + 2];
-    let n = tok.encode_with(text, add_bos, special, &mut scratch, &mut ids).map_err(|e| e.to_string())?;
+    let n = tok
+        .encode_with(text, add_bos, special, &mut scratch, &mut ids)
+        .map_err(|e| e.to_string())?;
     ids.truncate(n);
     Ok(ids)
 }
@@ -379,16 +419,23 @@ pub fn logits(e: &EngineArgs, tokens: &[u32], out: &Path) -> Res {
     let n_vocab = l.model.hp.n_vocab;
     let mut params = ctx_params(e, true);
     params.n_ctx = params.n_ctx.max(tokens.len());
-    let mut ctx = llamux_engine::model::Context::new(&l.model.hp, params).map_err(|err| err.to_string())?;
+    let mut ctx =
+        llamux_engine::model::Context::new(&l.model.hp, params).map_err(|err| err.to_string())?;
     let mut bytes = Vec::with_capacity(tokens.len() * n_vocab * 4);
     for chunk in tokens.chunks(ctx.params.n_batch) {
-        ctx.forward(&l.model, chunk, &mut exec).map_err(|err| err.to_string())?;
+        ctx.forward(&l.model, chunk, &mut exec)
+            .map_err(|err| err.to_string())?;
         for v in ctx.logits() {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
     std::fs::write(out, &bytes).map_err(|err| format!("{}: {err}", out.display()))?;
-    eprintln!("llamux: wrote {} x {} logits to {}", tokens.len(), n_vocab, out.display());
+    eprintln!(
+        "llamux: wrote {} x {} logits to {}",
+        tokens.len(),
+        n_vocab,
+        out.display()
+    );
     Ok(())
 }
 
@@ -402,7 +449,11 @@ pub fn info(path: &Path, json_out: bool) -> Res {
         c.1 += t.n_bytes;
     }
     let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let meta: Vec<(String, String)> = g.metadata.iter().map(|kv| (kv.key.to_string(), show_value(&kv.value))).collect();
+    let meta: Vec<(String, String)> = g
+        .metadata
+        .iter()
+        .map(|kv| (kv.key.to_string(), show_value(&kv.value)))
+        .collect();
     let hp = model.as_ref().ok().map(|m| m.hp.clone());
     let kv_per_token = hp.as_ref().map(|h| 2 * h.n_layer * h.kv_dim() * 4);
     if json_out {
@@ -422,13 +473,26 @@ pub fn info(path: &Path, json_out: bool) -> Res {
         println!("{v}");
         return Ok(());
     }
-    println!("{}: GGUF v{}, {} bytes, {} tensors, {} metadata keys", path.display(), g.version, file_len, g.tensors.len(), g.metadata.len());
+    println!(
+        "{}: GGUF v{}, {} bytes, {} tensors, {} metadata keys",
+        path.display(),
+        g.version,
+        file_len,
+        g.tensors.len(),
+        g.metadata.len()
+    );
     for (k, v) in &meta {
         println!("  {k} = {v}");
     }
     println!("tensors:");
     for t in &g.tensors {
-        println!("  {:<32} {:<6} {:?} {} bytes", t.name, t.type_name(), &t.dims[..t.n_dims as usize], t.n_bytes);
+        println!(
+            "  {:<32} {:<6} {:?} {} bytes",
+            t.name,
+            t.type_name(),
+            &t.dims[..t.n_dims as usize],
+            t.n_bytes
+        );
     }
     println!("types:");
     for (k, (n, b)) in &counts {
@@ -462,7 +526,13 @@ fn show_value(v: &llamux_engine::gguf::Value<'_>) -> String {
         Str(s) => format!("{:?}", String::from_utf8_lossy(s)),
         Array(a) => {
             let first: Vec<String> = a.iter().take(4).map(|x| show_value(&x)).collect();
-            format!("[{}; {}] {}{}", a.elem_type.name(), a.len, first.join(", "), if a.len > 4 { ", ..." } else { "" })
+            format!(
+                "[{}; {}] {}{}",
+                a.elem_type.name(),
+                a.len,
+                first.join(", "),
+                if a.len > 4 { ", ..." } else { "" }
+            )
         }
         U8(x) => x.to_string(),
         I8(x) => x.to_string(),

@@ -71,7 +71,12 @@ pub fn label_class(pol: &Policy, label: &str) -> Option<String> {
 /// The classes of a policy: its answers' actions, then the default's.
 pub fn classes(pol: &Policy) -> Vec<String> {
     let mut c: Vec<String> = Vec::new();
-    for a in pol.answers.iter().map(|a| a.action).chain([pol.default_action()]) {
+    for a in pol
+        .answers
+        .iter()
+        .map(|a| a.action)
+        .chain([pol.default_action()])
+    {
         if !c.contains(&a.name()) {
             c.push(a.name());
         }
@@ -88,15 +93,22 @@ pub fn load_events(path: &Path, pol: &Policy, text: &str) -> Result<Vec<Item>, S
         if raw.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(raw).map_err(|e| at(format!("not a JSON object: {e}")))?;
-        let Value::Object(mut o) = v else { return Err(at("not a JSON object".into())) };
+        let v: Value =
+            serde_json::from_str(raw).map_err(|e| at(format!("not a JSON object: {e}")))?;
+        let Value::Object(mut o) = v else {
+            return Err(at("not a JSON object".into()));
+        };
         let label = match o.get("label") {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(at("`label` must be a string".into())),
             None => return Err(at("no `label`".into())),
         };
         let class = label_class(pol, &label).ok_or_else(|| {
-            let answers: Vec<String> = pol.answers.iter().map(|a| format!("{:?}", a.text.trim())).collect();
+            let answers: Vec<String> = pol
+                .answers
+                .iter()
+                .map(|a| format!("{:?}", a.text.trim()))
+                .collect();
             at(format!(
                 "unknown label {label:?} for policy {} (expected one of {} or an answer: {})",
                 pol.name,
@@ -106,7 +118,11 @@ pub fn load_events(path: &Path, pol: &Policy, text: &str) -> Result<Vec<Item>, S
         })?;
         let split = match o.get("split").and_then(Value::as_str) {
             Some(s @ ("tune" | "heldout")) => s.to_string(),
-            Some(s) => return Err(at(format!("unknown split {s:?} (expected \"tune\" or \"heldout\")"))),
+            Some(s) => {
+                return Err(at(format!(
+                    "unknown split {s:?} (expected \"tune\" or \"heldout\")"
+                )))
+            }
             None => return Err(at("no `split` (\"tune\" or \"heldout\")".into())),
         };
         let event = match o.remove("event") {
@@ -119,7 +135,12 @@ pub fn load_events(path: &Path, pol: &Policy, text: &str) -> Result<Vec<Item>, S
                 o
             }
         };
-        out.push(Item { line, event, label: class, split });
+        out.push(Item {
+            line,
+            event,
+            label: class,
+            split,
+        });
     }
     if out.is_empty() {
         return Err(format!("{}: no events", path.display()));
@@ -138,7 +159,10 @@ pub struct Tally {
 impl Tally {
     pub fn new(classes: &[String]) -> Self {
         let n = classes.len();
-        Tally { classes: classes.to_vec(), confusion: vec![vec![0; n]; n] }
+        Tally {
+            classes: classes.to_vec(),
+            confusion: vec![vec![0; n]; n],
+        }
     }
     fn idx(&self, c: &str) -> usize {
         self.classes.iter().position(|x| x == c).unwrap_or(0)
@@ -159,7 +183,13 @@ impl Tally {
     /// (correct, total) of each class that has labels.
     pub fn recall(&self) -> Vec<(String, usize, usize)> {
         (0..self.classes.len())
-            .map(|i| (self.classes[i].clone(), self.confusion[i][i], self.confusion[i].iter().sum()))
+            .map(|i| {
+                (
+                    self.classes[i].clone(),
+                    self.confusion[i][i],
+                    self.confusion[i].iter().sum(),
+                )
+            })
             .filter(|r| r.2 > 0)
             .collect()
     }
@@ -168,17 +198,39 @@ impl Tally {
             .classes
             .iter()
             .enumerate()
-            .map(|(i, l)| (l.clone(), Value::Object(self.classes.iter().enumerate().map(|(j, p)| (p.clone(), json!(self.confusion[i][j]))).collect())))
+            .map(|(i, l)| {
+                (
+                    l.clone(),
+                    Value::Object(
+                        self.classes
+                            .iter()
+                            .enumerate()
+                            .map(|(j, p)| (p.clone(), json!(self.confusion[i][j])))
+                            .collect(),
+                    ),
+                )
+            })
             .collect();
         let recall: Map<String, Value> = self
             .recall()
             .into_iter()
-            .map(|(c, k, n)| (c, json!({"correct": k, "total": n, "recall": k as f64 / n as f64})))
+            .map(|(c, k, n)| {
+                (
+                    c,
+                    json!({"correct": k, "total": n, "recall": k as f64 / n as f64}),
+                )
+            })
             .collect();
         json!({"total": self.total(), "correct": self.correct(), "accuracy": self.accuracy(), "recall": recall, "confusion": conf})
     }
     fn print(&self, o: &mut impl Write, indent: &str) {
-        let w = self.classes.iter().map(|c| c.len()).max().unwrap_or(5).max(6);
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(5)
+            .max(6);
         let _ = write!(o, "{indent}{:<w$}", "label\\got");
         for c in &self.classes {
             let _ = write!(o, " {c:>w$}");
@@ -196,8 +248,18 @@ impl Tally {
         }
     }
     fn summary(&self) -> String {
-        let r: Vec<String> = self.recall().iter().map(|(c, k, n)| format!("{c} {k}/{n} = {:.1}%", 100.0 * *k as f64 / *n as f64)).collect();
-        format!("accuracy {}/{} = {:.1}%; recall: {}", self.correct(), self.total(), 100.0 * self.accuracy(), r.join(", "))
+        let r: Vec<String> = self
+            .recall()
+            .iter()
+            .map(|(c, k, n)| format!("{c} {k}/{n} = {:.1}%", 100.0 * *k as f64 / *n as f64))
+            .collect();
+        format!(
+            "accuracy {}/{} = {:.1}%; recall: {}",
+            self.correct(),
+            self.total(),
+            100.0 * self.accuracy(),
+            r.join(", ")
+        )
     }
 }
 
@@ -215,22 +277,37 @@ pub const BASELINES: &[(&str, &str)] = &[
 
 /// The action of a named answer text ("batch") of the policy.
 fn answer_action(pol: &Policy, text: &str) -> Option<Action> {
-    pol.answers.iter().find(|a| a.text.trim() == text).map(|a| a.action)
+    pol.answers
+        .iter()
+        .find(|a| a.text.trim() == text)
+        .map(|a| a.action)
 }
 
 /// What a static rule decides for an event.
 pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Action, String> {
-    let s = |k: &str| ev.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let s = |k: &str| {
+        ev.get(k)
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
     let n = |k: &str| ev.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let gate = |hooks: &[Hook]| -> Result<(), String> {
         if hooks.contains(&pol.hook) {
             Ok(())
         } else {
-            Err(format!("baseline {rule} does not apply to {} policies", pol.hook.name()))
+            Err(format!(
+                "baseline {rule} does not apply to {} policies",
+                pol.hook.name()
+            ))
         }
     };
     let sched = |batch: bool| -> Result<Action, String> {
-        answer_action(pol, if batch { "batch" } else { "interactive" }).ok_or_else(|| format!("baseline {rule}: the policy has no batch/interactive answers"))
+        answer_action(pol, if batch { "batch" } else { "interactive" })
+            .ok_or_else(|| format!("baseline {rule}: the policy has no batch/interactive answers"))
     };
     Ok(match rule {
         "default" => pol.default_action(),
@@ -246,7 +323,8 @@ pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Act
             gate(&[Hook::Exec])?;
             let p = s("path");
             let dir = p.rsplit_once('/').map_or("", |d| d.0);
-            let hidden = p.split('/').rev().skip(1).any(|c| c.starts_with('.')) || p.rsplit('/').next().is_some_and(|f| f.starts_with('.'));
+            let hidden = p.split('/').rev().skip(1).any(|c| c.starts_with('.'))
+                || p.rsplit('/').next().is_some_and(|f| f.starts_with('.'));
             if matches!(dir, "/tmp" | "/var/tmp" | "/dev/shm") || hidden {
                 Action::Deny
             } else {
@@ -256,8 +334,9 @@ pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Act
         "tools" => {
             gate(&[Hook::Open])?;
             const TOOLS: &[&str] = &[
-                "sh", "bash", "dash", "zsh", "cat", "curl", "wget", "nc", "ncat", "socat", "scp", "rsync", "rclone", "tar", "zip", "base64", "dd", "strings",
-                "grep", "perl", "python3",
+                "sh", "bash", "dash", "zsh", "cat", "curl", "wget", "nc", "ncat", "socat", "scp",
+                "rsync", "rclone", "tar", "zip", "base64", "dd", "strings", "grep", "perl",
+                "python3",
             ];
             if TOOLS.contains(&s("comm").as_str()) {
                 Action::Deny
@@ -283,7 +362,10 @@ pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Act
         }
         other => {
             let names: Vec<&str> = BASELINES.iter().map(|b| b.0).collect();
-            return Err(format!("unknown baseline {other:?} (known: {})", names.join(", ")));
+            return Err(format!(
+                "unknown baseline {other:?} (known: {})",
+                names.join(", ")
+            ));
         }
     })
 }
@@ -318,7 +400,8 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         }
         pol.margin = m;
     }
-    let text = std::fs::read_to_string(&o.events).map_err(|e| format!("{}: {e}", o.events.display()))?;
+    let text =
+        std::fs::read_to_string(&o.events).map_err(|e| format!("{}: {e}", o.events.display()))?;
     let all = load_events(&o.events, &pol, &text)?;
     let mut items: Vec<Item> = all
         .into_iter()
@@ -329,7 +412,11 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         })
         .collect();
     if items.is_empty() {
-        return Err(format!("{}: no events in split {:?}", o.events.display(), o.split));
+        return Err(format!(
+            "{}: no events in split {:?}",
+            o.events.display(),
+            o.split
+        ));
     }
     if o.probe_fields_only {
         for it in &mut items {
@@ -353,9 +440,27 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         "split": split_name, "events": items.len(), "classes": classes, "margin_threshold": pol.margin});
     let mut out = std::io::stdout().lock();
     if !o.json {
-        let _ = writeln!(out, "policy {} ({}), {} split {}: {} events", pol.name, pol.hook.name(), o.events.display(), split_name, items.len());
-        let answers: Vec<String> = pol.answers.iter().map(|a| format!("{:?}={}", a.text.trim(), a.action.name())).collect();
-        let _ = writeln!(out, "answers: {}; default: {}; margin threshold {:.2} nats", answers.join(" "), pol.default_action().name(), pol.margin);
+        let _ = writeln!(
+            out,
+            "policy {} ({}), {} split {}: {} events",
+            pol.name,
+            pol.hook.name(),
+            o.events.display(),
+            split_name,
+            items.len()
+        );
+        let answers: Vec<String> = pol
+            .answers
+            .iter()
+            .map(|a| format!("{:?}={}", a.text.trim(), a.action.name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "answers: {}; default: {}; margin threshold {:.2} nats",
+            answers.join(" "),
+            pol.default_action().name(),
+            pol.margin
+        );
     }
 
     let model_given = o.model.is_some() || o.advisor == AdvisorChoice::Kernel;
@@ -363,13 +468,21 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         let (mut adv, threads): (Box<dyn Advise>, usize) = match o.advisor {
             AdvisorChoice::Kernel => {
                 if !policy_advise::kernel_available() {
-                    return Err(format!("--advisor kernel: {} is not there or the module has no model", policy_advise::KERNEL_ADVISE));
+                    return Err(format!(
+                        "--advisor kernel: {} is not there or the module has no model",
+                        policy_advise::KERNEL_ADVISE
+                    ));
                 }
                 (Box::new(KernelAdvisor::new(o.ctx)), 0)
             }
             _ => {
-                let m = o.model.as_deref().ok_or("give -m MODEL (or --advisor kernel)")?;
-                let t = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let m = o
+                    .model
+                    .as_deref()
+                    .ok_or("give -m MODEL (or --advisor kernel)")?;
+                let t = o
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
                 (Box::new(UserAdvisor::new(m, Some(t), o.ctx)?), t)
             }
         };
@@ -380,7 +493,9 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         let mut decided = Vec::new();
         let mut prefix_tokens = 0;
         for (i, it) in items.iter().enumerate() {
-            let (_, a) = adv.advise_event(h, &it.event).map_err(|e| format!("{}:{}: {e}", o.events.display(), it.line))?;
+            let (_, a) = adv
+                .advise_event(h, &it.event)
+                .map_err(|e| format!("{}:{}: {e}", o.events.display(), it.line))?;
             if o.progress && (i + 1) % 10 == 0 {
                 eprintln!("llamux eval: {}/{} events", i + 1, items.len());
             }
@@ -405,12 +520,19 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
             tally.add(&items[d.item].label, &d.action);
             raw.add(&items[d.item].label, &d.model_action);
         }
-        let mut lat: Vec<f64> = decided.iter().map(|d| d.latency_us as f64 / 1000.0).collect();
+        let mut lat: Vec<f64> = decided
+            .iter()
+            .map(|d| d.latency_us as f64 / 1000.0)
+            .collect();
         lat.sort_by(f64::total_cmp);
         let n = decided.len() as f64;
         let mean_margin = decided.iter().map(|d| d.margin as f64).sum::<f64>() / n;
         let margin_of = |ok: bool| {
-            let v: Vec<f64> = decided.iter().filter(|d| (d.model_action == items[d.item].label) == ok).map(|d| d.margin as f64).collect();
+            let v: Vec<f64> = decided
+                .iter()
+                .filter(|d| (d.model_action == items[d.item].label) == ok)
+                .map(|d| d.margin as f64)
+                .collect();
             if v.is_empty() {
                 Value::Null
             } else {
@@ -425,7 +547,11 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
             .map(|&t| {
                 let mut s = Tally::new(&classes);
                 for d in &decided {
-                    let a = if d.margin < t { pol.default_action().name() } else { d.model_action.clone() };
+                    let a = if d.margin < t {
+                        pol.default_action().name()
+                    } else {
+                        d.model_action.clone()
+                    };
                     s.add(&items[d.item].label, &a);
                 }
                 json!({"margin": t, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
@@ -433,26 +559,34 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
             .collect();
         // Two answers: what a bias on the second would have given.
         let bias_sweep: Vec<Value> = if pol.answers.len() == 2 {
-            [-3.0f32, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]
-                .iter()
-                .map(|&b| {
-                    let mut q = pol.clone();
-                    q.margin = 0.0;
-                    q.answers[0].bias = 0.0;
-                    q.answers[1].bias = b;
-                    let mut s = Tally::new(&classes);
-                    for d in &decided {
-                        s.add(&items[d.item].label, &q.decide(&d.scores, format != Format::Plain).action.name());
-                    }
-                    json!({"bias": b, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
-                })
-                .collect()
+            [
+                -3.0f32, -2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0,
+            ]
+            .iter()
+            .map(|&b| {
+                let mut q = pol.clone();
+                q.margin = 0.0;
+                q.answers[0].bias = 0.0;
+                q.answers[1].bias = b;
+                let mut s = Tally::new(&classes);
+                for d in &decided {
+                    s.add(
+                        &items[d.item].label,
+                        &q.decide(&d.scores, format != Format::Plain).action.name(),
+                    );
+                }
+                json!({"bias": b, "accuracy": s.accuracy(), "recall": s.json()["recall"].clone()})
+            })
+            .collect()
         } else {
             Vec::new()
         };
         let r = result.as_object_mut().ok_or("internal")?;
         r.insert("bias_sweep".into(), json!(bias_sweep));
-        r.insert("model".into(), json!(o.model.as_ref().map(|m| m.display().to_string())));
+        r.insert(
+            "model".into(),
+            json!(o.model.as_ref().map(|m| m.display().to_string())),
+        );
         r.insert("advisor".into(), json!(adv.name()));
         r.insert("format".into(), json!(format.name()));
         r.insert("threads".into(), json!(threads));
@@ -479,7 +613,11 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                 .collect::<Vec<_>>()),
         );
         if !o.json {
-            let where_ = if threads > 0 { format!("{threads} threads") } else { "in the module".into() };
+            let where_ = if threads > 0 {
+                format!("{threads} threads")
+            } else {
+                "in the module".into()
+            };
             let _ = writeln!(
                 out,
                 "advisor {} ({where_}), format {}, prefix {} tokens prefilled in {:.0} ms, ctx {}",
@@ -490,7 +628,14 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                 o.ctx
             );
             let _ = writeln!(out, "model: {}", tally.summary());
-            let _ = writeln!(out, "  {} uncertain (margin < {:.2}) -> default {}; model alone: {}", uncertain, pol.margin, pol.default_action().name(), raw.summary());
+            let _ = writeln!(
+                out,
+                "  {} uncertain (margin < {:.2}) -> default {}; model alone: {}",
+                uncertain,
+                pol.margin,
+                pol.default_action().name(),
+                raw.summary()
+            );
             tally.print(&mut out, "  ");
             let f = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.2}"));
             let _ = writeln!(
@@ -503,20 +648,42 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
                 percentile(&lat, 95.0),
                 mean_ev
             );
-            let sw: Vec<String> =
-                sweep.iter().map(|s| format!("{}: {:.1}%", s["margin"], 100.0 * s["accuracy"].as_f64().unwrap_or(0.0))).collect();
+            let sw: Vec<String> = sweep
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}: {:.1}%",
+                        s["margin"],
+                        100.0 * s["accuracy"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
             let _ = writeln!(out, "  accuracy by margin threshold: {}", sw.join(", "));
             if !bias_sweep.is_empty() {
                 let bs: Vec<String> = bias_sweep
                     .iter()
                     .map(|s| {
                         let rec: Vec<String> = s["recall"].as_object().map_or(Vec::new(), |m| {
-                            m.values().map(|r| format!("{:.0}", 100.0 * r["recall"].as_f64().unwrap_or(0.0))).collect()
+                            m.values()
+                                .map(|r| {
+                                    format!("{:.0}", 100.0 * r["recall"].as_f64().unwrap_or(0.0))
+                                })
+                                .collect()
                         });
-                        format!("{}: {:.1}% ({})", s["bias"], 100.0 * s["accuracy"].as_f64().unwrap_or(0.0), rec.join("/"))
+                        format!(
+                            "{}: {:.1}% ({})",
+                            s["bias"],
+                            100.0 * s["accuracy"].as_f64().unwrap_or(0.0),
+                            rec.join("/")
+                        )
                     })
                     .collect();
-                let _ = writeln!(out, "  accuracy (recalls) by bias on {:?} (no margin): {}", pol.answers[1].text.trim(), bs.join(", "));
+                let _ = writeln!(
+                    out,
+                    "  accuracy (recalls) by bias on {:?} (no margin): {}",
+                    pol.answers[1].text.trim(),
+                    bs.join(", ")
+                );
             }
             for d in &decided {
                 let it = &items[d.item];
@@ -553,7 +720,10 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         let mut v = t.json();
         if let Some(m) = v.as_object_mut() {
             m.insert("rule".into(), json!(b));
-            m.insert("description".into(), json!(BASELINES.iter().find(|x| x.0 == b).map_or("", |x| x.1)));
+            m.insert(
+                "description".into(),
+                json!(BASELINES.iter().find(|x| x.0 == b).map_or("", |x| x.1)),
+            );
         }
         bl.push(v);
     }
@@ -586,15 +756,22 @@ mod tests {
         let p = pol(EXEC);
         let ok = "{\"path\":\"/tmp/a\",\"label\":\"deny\",\"split\":\"tune\",\"why\":\"x\"}\n\n{\"event\":{\"path\":\"/tmp/b\"},\"label\":\"Y\",\"split\":\"heldout\"}\n";
         let v = load_events(Path::new("e.jsonl"), &p, ok).unwrap();
-        assert_eq!((v.len(), v[0].label.as_str(), v[1].label.as_str(), v[1].line), (2, "deny", "allow", 3));
+        assert_eq!(
+            (v.len(), v[0].label.as_str(), v[1].label.as_str(), v[1].line),
+            (2, "deny", "allow", 3)
+        );
         assert!(!v[0].event.contains_key("why") && !v[0].event.contains_key("label"));
         let bad = |t: &str| load_events(Path::new("e.jsonl"), &p, t).unwrap_err();
-        let e = bad(&format!("{ok}{{\"path\":\"/tmp/c\",\"label\":\"maybe\",\"split\":\"tune\"}}\n"));
+        let e = bad(&format!(
+            "{ok}{{\"path\":\"/tmp/c\",\"label\":\"maybe\",\"split\":\"tune\"}}\n"
+        ));
         assert!(e.starts_with("e.jsonl:4: unknown label \"maybe\""), "{e}");
         assert!(bad(&format!("{ok}{{\"path\":\n")).starts_with("e.jsonl:4: not a JSON object"));
         assert!(bad("[1]\n").starts_with("e.jsonl:1: not a JSON object"));
         assert!(bad("{\"label\":\"deny\"}").starts_with("e.jsonl:1: no `split`"));
-        assert!(bad("{\"label\":\"deny\",\"split\":\"test\"}").starts_with("e.jsonl:1: unknown split"));
+        assert!(
+            bad("{\"label\":\"deny\",\"split\":\"test\"}").starts_with("e.jsonl:1: unknown split")
+        );
         assert!(bad("{\"split\":\"tune\"}").starts_with("e.jsonl:1: no `label`"));
         assert!(bad("\n\n").contains("no events"));
         // Sched labels by answer text or action; the default class is "none".
@@ -608,12 +785,21 @@ mod tests {
     fn tally() {
         let c = vec!["allow".to_string(), "deny".to_string()];
         let mut t = Tally::new(&c);
-        for (l, p) in [("allow", "allow"), ("allow", "deny"), ("deny", "deny"), ("deny", "deny"), ("deny", "allow")] {
+        for (l, p) in [
+            ("allow", "allow"),
+            ("allow", "deny"),
+            ("deny", "deny"),
+            ("deny", "deny"),
+            ("deny", "allow"),
+        ] {
             t.add(l, p);
         }
         assert_eq!((t.total(), t.correct()), (5, 3));
         assert_eq!(t.confusion, vec![vec![1, 1], vec![1, 2]]);
-        assert_eq!(t.recall(), vec![("allow".into(), 1, 2), ("deny".into(), 2, 3)]);
+        assert_eq!(
+            t.recall(),
+            vec![("allow".into(), 1, 2), ("deny".into(), 2, 3)]
+        );
         assert_eq!(t.json()["confusion"]["deny"]["allow"], 1);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.0);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 95.0), 4.0);
@@ -622,14 +808,31 @@ mod tests {
     #[test]
     fn baselines() {
         let p = pol(EXEC);
-        let ev = |path: &str| serde_json::json!({"path": path, "uid": 0}).as_object().unwrap().clone();
-        for (path, want) in [("/tmp/x", Action::Deny), ("/tmp/go-build1/b001/exe/main", Action::Allow), ("/tmp/.X11-unix/.r/c/tsm", Action::Deny), ("/tmp/.hidden", Action::Deny)] {
+        let ev = |path: &str| {
+            serde_json::json!({"path": path, "uid": 0})
+                .as_object()
+                .unwrap()
+                .clone()
+        };
+        for (path, want) in [
+            ("/tmp/x", Action::Deny),
+            ("/tmp/go-build1/b001/exe/main", Action::Allow),
+            ("/tmp/.X11-unix/.r/c/tsm", Action::Deny),
+            ("/tmp/.hidden", Action::Deny),
+        ] {
             assert_eq!(baseline("tmp-rule", &p, &ev(path)).unwrap(), want, "{path}");
         }
-        assert!(baseline("cpu50", &p, &ev("/tmp/x")).unwrap_err().contains("does not apply"));
-        assert!(baseline("nope", &p, &ev("/tmp/x")).unwrap_err().contains("unknown baseline"));
+        assert!(baseline("cpu50", &p, &ev("/tmp/x"))
+            .unwrap_err()
+            .contains("does not apply"));
+        assert!(baseline("nope", &p, &ev("/tmp/x"))
+            .unwrap_err()
+            .contains("unknown baseline"));
         let s = pol(SCHED);
-        let e = serde_json::json!({"cpu_pct": 50, "involuntary_pct": 10}).as_object().unwrap().clone();
+        let e = serde_json::json!({"cpu_pct": 50, "involuntary_pct": 10})
+            .as_object()
+            .unwrap()
+            .clone();
         assert_eq!(baseline("cpu50", &s, &e).unwrap(), Action::Renice(5));
         assert_eq!(baseline("preempt50", &s, &e).unwrap(), Action::Renice(0));
     }

@@ -43,13 +43,20 @@ pub fn path_text(e: &c::Event) -> String {
 /// The file identity of an inode-keyed decision ("dev:ino:gen", hex dev
 /// and gen), None for the other key kinds.
 pub fn file_id(k: &c::DecisionKey) -> Option<String> {
-    k.is_file().then(|| format!("{:x}:{}:{:x}", k.dev, k.hash, k.gen))
+    k.is_file()
+        .then(|| format!("{:x}:{}:{:x}", k.dev, k.hash, k.gen))
 }
 
 /// The fields an event offers to `hook`'s prompt template (exactly
 /// `hook.fields()`). `rate`: syscalls/s since the previous sample;
 /// `first_seen_ns`: when the task was first seen (sched); `now`: Unix time.
-pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64) -> JMap<String, Value> {
+pub fn fields(
+    e: &c::Event,
+    hook: Hook,
+    rate: f64,
+    first_seen_ns: u64,
+    now: f64,
+) -> JMap<String, Value> {
     let mut m = JMap::new();
     m.insert("pid".into(), json!(e.pid));
     m.insert("uid".into(), json!(e.uid));
@@ -58,7 +65,10 @@ pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64)
     match hook {
         Hook::Exec => {
             let path = path_text(e);
-            m.insert("exe".into(), json!(path.rsplit('/').next().unwrap_or("").to_string()));
+            m.insert(
+                "exe".into(),
+                json!(path.rsplit('/').next().unwrap_or("").to_string()),
+            );
             m.insert("path".into(), json!(path));
             m.insert("ppid".into(), json!(e.ppid));
             m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
@@ -76,12 +86,17 @@ pub fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64, now: f64)
             let wall = e.ts_ns.saturating_sub(first_seen_ns).max(1);
             // Involuntary switches are a subset of all switches; clamp so
             // a bogus record cannot overflow.
-            let inv_pct = (u128::from(e.c.min(e.b)) * 100).checked_div(u128::from(e.b)).unwrap_or(0) as u64;
+            let inv_pct = (u128::from(e.c.min(e.b)) * 100)
+                .checked_div(u128::from(e.b))
+                .unwrap_or(0) as u64;
             m.insert("runtime_ms".into(), json!(runtime_ms));
             m.insert("switches".into(), json!(e.b));
             m.insert("involuntary".into(), json!(e.c));
             m.insert("involuntary_pct".into(), json!(inv_pct));
-            m.insert("cpu_pct".into(), json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64));
+            m.insert(
+                "cpu_pct".into(),
+                json!(((e.a as f64 / wall as f64) * 100.0).min(100.0).round() as u64),
+            );
         }
     }
     m
@@ -95,7 +110,10 @@ pub fn shown_key(e: &c::Event) -> String {
         c::KEY_PID => format!("pid:{}", e.key.hash),
         c::KEY_COMM => format!("comm:{}", cstr(&e.comm)),
         // The file name: file_open records it alone.
-        c::KEY_FILE => format!("file:{}", path_text(e).rsplit('/').next().unwrap_or_default()),
+        c::KEY_FILE => format!(
+            "file:{}",
+            path_text(e).rsplit('/').next().unwrap_or_default()
+        ),
         _ => format!("exe:{}", path_text(e)),
     }
 }
@@ -124,7 +142,10 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
         m.insert("file_id".into(), json!(id));
     }
     if e.flags & c::EVF_UNREPRESENTABLE != 0 {
-        m.insert("reason".into(), json!("path cut: a fail-closed policy denies what it cannot show"));
+        m.insert(
+            "reason".into(),
+            json!("path cut: a fail-closed policy denies what it cannot show"),
+        );
     }
     match e.kind {
         c::EV_NICE => {
@@ -138,7 +159,11 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
             m.insert("by_comm".into(), json!(cstr(&e.pcomm)));
         }
         c::EV_TP_HIT => {
-            let probe = if e.key.hook == c::HOOK_EXEC { "tracepoint/sched/sched_process_exec" } else { "tracepoint/raw_syscalls/sys_enter" };
+            let probe = if e.key.hook == c::HOOK_EXEC {
+                "tracepoint/sched/sched_process_exec"
+            } else {
+                "tracepoint/raw_syscalls/sys_enter"
+            };
             m.insert("type".into(), json!("hit"));
             m.insert("hook".into(), json!(hook_name(e.key.hook)));
             m.insert("probe".into(), json!(probe));
@@ -150,7 +175,14 @@ pub fn hit_json(e: &c::Event, policy: &str, now: f64) -> Value {
             let hook = e.a as u32;
             m.insert("type".into(), json!("hit"));
             m.insert("hook".into(), json!(hook_name(hook)));
-            m.insert("probe".into(), json!(if hook == c::HOOK_EXEC { "lsm/bprm_check_security" } else { "lsm/file_open" }));
+            m.insert(
+                "probe".into(),
+                json!(if hook == c::HOOK_EXEC {
+                    "lsm/bprm_check_security"
+                } else {
+                    "lsm/file_open"
+                }),
+            );
             m.insert("action".into(), json!(action));
             m.insert("path".into(), json!(path_text(e)));
         }
@@ -171,12 +203,18 @@ mod tests {
         e.comm[..2].copy_from_slice(b"sh");
         // SAFETY: Event is #[repr(C)] plain integers without implicit padding.
         let bytes = unsafe {
-            std::slice::from_raw_parts((&e as *const c::Event).cast::<u8>(), std::mem::size_of::<c::Event>())
+            std::slice::from_raw_parts(
+                (&e as *const c::Event).cast::<u8>(),
+                std::mem::size_of::<c::Event>(),
+            )
         };
         assert!(decode(&bytes[1..]).is_none());
         let d = decode(bytes).unwrap();
         let m = fields(&d, Hook::Exec, 0.0, 0, 1.0);
-        assert_eq!((m["pid"].as_u64(), m["path"].as_str(), m["exe"].as_str()), (Some(42), Some("/tmp/tool"), Some("tool")));
+        assert_eq!(
+            (m["pid"].as_u64(), m["path"].as_str(), m["exe"].as_str()),
+            (Some(42), Some("/tmp/tool"), Some("tool"))
+        );
         for h in [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched] {
             let m = fields(&d, h, 1.0, 0, 1.0);
             let mut keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
@@ -198,17 +236,29 @@ mod tests {
         *e.path.last_mut().unwrap() = 0;
         assert_eq!(path_text(&e).len(), c::PATH_LEN - 1);
         e.flags = c::EVF_PATH_CUT;
-        let p = fields(&e, Hook::Exec, 0.0, 0, 1.0)["path"].as_str().unwrap().to_string();
+        let p = fields(&e, Hook::Exec, 0.0, 0, 1.0)["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(p.starts_with("/aaa") && p.ends_with(CUT), "{p}");
         e.flags = c::EVF_PATH_HEAD_CUT | c::EVF_PATH_CUT;
         let p = path_text(&e);
         assert!(p.starts_with(CUT) && p.ends_with("aaa"), "{p}");
-        e.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 77, dev: 0x2a, gen: 0xbeef };
+        e.key = c::DecisionKey {
+            hook: c::HOOK_EXEC,
+            kind: c::KEY_EXE,
+            hash: 77,
+            dev: 0x2a,
+            gen: 0xbeef,
+        };
         e.kind = c::EV_HIT;
         e.flags |= c::EVF_UNREPRESENTABLE;
         let h = hit_json(&e, "p", 0.0);
         assert_eq!(h["file_id"], "2a:77:beef");
         assert!(h["reason"].as_str().unwrap().contains("cut"));
-        assert!(h["key"].as_str().unwrap().starts_with(&format!("exe:{CUT}")));
+        assert!(h["key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("exe:{CUT}")));
     }
 }

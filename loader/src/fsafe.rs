@@ -27,13 +27,25 @@ fn owner_ok(uid: u32) -> bool {
 /// Why the folder `p` (lstat'ed as `md`) is not ours alone, if it is not.
 fn dir_problem(p: &Path, md: &std::fs::Metadata) -> Option<String> {
     if md.file_type().is_symlink() || !md.is_dir() {
-        return Some(format!("{} is not a directory (a symbolic link or a file)", p.display()));
+        return Some(format!(
+            "{} is not a directory (a symbolic link or a file)",
+            p.display()
+        ));
     }
     if md.uid() != euid() {
-        return Some(format!("{} is owned by uid {}, not by uid {}", p.display(), md.uid(), euid()));
+        return Some(format!(
+            "{} is owned by uid {}, not by uid {}",
+            p.display(),
+            md.uid(),
+            euid()
+        ));
     }
     if md.mode() & 0o022 != 0 {
-        return Some(format!("{} is writable by group or others (mode {:04o})", p.display(), md.mode() & 0o7777));
+        return Some(format!(
+            "{} is writable by group or others (mode {:04o})",
+            p.display(),
+            md.mode() & 0o7777
+        ));
     }
     None
 }
@@ -48,11 +60,16 @@ pub fn private_dir(p: &Path, mode: u32) -> Result<(), String> {
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("{}: {e}", parent.display()))?;
             }
-            std::fs::DirBuilder::new().mode(mode).create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::DirBuilder::new()
+                .mode(mode)
+                .create(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
             // The umask may have taken bits away; set exactly `mode`.
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).map_err(|e| format!("{}: {e}", p.display()))?;
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{}: {e}", p.display()))?;
             let md = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
             dir_problem(p, &md).map_or(Ok(()), Err)
         }
@@ -64,7 +81,9 @@ pub fn private_dir(p: &Path, mode: u32) -> Result<(), String> {
 /// appended), refusing a symbolic link or somebody else's file.
 pub fn open_private(p: &Path, append: bool) -> Result<File, String> {
     let mut o = OpenOptions::new();
-    o.create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o.create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
     if append {
         o.append(true);
     } else {
@@ -73,17 +92,24 @@ pub fn open_private(p: &Path, append: bool) -> Result<File, String> {
     let f = o.open(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
     if !md.is_file() || md.uid() != euid() {
-        return Err(format!("{}: not a regular file of uid {}", p.display(), euid()));
+        return Err(format!(
+            "{}: not a regular file of uid {}",
+            p.display(),
+            euid()
+        ));
     }
     if md.mode() & 0o777 != 0o600 {
-        f.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("{}: {e}", p.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(f)
 }
 
 /// Writes `data` to `p` as a 0600 file of ours.
 pub fn write_private(p: &Path, data: &[u8]) -> Result<(), String> {
-    open_private(p, false)?.write_all(data).map_err(|e| format!("{}: {e}", p.display()))
+    open_private(p, false)?
+        .write_all(data)
+        .map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Why `p` cannot be trusted as code to load into the kernel, if so:
@@ -97,10 +123,18 @@ fn ancestors_problem(p: &Path) -> Option<String> {
             Err(e) => return Some(format!("{}: {e}", d.display())),
         };
         if !owner_ok(md.uid()) {
-            return Some(format!("folder {} is owned by uid {}", d.display(), md.uid()));
+            return Some(format!(
+                "folder {} is owned by uid {}",
+                d.display(),
+                md.uid()
+            ));
         }
         if md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0 {
-            return Some(format!("folder {} is writable by others (mode {:04o})", d.display(), md.mode() & 0o7777));
+            return Some(format!(
+                "folder {} is writable by others (mode {:04o})",
+                d.display(),
+                md.mode() & 0o7777
+            ));
         }
     }
     None
@@ -111,7 +145,12 @@ fn ancestors_problem(p: &Path) -> Option<String> {
 /// policies).
 pub fn check_owner_mode(p: &Path, md: &std::fs::Metadata) -> Result<(), String> {
     if !owner_ok(md.uid()) {
-        return Err(format!("{}: owned by uid {}, not by root or uid {}: refusing it", p.display(), md.uid(), euid()));
+        return Err(format!(
+            "{}: owned by uid {}, not by root or uid {}: refusing it",
+            p.display(),
+            md.uid(),
+            euid()
+        ));
     }
     if md.mode() & 0o022 != 0 {
         return Err(format!(
@@ -146,7 +185,8 @@ pub fn read_trusted(p: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("{}: {why}", p.display()));
     }
     let mut b = Vec::new();
-    f.read_to_end(&mut b).map_err(|e| format!("{}: {e}", p.display()))?;
+    f.read_to_end(&mut b)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
     Ok(b)
 }
 
@@ -170,7 +210,13 @@ mod tests {
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         write_private(&f, b"new").unwrap();
         let md = std::fs::metadata(&f).unwrap();
-        assert_eq!((md.mode() & 0o777, std::fs::read_to_string(&f).unwrap().as_str()), (0o600, "new"));
+        assert_eq!(
+            (
+                md.mode() & 0o777,
+                std::fs::read_to_string(&f).unwrap().as_str()
+            ),
+            (0o600, "new")
+        );
         let l = d.join("relay.log");
         std::os::unix::fs::symlink(&f, &l).unwrap();
         assert!(open_private(&l, true).is_err());
@@ -193,7 +239,9 @@ mod tests {
         assert!(e.contains("writable by group or others"), "{e}");
         let l = d.join("link");
         std::os::unix::fs::symlink(&p, &l).unwrap();
-        assert!(private_dir(&l, 0o700).unwrap_err().contains("not a directory"));
+        assert!(private_dir(&l, 0o700)
+            .unwrap_err()
+            .contains("not a directory"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -209,7 +257,9 @@ mod tests {
             assert_eq!(read_trusted(&f).unwrap(), b"\x7fELF");
         }
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(read_trusted(&f).unwrap_err().contains("writable by group or others"));
+        assert!(read_trusted(&f)
+            .unwrap_err()
+            .contains("writable by group or others"));
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(read_trusted(&f).unwrap_err().contains("writable by others"));
@@ -219,7 +269,9 @@ mod tests {
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a NUL-terminated path; mkfifo only creates a file.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(read_trusted(&fifo).unwrap_err().contains("not a regular file"));
+        assert!(read_trusted(&fifo)
+            .unwrap_err()
+            .contains("not a regular file"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -25,7 +25,11 @@ fn proc_err(file: &str, e: std::io::Error) -> String {
 
 /// The value of `key: value` in /proc/llamux/status.
 fn status_field(status: &str, key: &str) -> Option<String> {
-    status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(|v| v.trim().to_string()))
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// The first text in `s` that a vocabulary may hold as a control token
@@ -56,10 +60,16 @@ pub fn special_like(s: &str) -> Option<&str> {
 /// Other words are left to the module to judge.
 pub fn check_params(text: &str) -> Result<(), String> {
     for word in text.split_whitespace() {
-        let Some((k, v)) = word.split_once('=') else { continue };
-        let Some(p) = Param::from_name(k) else { continue };
+        let Some((k, v)) = word.split_once('=') else {
+            continue;
+        };
+        let Some(p) = Param::from_name(k) else {
+            continue;
+        };
         let k = p.name();
-        let x: f64 = v.parse().map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
+        let x: f64 = v
+            .parse()
+            .map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
         p.check(x).map_err(|e| format!("--params: {e}"))?;
     }
     Ok(())
@@ -70,7 +80,13 @@ pub fn check_params(text: &str) -> Result<(), String> {
 /// The module parses special tokens everywhere in what it is given (it
 /// cannot tell a template from the user's text), so a prompt holding
 /// control-token text is refused unless `special` says that is meant.
-pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, json_out: bool) -> Res {
+pub fn query(
+    prompt: &str,
+    params: Option<&str>,
+    instruct: bool,
+    special: bool,
+    json_out: bool,
+) -> Res {
     if let (false, Some(t)) = (special, special_like(prompt)) {
         return Err(format!(
             "the prompt contains {t:?}, which llama.cpp-style tokenizers (and llamux.ko) read as a control \
@@ -81,7 +97,9 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, 
         check_params(p)?;
         std::fs::write(format!("{PROC}/params"), p).map_err(|e| proc_err("params", e))?;
     }
-    let arch = std::fs::read_to_string(format!("{PROC}/model")).ok().and_then(|m| status_field(&m, "arch"));
+    let arch = std::fs::read_to_string(format!("{PROC}/model"))
+        .ok()
+        .and_then(|m| status_field(&m, "arch"));
     let mut text = if instruct {
         let (pre, post) = instruct_template(arch.as_deref().unwrap_or("llama"));
         format!("{pre}{prompt}{post}")
@@ -98,7 +116,8 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, 
         .write(true)
         .open(format!("{PROC}/generate"))
         .map_err(|e| proc_err("generate", e))?;
-    f.write_all(text.as_bytes()).map_err(|e| proc_err("generate", e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| proc_err("generate", e))?;
     let mut utf8 = Utf8Stream::default();
     let mut all = String::new();
     let mut buf = [0u8; 4096];
@@ -114,10 +133,14 @@ pub fn query(prompt: &str, params: Option<&str>, instruct: bool, special: bool, 
         all.push_str(&piece);
     }
     all.push_str(&utf8.finish());
-    let status = std::fs::read_to_string(format!("{PROC}/status")).map_err(|e| proc_err("status", e))?;
+    let status =
+        std::fs::read_to_string(format!("{PROC}/status")).map_err(|e| proc_err("status", e))?;
     let field = |k: &str| status_field(&status, k).unwrap_or_default();
     if json_out {
-        let ids: Vec<u32> = field("last_ids").split_whitespace().filter_map(|t| t.parse().ok()).collect();
+        let ids: Vec<u32> = field("last_ids")
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
         let num = |k: &str| field(k).parse::<f64>().ok();
         println!(
             "{}",

@@ -33,8 +33,8 @@ mod fsafe;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;
-mod stdio;
 mod service;
+mod stdio;
 mod trace;
 
 use llamux::{event, policy};
@@ -47,7 +47,11 @@ use llamux_engine::quant::Isa;
 use llamux_engine::sample::Param;
 
 #[derive(Parser)]
-#[command(name = "llamux", version, about = "Llamux: a LLaMA engine for the Linux kernel, and its user-space tool")]
+#[command(
+    name = "llamux",
+    version,
+    about = "Llamux: a LLaMA engine for the Linux kernel, and its user-space tool"
+)]
 struct Cli {
     /// Use the scalar reference kernels (no AVX2), e.g. to compare.
     #[arg(long, global = true)]
@@ -378,52 +382,149 @@ fn main() -> ExitCode {
         engine_cmds::set_repack(false);
     }
     let r = match cli.cmd {
-        Cmd::Bench { model, threads, n_prompt, n_gen, reps, bandwidth, json } => {
-            bench::bench(&bench::BenchOpts { model: &model, threads, n_prompt, n_gen, reps, bandwidth, json })
-        }
-        Cmd::Run { engine, prompt, prompt_file, sample, instruct, special, json } => {
-            engine_cmds::run(&engine, prompt, prompt_file, &sample, instruct, special, json)
-        }
-        Cmd::Tokenize { model, text, no_bos, special, json } => {
-            engine_cmds::tokenize(&model, &text, !no_bos, special, json)
-        }
-        Cmd::Logits { engine, tokens, out } => engine_cmds::logits(&engine, &tokens, &out),
+        Cmd::Bench {
+            model,
+            threads,
+            n_prompt,
+            n_gen,
+            reps,
+            bandwidth,
+            json,
+        } => bench::bench(&bench::BenchOpts {
+            model: &model,
+            threads,
+            n_prompt,
+            n_gen,
+            reps,
+            bandwidth,
+            json,
+        }),
+        Cmd::Run {
+            engine,
+            prompt,
+            prompt_file,
+            sample,
+            instruct,
+            special,
+            json,
+        } => engine_cmds::run(
+            &engine,
+            prompt,
+            prompt_file,
+            &sample,
+            instruct,
+            special,
+            json,
+        ),
+        Cmd::Tokenize {
+            model,
+            text,
+            no_bos,
+            special,
+            json,
+        } => engine_cmds::tokenize(&model, &text, !no_bos, special, json),
+        Cmd::Logits {
+            engine,
+            tokens,
+            out,
+        } => engine_cmds::logits(&engine, &tokens, &out),
         Cmd::Info { model, json } => engine_cmds::info(&model, json),
-        Cmd::Query { prompt, params, instruct, special, json } => {
-            kernel_cmds::query(&prompt, params.as_deref(), instruct, special, json)
-        }
-        Cmd::Load { policies, check: true, .. } => bpf::validate(&policies).map(|p| {
+        Cmd::Query {
+            prompt,
+            params,
+            instruct,
+            special,
+            json,
+        } => kernel_cmds::query(&prompt, params.as_deref(), instruct, special, json),
+        Cmd::Load {
+            policies,
+            check: true,
+            ..
+        } => bpf::validate(&policies).map(|p| {
             for p in p {
-                println!("{}: ok ({} policy `{}`, {} answers)", p.file.display(), p.hook.name(), p.name, p.answers.len());
+                println!(
+                    "{}: ok ({} policy `{}`, {} answers)",
+                    p.file.display(),
+                    p.hook.name(),
+                    p.name,
+                    p.answers.len()
+                );
             }
         }),
-        Cmd::Load { policies, model, detach, bpf_obj, threads, ctx, check: false, advisor } => {
-            bpf::load(bpf::LoadOpts { policies, model, detach, bpf_obj, threads, ctx, advisor })
-        }
+        Cmd::Load {
+            policies,
+            model,
+            detach,
+            bpf_obj,
+            threads,
+            ctx,
+            check: false,
+            advisor,
+        } => bpf::load(bpf::LoadOpts {
+            policies,
+            model,
+            detach,
+            bpf_obj,
+            threads,
+            ctx,
+            advisor,
+        }),
         Cmd::Doctor { model, ctx, json } => doctor::doctor(model.as_deref(), ctx, json),
         Cmd::Unload => bpf::unload(),
         Cmd::Status { json } => bpf::status(json),
-        Cmd::Trace { json, all, no_follow, count, timeout } => trace::follow(json, all, !no_follow, count, timeout),
-        Cmd::Eval { model, policy, events, split, threads, ctx, advisor, baseline, margin, probe_fields_only, verbose, progress, json } => {
-            eval::run(&eval::EvalOpts {
-                model,
-                policy,
-                events,
-                split,
-                threads,
-                ctx,
-                advisor,
-                json,
-                baselines: baseline,
-                margin,
-                probe_fields_only,
-                verbose,
-                progress,
-            })
-        }
-        Cmd::Advise { model, policy, event, threads, ctx, json, advisor } => {
-            bpf::advise_cmd(model.as_deref(), advisor, &policy, &event, threads, ctx, json)
-        }
+        Cmd::Trace {
+            json,
+            all,
+            no_follow,
+            count,
+            timeout,
+        } => trace::follow(json, all, !no_follow, count, timeout),
+        Cmd::Eval {
+            model,
+            policy,
+            events,
+            split,
+            threads,
+            ctx,
+            advisor,
+            baseline,
+            margin,
+            probe_fields_only,
+            verbose,
+            progress,
+            json,
+        } => eval::run(&eval::EvalOpts {
+            model,
+            policy,
+            events,
+            split,
+            threads,
+            ctx,
+            advisor,
+            json,
+            baselines: baseline,
+            margin,
+            probe_fields_only,
+            verbose,
+            progress,
+        }),
+        Cmd::Advise {
+            model,
+            policy,
+            event,
+            threads,
+            ctx,
+            json,
+            advisor,
+        } => bpf::advise_cmd(
+            model.as_deref(),
+            advisor,
+            &policy,
+            &event,
+            threads,
+            ctx,
+            json,
+        ),
         Cmd::Service { config, check } => service::run(&config, check),
         Cmd::Completions { shell } => service::completions(Cli::command(), shell),
         Cmd::Manpages { dir } => service::manpages(Cli::command(), &dir),

@@ -41,7 +41,9 @@ pub fn expiry_ns(now_ns: u64, ttl_s: u64) -> u64 {
     if ttl_s == 0 {
         return 0;
     }
-    now_ns.saturating_add(ttl_s.saturating_mul(1_000_000_000)).max(1)
+    now_ns
+        .saturating_add(ttl_s.saturating_mul(1_000_000_000))
+        .max(1)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,19 +75,43 @@ impl Hook {
     /// Fields an event of this hook offers to the prompt template.
     pub fn fields(self) -> &'static [&'static str] {
         match self {
-            Hook::Exec => &["pid", "uid", "comm", "time", "path", "exe", "ppid", "parent_comm"],
+            Hook::Exec => &[
+                "pid",
+                "uid",
+                "comm",
+                "time",
+                "path",
+                "exe",
+                "ppid",
+                "parent_comm",
+            ],
             Hook::Open => &["pid", "uid", "comm", "time", "path"],
             Hook::Syscall => &["pid", "uid", "comm", "time", "nr", "count", "rate"],
-            Hook::Sched => {
-                &["pid", "uid", "comm", "time", "runtime_ms", "switches", "involuntary", "involuntary_pct", "cpu_pct"]
-            }
+            Hook::Sched => &[
+                "pid",
+                "uid",
+                "comm",
+                "time",
+                "runtime_ms",
+                "switches",
+                "involuntary",
+                "involuntary_pct",
+                "cpu_pct",
+            ],
         }
     }
     /// Fields a richer probe may add; templates name them `{field?}` and
     /// a line whose optional field is missing is left out.
     pub fn optional_fields(self) -> &'static [&'static str] {
         match self {
-            Hook::Exec => &["argv", "file_uid", "file_mode", "file_age_s", "dir_world_writable", "parent_chain"],
+            Hook::Exec => &[
+                "argv",
+                "file_uid",
+                "file_mode",
+                "file_age_s",
+                "dir_world_writable",
+                "parent_chain",
+            ],
             _ => &[],
         }
     }
@@ -214,7 +240,14 @@ pub struct PolicyError {
 
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: field `{}`: {}", self.file.display(), self.line, self.field, self.msg)
+        write!(
+            f,
+            "{}:{}: field `{}`: {}",
+            self.file.display(),
+            self.line,
+            self.field,
+            self.msg
+        )
     }
 }
 
@@ -298,7 +331,11 @@ struct RawAnswer {
 
 fn line_of(src: &str, pos: usize) -> usize {
     let b = src.as_bytes();
-    b[..pos.min(b.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    b[..pos.min(b.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// Best guess of the dotted field name at byte `pos`: the key on that line
@@ -315,12 +352,18 @@ fn field_at(src: &str, pos: usize) -> String {
     for l in src[..start].lines().rev() {
         let l = l.trim();
         if l.starts_with('[') {
-            table = l.trim_matches(|ch| ch == '[' || ch == ']').trim().to_string();
+            table = l
+                .trim_matches(|ch| ch == '[' || ch == ']')
+                .trim()
+                .to_string();
             break;
         }
     }
     let key = if line.starts_with('[') {
-        return line.trim_matches(|ch| ch == '[' || ch == ']').trim().to_string();
+        return line
+            .trim_matches(|ch| ch == '[' || ch == ']')
+            .trim()
+            .to_string();
     } else if let Some(eq) = line.find('=') {
         line[..eq].trim().to_string()
     } else {
@@ -346,7 +389,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, span: Range<usize>, field: &str, msg: impl Into<String>) -> PolicyError {
-        PolicyError { file: self.file.to_path_buf(), line: line_of(self.src, span.start), field: field.into(), msg: msg.into() }
+        PolicyError {
+            file: self.file.to_path_buf(),
+            line: line_of(self.src, span.start),
+            field: field.into(),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -383,8 +431,16 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
     })?;
 
     let name = raw.name.get_ref().trim().to_string();
-    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-        return Err(cx.err(raw.name.span(), "name", "must be non-empty ASCII letters, digits, '-' or '_'"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return Err(cx.err(
+            raw.name.span(),
+            "name",
+            "must be non-empty ASCII letters, digits, '-' or '_'",
+        ));
     }
     let hook = match raw.hook.get_ref().as_str() {
         "exec" => Hook::Exec,
@@ -392,7 +448,11 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
         "syscall" => Hook::Syscall,
         "sched" => Hook::Sched,
         other => {
-            return Err(cx.err(raw.hook.span(), "hook", format!("unknown hook `{other}` (expected exec, open, syscall or sched)")))
+            return Err(cx.err(
+                raw.hook.span(),
+                "hook",
+                format!("unknown hook `{other}` (expected exec, open, syscall or sched)"),
+            ))
         }
     };
     let key = match raw.key.get_ref().as_str() {
@@ -400,14 +460,25 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
         "pid" => KeyKind::Pid,
         "comm" => KeyKind::Comm,
         "file" => KeyKind::File,
-        other => return Err(cx.err(raw.key.span(), "key", format!("unknown key `{other}` (expected exe, pid, comm or file)"))),
+        other => {
+            return Err(cx.err(
+                raw.key.span(),
+                "key",
+                format!("unknown key `{other}` (expected exe, pid, comm or file)"),
+            ))
+        }
     };
     if !hook.keys().contains(&key) {
         let ok: Vec<_> = hook.keys().iter().map(|k| k.name()).collect();
         return Err(cx.err(
             raw.key.span(),
             "key",
-            format!("key `{}` does not apply to hook `{}` (expected {})", key.name(), hook.name(), ok.join(", ")),
+            format!(
+                "key `{}` does not apply to hook `{}` (expected {})",
+                key.name(),
+                hook.name(),
+                ok.join(", ")
+            ),
         ));
     }
     let default_deny = match &raw.default {
@@ -416,12 +487,20 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
             "allow" | "fail-open" => false,
             "deny" | "fail-closed" => {
                 if !matches!(hook, Hook::Exec | Hook::Open) {
-                    return Err(cx.err(d.span(), "default", "only exec and open hooks can fail closed"));
+                    return Err(cx.err(
+                        d.span(),
+                        "default",
+                        "only exec and open hooks can fail closed",
+                    ));
                 }
                 true
             }
             other => {
-                return Err(cx.err(d.span(), "default", format!("unknown default `{other}` (expected allow or deny)")))
+                return Err(cx.err(
+                    d.span(),
+                    "default",
+                    format!("unknown default `{other}` (expected allow or deny)"),
+                ))
             }
         },
     };
@@ -429,14 +508,28 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
         None => 600,
         Some(t) if (0..=MAX_TTL_S as i64).contains(t.get_ref()) => *t.get_ref() as u64,
         Some(t) => {
-            return Err(cx.err(t.span(), "ttl", format!("must be 0 (forever) to {MAX_TTL_S} seconds (one year), found {}", t.get_ref())))
+            return Err(cx.err(
+                t.span(),
+                "ttl",
+                format!(
+                    "must be 0 (forever) to {MAX_TTL_S} seconds (one year), found {}",
+                    t.get_ref()
+                ),
+            ))
         }
     };
     let rate_limit = match &raw.rate_limit {
         None => 50,
         Some(r) if (1..=100_000).contains(r.get_ref()) => *r.get_ref() as u32,
         Some(r) => {
-            return Err(cx.err(r.span(), "rate_limit", format!("must be 1..=100000 decisions per second, found {}", r.get_ref())))
+            return Err(cx.err(
+                r.span(),
+                "rate_limit",
+                format!(
+                    "must be 1..=100000 decisions per second, found {}",
+                    r.get_ref()
+                ),
+            ))
         }
     };
     let f = raw.filter.unwrap_or_default();
@@ -444,10 +537,18 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
         None => String::new(),
         Some(p) => {
             if !matches!(hook, Hook::Exec | Hook::Open) {
-                return Err(cx.err(p.span(), "filter.path_prefix", "only applies to exec and open hooks"));
+                return Err(cx.err(
+                    p.span(),
+                    "filter.path_prefix",
+                    "only applies to exec and open hooks",
+                ));
             }
             if p.get_ref().len() >= c::PREFIX_LEN {
-                return Err(cx.err(p.span(), "filter.path_prefix", format!("longer than {} bytes", c::PREFIX_LEN - 1)));
+                return Err(cx.err(
+                    p.span(),
+                    "filter.path_prefix",
+                    format!("longer than {} bytes", c::PREFIX_LEN - 1),
+                ));
             }
             p.get_ref().clone()
         }
@@ -455,7 +556,13 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
     let min_rate = match &f.min_rate {
         None => 0.0,
         Some(m) if (0.0..=1e9).contains(m.get_ref()) => *m.get_ref(),
-        Some(m) => return Err(cx.err(m.span(), "filter.min_rate", "must be 0 to 1e9 syscalls per second")),
+        Some(m) => {
+            return Err(cx.err(
+                m.span(),
+                "filter.min_rate",
+                "must be 0 to 1e9 syscalls per second",
+            ))
+        }
     };
     let sample = match &f.sample {
         None => match hook {
@@ -468,15 +575,24 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
     };
     let prefix = raw.prompt.prefix.get_ref().clone();
     if prefix.trim().is_empty() {
-        return Err(cx.err(raw.prompt.prefix.span(), "prompt.prefix", "must not be empty"));
+        return Err(cx.err(
+            raw.prompt.prefix.span(),
+            "prompt.prefix",
+            "must not be empty",
+        ));
     }
     let template = raw.prompt.event.get_ref().clone();
-    check_template(&template, hook).map_err(|m| cx.err(raw.prompt.event.span(), "prompt.event", m))?;
+    check_template(&template, hook)
+        .map_err(|m| cx.err(raw.prompt.event.span(), "prompt.event", m))?;
 
     let mut answers = Vec::new();
     let n = raw.answer.get_ref().len();
     if !(2..=16).contains(&n) {
-        return Err(cx.err(raw.answer.span(), "answer", format!("needs 2 to 16 answers, found {n}")));
+        return Err(cx.err(
+            raw.answer.span(),
+            "answer",
+            format!("needs 2 to 16 answers, found {n}"),
+        ));
     }
     for (i, a) in raw.answer.get_ref().iter().enumerate() {
         let field = |f: &str| format!("answer[{i}].{f}");
@@ -493,7 +609,11 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
             "none" => Action::None,
             "renice" => {
                 let Some(nice) = &a.nice else {
-                    return Err(cx.err(a.action.span(), &field("nice"), "renice needs `nice = N` (-20..=19)"));
+                    return Err(cx.err(
+                        a.action.span(),
+                        &field("nice"),
+                        "renice needs `nice = N` (-20..=19)",
+                    ));
                 };
                 if !(-20..=19).contains(nice.get_ref()) {
                     return Err(cx.err(nice.span(), &field("nice"), "must be -20..=19"));
@@ -504,16 +624,26 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
                 return Err(cx.err(
                     a.action.span(),
                     &field("action"),
-                    format!("unknown action `{other}` (expected allow, deny, audit, renice or none)"),
+                    format!(
+                        "unknown action `{other}` (expected allow, deny, audit, renice or none)"
+                    ),
                 ))
             }
         };
         match (hook, action) {
             (Hook::Exec | Hook::Open, Action::Renice(_)) => {
-                return Err(cx.err(a.action.span(), &field("action"), "renice applies to syscall and sched policies"))
+                return Err(cx.err(
+                    a.action.span(),
+                    &field("action"),
+                    "renice applies to syscall and sched policies",
+                ))
             }
             (Hook::Syscall | Hook::Sched, Action::Deny) => {
-                return Err(cx.err(a.action.span(), &field("action"), "deny applies to exec and open policies"))
+                return Err(cx.err(
+                    a.action.span(),
+                    &field("action"),
+                    "deny applies to exec and open policies",
+                ))
             }
             _ => {}
         }
@@ -523,10 +653,17 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
             Some(b) => return Err(cx.err(b.span(), &field("bias"), "must be -100..=100 (nats)")),
         };
         let chat = match &a.chat {
-            Some(c) if c.get_ref().is_empty() => return Err(cx.err(c.span(), &field("chat"), "must not be empty")),
+            Some(c) if c.get_ref().is_empty() => {
+                return Err(cx.err(c.span(), &field("chat"), "must not be empty"))
+            }
             c => c.as_ref().map(|c| c.get_ref().clone()),
         };
-        answers.push(Answer { text: a.text.get_ref().clone(), action, bias, chat });
+        answers.push(Answer {
+            text: a.text.get_ref().clone(),
+            action,
+            bias,
+            chat,
+        });
     }
     let margin = match &raw.margin {
         None => 0.0,
@@ -558,11 +695,24 @@ pub fn parse(path: &Path, src: &str) -> Result<Policy, PolicyError> {
     })
 }
 
-fn parse_chat(cx: &Ctx<'_>, rc: RawChat, hook: Hook, plain_event: &str, answers: &[Answer]) -> Result<ChatPrompt, PolicyError> {
+fn parse_chat(
+    cx: &Ctx<'_>,
+    rc: RawChat,
+    hook: Hook,
+    plain_event: &str,
+    answers: &[Answer],
+) -> Result<ChatPrompt, PolicyError> {
     let choice = match &rc.template {
         None => Choice::Auto,
         Some(t) => Choice::parse(t.get_ref()).ok_or_else(|| {
-            cx.err(t.span(), "prompt.chat.template", format!("unknown template `{}` (expected auto, chatml, inst or plain)", t.get_ref()))
+            cx.err(
+                t.span(),
+                "prompt.chat.template",
+                format!(
+                    "unknown template `{}` (expected auto, chatml, inst or plain)",
+                    t.get_ref()
+                ),
+            )
         })?,
     };
     if rc.system.get_ref().trim().is_empty() {
@@ -571,7 +721,8 @@ fn parse_chat(cx: &Ctx<'_>, rc: RawChat, hook: Hook, plain_event: &str, answers:
     let event = match &rc.event {
         None => plain_event.to_string(),
         Some(e) => {
-            check_template(e.get_ref(), hook).map_err(|m| cx.err(e.span(), "prompt.chat.event", m))?;
+            check_template(e.get_ref(), hook)
+                .map_err(|m| cx.err(e.span(), "prompt.chat.event", m))?;
             e.get_ref().clone()
         }
     };
@@ -579,14 +730,32 @@ fn parse_chat(cx: &Ctx<'_>, rc: RawChat, hook: Hook, plain_event: &str, answers:
     for (i, ex) in rc.example.iter().enumerate() {
         let field = |f: &str| format!("prompt.chat.example[{i}].{f}");
         let want = ex.answer.get_ref().trim();
-        let Some(answer) = answers.iter().position(|a| a.text.trim() == want || a.chat.as_deref().is_some_and(|c| c.trim() == want)) else {
-            let known: Vec<_> = answers.iter().map(|a| format!("{:?}", a.text.trim())).collect();
-            return Err(cx.err(ex.answer.span(), &field("answer"), format!("no answer {want:?} (answers: {})", known.join(", "))));
+        let Some(answer) = answers.iter().position(|a| {
+            a.text.trim() == want || a.chat.as_deref().is_some_and(|c| c.trim() == want)
+        }) else {
+            let known: Vec<_> = answers
+                .iter()
+                .map(|a| format!("{:?}", a.text.trim()))
+                .collect();
+            return Err(cx.err(
+                ex.answer.span(),
+                &field("answer"),
+                format!("no answer {want:?} (answers: {})", known.join(", ")),
+            ));
         };
-        pt::render(&event, ex.event.get_ref()).map_err(|m| cx.err(ex.event.span(), &field("event"), m))?;
-        examples.push(Example { event: ex.event.get_ref().clone(), answer });
+        pt::render(&event, ex.event.get_ref())
+            .map_err(|m| cx.err(ex.event.span(), &field("event"), m))?;
+        examples.push(Example {
+            event: ex.event.get_ref().clone(),
+            answer,
+        });
     }
-    Ok(ChatPrompt { choice, system: rc.system.get_ref().clone(), event, examples })
+    Ok(ChatPrompt {
+        choice,
+        system: rc.system.get_ref().clone(),
+        event,
+        examples,
+    })
 }
 
 fn check_template(t: &str, hook: Hook) -> Result<(), String> {
@@ -594,14 +763,18 @@ fn check_template(t: &str, hook: Hook) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     for (_, f, opt) in pt::placeholders(t)? {
-        let known = hook.fields().contains(&f.as_str()) || opt && hook.optional_fields().contains(&f.as_str());
+        let known = hook.fields().contains(&f.as_str())
+            || opt && hook.optional_fields().contains(&f.as_str());
         if !known {
             let q = if opt { "?" } else { "" };
             let mut all = hook.fields().join(", ");
             for o in hook.optional_fields() {
                 all.push_str(&format!(", {o}?"));
             }
-            return Err(format!("unknown event field `{{{f}{q}}}` for hook `{}` (known: {all})", hook.name()));
+            return Err(format!(
+                "unknown event field `{{{f}{q}}}` for hook `{}` (known: {all})",
+                hook.name()
+            ));
         }
     }
     Ok(())
@@ -622,7 +795,8 @@ impl Policy {
     /// values are escaped (`render::field`): no value can add a line or
     /// change the template's structure.
     pub fn render(&self, event: &Map<String, Value>) -> Result<String, String> {
-        pt::render(&self.template, event).map_err(|e| format!("{e} (policy {} needs it)", self.name))
+        pt::render(&self.template, event)
+            .map_err(|e| format!("{e} (policy {} needs it)", self.name))
     }
 
     /// The action when the model is not sure: the policy default for
@@ -639,30 +813,57 @@ impl Policy {
     /// the next by less than `margin` (then the default, "uncertain").
     /// `chat`: the scores came from the chat prompt (answers' biases apply).
     pub fn decide(&self, scores: &[f32], chat: bool) -> Verdict {
-        let scores: Vec<f32> = scores.iter().zip(&self.answers).map(|(s, a)| if chat { s + a.bias } else { *s }).collect();
+        let scores: Vec<f32> = scores
+            .iter()
+            .zip(&self.answers)
+            .map(|(s, a)| if chat { s + a.bias } else { *s })
+            .collect();
         let mut best = 0;
         for (i, &s) in scores.iter().enumerate() {
             if s > scores[best] {
                 best = i;
             }
         }
-        let second = scores.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &s)| s).fold(f32::NEG_INFINITY, f32::max);
-        let margin = if second.is_finite() { scores.get(best).map_or(0.0, |b| b - second) } else { f32::INFINITY };
+        let second = scores
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != best)
+            .map(|(_, &s)| s)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let margin = if second.is_finite() {
+            scores.get(best).map_or(0.0, |b| b - second)
+        } else {
+            f32::INFINITY
+        };
         let uncertain = margin < self.margin;
         let action = match self.answers.get(best) {
             Some(a) if !uncertain => a.action,
             _ => self.default_action(),
         };
-        Verdict { best, margin, uncertain, action }
+        Verdict {
+            best,
+            margin,
+            uncertain,
+            action,
+        }
     }
 
     /// The decision key of an event, as the probes compute it.
     pub fn key_of(&self, event: &Map<String, Value>) -> Result<(c::DecisionKey, String), String> {
-        let get = |f: &str| event.get(f).map(value_text).ok_or_else(|| format!("event has no field `{f}` for key {}", self.key.name()));
+        let get = |f: &str| {
+            event
+                .get(f)
+                .map(value_text)
+                .ok_or_else(|| format!("event has no field `{f}` for key {}", self.key.name()))
+        };
         let (hash, shown) = match self.key {
             KeyKind::Pid => {
                 let p = get("pid")?;
-                (p.parse::<u64>().map_err(|_| format!("pid `{p}` is not a number"))?, format!("pid:{p}"))
+                (
+                    p.parse::<u64>()
+                        .map_err(|_| format!("pid `{p}` is not a number"))?,
+                    format!("pid:{p}"),
+                )
             }
             KeyKind::Comm => {
                 let s = get("comm")?;
@@ -673,7 +874,16 @@ impl Policy {
                 (c::fnv1a(s.as_bytes()), format!("{}:{s}", self.key.name()))
             }
         };
-        Ok((c::DecisionKey { hook: self.hook.id(), kind: self.key.id(), hash, dev: 0, gen: 0 }, shown))
+        Ok((
+            c::DecisionKey {
+                hook: self.hook.id(),
+                kind: self.key.id(),
+                hash,
+                dev: 0,
+                gen: 0,
+            },
+            shown,
+        ))
     }
 }
 
@@ -718,18 +928,36 @@ action = "deny"
         ev.insert("parent_comm".into(), "s\x1b[2Jh {{x}}".into());
         let r = p.render(&ev).unwrap();
         assert_eq!(r.lines().count(), 1, "{r:?}");
-        assert_eq!(r, "Program /tmp/python\\nVerdict on /tmp/tool from s\\x1b[2Jh {{x}}:");
+        assert_eq!(
+            r,
+            "Program /tmp/python\\nVerdict on /tmp/tool from s\\x1b[2Jh {{x}}:"
+        );
         // Without a newline in the value the text is unchanged.
         ev.insert("path".into(), "/tmp/python".into());
         ev.insert("parent_comm".into(), "sh".into());
         assert_eq!(p.render(&ev).unwrap(), "Program /tmp/python from sh:");
-        let braces = parse(Path::new("t.toml"), &GOOD.replace("Program {path}", "{{Program}} {path}")).unwrap();
-        assert_eq!(braces.render(&ev).unwrap(), "{Program} /tmp/python from sh:");
+        let braces = parse(
+            Path::new("t.toml"),
+            &GOOD.replace("Program {path}", "{{Program}} {path}"),
+        )
+        .unwrap();
+        assert_eq!(
+            braces.render(&ev).unwrap(),
+            "{Program} /tmp/python from sh:"
+        );
     }
 
     #[test]
     fn ttl_and_rate_limits_are_bounded() {
-        let with = |k: &str, v: &str| parse(Path::new("t.toml"), &GOOD.replace("default = \"deny\"", &format!("default = \"deny\"\n{k} = {v}")));
+        let with = |k: &str, v: &str| {
+            parse(
+                Path::new("t.toml"),
+                &GOOD.replace(
+                    "default = \"deny\"",
+                    &format!("default = \"deny\"\n{k} = {v}"),
+                ),
+            )
+        };
         // 18446744074 s * 1e9 wraps u64 to about 0.7 s.
         let e = with("ttl", "18446744074").unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (6, "ttl"), "{e}");
@@ -790,18 +1018,39 @@ event = { path = "/tmp/.x" }
     #[test]
     fn chat_section_and_margin() {
         // The top-level `margin` goes before the tables.
-        let src = format!("{}{CHAT}", GOOD.replacen("name = \"t\"", "name = \"t\"\nmargin = 1.5", 1));
+        let src = format!(
+            "{}{CHAT}",
+            GOOD.replacen("name = \"t\"", "name = \"t\"\nmargin = 1.5", 1)
+        );
         let p = parse(Path::new("t.toml"), &src).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.margin, 1.5);
         let c = p.chat.as_ref().unwrap();
-        assert_eq!((c.choice, c.examples.len(), c.examples[0].answer), (Choice::Named(pt::Format::ChatMl), 1, 1));
+        assert_eq!(
+            (c.choice, c.examples.len(), c.examples[0].answer),
+            (Choice::Named(pt::Format::ChatMl), 1, 1)
+        );
         // An example's answer must be one of the policy's answers; its
         // event must render; an optional field only with `?`.
         for (from, to, line, field) in [
-            ("answer = \"no\"", "answer = \"nope\"", 24, "prompt.chat.example[0].answer"),
-            ("event = { path = \"/tmp/.x\" }", "event = { argv = \"x\" }", 25, "prompt.chat.example[0].event"),
+            (
+                "answer = \"no\"",
+                "answer = \"nope\"",
+                24,
+                "prompt.chat.example[0].answer",
+            ),
+            (
+                "event = { path = \"/tmp/.x\" }",
+                "event = { argv = \"x\" }",
+                25,
+                "prompt.chat.example[0].event",
+            ),
             ("Args: {argv?}", "Args: {argv}", 22, "prompt.chat.event"),
-            ("template = \"chatml\"", "template = \"vicuna\"", 20, "prompt.chat.template"),
+            (
+                "template = \"chatml\"",
+                "template = \"vicuna\"",
+                20,
+                "prompt.chat.template",
+            ),
             ("margin = 1.5", "margin = -1", 3, "margin"),
         ] {
             let e = parse(Path::new("t.toml"), &src.replace(from, to)).unwrap_err();

@@ -41,7 +41,11 @@ pub trait Advise {
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String>;
     /// Renders an event as this advisor's prompt for the policy wants it
     /// (its chat format's event template) and scores it; returns the text.
-    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String>;
+    fn advise_event(
+        &mut self,
+        policy: usize,
+        event: &Map<String, Value>,
+    ) -> Result<(String, Advice), String>;
     /// The prompt format the policy is asked in.
     fn format(&self, _policy: usize) -> Format {
         Format::Plain
@@ -55,7 +59,9 @@ fn encode_with(l: &Loaded, text: &str, bos: bool, special: bool) -> Result<Vec<u
     let tok = &l.tokenizer;
     let mut scratch = tok.scratch(text.len().max(1)).map_err(|e| e.to_string())?;
     let mut out = vec![0u32; text.len() + 2];
-    let n = tok.encode_with(text.as_bytes(), bos, special, &mut scratch, &mut out).map_err(|e| e.to_string())?;
+    let n = tok
+        .encode_with(text.as_bytes(), bos, special, &mut scratch, &mut out)
+        .map_err(|e| e.to_string())?;
     out.truncate(n);
     Ok(out)
 }
@@ -92,8 +98,18 @@ impl UserAdvisor {
     pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
         let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
         // The header again (a read-only mapping) for the chat template.
-        let chat_template = engine_cmds::parse(model)?.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-        Ok(UserAdvisor { l, exec: engine_cmds::pool(threads)?, ctx, policies: Vec::new(), chat_template, last_prefix_us: 0 })
+        let chat_template = engine_cmds::parse(model)?
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(UserAdvisor {
+            l,
+            exec: engine_cmds::pool(threads)?,
+            ctx,
+            policies: Vec::new(),
+            chat_template,
+            last_prefix_us: 0,
+        })
     }
 }
 
@@ -111,14 +127,25 @@ impl Advise for UserAdvisor {
         }
         let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
         let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
-        let built = pt::build(&p.prefix, &p.template, &texts, &chat_texts, p.chat.as_ref(), format).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let built = pt::build(
+            &p.prefix,
+            &p.template,
+            &texts,
+            &chat_texts,
+            p.chat.as_ref(),
+            format,
+        )
+        .map_err(|e| format!("policy {}: {e}", p.name))?;
         // Plain prompts are tokenized as before (and as the kernel does).
         let special = format != Format::Plain;
-        let prefix = encode_with(self.l, &built.prefix, true, special).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
-        let suffix = encode_with(self.l, &built.suffix, false, true).map_err(|e| format!("policy {}: suffix: {e}", p.name))?;
+        let prefix = encode_with(self.l, &built.prefix, true, special)
+            .map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+        let suffix = encode_with(self.l, &built.suffix, false, true)
+            .map_err(|e| format!("policy {}: suffix: {e}", p.name))?;
         let mut answers = Vec::new();
         for a in &built.answers {
-            let t = encode(self.l, a, false).map_err(|e| format!("policy {}: answer {:?}: {e}", p.name, a))?;
+            let t = encode(self.l, a, false)
+                .map_err(|e| format!("policy {}: answer {:?}: {e}", p.name, a))?;
             if t.is_empty() {
                 return Err(format!("policy {}: answer {:?} has no tokens", p.name, a));
             }
@@ -127,31 +154,63 @@ impl Advise for UserAdvisor {
         // Chat events (with their suffix) run to ~100 tokens: one batch
         // of 128 reads the weights once per event instead of 3-4 times.
         let min_batch = if format == Format::Plain { 32 } else { 128 };
-        let n_batch = answers.iter().map(|a| a.len()).max().unwrap_or(1).max(min_batch);
+        let n_batch = answers
+            .iter()
+            .map(|a| a.len())
+            .max()
+            .unwrap_or(1)
+            .max(min_batch);
         // A chat prompt's examples make a long prefix: its context grows
         // to hold it and 256 positions of event (plain ones keep `ctx`,
         // as the kernel advisor does).
-        let ctx = if format == Format::Plain { self.ctx } else { self.ctx.max((prefix.len() + suffix.len() + 256 + n_batch).next_multiple_of(256)) };
+        let ctx = if format == Format::Plain {
+            self.ctx
+        } else {
+            self.ctx
+                .max((prefix.len() + suffix.len() + 256 + n_batch).next_multiple_of(256))
+        };
         if prefix.len() + 64 + n_batch > ctx {
-            return Err(format!("policy {}: prefix of {} tokens does not fit a {}-position context", p.name, prefix.len(), ctx));
+            return Err(format!(
+                "policy {}: prefix of {} tokens does not fit a {}-position context",
+                p.name,
+                prefix.len(),
+                ctx
+            ));
         }
-        let mut adv = Advisor::new(&self.l.model, ctx, n_batch).map_err(|e| format!("policy {}: {e}", p.name))?;
+        let mut adv = Advisor::new(&self.l.model, ctx, n_batch)
+            .map_err(|e| format!("policy {}: {e}", p.name))?;
         let t0 = Instant::now();
-        adv.set_prefix(&self.l.model, &prefix, &mut self.exec).map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+        adv.set_prefix(&self.l.model, &prefix, &mut self.exec)
+            .map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
         self.last_prefix_us = t0.elapsed().as_micros() as u64;
-        self.policies.push(PolicyState { adv, answers, prefix_tokens: prefix.len(), suffix, built, pol: p.clone(), ctx });
+        self.policies.push(PolicyState {
+            adv,
+            answers,
+            prefix_tokens: prefix.len(),
+            suffix,
+            built,
+            pol: p.clone(),
+            ctx,
+        });
         Ok(self.policies.len() - 1)
     }
 
-    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
+    fn advise_event(
+        &mut self,
+        policy: usize,
+        event: &Map<String, Value>,
+    ) -> Result<(String, Advice), String> {
         let st = self.policies.get(policy).ok_or("no such policy")?;
-        let text = pt::render(&st.built.event, event).map_err(|e| format!("{e} (policy {} needs it)", st.pol.name))?;
+        let text = pt::render(&st.built.event, event)
+            .map_err(|e| format!("{e} (policy {} needs it)", st.pol.name))?;
         let a = self.advise(policy, &text)?;
         Ok((text, a))
     }
 
     fn format(&self, policy: usize) -> Format {
-        self.policies.get(policy).map_or(Format::Plain, |p| p.built.format)
+        self.policies
+            .get(policy)
+            .map_or(Format::Plain, |p| p.built.format)
     }
 
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
@@ -160,7 +219,12 @@ impl Advise for UserAdvisor {
         let mut ev = encode(self.l, event_text, false)?;
         // Keep room for the suffix and the answers: cut the event from the
         // front if long (the suffix stays whole).
-        let room = st.ctx.saturating_sub(st.prefix_tokens + st.suffix.len() + st.answers.iter().map(|a| a.len()).max().unwrap_or(0) + 1);
+        let room = st.ctx.saturating_sub(
+            st.prefix_tokens
+                + st.suffix.len()
+                + st.answers.iter().map(|a| a.len()).max().unwrap_or(0)
+                + 1,
+        );
         if ev.len() > room {
             ev.drain(..ev.len() - room);
         }
@@ -168,9 +232,16 @@ impl Advise for UserAdvisor {
         let ev = &ev[..];
         let answers: Vec<&[u32]> = st.answers.iter().map(|a| a.as_slice()).collect();
         let mut scores = vec![0f32; answers.len()];
-        st.adv.score(&self.l.model, ev, &answers, &mut scores, &mut self.exec).map_err(|e| e.to_string())?;
+        st.adv
+            .score(&self.l.model, ev, &answers, &mut scores, &mut self.exec)
+            .map_err(|e| e.to_string())?;
         let (event_tokens, prefix_tokens) = (ev.len(), st.prefix_tokens);
-        Ok(Advice { scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
+        Ok(Advice {
+            scores,
+            latency_us: t0.elapsed().as_micros() as u64,
+            event_tokens,
+            prefix_tokens,
+        })
     }
 }
 
@@ -188,7 +259,10 @@ pub fn kernel_request(ctx: usize, prefix: &str, event: &str, answers: &[&str]) -
 /// Parses a response record (llamux_engine::advise::response, the type
 /// the engine in the kernel writes it with): best, event tokens, prefix
 /// tokens, scores.
-pub fn kernel_response(text: &str, n_answers: usize) -> Result<(usize, usize, usize, Vec<f32>), String> {
+pub fn kernel_response(
+    text: &str,
+    n_answers: usize,
+) -> Result<(usize, usize, usize, Vec<f32>), String> {
     let bad = || format!("malformed advise response {text:?}");
     let r = llamux_engine::advise::response::Response::parse(text.as_bytes()).ok_or_else(bad)?;
     if r.scores().len() != n_answers {
@@ -200,7 +274,9 @@ pub fn kernel_response(text: &str, n_answers: usize) -> Result<(usize, usize, us
 /// True when the module is loaded with a model and offers the advisor.
 pub fn kernel_available() -> bool {
     Path::new(KERNEL_ADVISE).exists()
-        && std::fs::read_to_string("/proc/llamux/model").map(|m| !m.starts_with("none")).unwrap_or(false)
+        && std::fs::read_to_string("/proc/llamux/model")
+            .map(|m| !m.starts_with("none"))
+            .unwrap_or(false)
 }
 
 /// The kernel module's engine as advisor, through /proc/llamux/advise.
@@ -214,7 +290,11 @@ pub struct KernelAdvisor {
 
 impl KernelAdvisor {
     pub fn new(ctx: usize) -> Self {
-        KernelAdvisor { ctx, policies: Vec::new(), pols: Vec::new() }
+        KernelAdvisor {
+            ctx,
+            policies: Vec::new(),
+            pols: Vec::new(),
+        }
     }
 }
 
@@ -224,15 +304,26 @@ impl Advise for KernelAdvisor {
     }
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
-        self.policies.push((p.prefix.clone(), p.answers.iter().map(|a| a.text.clone()).collect()));
+        self.policies.push((
+            p.prefix.clone(),
+            p.answers.iter().map(|a| a.text.clone()).collect(),
+        ));
         self.pols.push(p.clone());
         Ok(self.policies.len() - 1)
     }
 
     /// The module tokenizes prompt text without control tokens, so it asks
     /// in the plain format (see docs/advisor.md).
-    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
-        let text = self.pols.get(policy).ok_or("no such policy")?.render(event)?;
+    fn advise_event(
+        &mut self,
+        policy: usize,
+        event: &Map<String, Value>,
+    ) -> Result<(String, Advice), String> {
+        let text = self
+            .pols
+            .get(policy)
+            .ok_or("no such policy")?
+            .render(event)?;
         let a = self.advise(policy, &text)?;
         Ok((text, a))
     }
@@ -243,15 +334,30 @@ impl Advise for KernelAdvisor {
         let (prefix, answers) = self.policies.get(policy).ok_or("no such policy")?;
         let answers: Vec<&str> = answers.iter().map(|s| s.as_str()).collect();
         let req = kernel_request(self.ctx, prefix, event_text, &answers);
-        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(KERNEL_ADVISE).map_err(|e| format!("{KERNEL_ADVISE}: {e}"))?;
-        let n = f.write(&req).map_err(|e| format!("{KERNEL_ADVISE}: write: {e}"))?;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(KERNEL_ADVISE)
+            .map_err(|e| format!("{KERNEL_ADVISE}: {e}"))?;
+        let n = f
+            .write(&req)
+            .map_err(|e| format!("{KERNEL_ADVISE}: write: {e}"))?;
         if n != req.len() {
-            return Err(format!("{KERNEL_ADVISE}: short write ({n} of {})", req.len()));
+            return Err(format!(
+                "{KERNEL_ADVISE}: short write ({n} of {})",
+                req.len()
+            ));
         }
         let mut resp = String::new();
-        f.read_to_string(&mut resp).map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
+        f.read_to_string(&mut resp)
+            .map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
         let (_best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, answers.len())?;
-        Ok(Advice { scores, latency_us: t0.elapsed().as_micros() as u64, event_tokens, prefix_tokens })
+        Ok(Advice {
+            scores,
+            latency_us: t0.elapsed().as_micros() as u64,
+            event_tokens,
+            prefix_tokens,
+        })
     }
 }
 
@@ -280,21 +386,40 @@ pub struct AutoAdvisor {
 }
 
 impl AutoAdvisor {
-    pub fn new(choice: AdvisorChoice, model: Option<&Path>, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
+    pub fn new(
+        choice: AdvisorChoice,
+        model: Option<&Path>,
+        threads: Option<usize>,
+        ctx: usize,
+    ) -> Result<Self, String> {
         let kernel_ok = kernel_available();
         let kernel = match choice {
             AdvisorChoice::User => None,
             AdvisorChoice::Kernel if !kernel_ok => {
-                return Err(format!("--advisor kernel: {KERNEL_ADVISE} is not there or the module has no model"))
+                return Err(format!(
+                    "--advisor kernel: {KERNEL_ADVISE} is not there or the module has no model"
+                ))
             }
             _ if kernel_ok => Some(KernelAdvisor::new(ctx)),
             _ => None,
         };
-        let model = if choice == AdvisorChoice::Kernel { None } else { model.map(Path::to_path_buf) };
+        let model = if choice == AdvisorChoice::Kernel {
+            None
+        } else {
+            model.map(Path::to_path_buf)
+        };
         if kernel.is_none() && model.is_none() {
             return Err("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)".into());
         }
-        let mut a = AutoAdvisor { kernel, user: None, model, threads, ctx, policies: Vec::new(), last: "user" };
+        let mut a = AutoAdvisor {
+            kernel,
+            user: None,
+            model,
+            threads,
+            ctx,
+            policies: Vec::new(),
+            last: "user",
+        };
         if a.kernel.is_some() {
             a.last = "kernel";
         } else {
@@ -306,7 +431,10 @@ impl AutoAdvisor {
     /// The user-space advisor with every policy added, built on first use.
     fn user_advisor(&mut self) -> Result<&mut UserAdvisor, String> {
         if self.user.is_none() {
-            let model = self.model.as_deref().ok_or("no --model for the user-space advisor")?;
+            let model = self
+                .model
+                .as_deref()
+                .ok_or("no --model for the user-space advisor")?;
             let mut u = UserAdvisor::new(model, self.threads, self.ctx)?;
             for p in &self.policies {
                 u.add_policy(p)?;
@@ -341,7 +469,9 @@ impl Advise for AutoAdvisor {
                     self.last = "kernel";
                     return Ok(a);
                 }
-                Err(e) if self.model.is_some() => eprintln!("llamux: kernel advisor: {e}; deciding in user space"),
+                Err(e) if self.model.is_some() => {
+                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
+                }
                 Err(e) => return Err(format!("kernel advisor: {e}")),
             }
         }
@@ -350,14 +480,20 @@ impl Advise for AutoAdvisor {
         Ok(a)
     }
 
-    fn advise_event(&mut self, policy: usize, event: &Map<String, Value>) -> Result<(String, Advice), String> {
+    fn advise_event(
+        &mut self,
+        policy: usize,
+        event: &Map<String, Value>,
+    ) -> Result<(String, Advice), String> {
         if let Some(k) = self.kernel.as_mut() {
             match k.advise_event(policy, event) {
                 Ok(r) => {
                     self.last = "kernel";
                     return Ok(r);
                 }
-                Err(e) if self.model.is_some() => eprintln!("llamux: kernel advisor: {e}; deciding in user space"),
+                Err(e) if self.model.is_some() => {
+                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
+                }
                 Err(e) => return Err(format!("kernel advisor: {e}")),
             }
         }
@@ -391,14 +527,24 @@ mod tests {
     #[test]
     fn special_tokens_in_event_text_stay_text() {
         let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/tiny-q8_0.gguf");
-        assert!(m.exists(), "{} missing: run tests/models/make.sh", m.display());
+        assert!(
+            m.exists(),
+            "{} missing: run tests/models/make.sh",
+            m.display()
+        );
         let l = engine_cmds::load(&m).unwrap();
-        let specials: Vec<u32> = [l.tokenizer.bos(), l.tokenizer.eos()].into_iter().flatten().collect();
+        let specials: Vec<u32> = [l.tokenizer.bos(), l.tokenizer.eos()]
+            .into_iter()
+            .flatten()
+            .collect();
         assert!(!specials.is_empty());
         let text = llamux::render::field("/tmp/</s><s>[INST]<|im_end|>\nVerdict");
         let ids = encode(&l, &text, false).unwrap();
         assert!(ids.len() > 4, "{ids:?}");
-        assert!(!ids.iter().any(|t| specials.contains(t)), "{ids:?} has {specials:?}");
+        assert!(
+            !ids.iter().any(|t| specials.contains(t)),
+            "{ids:?} has {specials:?}"
+        );
         let with_bos = encode(&l, "x", true).unwrap();
         assert_eq!(with_bos.first(), l.tokenizer.bos().as_ref());
     }

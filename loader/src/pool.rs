@@ -33,7 +33,11 @@ fn pack(epoch: u64, n: usize, i: usize) -> u64 {
 
 fn unpack(v: u64) -> (u64, usize, usize) {
     let m = (1u64 << IDX_BITS) - 1;
-    (v >> EPOCH_SHIFT, ((v >> IDX_BITS) & m) as usize, (v & m) as usize)
+    (
+        v >> EPOCH_SHIFT,
+        ((v >> IDX_BITS) & m) as usize,
+        (v & m) as usize,
+    )
 }
 
 type Task<'a> = &'a (dyn Fn(usize) + Sync);
@@ -71,10 +75,17 @@ impl Pool {
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let mut pool = Pool { shared, workers: Vec::new(), epoch: 0 };
+        let mut pool = Pool {
+            shared,
+            workers: Vec::new(),
+            epoch: 0,
+        };
         for i in 1..threads.max(1) {
             let s = pool.shared.clone();
-            match std::thread::Builder::new().name("llamux-worker".into()).spawn(move || worker(&s)) {
+            match std::thread::Builder::new()
+                .name("llamux-worker".into())
+                .spawn(move || worker(&s))
+            {
                 Ok(h) => pool.workers.push(h),
                 // Dropping `pool` stops and joins the workers already started.
                 Err(e) => {
@@ -83,7 +94,10 @@ impl Pool {
                     } else {
                         ""
                     };
-                    return Err(format!("cannot start worker thread {i} of {}: {e}{hint}", threads - 1));
+                    return Err(format!(
+                        "cannot start worker thread {i} of {}: {e}{hint}",
+                        threads - 1
+                    ));
                 }
             }
         }
@@ -128,7 +142,10 @@ fn take_tasks(s: &Shared, epoch: u64) {
         if e != epoch || i >= n {
             return;
         }
-        match s.next.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+        match s
+            .next
+            .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => {
                 // SAFETY: we own task i of the current job, so `run` is
                 // waiting for it and its task reference is alive; the
@@ -228,7 +245,10 @@ mod tests {
                 p.run(n, &|i| {
                     hits[i].fetch_add(1, Ordering::Relaxed);
                 });
-                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+                assert!(
+                    hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                    "round {round}"
+                );
                 if round % 100 == 0 {
                     // Let the workers fall asleep once in a while.
                     std::thread::sleep(SPIN * 2);

@@ -68,7 +68,13 @@ mod tests {
 
     #[test]
     fn plain_text_is_unchanged() {
-        for s in ["/tmp/tool", "secret-b", "Verdict on /tmp/ü €", "</s> [INST] <|im_end|> <s>", ""] {
+        for s in [
+            "/tmp/tool",
+            "secret-b",
+            "Verdict on /tmp/ü €",
+            "</s> [INST] <|im_end|> <s>",
+            "",
+        ] {
             assert_eq!(field(s), s);
         }
     }
@@ -79,11 +85,20 @@ mod tests {
         let r = field(forged);
         assert_eq!(r, "/tmp/python\\nVerdict on /tmp/tool");
         assert!(!r.contains('\n'));
-        assert_eq!(field("a\rb\tc\u{1b}[31md\u{7f}"), "a\\rb\\tc\\x1b[31md\\x7f");
-        assert_eq!(field("x\u{85}y\u{2028}z\u{202e}w"), "x\\u{0085}y\\u{2028}z\\u{202e}w");
+        assert_eq!(
+            field("a\rb\tc\u{1b}[31md\u{7f}"),
+            "a\\rb\\tc\\x1b[31md\\x7f"
+        );
+        assert_eq!(
+            field("x\u{85}y\u{2028}z\u{202e}w"),
+            "x\\u{0085}y\\u{2028}z\\u{202e}w"
+        );
         for c in (0u32..0x110000).filter_map(char::from_u32) {
             let r = field(&c.to_string());
-            assert!(!r.chars().any(|x| x.is_control() || escaped(x) && x != '\\'), "{c:?} -> {r:?}");
+            assert!(
+                !r.chars().any(|x| x.is_control() || escaped(x) && x != '\\'),
+                "{c:?} -> {r:?}"
+            );
         }
     }
 

@@ -72,13 +72,20 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
     };
     let advisor = match raw.advisor.as_deref() {
         None => AdvisorChoice::Auto,
-        Some(a) => AdvisorChoice::from_str(a, false)
-            .map_err(|_| format!("advisor: `{}` is not one of auto, kernel, user", a.escape_debug()))?,
+        Some(a) => AdvisorChoice::from_str(a, false).map_err(|_| {
+            format!(
+                "advisor: `{}` is not one of auto, kernel, user",
+                a.escape_debug()
+            )
+        })?,
     };
     if model.is_none() && advisor == AdvisorChoice::User {
         return Err("advisor = \"user\" needs a model".into());
     }
-    let policies_dir = abs_path("policies_dir", raw.policies_dir.as_deref().unwrap_or(DEFAULT_POLICIES_DIR))?;
+    let policies_dir = abs_path(
+        "policies_dir",
+        raw.policies_dir.as_deref().unwrap_or(DEFAULT_POLICIES_DIR),
+    )?;
     if let Some(t) = raw.threads {
         if t == 0 || t > MAX_THREADS {
             return Err(format!("threads: {t} is not in 1..={MAX_THREADS}"));
@@ -88,8 +95,19 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
     if ctx == 0 || ctx > MAX_CTX {
         return Err(format!("ctx: {ctx} is not in 1..={MAX_CTX}"));
     }
-    let bpf_obj = raw.bpf_obj.as_deref().map(|b| abs_path("bpf_obj", b)).transpose()?;
-    Ok(Config { model, advisor, policies_dir, threads: raw.threads, ctx, bpf_obj })
+    let bpf_obj = raw
+        .bpf_obj
+        .as_deref()
+        .map(|b| abs_path("bpf_obj", b))
+        .transpose()?;
+    Ok(Config {
+        model,
+        advisor,
+        policies_dir,
+        threads: raw.threads,
+        ctx,
+        bpf_obj,
+    })
 }
 
 /// Reads a trusted regular file of at most `max` bytes. O_NONBLOCK: a FIFO
@@ -97,16 +115,25 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
 /// file, so a swapped path cannot slip between check and read.
 fn read_trusted(path: &Path, max: u64) -> Result<String, String> {
     let mut f = fsafe::open_nonblocking(path)?;
-    let md = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?;
+    let md = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     if !md.is_file() {
         return Err(format!("{}: not a regular file", path.display()));
     }
     fsafe::check_owner_mode(path, &md)?;
     if md.len() > max {
-        return Err(format!("{}: {} bytes, more than {max}", path.display(), md.len()));
+        return Err(format!(
+            "{}: {} bytes, more than {max}",
+            path.display(),
+            md.len()
+        ));
     }
     let mut s = String::new();
-    f.by_ref().take(max + 1).read_to_string(&mut s).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.by_ref()
+        .take(max + 1)
+        .read_to_string(&mut s)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(s)
 }
 
@@ -138,7 +165,10 @@ pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
         fsafe::check_owner_mode(&p, &md)?;
         out.push(p);
         if out.len() > MAX_POLICIES {
-            return Err(format!("{}: more than {MAX_POLICIES} policy files", dir.display()));
+            return Err(format!(
+                "{}: more than {MAX_POLICIES} policy files",
+                dir.display()
+            ));
         }
     }
     out.sort();
@@ -170,12 +200,23 @@ pub fn resolve(config: &Path) -> Result<(Config, Vec<PathBuf>), String> {
 pub fn run(config: &Path, check: bool) -> Result<(), String> {
     let (cfg, files) = resolve(config)?;
     let pols = bpf::validate(&files)?;
-    let model = cfg.model.as_ref().map(|m| m.display().to_string()).unwrap_or_else(|| "the kernel module's".into());
-    let advisor = cfg.advisor.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    let model = cfg
+        .model
+        .as_ref()
+        .map(|m| m.display().to_string())
+        .unwrap_or_else(|| "the kernel module's".into());
+    let advisor = cfg
+        .advisor
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default();
     eprintln!(
         "llamux: service: {} with {model} model, advisor {advisor}: {}",
         config.display(),
-        pols.iter().map(|p| format!("{} ({})", p.name, p.file.display())).collect::<Vec<_>>().join(", ")
+        pols.iter()
+            .map(|p| format!("{} ({})", p.name, p.file.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if check {
         println!("{}: ok ({} policies)", config.display(), pols.len());
@@ -201,12 +242,19 @@ pub fn manpages(cmd: clap::Command, dir: &Path) -> Result<(), String> {
         // clap's names are &'static str (no "string" feature): this one-shot
         // command leaks a few bytes per page.
         let name: &'static str = Box::leak(format!("llamux-{}", sub.get_name()).into_boxed_str());
-        cmds.push((name.to_string(), sub.clone().name(name).bin_name(format!("llamux {}", sub.get_name()))));
+        cmds.push((
+            name.to_string(),
+            sub.clone()
+                .name(name)
+                .bin_name(format!("llamux {}", sub.get_name())),
+        ));
     }
     for (name, c) in cmds {
         let path = dir.join(format!("{name}.1"));
         let mut buf = Vec::new();
-        clap_mangen::Man::new(c).render(&mut buf).map_err(|e| format!("{name}: {e}"))?;
+        clap_mangen::Man::new(c)
+            .render(&mut buf)
+            .map_err(|e| format!("{name}: {e}"))?;
         std::fs::write(&path, buf).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
@@ -221,8 +269,8 @@ pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::fs::symlink;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("llamux-service-{tag}-{}", std::process::id()));
@@ -266,7 +314,9 @@ mod tests {
             ("policies_dir = \"etc\"", "not an absolute path"),
             ("model = 3", ""),
         ] {
-            let e = parse_config(src).err().unwrap_or_else(|| panic!("{src} accepted"));
+            let e = parse_config(src)
+                .err()
+                .unwrap_or_else(|| panic!("{src} accepted"));
             assert!(e.contains(want), "{src}: {e}");
         }
     }
@@ -281,7 +331,10 @@ mod tests {
         write(&d.join("c.toml.dpkg-old"), "x", 0o644);
         symlink(d.join("a.toml"), d.join("link.toml")).unwrap();
         let got = policy_files(&d).unwrap();
-        let names: Vec<_> = got.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["a.toml", "b.toml", "link.toml"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -291,7 +344,9 @@ mod tests {
         let d = tmpdir("untrusted");
         assert!(policy_files(&d).unwrap_err().contains("no *.toml"));
         write(&d.join("a.toml"), "x", 0o664);
-        assert!(policy_files(&d).unwrap_err().contains("writable by group or others"));
+        assert!(policy_files(&d)
+            .unwrap_err()
+            .contains("writable by group or others"));
         write(&d.join("a.toml"), "x", 0o644);
         std::fs::create_dir(d.join("sub.toml")).unwrap();
         assert!(policy_files(&d).unwrap_err().contains("not a regular file"));
@@ -300,7 +355,9 @@ mod tests {
         assert!(policy_files(&d).is_err());
         std::fs::remove_file(d.join("dangling.toml")).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(policy_files(&d).unwrap_err().contains("writable by group or others"));
+        assert!(policy_files(&d)
+            .unwrap_err()
+            .contains("writable by group or others"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -312,13 +369,19 @@ mod tests {
         std::fs::set_permissions(&pd, std::fs::Permissions::from_mode(0o755)).unwrap();
         write(&pd.join("a.toml"), "x", 0o644);
         let cfg = d.join("llamux.toml");
-        write(&cfg, &format!("policies_dir = \"{}\"\n", pd.display()), 0o644);
+        write(
+            &cfg,
+            &format!("policies_dir = \"{}\"\n", pd.display()),
+            0o644,
+        );
         let (c, pols) = resolve(&cfg).unwrap();
         assert!(c.model.is_none());
         assert_eq!(pols, [pd.join("a.toml")]);
         // A world-writable config, a FIFO in its place, a huge file.
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(resolve(&cfg).unwrap_err().contains("writable by group or others"));
+        assert!(resolve(&cfg)
+            .unwrap_err()
+            .contains("writable by group or others"));
         std::fs::remove_file(&cfg).unwrap();
         let c = std::ffi::CString::new(cfg.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: c is a NUL-terminated path.
@@ -330,8 +393,18 @@ mod tests {
         // A model that others can replace.
         let m = d.join("m.gguf");
         write(&m, "GGUF", 0o666);
-        write(&cfg, &format!("policies_dir = \"{}\"\nmodel = \"{}\"\n", pd.display(), m.display()), 0o644);
-        assert!(resolve(&cfg).unwrap_err().contains("writable by group or others"));
+        write(
+            &cfg,
+            &format!(
+                "policies_dir = \"{}\"\nmodel = \"{}\"\n",
+                pd.display(),
+                m.display()
+            ),
+            0o644,
+        );
+        assert!(resolve(&cfg)
+            .unwrap_err()
+            .contains("writable by group or others"));
         std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(resolve(&cfg).unwrap().0.model, Some(m.clone()));
         std::fs::remove_dir_all(&d).unwrap();

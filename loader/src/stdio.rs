@@ -12,7 +12,9 @@ use std::io::{ErrorKind, Write};
 
 pub fn out(args: Arguments<'_>, newline: bool) {
     let mut o = std::io::stdout().lock();
-    let r = o.write_fmt(args).and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) });
+    let r = o
+        .write_fmt(args)
+        .and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) });
     if let Err(e) = r {
         drop(o);
         stdout_failed(e);
@@ -21,7 +23,9 @@ pub fn out(args: Arguments<'_>, newline: bool) {
 
 pub fn err(args: Arguments<'_>, newline: bool) {
     let mut e = std::io::stderr().lock();
-    let _ = e.write_fmt(args).and_then(|()| if newline { e.write_all(b"\n") } else { Ok(()) });
+    let _ = e
+        .write_fmt(args)
+        .and_then(|()| if newline { e.write_all(b"\n") } else { Ok(()) });
 }
 
 /// Writes `bytes` to stdout and flushes (streamed tokens).

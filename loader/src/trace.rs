@@ -11,7 +11,9 @@ use llamux::render::terminal as esc;
 use serde_json::Value;
 
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("LLAMUX_RUN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/llamux"))
+    std::env::var_os("LLAMUX_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/llamux"))
 }
 
 pub fn trace_path() -> PathBuf {
@@ -19,7 +21,9 @@ pub fn trace_path() -> PathBuf {
 }
 
 pub fn now_unix() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 pub struct TraceWriter {
@@ -46,7 +50,10 @@ impl TraceWriter {
 fn fmt_time(t: f64) -> String {
     let secs = t as u64;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02}.{:03}", ((t - secs as f64) * 1000.0) as u64)
+    format!(
+        "{h:02}:{m:02}:{s:02}.{:03}",
+        ((t - secs as f64) * 1000.0) as u64
+    )
 }
 
 /// One trace record for a terminal. Every text from the record is escaped
@@ -54,7 +61,14 @@ fn fmt_time(t: f64) -> String {
 /// reach the screen raw or forge a line. `--json` prints records exactly.
 pub fn human(v: &Value) -> String {
     let s = |k: &str| {
-        esc(&v.get(k).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).unwrap_or_default())
+        esc(&v
+            .get(k)
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| x.to_string())
+            })
+            .unwrap_or_default())
     };
     let t = fmt_time(v.get("time").and_then(Value::as_f64).unwrap_or(0.0));
     match v.get("type").and_then(Value::as_str) {
@@ -62,10 +76,19 @@ pub fn human(v: &Value) -> String {
             let scores = v
                 .get("scores")
                 .and_then(Value::as_object)
-                .map(|m| m.iter().map(|(k, x)| format!("{}={:.3}", esc(k.trim()), x.as_f64().unwrap_or(0.0))).collect::<Vec<_>>().join(" "))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, x)| format!("{}={:.3}", esc(k.trim()), x.as_f64().unwrap_or(0.0)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
                 .unwrap_or_default();
             // Under the policy's margin the default applied ("uncertain").
-            let unsure = if v.get("uncertain").and_then(Value::as_bool) == Some(true) { ", uncertain" } else { "" };
+            let unsure = if v.get("uncertain").and_then(Value::as_bool) == Some(true) {
+                ", uncertain"
+            } else {
+                ""
+            };
             format!(
                 "{t} {:<14} {:<28} {} -> {} [{}{unsure}] ({scores}) {:.1} ms",
                 s("policy"),
@@ -86,7 +109,15 @@ pub fn human(v: &Value) -> String {
             s("hits"),
             s("probe")
         ),
-        Some("hit") => format!("{t} {:<14} {:<28} hit pid {} comm {} -> {} ({})", s("policy"), s("key"), s("pid"), s("comm"), s("action"), s("probe")),
+        Some("hit") => format!(
+            "{t} {:<14} {:<28} hit pid {} comm {} -> {} ({})",
+            s("policy"),
+            s("key"),
+            s("pid"),
+            s("comm"),
+            s("action"),
+            s("probe")
+        ),
         Some("applied") => format!(
             "{t} {:<14} {:<28} applied: pid {} {} nice {} -> {} (set by pid {} {}, {})",
             s("policy"),
@@ -107,7 +138,13 @@ pub fn human(v: &Value) -> String {
 
 /// Prints trace records: from the start with `all`, else only new ones;
 /// stops after `count` records or `timeout` without follow.
-pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout: Option<f64>) -> Result<(), String> {
+pub fn follow(
+    json: bool,
+    all: bool,
+    follow: bool,
+    count: Option<usize>,
+    timeout: Option<f64>,
+) -> Result<(), String> {
     crate::bpf::default_sigpipe();
     let p = trace_path();
     let start = Instant::now();
@@ -115,7 +152,9 @@ pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout
     let f = loop {
         match File::open(&p) {
             Ok(f) => break f,
-            Err(_) if follow && deadline.is_none_or(|d| Instant::now() < d) => std::thread::sleep(Duration::from_millis(200)),
+            Err(_) if follow && deadline.is_none_or(|d| Instant::now() < d) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             Err(e) => return Err(format!("{}: {e} (is a policy loaded?)", p.display())),
         }
     };
@@ -135,7 +174,11 @@ pub fn follow(json: bool, all: bool, follow: bool, count: Option<usize>, timeout
                 Err(_) => continue,
             };
             let mut o = out.lock();
-            let _ = if json { writeln!(o, "{}", line.trim_end()) } else { writeln!(o, "{}", human(&v)) };
+            let _ = if json {
+                writeln!(o, "{}", line.trim_end())
+            } else {
+                writeln!(o, "{}", human(&v))
+            };
             let _ = o.flush();
             n += 1;
             if count.is_some_and(|c| n >= c) {
@@ -164,7 +207,10 @@ mod tests {
         let mut v = serde_json::json!({"type": "decision", "time": 0.0, "policy": "exec-guard", "key": "exe:/tmp/x",
             "summary": "pid 1 sh /tmp/x", "answer": "N", "action": "allow", "scores": {"Y": -1.0, "N": -0.8}, "latency_us": 1000});
         let sure = human(&v);
-        assert!(sure.contains("-> N [allow] (") && !sure.contains("uncertain"), "{sure}");
+        assert!(
+            sure.contains("-> N [allow] (") && !sure.contains("uncertain"),
+            "{sure}"
+        );
         v["uncertain"] = true.into();
         let h = human(&v);
         assert!(h.contains("-> N [allow, uncertain]"), "{h}");
@@ -172,7 +218,8 @@ mod tests {
 
     #[test]
     fn human_lines_escape_event_text() {
-        let path = "/tmp/x\u{1b}]0;owned\u{7}\n12:00:00.000 exec-guard exe:/tmp/evil decided -> Y [allow]";
+        let path =
+            "/tmp/x\u{1b}]0;owned\u{7}\n12:00:00.000 exec-guard exe:/tmp/evil decided -> Y [allow]";
         let v = serde_json::json!({"type": "decision", "time": 1.0, "policy": "exec-guard", "key": format!("exe:{path}"),
             "summary": format!("pid 1 sh {path}"), "answer": "N", "action": "deny", "scores": {"Y\u{1b}[2J": -1.0}, "latency_us": 10});
         let h = human(&v);
@@ -183,7 +230,10 @@ mod tests {
             let v = serde_json::json!({"type": t, "time": 1.0, "policy": "p", "key": path, "comm": "a\rb", "by_comm": "\u{9b}c",
                 "reason": "\n", "hits": 1, "pid": 1});
             let h = human(&v);
-            assert!(!h.chars().any(|c| c.is_control()) && h.lines().count() == 1, "{t}: {h:?}");
+            assert!(
+                !h.chars().any(|c| c.is_control()) && h.lines().count() == 1,
+                "{t}: {h:?}"
+            );
         }
         // JSON output stays exact: the record round-trips.
         let j = v.to_string();

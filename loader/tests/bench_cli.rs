@@ -9,21 +9,57 @@ use std::process::Command;
 fn bench_reports_bandwidth_share_per_repetition() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model = root.join("tests/models/tiny-q4_k_m.gguf");
-    assert!(model.exists(), "{} missing: run tests/models/make.sh", model.display());
+    assert!(
+        model.exists(),
+        "{} missing: run tests/models/make.sh",
+        model.display()
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
-        .args(["bench", "-t", "1", "-p", "0", "-n", "2", "-r", "3", "--bandwidth", "--json", "-m"])
+        .args([
+            "bench",
+            "-t",
+            "1",
+            "-p",
+            "0",
+            "-n",
+            "2",
+            "-r",
+            "3",
+            "--bandwidth",
+            "--json",
+            "-m",
+        ])
         .arg(&model)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let wbytes = v["weight_bytes"].as_f64().unwrap();
     assert!(wbytes > 1e6, "weight bytes {wbytes}");
     let tg = &v["tg"];
-    let ts: Vec<f64> = tg["samples_ts"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let ts: Vec<f64> = tg["samples_ts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     let bw = &tg["bandwidth"];
-    let gbs: Vec<f64> = bw["samples_gbs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    let share: Vec<f64> = bw["samples_share"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let gbs: Vec<f64> = bw["samples_gbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let share: Vec<f64> = bw["samples_share"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert_eq!((ts.len(), gbs.len(), share.len()), (3, 3, 3));
     for ((t, g), s) in ts.iter().zip(&gbs).zip(&share) {
         // Any machine that runs the tests streams between 0.1 and 10000 GB/s.
@@ -37,7 +73,9 @@ fn bench_reports_bandwidth_share_per_repetition() {
 
     // Without the flag there is no bandwidth entry (and no 1 GiB buffer).
     let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
-        .args(["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m"])
+        .args([
+            "bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m",
+        ])
         .arg(&model)
         .output()
         .unwrap();
@@ -55,16 +93,32 @@ fn bench_reports_layout() {
     let run = |flags: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_llamux"))
             .args(flags)
-            .args(["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m"])
+            .args([
+                "bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m",
+            ])
             .arg(&model)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (v["isa"].as_str().unwrap().to_string(), v["layout"].as_str().unwrap().to_string())
+        (
+            v["isa"].as_str().unwrap().to_string(),
+            v["layout"].as_str().unwrap().to_string(),
+        )
     };
     let (isa, layout) = run(&[]);
-    assert_eq!(layout, if isa == "scalar" { "rows" } else { "x8" }, "kernels {isa}");
+    assert_eq!(
+        layout,
+        if isa == "scalar" { "rows" } else { "x8" },
+        "kernels {isa}"
+    );
     assert_eq!(run(&["--no-repack"]), (isa, "rows".to_string()));
-    assert_eq!(run(&["--isa", "scalar"]), ("scalar".to_string(), "rows".to_string()));
+    assert_eq!(
+        run(&["--isa", "scalar"]),
+        ("scalar".to_string(), "rows".to_string())
+    );
 }

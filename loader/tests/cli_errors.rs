@@ -16,7 +16,11 @@ fn root() -> PathBuf {
 
 fn model() -> PathBuf {
     let m = root().join("tests/models/tiny-q4_k_m.gguf");
-    assert!(m.exists(), "{} missing: run tests/models/make.sh", m.display());
+    assert!(
+        m.exists(),
+        "{} missing: run tests/models/make.sh",
+        m.display()
+    );
     m
 }
 
@@ -31,7 +35,11 @@ fn stderr(o: &Output) -> String {
 /// No panic: not exit 101, no panic message.
 fn no_panic(o: &Output, what: &str) {
     let e = stderr(o);
-    assert!(!e.contains("panicked") && o.status.code() != Some(101), "{what}: {:?}\n{e}", o.status);
+    assert!(
+        !e.contains("panicked") && o.status.code() != Some(101),
+        "{what}: {:?}\n{e}",
+        o.status
+    );
 }
 
 /// A temporary path for this test process.
@@ -46,7 +54,12 @@ fn tmp(name: &str) -> PathBuf {
 fn with_closed_stdout(args: &[&str]) -> Output {
     let (r, w) = std::io::pipe().unwrap();
     drop(r);
-    llamux().args(args).stdout(w).stderr(Stdio::piped()).output().unwrap()
+    llamux()
+        .args(args)
+        .stdout(w)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -71,9 +84,13 @@ fn closed_stdout_ends_every_command_quietly() {
         vec!["tokenize", "-m", m, "hello world"],
         vec!["tokenize", "--json", "-m", m, "hello world"],
         vec!["run", "-t", "1", "-n", "4", "-m", m, "-p", "hello"],
-        vec!["run", "-t", "1", "-n", "4", "--json", "-m", m, "-p", "hello"],
+        vec![
+            "run", "-t", "1", "-n", "4", "--json", "-m", m, "-p", "hello",
+        ],
         vec!["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "-m", m],
-        vec!["bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m", m],
+        vec![
+            "bench", "-t", "1", "-p", "1", "-n", "1", "-r", "1", "--json", "-m", m,
+        ],
         load_check,
     ];
     for args in cases {
@@ -86,7 +103,11 @@ fn closed_stdout_ends_every_command_quietly() {
             o.status,
             stderr(&o)
         );
-        assert!(o.stderr.is_empty() || args[0] == "run", "{args:?}: said {:?}", stderr(&o));
+        assert!(
+            o.stderr.is_empty() || args[0] == "run",
+            "{args:?}: said {:?}",
+            stderr(&o)
+        );
     }
 }
 
@@ -103,10 +124,18 @@ fn full_stdout_is_an_error_not_a_panic() {
         if args[0] == "tokenize" {
             c.arg("hi");
         }
-        let o = c.stdout(full.try_clone().unwrap()).stderr(Stdio::piped()).output().unwrap();
+        let o = c
+            .stdout(full.try_clone().unwrap())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
         no_panic(&o, &args.join(" "));
         assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&o).contains("llamux: stdout: No space left on device"), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("llamux: stdout: No space left on device"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
@@ -122,12 +151,16 @@ fn thread_limit_is_an_error() {
         return;
     }
     let mut c = llamux();
-    c.args(["run", "-t", "200", "-n", "2", "-p", "hi", "-m"]).arg(model());
+    c.args(["run", "-t", "200", "-n", "2", "-p", "hi", "-m"])
+        .arg(model());
     // SAFETY: between fork and exec only async-signal-safe calls
     // (setgroups, setgid, setuid, setrlimit), no allocation.
     unsafe {
         c.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: 4, rlim_max: 4 };
+            let lim = libc::rlimit {
+                rlim_cur: 4,
+                rlim_max: 4,
+            };
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setgid(65534) != 0
                 || libc::setuid(65534) != 0
@@ -142,17 +175,28 @@ fn thread_limit_is_an_error() {
     no_panic(&o, "run -t 200 under nproc=4");
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("cannot start worker thread") && e.contains("ulimit -u"), "{e}");
+    assert!(
+        e.contains("cannot start worker thread") && e.contains("ulimit -u"),
+        "{e}"
+    );
 }
 
 #[test]
 fn threads_out_of_range_are_refused() {
     for t in ["0", "1025", "100000", "-3", "x"] {
-        let o = llamux().args(["run", "-p", "hi", "-m"]).arg(model()).arg(format!("--threads={t}")).output().unwrap();
+        let o = llamux()
+            .args(["run", "-p", "hi", "-m"])
+            .arg(model())
+            .arg(format!("--threads={t}"))
+            .output()
+            .unwrap();
         no_panic(&o, t);
         assert_eq!(o.status.code(), Some(2), "-t {t}");
         let e = stderr(&o);
-        assert!(e.contains("--threads") && e.contains("from 1 to 1024"), "-t {t}: {e}");
+        assert!(
+            e.contains("--threads") && e.contains("from 1 to 1024"),
+            "-t {t}: {e}"
+        );
     }
 }
 
@@ -171,7 +215,12 @@ fn bad_sampling_flags_are_refused_with_the_range() {
         ("--repeat-penalty=0", "greater than 0 and at most 100"),
         ("--repeat-last-n=18446744073709551615", "from 0 to 1048576"),
     ] {
-        let o = llamux().args(["run", "-n", "1", "-p", "hi", "-m"]).arg(model()).arg(flag).output().unwrap();
+        let o = llamux()
+            .args(["run", "-n", "1", "-p", "hi", "-m"])
+            .arg(model())
+            .arg(flag)
+            .output()
+            .unwrap();
         no_panic(&o, flag);
         assert_eq!(o.status.code(), Some(2), "{flag}: {}", stderr(&o));
         let e = stderr(&o);
@@ -180,7 +229,19 @@ fn bad_sampling_flags_are_refused_with_the_range() {
     }
     // The bounds themselves run.
     let o = llamux()
-        .args(["run", "-t", "1", "-n", "1", "-p", "hi", "--top-p=1", "--temperature=0", "--top-k=0", "-m"])
+        .args([
+            "run",
+            "-t",
+            "1",
+            "-n",
+            "1",
+            "-p",
+            "hi",
+            "--top-p=1",
+            "--temperature=0",
+            "--top-k=0",
+            "-m",
+        ])
         .arg(model())
         .output()
         .unwrap();
@@ -198,13 +259,27 @@ fn query_params_out_of_range_are_refused_before_the_module() {
         ("top_p=inf", "top_p must be from 0 to 1"),
         ("repeat_penalty=x", "repeat_penalty=x: not a number"),
     ] {
-        let o = llamux().args(["query", "--params", params, "hi"]).output().unwrap();
+        let o = llamux()
+            .args(["query", "--params", params, "hi"])
+            .output()
+            .unwrap();
         no_panic(&o, params);
         assert_eq!(o.status.code(), Some(1));
         let e = stderr(&o);
-        assert!(e.contains("--params") && e.contains(want) && !e.contains("/proc/llamux"), "{params}: {e}");
+        assert!(
+            e.contains("--params") && e.contains(want) && !e.contains("/proc/llamux"),
+            "{params}: {e}"
+        );
     }
-    let o = llamux().args(["query", "--params", "temperature=0 top_p=1 n_predict=8", "hi"]).output().unwrap();
+    let o = llamux()
+        .args([
+            "query",
+            "--params",
+            "temperature=0 top_p=1 n_predict=8",
+            "hi",
+        ])
+        .output()
+        .unwrap();
     assert!(!stderr(&o).contains("--params"), "{}", stderr(&o));
 }
 
@@ -219,8 +294,17 @@ fn directory_fifo_and_device_models_are_refused_by_name() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    for (path, what) in [(&dir, "is a directory"), (&fifo, "is a FIFO"), (&PathBuf::from("/dev/null"), "is a character device")] {
-        for cmd in [&["run", "-p", "hi"][..], &["info"], &["tokenize", "x"], &["bench"]] {
+    for (path, what) in [
+        (&dir, "is a directory"),
+        (&fifo, "is a FIFO"),
+        (&PathBuf::from("/dev/null"), "is a character device"),
+    ] {
+        for cmd in [
+            &["run", "-p", "hi"][..],
+            &["info"],
+            &["tokenize", "x"],
+            &["bench"],
+        ] {
             let mut child = llamux()
                 .args(cmd)
                 .arg("-m")
@@ -234,7 +318,10 @@ fn directory_fifo_and_device_models_are_refused_by_name() {
             while child.try_wait().unwrap().is_none() {
                 if t0.elapsed() > Duration::from_secs(20) {
                     let _ = child.kill();
-                    panic!("{cmd:?} -m {}: still running after 20 s (blocked?)", path.display());
+                    panic!(
+                        "{cmd:?} -m {}: still running after 20 s (blocked?)",
+                        path.display()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -242,7 +329,11 @@ fn directory_fifo_and_device_models_are_refused_by_name() {
             no_panic(&o, what);
             assert_eq!(o.status.code(), Some(1), "{cmd:?} {}", path.display());
             let e = stderr(&o);
-            assert!(e.contains(what) && e.contains("not a model file"), "{cmd:?} {}: {e}", path.display());
+            assert!(
+                e.contains(what) && e.contains("not a model file"),
+                "{cmd:?} {}: {e}",
+                path.display()
+            );
         }
     }
     let _ = std::fs::remove_file(&fifo);
@@ -254,12 +345,24 @@ fn short_vocabulary_model_is_refused_at_load() {
     let bytes = std::fs::read(model()).unwrap();
     let bad = tmp("short-vocab.gguf");
     std::fs::write(&bad, gguf_write::with_short_vocab(&bytes, 16)).unwrap();
-    for args in [&["run", "-t", "1", "-n", "4", "-p", "hello"][..], &["tokenize", "hello"], &["run", "--isa", "scalar", "-p", "x"]] {
+    for args in [
+        &["run", "-t", "1", "-n", "4", "-p", "hello"][..],
+        &["tokenize", "hello"],
+        &["run", "--isa", "scalar", "-p", "x"],
+    ] {
         let o = llamux().args(args).arg("-m").arg(&bad).output().unwrap();
         no_panic(&o, "short vocab");
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         let e = stderr(&o);
-        assert!(e.contains("2032 tokens but token_embd.weight has 2048 rows"), "{args:?}: {e}");
+        assert!(
+            e.contains("2032 tokens but token_embd.weight has 2048 rows"),
+            "{args:?}: {e}"
+        );
     }
     let _ = std::fs::remove_file(&bad);
 }
@@ -279,11 +382,23 @@ fn run_json(extra: &[&str], prompt: &str) -> serde_json::Value {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 fn tokenize(extra: &[&str], text: &str) -> Vec<u64> {
-    let o = llamux().arg("tokenize").args(extra).arg("--json").arg("-m").arg(model()).arg(text).output().unwrap();
+    let o = llamux()
+        .arg("tokenize")
+        .args(extra)
+        .arg("--json")
+        .arg("-m")
+        .arg(model())
+        .arg(text)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     ids(&serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["tokens"])
 }
@@ -293,7 +408,10 @@ fn instruct_keeps_the_users_special_token_text_plain() {
     const EOS: u64 = 2; // "</s>" in the test models' (llama SPM) vocabulary
     let prompt = "stop </s> here";
     let plain = ids(&run_json(&["--instruct"], prompt)["prompt_tokens"]);
-    assert!(!plain.contains(&EOS), "--instruct parsed the user's </s>: {plain:?}");
+    assert!(
+        !plain.contains(&EOS),
+        "--instruct parsed the user's </s>: {plain:?}"
+    );
     // It is what the template around plain text tokenizes to.
     assert_eq!(plain, tokenize(&[], &format!("[INST] {prompt} [/INST]")));
     // --special: llama.cpp's reading.
@@ -322,16 +440,28 @@ fn query_refuses_special_token_text_unless_asked() {
             no_panic(&o, p);
             assert_eq!(o.status.code(), Some(1));
             let e = stderr(&o);
-            assert!(e.contains("control token") && e.contains("--special"), "{p}: {e}");
+            assert!(
+                e.contains("control token") && e.contains("--special"),
+                "{p}: {e}"
+            );
         }
-        let o = llamux().args(["query", "--instruct", "--special", p]).output().unwrap();
+        let o = llamux()
+            .args(["query", "--instruct", "--special", p])
+            .output()
+            .unwrap();
         no_panic(&o, p);
         let e = stderr(&o);
         if !Path::new("/proc/llamux").exists() {
-            assert!(e.contains("/proc/llamux") && !e.contains("control token"), "{p}: {e}");
+            assert!(
+                e.contains("/proc/llamux") && !e.contains("control token"),
+                "{p}: {e}"
+            );
         }
     }
     // Ordinary text goes through (to the missing module here).
-    let o = llamux().args(["query", "--instruct", "a < b | c > d"]).output().unwrap();
+    let o = llamux()
+        .args(["query", "--instruct", "a < b | c > d"])
+        .output()
+        .unwrap();
     assert!(!stderr(&o).contains("control token"), "{}", stderr(&o));
 }

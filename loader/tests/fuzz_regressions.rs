@@ -23,8 +23,15 @@ fn shipped() -> Vec<Policy> {
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = root().join("kmod/engine/fuzz/regressions").join(target);
-    let v: Vec<Vec<u8>> = std::fs::read_dir(&dir).unwrap().map(|e| std::fs::read(e.unwrap().path()).unwrap()).collect();
-    assert!(!v.is_empty(), "empty regression corpus in {}", dir.display());
+    let v: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        !v.is_empty(),
+        "empty regression corpus in {}",
+        dir.display()
+    );
     v
 }
 
@@ -54,7 +61,13 @@ fn shipped_policies_write_back() {
 
 fn record(e: &c::Event) -> Vec<u8> {
     // SAFETY: Event is #[repr(C)] plain integers without implicit padding.
-    unsafe { std::slice::from_raw_parts((e as *const c::Event).cast::<u8>(), std::mem::size_of::<c::Event>()) }.to_vec()
+    unsafe {
+        std::slice::from_raw_parts(
+            (e as *const c::Event).cast::<u8>(),
+            std::mem::size_of::<c::Event>(),
+        )
+    }
+    .to_vec()
 }
 
 fn put(dst: &mut [u8], s: &str) {
@@ -75,7 +88,13 @@ fn sample_events() -> Vec<(&'static str, c::Event)> {
     let mut req = exec;
     req.kind = c::EV_REQUEST;
     (req.a, req.b) = (c::HOOK_EXEC as u64, c::ACT_ALLOW as u64);
-    req.key = c::DecisionKey { hook: c::HOOK_EXEC, kind: c::KEY_EXE, hash: 4711, dev: 0x16, gen: 0x9e3779b9 };
+    req.key = c::DecisionKey {
+        hook: c::HOOK_EXEC,
+        kind: c::KEY_EXE,
+        hash: 4711,
+        dev: 0x16,
+        gen: 0x9e3779b9,
+    };
     req.ctime_ns = 1_765_000_000_123_456_789;
     out.push(("request-exec", req));
     let mut hit = req;
@@ -86,7 +105,13 @@ fn sample_events() -> Vec<(&'static str, c::Event)> {
     open.kind = c::EV_REQUEST;
     put(&mut open.path, "secret.txt");
     (open.a, open.b) = (c::HOOK_OPEN as u64, c::ACT_DENY as u64);
-    open.key = c::DecisionKey { hook: c::HOOK_OPEN, kind: c::KEY_FILE, hash: 4712, dev: 0x16, gen: 7 };
+    open.key = c::DecisionKey {
+        hook: c::HOOK_OPEN,
+        kind: c::KEY_FILE,
+        hash: 4712,
+        dev: 0x16,
+        gen: 7,
+    };
     out.push(("request-open", open));
     let mut sys = e;
     sys.kind = c::EV_SYSCALL;
@@ -130,7 +155,11 @@ fn write_fuzz_seeds() {
         std::fs::create_dir_all(reg.join(t)).unwrap();
     }
     for p in shipped() {
-        std::fs::copy(&p.file, reg.join("policy").join(p.file.file_name().unwrap())).unwrap();
+        std::fs::copy(
+            &p.file,
+            reg.join("policy").join(p.file.file_name().unwrap()),
+        )
+        .unwrap();
     }
     let pols = shipped();
     for (name, e) in sample_events() {
@@ -143,11 +172,19 @@ fn write_fuzz_seeds() {
             Hook::Syscall => "syscall",
             Hook::Sched => "sched",
         };
-        let (_, e) = sample_events().into_iter().find(|(n, _)| *n == hook_ev).unwrap();
+        let (_, e) = sample_events()
+            .into_iter()
+            .find(|(n, _)| *n == hook_ev)
+            .unwrap();
         let fields = event::fields(&e, p.hook, 1234.0, 0, 1_800_000_000.0);
         let text = p.render(&fields).unwrap();
         let answers: Vec<&[u8]> = p.answers.iter().map(|a| a.text.as_bytes()).collect();
-        let rec = llamux_engine::advise::request::encode(512, p.prefix.as_bytes(), text.as_bytes(), &answers);
+        let rec = llamux_engine::advise::request::encode(
+            512,
+            p.prefix.as_bytes(),
+            text.as_bytes(),
+            &answers,
+        );
         std::fs::write(reg.join("advise").join(format!("{}.bin", p.name)), rec).unwrap();
     }
 }

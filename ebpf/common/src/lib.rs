@@ -213,7 +213,13 @@ pub struct DecisionKey {
 
 impl DecisionKey {
     pub const fn zeroed() -> Self {
-        DecisionKey { hook: 0, kind: 0, hash: 0, dev: 0, gen: 0 }
+        DecisionKey {
+            hook: 0,
+            kind: 0,
+            hash: 0,
+            dev: 0,
+            gen: 0,
+        }
     }
     /// Keyed by a file's identity (inode), not by a name.
     pub const fn is_file(&self) -> bool {
@@ -373,7 +379,8 @@ mod pod {
 const _: () = assert!(core::mem::size_of::<DecisionKey>() == 24);
 const _: () = assert!(core::mem::size_of::<Decision>() == 32);
 const _: () = assert!(core::mem::size_of::<Event>() == 120 + PATH_LEN);
-const _: () = assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 4 * 26);
+const _: () =
+    assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 4 * 26);
 const _: () = assert!(WALK_LEN.is_power_of_two() && PATH_LEN < WALK_LEN);
 const _: () = assert!(core::mem::size_of::<HitStat>() == 16);
 const _: () = assert!(core::mem::size_of::<HookConfig>() == 16 + PREFIX_LEN + 8);

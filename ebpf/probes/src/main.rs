@@ -32,8 +32,9 @@
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns,
-    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
+    bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    bpf_probe_read_user_str_bytes,
 };
 use aya_ebpf::macros::{lsm, map, tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
@@ -149,14 +150,18 @@ fn fill_parent(e: &mut Event, off: &Offsets) {
         if off.task_real_parent == 0 {
             return;
         }
-        let parent: *const u8 = match bpf_probe_read_kernel(task.add(off.task_real_parent as usize) as *const *const u8) {
+        let parent: *const u8 = match bpf_probe_read_kernel(
+            task.add(off.task_real_parent as usize) as *const *const u8
+        ) {
             Ok(p) => p,
             Err(_) => return,
         };
         if let Ok(t) = bpf_probe_read_kernel(parent.add(off.task_tgid as usize) as *const u32) {
             e.ppid = t;
         }
-        if let Ok(c) = bpf_probe_read_kernel(parent.add(off.task_comm as usize) as *const [u8; COMM_LEN]) {
+        if let Ok(c) =
+            bpf_probe_read_kernel(parent.add(off.task_comm as usize) as *const [u8; COMM_LEN])
+        {
             e.pcomm = c;
         }
     }
@@ -200,8 +205,15 @@ fn file_id(file: *const u8, off: &Offsets) -> Option<FileId> {
     let gen: u32 = kread(inode, off.inode_generation)?;
     let sec: i64 = kread(inode, off.inode_ctime_sec)?;
     let nsec: u32 = kread(inode, off.inode_ctime_nsec)?;
-    let ctime_ns = (sec as u64).wrapping_mul(1_000_000_000).wrapping_add(nsec as u64);
-    Some(FileId { ino, dev, gen, ctime_ns })
+    let ctime_ns = (sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(nsec as u64);
+    Some(FileId {
+        ino,
+        dev,
+        gen,
+        ctime_ns,
+    })
 }
 
 /// Rebuilds the path of `file` (struct file *) into `e.path` by walking
@@ -242,24 +254,36 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
     let mut dentry: *const u8 = kread(file, off.file_dentry).unwrap_or(core::ptr::null());
     let mut vfsmnt: *const u8 = kread(file, off.file_mnt).unwrap_or(core::ptr::null());
     for _ in 0..WALK_DEPTH {
-        let Some(parent) = kread::<*const u8>(dentry, off.dentry_parent) else { break };
-        let Some(mnt_root) = kread::<*const u8>(vfsmnt, off.vfsmount_root) else { break };
+        let Some(parent) = kread::<*const u8>(dentry, off.dentry_parent) else {
+            break;
+        };
+        let Some(mnt_root) = kread::<*const u8>(vfsmnt, off.vfsmount_root) else {
+            break;
+        };
         if dentry == mnt_root || dentry == parent {
             // The root of this mount: continue at its mountpoint in the
             // parent mount, or stop at the root of the tree.
             let mount = vfsmnt.wrapping_sub(off.mount_mnt as usize);
-            let Some(mparent) = kread::<*const u8>(mount, off.mount_parent) else { break };
+            let Some(mparent) = kread::<*const u8>(mount, off.mount_parent) else {
+                break;
+            };
             if mparent == mount || mparent.is_null() {
                 done = true;
                 break;
             }
-            let Some(mp) = kread::<*const u8>(mount, off.mount_mountpoint) else { break };
+            let Some(mp) = kread::<*const u8>(mount, off.mount_mountpoint) else {
+                break;
+            };
             dentry = mp;
             vfsmnt = mparent.wrapping_add(off.mount_mnt as usize);
             continue;
         }
-        let Some(len) = kread::<u32>(dentry, off.dentry_name_len) else { break };
-        let Some(name) = kread::<*const u8>(dentry, off.dentry_name) else { break };
+        let Some(len) = kread::<u32>(dentry, off.dentry_name_len) else {
+            break;
+        };
+        let Some(name) = kread::<*const u8>(dentry, off.dentry_name) else {
+            break;
+        };
         // SAFETY: the position slot inside this CPU's WalkBuf.
         let pos = unsafe { core::ptr::read_volatile(posp) } & MASK;
         if len > 255 || len + 1 > pos {
@@ -290,7 +314,8 @@ fn walk_path(file: *const u8, off: &Offsets, e: &mut Event) {
     }
     // SAFETY: the source is inside this CPU's WalkBuf and NUL-terminated at
     // WALK_LEN - 1; the copy is bounded by e.path.
-    let n = unsafe { bpf_probe_read_kernel_str_bytes(buf.add(p as usize), &mut e.path) }.map_or(0, |s| s.len());
+    let n = unsafe { bpf_probe_read_kernel_str_bytes(buf.add(p as usize), &mut e.path) }
+        .map_or(0, |s| s.len());
     if (MASK - p) as usize > n {
         e.flags |= EVF_PATH_CUT;
     }
@@ -309,7 +334,13 @@ fn kind_is_file(kind: u32) -> bool {
 /// The decision key of file `id` for `hook`.
 #[inline(always)]
 fn file_key(hook: u32, kind: u32, id: &FileId) -> DecisionKey {
-    DecisionKey { hook, kind, hash: id.ino, dev: id.dev, gen: id.gen }
+    DecisionKey {
+        hook,
+        kind,
+        hash: id.ino,
+        dev: id.dev,
+        gen: id.gen,
+    }
 }
 
 // ---------------------------------------------------------------- syscalls
@@ -331,12 +362,24 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
             KEY_COMM => fnv1a(&bpf_get_current_comm().unwrap_or([0; COMM_LEN])),
             _ => continue,
         };
-        let key = DecisionKey { hook, kind, hash, dev: 0, gen: 0 };
+        let key = DecisionKey {
+            hook,
+            kind,
+            hash,
+            dev: 0,
+            gen: 0,
+        };
         if let Some((hits, d)) = tp_hit(&key, now) {
             let Some(e) = scratch(0) else { return 0 };
             fill_current(e, EV_TP_HIT, now);
             hit_fields(e, &key, hits, &d);
-            emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
+            emit(
+                &HITS,
+                e,
+                BPF_RB_NO_WAKEUP as u64,
+                ST_TP_HITS_DROPPED,
+                ST_HITS,
+            );
         }
     }
     if cfg.hit_key[HOOK_OPEN as usize] != 0 {
@@ -365,7 +408,13 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
     // SAFETY: `id` (long) is at offset 8 of raw_syscalls/sys_enter's record.
     e.a = unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1) as u64;
     e.b = n;
-    emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
+    emit(
+        &EVENTS,
+        e,
+        BPF_RB_NO_WAKEUP as u64,
+        ST_EVENTS_DROPPED,
+        ST_EVENTS,
+    );
     0
 }
 
@@ -392,18 +441,36 @@ fn open_hit(ctx: &TracePointContext, kind: u32, now: u64) {
         _ => return,
     };
     // SAFETY: as above.
-    let Ok(name) = (unsafe { ctx.read_at::<u64>(arg) }) else { return };
+    let Ok(name) = (unsafe { ctx.read_at::<u64>(arg) }) else {
+        return;
+    };
     let Some(e) = scratch(0) else { return };
     fill_current(e, EV_TP_HIT, now);
     // SAFETY: a user pointer read with the checked probe-read helper.
     if unsafe { bpf_probe_read_user_str_bytes(name as *const u8, &mut e.path) }.is_err() {
         return;
     }
-    let hash = if kind == KEY_PID { e.pid as u64 } else { fnv1a(&e.comm) };
-    let key = DecisionKey { hook: HOOK_OPEN, kind, hash, dev: 0, gen: 0 };
+    let hash = if kind == KEY_PID {
+        e.pid as u64
+    } else {
+        fnv1a(&e.comm)
+    };
+    let key = DecisionKey {
+        hook: HOOK_OPEN,
+        kind,
+        hash,
+        dev: 0,
+        gen: 0,
+    };
     if let Some((hits, d)) = tp_hit(&key, now) {
         hit_fields(e, &key, hits, &d);
-        emit(&HITS, e, BPF_RB_NO_WAKEUP as u64, ST_TP_HITS_DROPPED, ST_HITS);
+        emit(
+            &HITS,
+            e,
+            BPF_RB_NO_WAKEUP as u64,
+            ST_TP_HITS_DROPPED,
+            ST_HITS,
+        );
     }
 }
 
@@ -440,7 +507,14 @@ fn count_hit(key: &DecisionKey, now: u64) -> Option<u64> {
             }
         }
         None => {
-            let _ = HITCOUNT.insert(key, &HitStat { hits: 1, last_record_ns: now }, 0);
+            let _ = HITCOUNT.insert(
+                key,
+                &HitStat {
+                    hits: 1,
+                    last_record_ns: now,
+                },
+                0,
+            );
             (1, true)
         }
     };
@@ -488,7 +562,10 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
             // SAFETY: a live map value of this task; races only blur statistics.
             Some(p) => unsafe { (*p).last_in_ns = now },
             None => {
-                let s = SchedStat { last_in_ns: now, ..SchedStat::default() };
+                let s = SchedStat {
+                    last_in_ns: now,
+                    ..SchedStat::default()
+                };
                 let _ = SCHED.insert(&next, &s, 0);
             }
         }
@@ -498,7 +575,9 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
     }
     stat(ST_SWITCHES);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(p) = SCHED.get_ptr_mut(&prev) else { return 0 };
+    let Some(p) = SCHED.get_ptr_mut(&prev) else {
+        return 0;
+    };
     // SAFETY: as above.
     let s = unsafe { &mut *p };
     if s.last_in_ns != 0 && now > s.last_in_ns {
@@ -519,7 +598,13 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
     e.a = runtime;
     e.b = switches;
     e.c = invol;
-    emit(&EVENTS, e, BPF_RB_NO_WAKEUP as u64, ST_EVENTS_DROPPED, ST_EVENTS);
+    emit(
+        &EVENTS,
+        e,
+        BPF_RB_NO_WAKEUP as u64,
+        ST_EVENTS_DROPPED,
+        ST_EVENTS,
+    );
     0
 }
 
@@ -562,13 +647,27 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
                 let task = unsafe { bpf_get_current_task() } as *const u8;
                 let mm: *const u8 = kread(task, cfg.off.task_mm).unwrap_or(core::ptr::null());
                 let exe: *const u8 = kread(mm, cfg.off.mm_exe_file).unwrap_or(core::ptr::null());
-                let Some(id) = file_id(exe, &cfg.off) else { return 0 };
+                let Some(id) = file_id(exe, &cfg.off) else {
+                    return 0;
+                };
                 e.ctime_ns = id.ctime_ns;
                 file_key(HOOK_EXEC, kind, &id)
             }
         }
-        KEY_PID => DecisionKey { hook: HOOK_EXEC, kind, hash: e.pid as u64, dev: 0, gen: 0 },
-        KEY_COMM => DecisionKey { hook: HOOK_EXEC, kind, hash: fnv1a(&e.comm), dev: 0, gen: 0 },
+        KEY_PID => DecisionKey {
+            hook: HOOK_EXEC,
+            kind,
+            hash: e.pid as u64,
+            dev: 0,
+            gen: 0,
+        },
+        KEY_COMM => DecisionKey {
+            hook: HOOK_EXEC,
+            kind,
+            hash: fnv1a(&e.comm),
+            dev: 0,
+            gen: 0,
+        },
         _ => return 0,
     };
     if let Some((hits, d)) = tp_hit(&key, e.ts_ns) {
@@ -631,14 +730,33 @@ fn prefix_ok(h: &HookConfig, path: &[u8; PATH_LEN]) -> bool {
 /// not (a hard link or bind mount outside the prefix is the same file);
 /// only a miss depends on `governed`. Returns the LSM verdict (0 or -EPERM).
 #[inline(always)]
-fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option<FileId>, governed: bool) -> i32 {
+fn decide(
+    ctx: &LsmContext,
+    hook: u32,
+    h: &HookConfig,
+    e: &mut Event,
+    id: Option<FileId>,
+    governed: bool,
+) -> i32 {
     if !governed && !(kind_is_file(h.key_kind) && id.is_some()) {
         return 0;
     }
     let kind = h.key_kind;
     let key = match kind {
-        KEY_PID => DecisionKey { hook, kind, hash: e.pid as u64, dev: 0, gen: 0 },
-        KEY_COMM => DecisionKey { hook, kind, hash: fnv1a(&e.comm), dev: 0, gen: 0 },
+        KEY_PID => DecisionKey {
+            hook,
+            kind,
+            hash: e.pid as u64,
+            dev: 0,
+            gen: 0,
+        },
+        KEY_COMM => DecisionKey {
+            hook,
+            kind,
+            hash: fnv1a(&e.comm),
+            dev: 0,
+            gen: 0,
+        },
         _ => match id {
             Some(f) => {
                 e.ctime_ns = f.ctime_ns;
@@ -680,7 +798,10 @@ fn decide(ctx: &LsmContext, hook: u32, h: &HookConfig, e: &mut Event, id: Option
             }
             if d.action == ACT_DENY {
                 stat(ST_DENIED);
-                info!(ctx, "deny hook {} pid {} (decision of policy {})", hook, e.pid, d.policy);
+                info!(
+                    ctx,
+                    "deny hook {} pid {} (decision of policy {})", hook, e.pid, d.policy
+                );
                 return -EPERM;
             }
             return 0;
@@ -783,10 +904,14 @@ pub fn llamux_file_open(ctx: LsmContext) -> i32 {
     // SAFETY: file is the hook's struct file; dentry and name are read with
     // the probe-read helpers.
     unsafe {
-        let Ok(dentry) = bpf_probe_read_kernel(file.add(cfg.off.file_dentry as usize) as *const *const u8) else {
+        let Ok(dentry) =
+            bpf_probe_read_kernel(file.add(cfg.off.file_dentry as usize) as *const *const u8)
+        else {
             return 0;
         };
-        let Ok(name) = bpf_probe_read_kernel(dentry.add(cfg.off.dentry_name as usize) as *const *const u8) else {
+        let Ok(name) =
+            bpf_probe_read_kernel(dentry.add(cfg.off.dentry_name as usize) as *const *const u8)
+        else {
             return 0;
         };
         if bpf_probe_read_kernel_str_bytes(name, &mut e.path).is_err() {
@@ -818,8 +943,10 @@ pub fn llamux_task_setnice(ctx: LsmContext) -> i32 {
         (
             bpf_probe_read_kernel(task.add(off.task_tgid as usize) as *const u32).unwrap_or(0),
             bpf_probe_read_kernel(task.add(off.task_pid as usize) as *const u32).unwrap_or(0),
-            bpf_probe_read_kernel(task.add(off.task_static_prio as usize) as *const i32).unwrap_or(120),
-            bpf_probe_read_kernel(task.add(off.task_comm as usize) as *const [u8; COMM_LEN]).unwrap_or([0; COMM_LEN]),
+            bpf_probe_read_kernel(task.add(off.task_static_prio as usize) as *const i32)
+                .unwrap_or(120),
+            bpf_probe_read_kernel(task.add(off.task_comm as usize) as *const [u8; COMM_LEN])
+                .unwrap_or([0; COMM_LEN]),
         )
     };
     let now = unsafe_ktime();
@@ -829,9 +956,17 @@ pub fn llamux_task_setnice(ctx: LsmContext) -> i32 {
             KEY_COMM => fnv1a(&comm),
             _ => continue,
         };
-        let key = DecisionKey { hook, kind, hash, dev: 0, gen: 0 };
+        let key = DecisionKey {
+            hook,
+            kind,
+            hash,
+            dev: 0,
+            gen: 0,
+        };
         // SAFETY: copied out at once, as in `decide`.
-        let Some(d) = (unsafe { DECISIONS.get(&key) }).copied() else { continue };
+        let Some(d) = (unsafe { DECISIONS.get(&key) }).copied() else {
+            continue;
+        };
         if d.expires_ns != 0 && now >= d.expires_ns {
             continue;
         }

@@ -8,7 +8,10 @@
 //! the matrix sits in anonymous huge pages, as `llamux` reads a model for
 //! the AVX-512 kernels. `KB_THREADS=n` splits the
 //! rows over n threads.
-use llamux_engine::quant::{act_row_bytes, isa, matmul_rows, matmul_rows_with, quantize_acts_batch, repack_x8, set_max_isa, GgmlType, Isa, Layout};
+use llamux_engine::quant::{
+    act_row_bytes, isa, matmul_rows, matmul_rows_with, quantize_acts_batch, repack_x8, set_max_isa,
+    GgmlType, Isa, Layout,
+};
 use std::time::Instant;
 
 fn main() {
@@ -30,7 +33,10 @@ fn main() {
         _ => {}
     }
     // KB_COLS: values per row (default 5120, CodeLlama-13B's n_embd).
-    let n_cols: usize = std::env::var("KB_COLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5120);
+    let n_cols: usize = std::env::var("KB_COLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5120);
     let rb = ty.row_bytes(n_cols as u64).unwrap() as usize;
     let n_rows = (mib * (1 << 20) as f64) as usize / rb / 8 * 8;
     let mut s = 0x1234_5678_9abc_def0u64;
@@ -69,14 +75,20 @@ fn main() {
         Some(m) => m,
         None => anon_huge(&w),
     };
-    let x: Vec<f32> = (0..n_cols * nb).map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0).collect();
+    let x: Vec<f32> = (0..n_cols * nb)
+        .map(|_| (rnd() % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
     let ab = act_row_bytes(ty, n_cols).unwrap();
     let mut acts = vec![0u8; ab * nb];
     quantize_acts_batch(ty, &x, n_cols, &mut acts).unwrap();
     let mut out = vec![0f32; n_rows * nb];
     // KB_THREADS: rows split in that many contiguous ranges (multiples of
     // 8), one thread each, as the engine's pool splits a matmul.
-    let threads: usize = std::env::var("KB_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let threads: usize = std::env::var("KB_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let per = n_rows.div_ceil(threads).next_multiple_of(8);
     let mul = |r: std::ops::Range<usize>, out: &mut [f32]| {
         let layout = if x8 { Layout::X8 } else { Layout::Rows };
@@ -105,7 +117,10 @@ fn main() {
         let mut want = vec![0f32; n_rows * nb];
         matmul_rows(p, ty, n_cols, 0..n_rows, &acts, nb, &mut want).unwrap();
         let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let err = out.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = out
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         println!("x8 vs row-major: max |diff| {err:.3e} (max |value| {scale:.3e})");
     }
     let sum: f32 = out.iter().sum();
@@ -133,7 +148,14 @@ fn anon_huge(w: &[u8]) -> &'static [u8] {
     // SAFETY: a fresh private mapping of w.len() bytes that nothing else
     // references; it is never unmapped, so the slice lives forever.
     unsafe {
-        let p = mmap(std::ptr::null_mut(), w.len().max(1), PROT_RW, MAP_PRIVATE_ANON, -1, 0);
+        let p = mmap(
+            std::ptr::null_mut(),
+            w.len().max(1),
+            PROT_RW,
+            MAP_PRIVATE_ANON,
+            -1,
+            0,
+        );
         assert!(p as isize != -1, "mmap failed");
         madvise(p, w.len(), MADV_HUGEPAGE);
         let m = std::slice::from_raw_parts_mut(p, w.len());
@@ -153,7 +175,14 @@ fn map(f: &std::fs::File, len: usize) -> &'static [u8] {
     // SAFETY: a fresh mapping of a file this process wrote and no one
     // truncates; it is never unmapped, so the slice lives forever.
     unsafe {
-        let p = mmap(std::ptr::null_mut(), len, PROT_READ, MAP_SHARED, f.as_raw_fd(), 0);
+        let p = mmap(
+            std::ptr::null_mut(),
+            len,
+            PROT_READ,
+            MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
         assert!(p as isize != -1, "mmap failed");
         std::slice::from_raw_parts(p, len)
     }

@@ -22,12 +22,25 @@ pub const MAX_ANSWERS: usize = 16;
 impl Advisor {
     /// `n_batch` must be at least the longest answer.
     pub fn new(model: &Model<'_>, n_ctx: usize, n_batch: usize) -> Result<Self, ModelError> {
-        let params = ContextParams { n_ctx, n_batch, logits_all: true, ..ContextParams::default() };
-        Ok(Advisor { ctx: Context::new(&model.hp, params)?, prefix_len: 0 })
+        let params = ContextParams {
+            n_ctx,
+            n_batch,
+            logits_all: true,
+            ..ContextParams::default()
+        };
+        Ok(Advisor {
+            ctx: Context::new(&model.hp, params)?,
+            prefix_len: 0,
+        })
     }
 
     /// Runs the policy's fixed prefix once; every later `score` reuses it.
-    pub fn set_prefix(&mut self, model: &Model<'_>, tokens: &[u32], exec: &mut dyn Exec) -> Result<(), ModelError> {
+    pub fn set_prefix(
+        &mut self,
+        model: &Model<'_>,
+        tokens: &[u32],
+        exec: &mut dyn Exec,
+    ) -> Result<(), ModelError> {
         self.ctx.reset();
         self.prefix_len = 0;
         self.feed(model, tokens, exec)?;
@@ -42,7 +55,12 @@ impl Advisor {
     /// Runs the prefix or an event. Only the last position's logits are
     /// read after them: the output matrix (the vocabulary times the width,
     /// ~15% of a 1.5B model's work per token) runs for that row alone.
-    fn feed(&mut self, model: &Model<'_>, tokens: &[u32], exec: &mut dyn Exec) -> Result<(), ModelError> {
+    fn feed(
+        &mut self,
+        model: &Model<'_>,
+        tokens: &[u32],
+        exec: &mut dyn Exec,
+    ) -> Result<(), ModelError> {
         self.ctx.params.logits_all = false;
         let mut r = Ok(());
         for chunk in tokens.chunks(self.ctx.params.n_batch) {
@@ -75,8 +93,14 @@ impl Advisor {
         if event.is_empty() {
             return Err(ModelError::BadKey("advisor event is empty".into()));
         }
-        if let Some(a) = answers.iter().find(|a| a.is_empty() || a.len() > self.ctx.params.n_batch) {
-            return Err(ModelError::BatchTooLarge { n_tokens: a.len(), n_batch: self.ctx.params.n_batch });
+        if let Some(a) = answers
+            .iter()
+            .find(|a| a.is_empty() || a.len() > self.ctx.params.n_batch)
+        {
+            return Err(ModelError::BatchTooLarge {
+                n_tokens: a.len(),
+                n_batch: self.ctx.params.n_batch,
+            });
         }
         self.ctx.truncate(self.prefix_len);
         self.feed(model, event, exec)?;

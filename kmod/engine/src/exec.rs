@@ -45,7 +45,8 @@ impl<'a, T> Disjoint<'a, T> {
         let len = buf.len();
         // SAFETY: UnsafeCell<T> has the same layout as T, and the exclusive
         // borrow of `buf` is held for 'a, so nobody else sees these values.
-        let cells = unsafe { core::slice::from_raw_parts(buf.as_mut_ptr() as *const UnsafeCell<T>, len) };
+        let cells =
+            unsafe { core::slice::from_raw_parts(buf.as_mut_ptr() as *const UnsafeCell<T>, len) };
         Disjoint { cells }
     }
 

@@ -24,26 +24,68 @@ pub enum GgufError {
     BadMagic,
     UnsupportedVersion(u32),
     /// The file ends inside something that starts at `at`.
-    Truncated { at: u64, what: &'static str },
+    Truncated {
+        at: u64,
+        what: &'static str,
+    },
     /// A count or length that cannot fit in what is left of the file.
-    ImplausibleCount { at: u64, what: &'static str, count: u64 },
-    InvalidUtf8 { at: u64 },
-    InvalidBool { at: u64, value: u8 },
-    UnknownValueType { at: u64, type_id: u32 },
-    ArrayTooDeep { at: u64 },
-    DuplicateKey { index: u64 },
+    ImplausibleCount {
+        at: u64,
+        what: &'static str,
+        count: u64,
+    },
+    InvalidUtf8 {
+        at: u64,
+    },
+    InvalidBool {
+        at: u64,
+        value: u8,
+    },
+    UnknownValueType {
+        at: u64,
+        type_id: u32,
+    },
+    ArrayTooDeep {
+        at: u64,
+    },
+    DuplicateKey {
+        index: u64,
+    },
     BadAlignment(u64),
-    BadDims { tensor: u32, n_dims: u32 },
+    BadDims {
+        tensor: u32,
+        n_dims: u32,
+    },
     /// A dimension is 0, or the element count or byte size overflows.
-    DimsOverflow { tensor: u32 },
+    DimsOverflow {
+        tensor: u32,
+    },
     /// A type id that is not a ggml type at all.
-    UnknownTensorType { tensor: u32, type_id: u32 },
+    UnknownTensorType {
+        tensor: u32,
+        type_id: u32,
+    },
     /// The first dimension is not a whole number of blocks of the type.
-    RowNotBlockAligned { tensor: u32 },
-    MisalignedTensor { tensor: u32, offset: u64 },
-    TensorOutOfBounds { tensor: u32, start: u64, end: u64, file_len: u64 },
-    OverlappingTensors { first: u32, second: u32 },
-    DuplicateTensorName { tensor: u32 },
+    RowNotBlockAligned {
+        tensor: u32,
+    },
+    MisalignedTensor {
+        tensor: u32,
+        offset: u64,
+    },
+    TensorOutOfBounds {
+        tensor: u32,
+        start: u64,
+        end: u64,
+        file_len: u64,
+    },
+    OverlappingTensors {
+        first: u32,
+        second: u32,
+    },
+    DuplicateTensorName {
+        tensor: u32,
+    },
     OutOfMemory,
 }
 
@@ -75,12 +117,20 @@ impl fmt::Display for GgufError {
                 write!(f, "tensor {tensor}: unknown tensor type {type_id}")
             }
             RowNotBlockAligned { tensor } => {
-                write!(f, "tensor {tensor}: row length is not a multiple of the block size")
+                write!(
+                    f,
+                    "tensor {tensor}: row length is not a multiple of the block size"
+                )
             }
             MisalignedTensor { tensor, offset } => {
                 write!(f, "tensor {tensor}: offset {offset} not aligned")
             }
-            TensorOutOfBounds { tensor, start, end, file_len } => write!(
+            TensorOutOfBounds {
+                tensor,
+                start,
+                end,
+                file_len,
+            } => write!(
                 f,
                 "tensor {tensor} out of bounds: bytes {start}..{end} of a {file_len}-byte file"
             ),
@@ -268,7 +318,15 @@ pub struct Array<'a> {
 
 impl<'a> Array<'a> {
     pub fn iter(&self) -> ArrayIter<'a> {
-        ArrayIter { cur: Cursor { buf: self.raw, pos: 0, base: self.base }, ty: self.elem_type, left: self.len }
+        ArrayIter {
+            cur: Cursor {
+                buf: self.raw,
+                pos: 0,
+                base: self.base,
+            },
+            ty: self.elem_type,
+            left: self.len,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -353,7 +411,11 @@ pub struct Gguf<'a> {
 impl<'a> Gguf<'a> {
     /// Parses and validates the header, metadata and tensor table.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, GgufError> {
-        let mut c = Cursor { buf: bytes, pos: 0, base: 0 };
+        let mut c = Cursor {
+            buf: bytes,
+            pos: 0,
+            base: 0,
+        };
         if c.take(4, "magic").map_err(|_| GgufError::BadMagic)? != MAGIC {
             return Err(GgufError::BadMagic);
         }
@@ -366,7 +428,11 @@ impl<'a> Gguf<'a> {
         // A tensor info takes at least 8 (name len) + 4 + 4 + 8 bytes.
         c.check_count(n_tensors, 24, at, "tensor count")?;
         if n_tensors > u32::MAX as u64 {
-            return Err(GgufError::ImplausibleCount { at, what: "tensor count", count: n_tensors });
+            return Err(GgufError::ImplausibleCount {
+                at,
+                what: "tensor count",
+                count: n_tensors,
+            });
         }
         let at = c.at();
         let n_kv = c.u64("metadata count")?;
@@ -374,7 +440,9 @@ impl<'a> Gguf<'a> {
         c.check_count(n_kv, 13, at, "metadata count")?;
 
         let mut metadata = Vec::new();
-        metadata.try_reserve_exact(n_kv as usize).map_err(|_| GgufError::OutOfMemory)?;
+        metadata
+            .try_reserve_exact(n_kv as usize)
+            .map_err(|_| GgufError::OutOfMemory)?;
         for _ in 0..n_kv {
             let key = c.str_utf8("metadata key")?;
             let ty = c.value_type()?;
@@ -393,14 +461,20 @@ impl<'a> Gguf<'a> {
         };
 
         let mut tensors = Vec::new();
-        tensors.try_reserve_exact(n_tensors as usize).map_err(|_| GgufError::OutOfMemory)?;
+        tensors
+            .try_reserve_exact(n_tensors as usize)
+            .map_err(|_| GgufError::OutOfMemory)?;
         for i in 0..n_tensors as u32 {
             tensors.push(c.tensor_info(i, alignment)?);
         }
         let file_len = bytes.len() as u64;
-        let data_offset = align_up(c.pos as u64, alignment).ok_or(GgufError::BadAlignment(alignment))?;
+        let data_offset =
+            align_up(c.pos as u64, alignment).ok_or(GgufError::BadAlignment(alignment))?;
         if data_offset > file_len && !tensors.is_empty() {
-            return Err(GgufError::Truncated { at: c.pos as u64, what: "tensor data" });
+            return Err(GgufError::Truncated {
+                at: c.pos as u64,
+                what: "tensor data",
+            });
         }
         for (i, t) in tensors.iter_mut().enumerate() {
             let start = data_offset.checked_add(t.rel_offset);
@@ -418,11 +492,21 @@ impl<'a> Gguf<'a> {
             }
         }
         check_names_and_overlaps(&tensors)?;
-        Ok(Gguf { version, alignment, data_offset, metadata, tensors, bytes })
+        Ok(Gguf {
+            version,
+            alignment,
+            data_offset,
+            metadata,
+            tensors,
+            bytes,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
-        self.metadata.iter().find(|kv| kv.key == key).map(|kv| &kv.value)
+        self.metadata
+            .iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| &kv.value)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo<'a>> {
@@ -434,7 +518,9 @@ impl<'a> Gguf<'a> {
         // `start..start+n_bytes` was checked to lie within `bytes` in parse;
         // `get` keeps this total for a TensorInfo from another file.
         let start = t.start as usize;
-        self.bytes.get(start..start.saturating_add(t.n_bytes as usize)).unwrap_or(&[])
+        self.bytes
+            .get(start..start.saturating_add(t.n_bytes as usize))
+            .unwrap_or(&[])
     }
 
     /// The architecture name (`general.architecture`).
@@ -449,30 +535,44 @@ fn align_up(v: u64, a: u64) -> Option<u64> {
 
 fn check_unique_keys(metadata: &[MetaKv<'_>]) -> Result<(), GgufError> {
     let mut order: Vec<u32> = Vec::new();
-    order.try_reserve_exact(metadata.len()).map_err(|_| GgufError::OutOfMemory)?;
+    order
+        .try_reserve_exact(metadata.len())
+        .map_err(|_| GgufError::OutOfMemory)?;
     order.extend(0..metadata.len() as u32);
     order.sort_unstable_by_key(|&i| metadata[i as usize].key);
-    match order.windows(2).find(|w| metadata[w[0] as usize].key == metadata[w[1] as usize].key) {
-        Some(w) => Err(GgufError::DuplicateKey { index: w[0].max(w[1]) as u64 }),
+    match order
+        .windows(2)
+        .find(|w| metadata[w[0] as usize].key == metadata[w[1] as usize].key)
+    {
+        Some(w) => Err(GgufError::DuplicateKey {
+            index: w[0].max(w[1]) as u64,
+        }),
         None => Ok(()),
     }
 }
 
 fn check_names_and_overlaps(tensors: &[TensorInfo<'_>]) -> Result<(), GgufError> {
     let mut order: Vec<u32> = Vec::new();
-    order.try_reserve_exact(tensors.len()).map_err(|_| GgufError::OutOfMemory)?;
+    order
+        .try_reserve_exact(tensors.len())
+        .map_err(|_| GgufError::OutOfMemory)?;
     order.extend(0..tensors.len() as u32);
     order.sort_unstable_by_key(|&i| (tensors[i as usize].start, tensors[i as usize].n_bytes));
     for w in order.windows(2) {
         let (a, b) = (&tensors[w[0] as usize], &tensors[w[1] as usize]);
         if a.n_bytes > 0 && b.n_bytes > 0 && a.start + a.n_bytes > b.start {
-            return Err(GgufError::OverlappingTensors { first: w[0].min(w[1]), second: w[0].max(w[1]) });
+            return Err(GgufError::OverlappingTensors {
+                first: w[0].min(w[1]),
+                second: w[0].max(w[1]),
+            });
         }
     }
     order.sort_unstable_by_key(|&i| tensors[i as usize].name);
     for w in order.windows(2) {
         if tensors[w[0] as usize].name == tensors[w[1] as usize].name {
-            return Err(GgufError::DuplicateTensorName { tensor: w[0].max(w[1]) });
+            return Err(GgufError::DuplicateTensorName {
+                tensor: w[0].max(w[1]),
+            });
         }
     }
     Ok(())
@@ -502,7 +602,10 @@ impl<'a> Cursor<'a> {
         let s = usize::try_from(n)
             .ok()
             .and_then(|n| buf.get(self.pos..)?.get(..n))
-            .ok_or(GgufError::Truncated { at: self.at(), what })?;
+            .ok_or(GgufError::Truncated {
+                at: self.at(),
+                what,
+            })?;
         self.pos += s.len();
         Ok(s)
     }
@@ -524,7 +627,13 @@ impl<'a> Cursor<'a> {
 
     /// Rejects a count of items of at least `min_size` bytes each that
     /// cannot fit in the rest of the buffer.
-    fn check_count(&self, count: u64, min_size: u64, at: u64, what: &'static str) -> Result<(), GgufError> {
+    fn check_count(
+        &self,
+        count: u64,
+        min_size: u64,
+        at: u64,
+        what: &'static str,
+    ) -> Result<(), GgufError> {
         if count.checked_mul(min_size).is_none_or(|n| n > self.left()) {
             return Err(GgufError::ImplausibleCount { at, what, count });
         }
@@ -535,7 +644,11 @@ impl<'a> Cursor<'a> {
         let at = self.at();
         let len = self.u64(what)?;
         if len > self.left() {
-            return Err(GgufError::ImplausibleCount { at, what, count: len });
+            return Err(GgufError::ImplausibleCount {
+                at,
+                what,
+                count: len,
+            });
         }
         self.take(len, what)
     }
@@ -590,7 +703,10 @@ impl<'a> Cursor<'a> {
                         let raw = self.take(len * sz as u64, "array")?;
                         if elem_type == ValueType::Bool {
                             if let Some((i, &v)) = raw.iter().enumerate().find(|&(_, &b)| b > 1) {
-                                return Err(GgufError::InvalidBool { at: base + i as u64, value: v });
+                                return Err(GgufError::InvalidBool {
+                                    at: base + i as u64,
+                                    value: v,
+                                });
                             }
                         }
                     }
@@ -600,7 +716,12 @@ impl<'a> Cursor<'a> {
                         }
                     }
                 }
-                Value::Array(Array { elem_type, len, raw: self.buf.get(start..self.pos).unwrap_or_default(), base })
+                Value::Array(Array {
+                    elem_type,
+                    len,
+                    raw: self.buf.get(start..self.pos).unwrap_or_default(),
+                    base,
+                })
             }
         })
     }
@@ -609,7 +730,10 @@ impl<'a> Cursor<'a> {
         let name = self.str_utf8("tensor name")?;
         let n_dims = self.u32("tensor dims")?;
         if n_dims == 0 || n_dims as usize > MAX_DIMS {
-            return Err(GgufError::BadDims { tensor: index, n_dims });
+            return Err(GgufError::BadDims {
+                tensor: index,
+                n_dims,
+            });
         }
         let mut dims = [1u64; MAX_DIMS];
         for d in dims.iter_mut().take(n_dims as usize) {
@@ -624,16 +748,28 @@ impl<'a> Cursor<'a> {
             if d == 0 || d > i64::MAX as u64 {
                 return Err(overflow);
             }
-            n_elements = n_elements.checked_mul(d).filter(|&n| n <= i64::MAX as u64).ok_or(overflow.clone())?;
+            n_elements = n_elements
+                .checked_mul(d)
+                .filter(|&n| n <= i64::MAX as u64)
+                .ok_or(overflow.clone())?;
         }
-        let (block_len, block_bytes) = ggml_type_size(type_id)
-            .ok_or(GgufError::UnknownTensorType { tensor: index, type_id })?;
+        let (block_len, block_bytes) =
+            ggml_type_size(type_id).ok_or(GgufError::UnknownTensorType {
+                tensor: index,
+                type_id,
+            })?;
         if dims[0].checked_rem(block_len) != Some(0) {
             return Err(GgufError::RowNotBlockAligned { tensor: index });
         }
-        let n_bytes = n_elements.checked_div(block_len).and_then(|n| n.checked_mul(block_bytes)).ok_or(overflow)?;
+        let n_bytes = n_elements
+            .checked_div(block_len)
+            .and_then(|n| n.checked_mul(block_bytes))
+            .ok_or(overflow)?;
         if rel_offset.checked_rem(alignment) != Some(0) {
-            return Err(GgufError::MisalignedTensor { tensor: index, offset: rel_offset });
+            return Err(GgufError::MisalignedTensor {
+                tensor: index,
+                offset: rel_offset,
+            });
         }
         Ok(TensorInfo {
             name,
@@ -693,9 +829,9 @@ fn ggml_type_size(id: u32) -> Option<(u64, u64)> {
 pub fn ggml_type_name(id: u32) -> &'static str {
     const NAMES: [&str; 40] = [
         "F32", "F16", "Q4_0", "Q4_1", "?", "?", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
-        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
-        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "?", "?",
-        "?", "TQ1_0", "TQ2_0", "?", "?", "?", "MXFP4",
+        "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+        "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "?", "?", "?",
+        "TQ1_0", "TQ2_0", "?", "?", "?", "MXFP4",
     ];
     NAMES.get(id as usize).copied().unwrap_or("?")
 }

@@ -24,11 +24,21 @@ pub enum ModelError {
     MissingTensor(String),
     /// A tensor whose shape is not what the hyperparameters imply.
     BadShape(String),
-    UnsupportedType { tensor: String, type_name: &'static str },
+    UnsupportedType {
+        tensor: String,
+        type_name: &'static str,
+    },
     OutOfMemory,
     /// More tokens than the context holds, or a batch over its size.
-    ContextFull { pos: usize, n_tokens: usize, n_ctx: usize },
-    BatchTooLarge { n_tokens: usize, n_batch: usize },
+    ContextFull {
+        pos: usize,
+        n_tokens: usize,
+        n_ctx: usize,
+    },
+    BatchTooLarge {
+        n_tokens: usize,
+        n_batch: usize,
+    },
     TokenOutOfRange(u32),
     Quant(QuantError),
     Op(OpError),
@@ -39,17 +49,28 @@ impl fmt::Display for ModelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ModelError::*;
         match self {
-            UnsupportedArchitecture(a) => write!(f, "unsupported architecture '{a}' (supported: llama, qwen2)"),
+            UnsupportedArchitecture(a) => write!(
+                f,
+                "unsupported architecture '{a}' (supported: llama, qwen2)"
+            ),
             MissingKey(k) => write!(f, "missing metadata key {k}"),
             BadKey(k) => write!(f, "metadata key {k} has an invalid value"),
             MissingTensor(t) => write!(f, "missing tensor {t}"),
             BadShape(t) => write!(f, "tensor {t} has the wrong shape"),
-            UnsupportedType { tensor, type_name } => write!(f, "tensor {tensor}: type {type_name} is not supported"),
+            UnsupportedType { tensor, type_name } => {
+                write!(f, "tensor {tensor}: type {type_name} is not supported")
+            }
             OutOfMemory => write!(f, "out of memory"),
-            ContextFull { pos, n_tokens, n_ctx } => {
+            ContextFull {
+                pos,
+                n_tokens,
+                n_ctx,
+            } => {
                 write!(f, "context full: {pos} + {n_tokens} tokens > {n_ctx}")
             }
-            BatchTooLarge { n_tokens, n_batch } => write!(f, "batch of {n_tokens} tokens > {n_batch}"),
+            BatchTooLarge { n_tokens, n_batch } => {
+                write!(f, "batch of {n_tokens} tokens > {n_batch}")
+            }
             TokenOutOfRange(t) => write!(f, "token id {t} out of range"),
             Quant(e) => write!(f, "{e}"),
             Op(e) => write!(f, "{e}"),
@@ -107,7 +128,9 @@ pub struct Hparams {
 
 impl Hparams {
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Self, ModelError> {
-        let arch = g.architecture().ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?;
+        let arch = g
+            .architecture()
+            .ok_or_else(|| ModelError::MissingKey("general.architecture".into()))?;
         let rope = match arch {
             "llama" => RopeStyle::Norm,
             "qwen2" => RopeStyle::Neox,
@@ -129,7 +152,10 @@ impl Hparams {
         let float = |k: &str, default: f32| -> Result<f32, ModelError> {
             match g.get(&key(k)) {
                 None => Ok(default),
-                Some(v) => v.as_f32().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| ModelError::BadKey(key(k))),
+                Some(v) => v
+                    .as_f32()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| ModelError::BadKey(key(k))),
             }
         };
         let n_embd = req("embedding_length")?;
@@ -143,7 +169,9 @@ impl Hparams {
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(ModelError::BadKey(key("rope.dimension_count")));
         }
-        let tok = g.tensor("token_embd.weight").ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let tok = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
         let n_vocab = tok.dims[1] as usize;
         Ok(Hparams {
             arch: arch.into(),
@@ -222,7 +250,9 @@ impl<'a> Model<'a> {
         let (e, kv, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
         let tok_embd = weight(g, "token_embd.weight", e, hp.n_vocab)?;
         let mut layers = Vec::new();
-        layers.try_reserve_exact(hp.n_layer).map_err(|_| ModelError::OutOfMemory)?;
+        layers
+            .try_reserve_exact(hp.n_layer)
+            .map_err(|_| ModelError::OutOfMemory)?;
         for i in 0..hp.n_layer {
             let name = |t: &str| alloc::format!("blk.{i}.{t}");
             let bias = |t: &str, n| match g.tensor(&name(t)) {
@@ -248,12 +278,21 @@ impl<'a> Model<'a> {
             Some(_) => weight(g, "output.weight", e, hp.n_vocab)?,
             None => tok_embd,
         };
-        Ok(Model { output_norm: vector(g, "output_norm.weight", e)?, hp, tok_embd, layers, output })
+        Ok(Model {
+            output_norm: vector(g, "output_norm.weight", e)?,
+            hp,
+            tok_embd,
+            layers,
+            output,
+        })
     }
 
     /// Whether any matrix is in an x8 layout (see [`repack_weights`]).
     pub fn repacked(&self) -> bool {
-        let w = self.layers.iter().flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]);
+        let w = self
+            .layers
+            .iter()
+            .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]);
         w.chain([self.output]).any(|w| w.layout == Layout::X8)
     }
 
@@ -262,27 +301,51 @@ impl<'a> Model<'a> {
         let l: usize = self
             .layers
             .iter()
-            .map(|l| [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down].iter().map(|w| w.data.len()).sum::<usize>())
+            .map(|l| {
+                [l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down]
+                    .iter()
+                    .map(|w| w.data.len())
+                    .sum::<usize>()
+            })
             .sum();
         l + self.output.data.len()
     }
 }
 
 fn tensor<'a, 'g>(g: &'g Gguf<'a>, name: &str) -> Result<&'g TensorInfo<'a>, ModelError> {
-    g.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))
+    g.tensor(name)
+        .ok_or_else(|| ModelError::MissingTensor(name.into()))
 }
 
-fn weight<'a>(g: &Gguf<'a>, name: &str, cols: usize, rows: usize, repacked: bool) -> Result<Weight<'a>, ModelError> {
+fn weight<'a>(
+    g: &Gguf<'a>,
+    name: &str,
+    cols: usize,
+    rows: usize,
+    repacked: bool,
+) -> Result<Weight<'a>, ModelError> {
     let t = tensor(g, name)?;
     if t.n_dims != 2 || t.dims[0] != cols as u64 || t.dims[1] != rows as u64 {
         return Err(ModelError::BadShape(name.into()));
     }
-    let ty = t
-        .ty
-        .filter(|&ty| ty != GgmlType::Q8K)
-        .ok_or_else(|| ModelError::UnsupportedType { tensor: name.into(), type_name: t.type_name() })?;
-    let layout = if repacked && repackable(t) { Layout::X8 } else { Layout::Rows };
-    Ok(Weight { ty, layout, rows, cols, data: g.tensor_data(t) })
+    let ty =
+        t.ty.filter(|&ty| ty != GgmlType::Q8K)
+            .ok_or_else(|| ModelError::UnsupportedType {
+                tensor: name.into(),
+                type_name: t.type_name(),
+            })?;
+    let layout = if repacked && repackable(t) {
+        Layout::X8
+    } else {
+        Layout::Rows
+    };
+    Ok(Weight {
+        ty,
+        layout,
+        rows,
+        cols,
+        data: g.tensor_data(t),
+    })
 }
 
 /// Whether [`repack_weights`] repacks tensor `t`: Q4_K and Q6_K matrices
@@ -339,9 +402,17 @@ impl Repacker {
             total += t.n_bytes as usize;
         }
         let mut tmp = Vec::new();
-        tmp.try_reserve_exact(tmp_len).map_err(|_| ModelError::OutOfMemory)?;
+        tmp.try_reserve_exact(tmp_len)
+            .map_err(|_| ModelError::OutOfMemory)?;
         tmp.resize(tmp_len, 0);
-        Ok(Repacker { plan, tmp, next: (0, 0), len: bytes.len(), done: 0, total })
+        Ok(Repacker {
+            plan,
+            tmp,
+            next: (0, 0),
+            len: bytes.len(),
+            done: 0,
+            total,
+        })
     }
 
     /// Matrices the plan repacks.
@@ -359,7 +430,13 @@ impl Repacker {
     /// matrix is done.
     pub fn step(&mut self, bytes: &mut [u8], budget: usize) -> Result<bool, ModelError> {
         // Errors without a String: this runs in the module too.
-        let length = |what, expected, actual| ModelError::Quant(QuantError::Length { what, expected, actual });
+        let length = |what, expected, actual| {
+            ModelError::Quant(QuantError::Length {
+                what,
+                expected,
+                actual,
+            })
+        };
         if bytes.len() != self.len {
             return Err(length("repack buffer", self.len, bytes.len()));
         }
@@ -377,11 +454,24 @@ impl Repacker {
             let n = (len - off).min(budget.saturating_sub(moved).max(slab) / slab * slab);
             // The parser checked every tensor's range against the file.
             let end = start + off + n;
-            let data = bytes.get_mut(start + off..end).ok_or(length("tensor range", end, self.len))?;
-            quant::repack_x8(ty, data, n.checked_div(rb).unwrap_or(0), cols, &mut self.tmp)?;
+            let data =
+                bytes
+                    .get_mut(start + off..end)
+                    .ok_or(length("tensor range", end, self.len))?;
+            quant::repack_x8(
+                ty,
+                data,
+                n.checked_div(rb).unwrap_or(0),
+                cols,
+                &mut self.tmp,
+            )?;
             moved += n;
             self.done += n;
-            self.next = if off + n >= len { (self.next.0 + 1, 0) } else { (self.next.0, off + n) };
+            self.next = if off + n >= len {
+                (self.next.0 + 1, 0)
+            } else {
+                (self.next.0, off + n)
+            };
         }
         Ok(true)
     }
@@ -393,7 +483,10 @@ fn vector(g: &Gguf<'_>, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
     if t.n_elements != n as u64 || t.dims[0] != n as u64 {
         return Err(ModelError::BadShape(name.into()));
     }
-    let ty = t.ty.ok_or_else(|| ModelError::UnsupportedType { tensor: name.into(), type_name: t.type_name() })?;
+    let ty = t.ty.ok_or_else(|| ModelError::UnsupportedType {
+        tensor: name.into(),
+        type_name: t.type_name(),
+    })?;
     let mut v = zeroed(n)?;
     quant::dequantize_row(ty, g.tensor_data(t), &mut v)?;
     Ok(v)
@@ -401,7 +494,8 @@ fn vector(g: &Gguf<'_>, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
 
 fn zeroed<T: Clone + Default>(n: usize) -> Result<Vec<T>, ModelError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| ModelError::OutOfMemory)?;
+    v.try_reserve_exact(n)
+        .map_err(|_| ModelError::OutOfMemory)?;
     v.resize(n, T::default());
     Ok(v)
 }
@@ -427,7 +521,12 @@ pub struct ContextParams {
 
 impl Default for ContextParams {
     fn default() -> Self {
-        ContextParams { n_ctx: 512, n_batch: 32, logits_all: false, kv_type: KvType::F32 }
+        ContextParams {
+            n_ctx: 512,
+            n_batch: 32,
+            logits_all: false,
+            kv_type: KvType::F32,
+        }
     }
 }
 
@@ -478,7 +577,11 @@ impl Context {
             KvType::F32 => 4,
             KvType::F16 => 2,
         };
-        let kv = hp.n_layer.checked_mul(params.n_ctx)?.checked_mul(hp.kv_dim())?.checked_mul(2 * elem)?;
+        let kv = hp
+            .n_layer
+            .checked_mul(params.n_ctx)?
+            .checked_mul(hp.kv_dim())?
+            .checked_mul(2 * elem)?;
         let n_logit_rows = if params.logits_all { b } else { 1 };
         let wide = hp.n_embd.max(hp.n_ff);
         let floats = [
@@ -486,7 +589,8 @@ impl Context {
             b.checked_mul(hp.kv_dim())?.checked_mul(2)?,
             b.checked_mul(hp.n_head)?.checked_mul(params.n_ctx)?,
             b.checked_mul(hp.n_ff)?.checked_mul(2)?,
-            b.checked_mul(wide)?.max(n_logit_rows.checked_mul(hp.n_vocab)?),
+            b.checked_mul(wide)?
+                .max(n_logit_rows.checked_mul(hp.n_vocab)?),
             b.checked_mul(hp.n_rot)?,
             n_logit_rows.checked_mul(hp.n_vocab)?,
         ];
@@ -502,14 +606,27 @@ impl Context {
     /// allocation of a sequence's lifetime.
     pub fn new(hp: &Hparams, params: ContextParams) -> Result<Self, ModelError> {
         let b = params.n_batch.max(1);
-        let kv_len = hp.n_layer.checked_mul(params.n_ctx).and_then(|x| x.checked_mul(hp.kv_dim())).ok_or(ModelError::OutOfMemory)?;
+        let kv_len = hp
+            .n_layer
+            .checked_mul(params.n_ctx)
+            .and_then(|x| x.checked_mul(hp.kv_dim()))
+            .ok_or(ModelError::OutOfMemory)?;
         let kv = match params.kv_type {
-            KvType::F32 => KvCache::F32 { k: zeroed(kv_len)?, v: zeroed(kv_len)? },
-            KvType::F16 => KvCache::F16 { k: zeroed(kv_len)?, v: zeroed(kv_len)? },
+            KvType::F32 => KvCache::F32 {
+                k: zeroed(kv_len)?,
+                v: zeroed(kv_len)?,
+            },
+            KvType::F16 => KvCache::F16 {
+                k: zeroed(kv_len)?,
+                v: zeroed(kv_len)?,
+            },
         };
         let n_logit_rows = if params.logits_all { b } else { 1 };
         Ok(Context {
-            params: ContextParams { n_batch: b, ..params },
+            params: ContextParams {
+                n_batch: b,
+                ..params
+            },
             pos: 0,
             kv,
             x: zeroed(b * hp.n_embd)?,
@@ -540,7 +657,19 @@ impl Context {
     /// Bytes this context holds (KV cache and scratch).
     pub fn memory_bytes(&self) -> usize {
         let kv = self.kv_bytes();
-        let f = [&self.x, &self.xn, &self.q, &self.k, &self.v, &self.att, &self.scores, &self.gate, &self.up, &self.logits, &self.mm];
+        let f = [
+            &self.x,
+            &self.xn,
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.att,
+            &self.scores,
+            &self.gate,
+            &self.up,
+            &self.logits,
+            &self.mm,
+        ];
         kv + f.iter().map(|b| b.len() * 4).sum::<usize>() + self.acts.len()
     }
 
@@ -563,42 +692,103 @@ impl Context {
 
     /// Runs `tokens` (at most `n_batch`) at positions `pos..`, appending to
     /// the KV cache. Allocates nothing.
-    pub fn forward(&mut self, m: &Model<'_>, tokens: &[u32], exec: &mut dyn Exec) -> Result<(), ModelError> {
+    pub fn forward(
+        &mut self,
+        m: &Model<'_>,
+        tokens: &[u32],
+        exec: &mut dyn Exec,
+    ) -> Result<(), ModelError> {
         let hp = &m.hp;
         let n = tokens.len();
         if n == 0 || n > self.params.n_batch {
-            return Err(ModelError::BatchTooLarge { n_tokens: n, n_batch: self.params.n_batch });
+            return Err(ModelError::BatchTooLarge {
+                n_tokens: n,
+                n_batch: self.params.n_batch,
+            });
         }
         if self.pos + n > self.params.n_ctx {
-            return Err(ModelError::ContextFull { pos: self.pos, n_tokens: n, n_ctx: self.params.n_ctx });
+            return Err(ModelError::ContextFull {
+                pos: self.pos,
+                n_tokens: n,
+                n_ctx: self.params.n_ctx,
+            });
         }
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
             return Err(ModelError::TokenOutOfRange(t));
         }
         let (e, kvd) = (hp.n_embd, hp.kv_dim());
         for (i, &t) in tokens.iter().enumerate() {
-            ops::embedding_row(m.tok_embd.data, m.tok_embd.ty, t as usize, &mut self.x[i * e..(i + 1) * e])?;
+            ops::embedding_row(
+                m.tok_embd.data,
+                m.tok_embd.ty,
+                t as usize,
+                &mut self.x[i * e..(i + 1) * e],
+            )?;
         }
         // RoPE angles depend only on the position: once per token, not per layer.
         let nr = hp.n_rot;
         for i in 0..n {
-            ops::rope_cache(self.pos + i, nr, hp.rope_theta, 1.0, &mut self.rope[i * nr..(i + 1) * nr])?;
+            ops::rope_cache(
+                self.pos + i,
+                nr,
+                hp.rope_theta,
+                1.0,
+                &mut self.rope[i * nr..(i + 1) * nr],
+            )?;
         }
         for (li, l) in m.layers.iter().enumerate() {
             // Attention block.
             for i in 0..n {
-                ops::rms_norm_mul(&self.x[i * e..(i + 1) * e], &l.attn_norm, hp.rms_eps, &mut self.xn[i * e..(i + 1) * e])?;
+                ops::rms_norm_mul(
+                    &self.x[i * e..(i + 1) * e],
+                    &l.attn_norm,
+                    hp.rms_eps,
+                    &mut self.xn[i * e..(i + 1) * e],
+                )?;
             }
-            matmul(exec, &l.wq, &self.xn[..n * e], n, &mut self.acts, &mut self.mm, &mut self.q[..n * e])?;
-            matmul(exec, &l.wk, &self.xn[..n * e], n, &mut self.acts, &mut self.mm, &mut self.k[..n * kvd])?;
-            matmul(exec, &l.wv, &self.xn[..n * e], n, &mut self.acts, &mut self.mm, &mut self.v[..n * kvd])?;
-            for (bias, out, d) in [(&l.bq, &mut self.q, e), (&l.bk, &mut self.k, kvd), (&l.bv, &mut self.v, kvd)] {
+            matmul(
+                exec,
+                &l.wq,
+                &self.xn[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.q[..n * e],
+            )?;
+            matmul(
+                exec,
+                &l.wk,
+                &self.xn[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.k[..n * kvd],
+            )?;
+            matmul(
+                exec,
+                &l.wv,
+                &self.xn[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.v[..n * kvd],
+            )?;
+            for (bias, out, d) in [
+                (&l.bq, &mut self.q, e),
+                (&l.bk, &mut self.k, kvd),
+                (&l.bv, &mut self.v, kvd),
+            ] {
                 if let Some(b) = bias {
-                    out[..n * d].chunks_exact_mut(d).for_each(|r| add_assign(r, b));
+                    out[..n * d]
+                        .chunks_exact_mut(d)
+                        .for_each(|r| add_assign(r, b));
                 }
             }
             for i in 0..n {
-                let (q, k) = (&mut self.q[i * e..(i + 1) * e], &mut self.k[i * kvd..(i + 1) * kvd]);
+                let (q, k) = (
+                    &mut self.q[i * e..(i + 1) * e],
+                    &mut self.k[i * kvd..(i + 1) * kvd],
+                );
                 let rope = &self.rope[i * nr..(i + 1) * nr];
                 match hp.rope {
                     RopeStyle::Norm => {
@@ -613,18 +803,55 @@ impl Context {
             }
             self.store_kv(hp, li, n);
             self.attention(hp, li, n, exec);
-            matmul(exec, &l.wo, &self.att[..n * e], n, &mut self.acts, &mut self.mm, &mut self.xn[..n * e])?;
+            matmul(
+                exec,
+                &l.wo,
+                &self.att[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.xn[..n * e],
+            )?;
             add_assign(&mut self.x[..n * e], &self.xn[..n * e]);
 
             // Feed-forward block (SwiGLU).
             for i in 0..n {
-                ops::rms_norm_mul(&self.x[i * e..(i + 1) * e], &l.ffn_norm, hp.rms_eps, &mut self.xn[i * e..(i + 1) * e])?;
+                ops::rms_norm_mul(
+                    &self.x[i * e..(i + 1) * e],
+                    &l.ffn_norm,
+                    hp.rms_eps,
+                    &mut self.xn[i * e..(i + 1) * e],
+                )?;
             }
             let ff = hp.n_ff;
-            matmul(exec, &l.w_gate, &self.xn[..n * e], n, &mut self.acts, &mut self.mm, &mut self.gate[..n * ff])?;
-            matmul(exec, &l.w_up, &self.xn[..n * e], n, &mut self.acts, &mut self.mm, &mut self.up[..n * ff])?;
+            matmul(
+                exec,
+                &l.w_gate,
+                &self.xn[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.gate[..n * ff],
+            )?;
+            matmul(
+                exec,
+                &l.w_up,
+                &self.xn[..n * e],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.up[..n * ff],
+            )?;
             ops::swiglu_in_place(&mut self.gate[..n * ff], &self.up[..n * ff])?;
-            matmul(exec, &l.w_down, &self.gate[..n * ff], n, &mut self.acts, &mut self.mm, &mut self.xn[..n * e])?;
+            matmul(
+                exec,
+                &l.w_down,
+                &self.gate[..n * ff],
+                n,
+                &mut self.acts,
+                &mut self.mm,
+                &mut self.xn[..n * e],
+            )?;
             add_assign(&mut self.x[..n * e], &self.xn[..n * e]);
         }
         // Output: every position, or only the last.
@@ -632,10 +859,23 @@ impl Context {
         let rows = n - first;
         for i in first..n {
             let j = i - first;
-            ops::rms_norm_mul(&self.x[i * e..(i + 1) * e], &m.output_norm, hp.rms_eps, &mut self.xn[j * e..(j + 1) * e])?;
+            ops::rms_norm_mul(
+                &self.x[i * e..(i + 1) * e],
+                &m.output_norm,
+                hp.rms_eps,
+                &mut self.xn[j * e..(j + 1) * e],
+            )?;
         }
         let nv = hp.n_vocab;
-        matmul(exec, &m.output, &self.xn[..rows * e], rows, &mut self.acts, &mut self.mm, &mut self.logits[..rows * nv])?;
+        matmul(
+            exec,
+            &m.output,
+            &self.xn[..rows * e],
+            rows,
+            &mut self.acts,
+            &mut self.mm,
+            &mut self.logits[..rows * nv],
+        )?;
         self.n_logits = rows * nv;
         self.pos += n;
         Ok(())
@@ -675,7 +915,12 @@ impl Context {
             let qh = &q[i * hp.n_embd + h * hd..][..hd];
             // SAFETY: task (i, h) owns scores[task * n_ctx..][..n_ctx] and
             // att[i * n_embd + h * hd..][..hd]; tasks are distinct.
-            let (s, o) = unsafe { (scores.slice_mut(task * n_ctx, len), out.slice_mut(i * hp.n_embd + h * hd, hd)) };
+            let (s, o) = unsafe {
+                (
+                    scores.slice_mut(task * n_ctx, len),
+                    out.slice_mut(i * hp.n_embd + h * hd, hd),
+                )
+            };
             match kv {
                 KvCache::F32 { k, v } => {
                     for (j, sj) in s.iter_mut().enumerate() {
@@ -733,10 +978,15 @@ fn matmul(
         chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
     }
     let isa = quant::fastest_isa(w.ty, w.layout);
-    let mul = |r, n, out: &mut [f32]| quant::matmul_rows_with(isa, w.layout, w.data, w.ty, w.cols, r, acts, n, out);
+    let mul = |r, n, out: &mut [f32]| {
+        quant::matmul_rows_with(isa, w.layout, w.data, w.ty, w.cols, r, acts, n, out)
+    };
     let n_tasks = w.rows.div_ceil(chunk.max(1));
     let rows = w.rows;
-    let (mm, out) = (Disjoint::new(&mut mm[..n * rows]), Disjoint::new(&mut out[..n * rows]));
+    let (mm, out) = (
+        Disjoint::new(&mut mm[..n * rows]),
+        Disjoint::new(&mut out[..n * rows]),
+    );
     let failed = AtomicBool::new(false);
     exec.run(n_tasks, &|t| {
         let r0 = t * chunk;
@@ -830,15 +1080,28 @@ mod tests {
             rms_eps: 1e-5,
             rope: RopeStyle::Norm,
         };
-        for (n_ctx, n_batch, logits_all, kv_type) in
-            [(64, 8, false, KvType::F32), (100, 33, true, KvType::F16), (1, 1, true, KvType::F32)]
-        {
-            let p = ContextParams { n_ctx, n_batch, logits_all, kv_type };
+        for (n_ctx, n_batch, logits_all, kv_type) in [
+            (64, 8, false, KvType::F32),
+            (100, 33, true, KvType::F16),
+            (1, 1, true, KvType::F32),
+        ] {
+            let p = ContextParams {
+                n_ctx,
+                n_batch,
+                logits_all,
+                kv_type,
+            };
             let c = Context::new(&hp, p).unwrap();
             // memory_bytes leaves out the rope table.
-            assert_eq!(Context::bytes_for(&hp, &p), Some(c.memory_bytes() + c.rope.len() * 4));
+            assert_eq!(
+                Context::bytes_for(&hp, &p),
+                Some(c.memory_bytes() + c.rope.len() * 4)
+            );
         }
-        let huge = ContextParams { n_ctx: usize::MAX / 2, ..ContextParams::default() };
+        let huge = ContextParams {
+            n_ctx: usize::MAX / 2,
+            ..ContextParams::default()
+        };
         assert_eq!(Context::bytes_for(&hp, &huge), None);
     }
 }

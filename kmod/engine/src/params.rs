@@ -72,24 +72,32 @@ impl MilliSampling {
     /// on error nothing changes.
     pub fn parse(self, text: &[u8]) -> Result<MilliSampling, ParamError> {
         let mut s = self;
-        for word in text.split(|c| c.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+        for word in text
+            .split(|c| c.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+        {
             if word == b"defaults" {
                 s = MilliSampling::DEFAULT;
                 continue;
             }
-            let eq = word.iter().position(|&c| c == b'=').ok_or(ParamError::NotKeyValue)?;
+            let eq = word
+                .iter()
+                .position(|&c| c == b'=')
+                .ok_or(ParamError::NotKeyValue)?;
             let (k, v) = (&word[..eq], &word[eq + 1..]);
             // The ranges are the sampler's own (sample::Param::range), so
             // the module and the `llamux` flags refuse the same values.
             let milli = |p: Param| -> Result<u32, ParamError> {
                 let x = parse_milli(v).ok_or(ParamError::BadNumber)?;
-                p.check(x as f64 / 1000.0).map_err(|_| ParamError::OutOfRange(p.name()))?;
+                p.check(x as f64 / 1000.0)
+                    .map_err(|_| ParamError::OutOfRange(p.name()))?;
                 Ok(x)
             };
             let int = || -> Result<u64, ParamError> { parse_u64(v).ok_or(ParamError::BadNumber) };
             let count = |p: Param| -> Result<u32, ParamError> {
                 let x = int()?;
-                p.check(x as f64).map_err(|_| ParamError::OutOfRange(p.name()))?;
+                p.check(x as f64)
+                    .map_err(|_| ParamError::OutOfRange(p.name()))?;
                 u32::try_from(x).map_err(|_| ParamError::OutOfRange(p.name()))
             };
             match k {
@@ -106,7 +114,10 @@ impl MilliSampling {
                     }
                     s.seed = x;
                 }
-                b"n_predict" | b"n" => s.n_predict = u32::try_from(int()?).map_err(|_| ParamError::OutOfRange("n_predict"))?,
+                b"n_predict" | b"n" => {
+                    s.n_predict =
+                        u32::try_from(int()?).map_err(|_| ParamError::OutOfRange("n_predict"))?
+                }
                 _ => return Err(ParamError::UnknownKey),
             }
         }
@@ -183,7 +194,10 @@ mod tests {
                 seed: 9
             }
         );
-        assert_eq!(parse("temp=4 n_predict=16").unwrap().temperature_milli, 4000);
+        assert_eq!(
+            parse("temp=4 n_predict=16").unwrap().temperature_milli,
+            4000
+        );
         assert_eq!(s.parse(b"defaults").unwrap(), MilliSampling::DEFAULT);
         assert_eq!(parse("").unwrap(), MilliSampling::DEFAULT);
         assert_eq!(parse("top_p=1 top_k=0 min_p=1").unwrap().top_p_milli, 1000);
@@ -205,7 +219,10 @@ mod tests {
             "n_predict=4294967296",
             "repeat_last_n=4294967296",
         ] {
-            assert!(matches!(parse(bad), Err(ParamError::OutOfRange(_))), "{bad}");
+            assert!(
+                matches!(parse(bad), Err(ParamError::OutOfRange(_))),
+                "{bad}"
+            );
         }
         assert!(parse("seed=4294967295").is_ok());
         assert!(parse("temperature=100").is_ok());
@@ -241,7 +258,9 @@ mod tests {
 
     #[test]
     fn to_sampler_rounds_as_a_direct_parse() {
-        let p = parse("top_p=0.95 min_p=0.05 temperature=0.8 repeat_penalty=1.1 seed=7").unwrap().to_sampler();
+        let p = parse("top_p=0.95 min_p=0.05 temperature=0.8 repeat_penalty=1.1 seed=7")
+            .unwrap()
+            .to_sampler();
         assert_eq!(p.top_p, 0.95f32);
         assert_eq!(p.min_p, 0.05f32);
         assert_eq!(p.temperature, 0.8f32);

@@ -56,7 +56,14 @@ impl Default for SamplerParams {
 impl SamplerParams {
     /// Argmax, no penalties.
     pub fn greedy() -> Self {
-        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, penalty_last_n: 0, ..Self::default() }
+        SamplerParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            penalty_last_n: 0,
+            ..Self::default()
+        }
     }
 
     /// Every parameter against its [`Param::range`] (NaN and infinities
@@ -102,7 +109,11 @@ pub struct ParamRange {
 impl ParamRange {
     pub fn contains(&self, x: f64) -> bool {
         // NaN is in no range; infinities are beyond every bound.
-        (if self.lo_open { x > self.lo } else { x >= self.lo }) && x <= self.hi
+        (if self.lo_open {
+            x > self.lo
+        } else {
+            x >= self.lo
+        }) && x <= self.hi
     }
 }
 
@@ -135,9 +146,17 @@ fn write_num(f: &mut fmt::Formatter<'_>, x: f64) -> fmt::Result {
 
 impl fmt::Display for ParamRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.lo_open { "greater than " } else { "from " })?;
+        f.write_str(if self.lo_open {
+            "greater than "
+        } else {
+            "from "
+        })?;
         write_num(f, self.lo)?;
-        f.write_str(if self.lo_open { " and at most " } else { " to " })?;
+        f.write_str(if self.lo_open {
+            " and at most "
+        } else {
+            " to "
+        })?;
         write_num(f, self.hi)
     }
 }
@@ -185,7 +204,11 @@ impl Param {
 
     /// The valid values: the one place both homes take them from.
     pub fn range(self) -> ParamRange {
-        let r = |lo: f64, hi: f64| ParamRange { lo, hi, lo_open: false };
+        let r = |lo: f64, hi: f64| ParamRange {
+            lo,
+            hi,
+            lo_open: false,
+        };
         match self {
             // 0 is greedy; beyond 100 the distribution is flat to f32 anyway.
             Param::Temperature => r(0.0, 100.0),
@@ -193,7 +216,11 @@ impl Param {
             Param::TopP | Param::MinP => r(0.0, 1.0),
             Param::MinKeep => r(0.0, MAX_TOP_K as f64),
             // A logit is divided by it: 0 would divide by zero.
-            Param::RepeatPenalty => ParamRange { lo: 0.0, hi: 100.0, lo_open: true },
+            Param::RepeatPenalty => ParamRange {
+                lo: 0.0,
+                hi: 100.0,
+                lo_open: true,
+            },
             Param::FrequencyPenalty | Param::PresencePenalty => r(-100.0, 100.0),
             Param::PenaltyLastN => r(0.0, MAX_PENALTY_LAST_N as f64),
         }
@@ -219,7 +246,12 @@ pub struct ParamError {
 
 impl fmt::Display for ParamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} must be {} (got ", self.param.name(), self.param.range())?;
+        write!(
+            f,
+            "{} must be {} (got ",
+            self.param.name(),
+            self.param.range()
+        )?;
         write_num(f, self.value)?;
         f.write_str(")")
     }
@@ -252,11 +284,15 @@ impl From<ParamError> for SampleError {
 impl fmt::Display for SampleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SampleError::EmptyVocab => write!(f, "sampler needs a vocabulary of at least one token"),
+            SampleError::EmptyVocab => {
+                write!(f, "sampler needs a vocabulary of at least one token")
+            }
             SampleError::BadParam(e) => write!(f, "{e}"),
             SampleError::VocabTooLarge(n) => write!(f, "vocabulary of {n} tokens is too large"),
             SampleError::OutOfMemory => write!(f, "out of memory for the sampler"),
-            SampleError::LogitsLength { got, want } => write!(f, "{got} logits for a vocabulary of {want}"),
+            SampleError::LogitsLength { got, want } => {
+                write!(f, "{got} logits for a vocabulary of {want}")
+            }
         }
     }
 }
@@ -302,7 +338,9 @@ impl Mt19937 {
         let mt = &mut self.mt;
         mt[0] = seed;
         for i in 1..624 {
-            mt[i] = 1_812_433_253u32.wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30)).wrapping_add(i as u32);
+            mt[i] = 1_812_433_253u32
+                .wrapping_mul(mt[i - 1] ^ (mt[i - 1] >> 30))
+                .wrapping_add(i as u32);
         }
         self.i = 624;
     }
@@ -365,7 +403,10 @@ fn sanitize(l: f32) -> f32 {
 /// Descending logit, ascending id: a total order (no NaN), so the sorted
 /// order is the one llama.cpp gets whenever logits differ.
 fn by_logit_desc(a: &Candidate, b: &Candidate) -> Ordering {
-    b.logit.partial_cmp(&a.logit).unwrap_or(Ordering::Equal).then(a.id.cmp(&b.id))
+    b.logit
+        .partial_cmp(&a.logit)
+        .unwrap_or(Ordering::Equal)
+        .then(a.id.cmp(&b.id))
 }
 
 /// `expf(l - max)`, 1 for `l == max` even when both are infinite.
@@ -398,13 +439,23 @@ impl Sampler {
         }
         params.validate()?;
         let mut cand = Vec::new();
-        cand.try_reserve_exact(n_vocab).map_err(|_| SampleError::OutOfMemory)?;
+        cand.try_reserve_exact(n_vocab)
+            .map_err(|_| SampleError::OutOfMemory)?;
         cand.resize(n_vocab, Candidate::default());
         let mut counts = Vec::new();
-        counts.try_reserve_exact(n_vocab).map_err(|_| SampleError::OutOfMemory)?;
+        counts
+            .try_reserve_exact(n_vocab)
+            .map_err(|_| SampleError::OutOfMemory)?;
         counts.resize(n_vocab, 0u32);
         let rng = Mt19937::try_new(params.seed).ok_or(SampleError::OutOfMemory)?;
-        Ok(Sampler { params, cand, size: 0, sorted: false, counts, rng })
+        Ok(Sampler {
+            params,
+            cand,
+            size: 0,
+            sorted: false,
+            counts,
+            rng,
+        })
     }
 
     pub fn params(&self) -> &SamplerParams {
@@ -441,10 +492,17 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> Result<u32, SampleError> {
         let n = self.cand.len();
         if logits.len() != n {
-            return Err(SampleError::LogitsLength { got: logits.len(), want: n });
+            return Err(SampleError::LogitsLength {
+                got: logits.len(),
+                want: n,
+            });
         }
         for (i, (c, &l)) in self.cand.iter_mut().zip(logits).enumerate() {
-            *c = Candidate { id: i as u32, logit: sanitize(l), p: 0.0 };
+            *c = Candidate {
+                id: i as u32,
+                logit: sanitize(l),
+                p: 0.0,
+            };
         }
         self.size = n;
         self.sorted = false;
@@ -467,7 +525,8 @@ impl Sampler {
     /// llama.cpp's `penalties` sampler over the last `penalty_last_n` tokens.
     fn penalties(&mut self, recent: &[u32]) {
         let p = self.params;
-        if p.penalty_last_n == 0 || (p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0)
+        if p.penalty_last_n == 0
+            || (p.repeat_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0)
         {
             return;
         }
@@ -524,7 +583,11 @@ impl Sampler {
     fn softmax(&mut self) {
         let c = &mut self.cand[..self.size];
         let Some(first) = c.first() else { return };
-        let max = if self.sorted { first.logit } else { c.iter().fold(first.logit, |m, x| m.max(x.logit)) };
+        let max = if self.sorted {
+            first.logit
+        } else {
+            c.iter().fold(first.logit, |m, x| m.max(x.logit))
+        };
         let mut sum = 0.0f32;
         for x in c.iter_mut() {
             x.p = rel_exp(x.logit, max);
@@ -636,7 +699,11 @@ impl Sampler {
             c[0].p = 1.0;
             return c[0].id;
         }
-        let max = if self.sorted { c[0].logit } else { c.iter().fold(c[0].logit, |m, x| m.max(x.logit)) };
+        let max = if self.sorted {
+            c[0].logit
+        } else {
+            c.iter().fold(c[0].logit, |m, x| m.max(x.logit))
+        };
         let rnd = self.rng.next_f64();
         if max == f32::NEG_INFINITY {
             // Nothing is possible; llama.cpp computes NaNs here.

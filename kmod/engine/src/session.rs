@@ -18,7 +18,9 @@ pub enum SessionError {
     Tokenizer(TokenizerError),
     Sample(SampleError),
     /// The prompt tokenizes to more tokens than the context holds.
-    PromptTooLong { n_ctx: usize },
+    PromptTooLong {
+        n_ctx: usize,
+    },
     EmptyPrompt,
     OutOfMemory,
 }
@@ -29,7 +31,9 @@ impl fmt::Display for SessionError {
             SessionError::Model(e) => write!(f, "{e}"),
             SessionError::Tokenizer(e) => write!(f, "tokenizer: {e}"),
             SessionError::Sample(e) => write!(f, "sampler: {e}"),
-            SessionError::PromptTooLong { n_ctx } => write!(f, "prompt does not fit in the context ({n_ctx} tokens)"),
+            SessionError::PromptTooLong { n_ctx } => {
+                write!(f, "prompt does not fit in the context ({n_ctx} tokens)")
+            }
             SessionError::EmptyPrompt => write!(f, "empty prompt"),
             SessionError::OutOfMemory => write!(f, "out of memory"),
         }
@@ -112,10 +116,15 @@ impl Session {
     ) -> Result<Self, SessionError> {
         let ctx = Context::new(&model.hp, params)?;
         let mut tokens = Vec::new();
-        tokens.try_reserve_exact(params.n_ctx + 1).map_err(|_| SessionError::OutOfMemory)?;
-        let text_cap = max_prompt_bytes.checked_add(INSTRUCT_TEMPLATE_MAX).ok_or(SessionError::OutOfMemory)?;
+        tokens
+            .try_reserve_exact(params.n_ctx + 1)
+            .map_err(|_| SessionError::OutOfMemory)?;
+        let text_cap = max_prompt_bytes
+            .checked_add(INSTRUCT_TEMPLATE_MAX)
+            .ok_or(SessionError::OutOfMemory)?;
         let mut text = Vec::new();
-        text.try_reserve_exact(text_cap).map_err(|_| SessionError::OutOfMemory)?;
+        text.try_reserve_exact(text_cap)
+            .map_err(|_| SessionError::OutOfMemory)?;
         Ok(Session {
             ctx,
             sampler: Sampler::new(sampling, model.hp.n_vocab)?,
@@ -137,7 +146,13 @@ impl Session {
     /// Returns the number of prompt tokens. Special tokens written in the
     /// prompt (ChatML's <|im_start|>) are parsed, as llama.cpp does for
     /// prompts: [`start_with`](Self::start_with) chooses.
-    pub fn start(&mut self, model: &Model<'_>, tok: &Tokenizer, prompt: &[u8], exec: &mut dyn Exec) -> Result<usize, SessionError> {
+    pub fn start(
+        &mut self,
+        model: &Model<'_>,
+        tok: &Tokenizer,
+        prompt: &[u8],
+        exec: &mut dyn Exec,
+    ) -> Result<usize, SessionError> {
         self.start_with(model, tok, prompt, Specials::Parse, exec)
     }
 
@@ -206,17 +221,20 @@ impl Session {
         self.tokens.clear();
         let cap = self.tokens.capacity() - 1;
         self.tokens.resize(cap, 0);
-        let n = match tok.encode_with_plain(prompt, true, plain, &mut self.scratch, &mut self.tokens) {
-            Ok(n) => n,
-            Err(TokenizerError::OutputTooSmall { .. }) => {
-                self.tokens.clear();
-                return Err(SessionError::PromptTooLong { n_ctx: self.ctx.params.n_ctx });
-            }
-            Err(e) => {
-                self.tokens.clear();
-                return Err(e.into());
-            }
-        };
+        let n =
+            match tok.encode_with_plain(prompt, true, plain, &mut self.scratch, &mut self.tokens) {
+                Ok(n) => n,
+                Err(TokenizerError::OutputTooSmall { .. }) => {
+                    self.tokens.clear();
+                    return Err(SessionError::PromptTooLong {
+                        n_ctx: self.ctx.params.n_ctx,
+                    });
+                }
+                Err(e) => {
+                    self.tokens.clear();
+                    return Err(e.into());
+                }
+            };
         self.tokens.truncate(n);
         if n == 0 {
             return Err(SessionError::EmptyPrompt);
@@ -227,7 +245,12 @@ impl Session {
     }
 
     /// Runs tokens[from..] through the model in batches.
-    fn prefill(&mut self, model: &Model<'_>, from: usize, exec: &mut dyn Exec) -> Result<(), SessionError> {
+    fn prefill(
+        &mut self,
+        model: &Model<'_>,
+        from: usize,
+        exec: &mut dyn Exec,
+    ) -> Result<(), SessionError> {
         let b = self.ctx.params.n_batch;
         let mut i = from;
         while i < self.tokens.len() {
@@ -240,7 +263,12 @@ impl Session {
 
     /// Produces the next token: runs the previous one through the model
     /// (if any), then samples.
-    pub fn step(&mut self, model: &Model<'_>, tok: &Tokenizer, exec: &mut dyn Exec) -> Result<Step, SessionError> {
+    pub fn step(
+        &mut self,
+        model: &Model<'_>,
+        tok: &Tokenizer,
+        exec: &mut dyn Exec,
+    ) -> Result<Step, SessionError> {
         if let Some(t) = self.pending.take() {
             if self.ctx.pos >= self.ctx.params.n_ctx {
                 return Ok(Step::End);

@@ -22,7 +22,9 @@ pub fn heap_sort_by<T, F: FnMut(&T, &T) -> Ordering>(v: &mut [T], mut cmp: F) {
                     child += 1;
                 }
             }
-            let (Some(r), Some(c)) = (heap.get(root), heap.get(child)) else { break };
+            let (Some(r), Some(c)) = (heap.get(root), heap.get(child)) else {
+                break;
+            };
             if cmp(r, c) != Ordering::Less {
                 break;
             }

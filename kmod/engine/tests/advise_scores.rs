@@ -30,18 +30,33 @@ fn scores_equal_a_full_forward() {
     adv.set_prefix(&m, &prefix, &mut Serial).unwrap();
     let mut scores = [0f32; 3];
     for round in 0..2 {
-        let best = adv.score(&m, &event, &answers, &mut scores, &mut Serial).unwrap();
+        let best = adv
+            .score(&m, &event, &answers, &mut scores, &mut Serial)
+            .unwrap();
         for (i, a) in answers.iter().enumerate() {
             let mut all = prefix.clone();
             all.extend_from_slice(&event);
             all.extend_from_slice(a);
-            let params = ContextParams { n_ctx: 256, n_batch: all.len(), logits_all: true, kv_type: KvType::F32 };
+            let params = ContextParams {
+                n_ctx: 256,
+                n_batch: all.len(),
+                logits_all: true,
+                kv_type: KvType::F32,
+            };
             let mut ctx = Context::new(&m.hp, params).unwrap();
             ctx.forward(&m, &all, &mut Serial).unwrap();
             let l = ctx.logits();
             let first = prefix.len() + event.len() - 1;
-            let want: f32 = a.iter().enumerate().map(|(j, &t)| log_softmax_at(&l[(first + j) * nv..(first + j + 1) * nv], t)).sum();
-            assert!((scores[i] - want).abs() < 1e-3, "round {round} answer {i}: {} vs {want}", scores[i]);
+            let want: f32 = a
+                .iter()
+                .enumerate()
+                .map(|(j, &t)| log_softmax_at(&l[(first + j) * nv..(first + j + 1) * nv], t))
+                .sum();
+            assert!(
+                (scores[i] - want).abs() < 1e-3,
+                "round {round} answer {i}: {} vs {want}",
+                scores[i]
+            );
         }
         let top = (0..3).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
         assert_eq!(best, top);

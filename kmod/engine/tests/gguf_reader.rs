@@ -22,7 +22,11 @@ fn gstr(out: &mut Vec<u8>, s: &[u8]) {
 
 impl Builder {
     fn new() -> Self {
-        Builder { version: 3, alignment: 32, ..Default::default() }
+        Builder {
+            version: 3,
+            alignment: 32,
+            ..Default::default()
+        }
     }
 
     /// `v` is the encoded value including its type id.
@@ -116,7 +120,10 @@ fn every_type_file() -> Builder {
             nested.extend_from_slice(&(i as i32 - 1).to_le_bytes());
         }
     }
-    let mut b = b.kv("arr.str", arr).kv("arr.nested", nested).kv("general.alignment", v_u32(64));
+    let mut b = b
+        .kv("arr.str", arr)
+        .kv("arr.nested", nested)
+        .kv("general.alignment", v_u32(64));
     b.alignment = 64;
     b = b
         .tensor("a", &[256, 2], 12, 0) // 2 Q4_K blocks: 288 B
@@ -142,7 +149,14 @@ fn parses_every_value_type() {
     assert_eq!(g.get("t.7").and_then(|v| v.as_bool()), Some(true));
     assert_eq!(g.get("t.11"), Some(&Value::I64(-(1 << 40))));
     assert_eq!(g.get("t.12"), Some(&Value::F64(2.25)));
-    let strs: Vec<_> = g.get("arr.str").unwrap().as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let strs: Vec<_> = g
+        .get("arr.str")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(strs, ["a", "▁bc", ""]);
     let nested: Vec<Vec<i32>> = g
         .get("arr.nested")
@@ -150,7 +164,13 @@ fn parses_every_value_type() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_array().unwrap().iter().map(|x| if let Value::I32(i) = x { i } else { panic!() }).collect())
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| if let Value::I32(i) = x { i } else { panic!() })
+                .collect()
+        })
         .collect();
     assert_eq!(nested, vec![vec![-1, 0], vec![-1]]);
     let a = g.tensor("a").unwrap();
@@ -165,7 +185,11 @@ fn truncation_at_every_offset_is_an_error() {
     for cut in 0..bytes.len() {
         match Gguf::parse(&bytes[..cut]) {
             Err(_) => {}
-            Ok(g) => panic!("parsed a file cut at {cut} of {}: {} tensors", bytes.len(), g.tensors.len()),
+            Ok(g) => panic!(
+                "parsed a file cut at {cut} of {}: {} tensors",
+                bytes.len(),
+                g.tensors.len()
+            ),
         }
     }
 }
@@ -197,7 +221,9 @@ fn err(b: &Builder) -> GgufError {
 #[test]
 fn rejects_malformed_files_with_named_errors() {
     let ok = || {
-        let mut b = Builder::new().kv("k", v_str("v")).tensor("w", &[32, 4], 0, 0);
+        let mut b = Builder::new()
+            .kv("k", v_str("v"))
+            .tensor("w", &[32, 4], 0, 0);
         b.data_len = 512;
         b
     };
@@ -214,51 +240,135 @@ fn rejects_malformed_files_with_named_errors() {
     // Absurd counts.
     let mut bad = ok().build();
     bad[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(matches!(Gguf::parse(&bad), Err(GgufError::ImplausibleCount { what: "tensor count", .. })));
+    assert!(matches!(
+        Gguf::parse(&bad),
+        Err(GgufError::ImplausibleCount {
+            what: "tensor count",
+            ..
+        })
+    ));
     let mut bad = ok().build();
     bad[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
-    assert!(matches!(Gguf::parse(&bad), Err(GgufError::ImplausibleCount { what: "metadata count", .. })));
+    assert!(matches!(
+        Gguf::parse(&bad),
+        Err(GgufError::ImplausibleCount {
+            what: "metadata count",
+            ..
+        })
+    ));
     // A string length past the end.
     let mut bad = ok().build();
     bad[24..32].copy_from_slice(&(1u64 << 62).to_le_bytes());
-    assert!(matches!(Gguf::parse(&bad), Err(GgufError::ImplausibleCount { .. })));
+    assert!(matches!(
+        Gguf::parse(&bad),
+        Err(GgufError::ImplausibleCount { .. })
+    ));
     // An array claiming 2^61 u64s.
     let mut arr = 9u32.to_le_bytes().to_vec();
     arr.extend_from_slice(&10u32.to_le_bytes());
     arr.extend_from_slice(&(1u64 << 61).to_le_bytes());
-    assert!(matches!(err(&ok().kv("arr", arr)), GgufError::ImplausibleCount { what: "array length", .. }));
+    assert!(matches!(
+        err(&ok().kv("arr", arr)),
+        GgufError::ImplausibleCount {
+            what: "array length",
+            ..
+        }
+    ));
     // Unknown value type, invalid bool, bad UTF-8 key, nesting bombs.
-    assert!(matches!(err(&ok().kv("x", 13u32.to_le_bytes().to_vec())), GgufError::UnknownValueType { type_id: 13, .. }));
-    assert!(matches!(err(&ok().kv("x", vec![7, 0, 0, 0, 2])), GgufError::InvalidBool { value: 2, .. }));
+    assert!(matches!(
+        err(&ok().kv("x", 13u32.to_le_bytes().to_vec())),
+        GgufError::UnknownValueType { type_id: 13, .. }
+    ));
+    assert!(matches!(
+        err(&ok().kv("x", vec![7, 0, 0, 0, 2])),
+        GgufError::InvalidBool { value: 2, .. }
+    ));
     let mut bad_key = ok();
     bad_key.kv.push((String::new(), v_u32(1)));
     let mut bytes = bad_key.build();
-    let pos = bytes.windows(9).position(|w| w == [0, 0, 0, 0, 0, 0, 0, 0, 4]).unwrap();
+    let pos = bytes
+        .windows(9)
+        .position(|w| w == [0, 0, 0, 0, 0, 0, 0, 0, 4])
+        .unwrap();
     bytes.splice(pos..pos + 8, [1u8, 0, 0, 0, 0, 0, 0, 0, 0xFF]);
-    assert!(matches!(Gguf::parse(&bytes), Err(GgufError::InvalidUtf8 { .. })));
+    assert!(matches!(
+        Gguf::parse(&bytes),
+        Err(GgufError::InvalidUtf8 { .. })
+    ));
     let mut deep = 9u32.to_le_bytes().to_vec();
     for _ in 0..20 {
         deep.extend_from_slice(&9u32.to_le_bytes());
         deep.extend_from_slice(&1u64.to_le_bytes());
     }
     deep.extend_from_slice(&[0; 64]);
-    assert!(matches!(err(&ok().kv("deep", deep)), GgufError::ArrayTooDeep { .. }));
-    assert!(matches!(err(&ok().kv("k", v_u32(1))), GgufError::DuplicateKey { .. }));
-    assert_eq!(err(&ok().kv("general.alignment", v_u32(48))), GgufError::BadAlignment(48));
+    assert!(matches!(
+        err(&ok().kv("deep", deep)),
+        GgufError::ArrayTooDeep { .. }
+    ));
+    assert!(matches!(
+        err(&ok().kv("k", v_u32(1))),
+        GgufError::DuplicateKey { .. }
+    ));
+    assert_eq!(
+        err(&ok().kv("general.alignment", v_u32(48))),
+        GgufError::BadAlignment(48)
+    );
 
     // Tensor table problems.
     let mut b = ok().tensor("x", &[1, 1, 1, 1, 1], 0, 512);
     b.data_len = 1024;
-    assert_eq!(err(&b), GgufError::BadDims { tensor: 1, n_dims: 5 });
-    assert_eq!(err(&ok().tensor("x", &[32, 0], 0, 512)), GgufError::DimsOverflow { tensor: 1 });
-    assert_eq!(err(&ok().tensor("x", &[1 << 32, 1 << 32], 0, 512)), GgufError::DimsOverflow { tensor: 1 });
-    assert_eq!(err(&ok().tensor("x", &[u64::MAX], 0, 512)), GgufError::DimsOverflow { tensor: 1 });
-    assert_eq!(err(&ok().tensor("x", &[32], 99, 512)), GgufError::UnknownTensorType { tensor: 1, type_id: 99 });
-    assert_eq!(err(&ok().tensor("x", &[100], 12, 512)), GgufError::RowNotBlockAligned { tensor: 1 });
-    assert_eq!(err(&ok().tensor("x", &[8], 0, 513)), GgufError::MisalignedTensor { tensor: 1, offset: 513 });
-    assert!(matches!(err(&ok().tensor("x", &[8], 0, 512)), GgufError::TensorOutOfBounds { tensor: 1, .. }));
-    assert!(matches!(err(&ok().tensor("x", &[8], 0, u64::MAX - 31)), GgufError::TensorOutOfBounds { tensor: 1, .. }));
-    assert_eq!(err(&ok().tensor("x", &[8], 0, 480)), GgufError::OverlappingTensors { first: 0, second: 1 });
+    assert_eq!(
+        err(&b),
+        GgufError::BadDims {
+            tensor: 1,
+            n_dims: 5
+        }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[32, 0], 0, 512)),
+        GgufError::DimsOverflow { tensor: 1 }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[1 << 32, 1 << 32], 0, 512)),
+        GgufError::DimsOverflow { tensor: 1 }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[u64::MAX], 0, 512)),
+        GgufError::DimsOverflow { tensor: 1 }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[32], 99, 512)),
+        GgufError::UnknownTensorType {
+            tensor: 1,
+            type_id: 99
+        }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[100], 12, 512)),
+        GgufError::RowNotBlockAligned { tensor: 1 }
+    );
+    assert_eq!(
+        err(&ok().tensor("x", &[8], 0, 513)),
+        GgufError::MisalignedTensor {
+            tensor: 1,
+            offset: 513
+        }
+    );
+    assert!(matches!(
+        err(&ok().tensor("x", &[8], 0, 512)),
+        GgufError::TensorOutOfBounds { tensor: 1, .. }
+    ));
+    assert!(matches!(
+        err(&ok().tensor("x", &[8], 0, u64::MAX - 31)),
+        GgufError::TensorOutOfBounds { tensor: 1, .. }
+    ));
+    assert_eq!(
+        err(&ok().tensor("x", &[8], 0, 480)),
+        GgufError::OverlappingTensors {
+            first: 0,
+            second: 1
+        }
+    );
     let mut b = ok().tensor("w", &[8], 0, 512);
     b.data_len = 1024;
     assert_eq!(err(&b), GgufError::DuplicateTensorName { tensor: 1 });
@@ -299,15 +409,30 @@ fn listing(g: &Gguf<'_>) -> String {
         }
         .unwrap()
     }
-    let mut out = format!("version {}\nalignment {}\ndata_offset {}\n", g.version, g.alignment, g.data_offset);
+    let mut out = format!(
+        "version {}\nalignment {}\ndata_offset {}\n",
+        g.version, g.alignment, g.data_offset
+    );
     for kv in &g.metadata {
         write!(out, "kv {} {} ", kv.key, kv.value.value_type().name()).unwrap();
         val(&mut out, &kv.value);
         out.push('\n');
     }
     for t in &g.tensors {
-        let dims: Vec<String> = t.dims[..t.n_dims as usize].iter().map(|d| d.to_string()).collect();
-        writeln!(out, "tensor {} {} {} {} {}", t.name, dims.join(","), t.type_name(), t.start, t.n_bytes).unwrap();
+        let dims: Vec<String> = t.dims[..t.n_dims as usize]
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        writeln!(
+            out,
+            "tensor {} {} {} {} {}",
+            t.name,
+            dims.join(","),
+            t.type_name(),
+            t.start,
+            t.n_bytes
+        )
+        .unwrap();
     }
     out
 }
@@ -335,7 +460,9 @@ fn truncated_and_corrupted_real_model_is_rejected() {
     // Every offset in the first KiB, then a stride through the header and
     // the data (any cut before the last tensor's end must fail).
     let last_end = g.tensors.iter().map(|t| t.start + t.n_bytes).max().unwrap() as usize;
-    let cuts = (0..1024).chain((1024..header).step_by(61)).chain((header..last_end).step_by(4093));
+    let cuts = (0..1024)
+        .chain((1024..header).step_by(61))
+        .chain((header..last_end).step_by(4093));
     for cut in cuts {
         assert!(Gguf::parse(&bytes[..cut]).is_err(), "cut at {cut} parsed");
     }
@@ -343,8 +470,15 @@ fn truncated_and_corrupted_real_model_is_rejected() {
     let t0 = &g.tensors[0];
     let mut bad = bytes.clone();
     let off_pos = find_tensor_offset_field(&bytes, &g, 0);
-    bad[off_pos..off_pos + 8].copy_from_slice(&(bytes.len() as u64).next_multiple_of(g.alignment).to_le_bytes());
-    assert!(matches!(Gguf::parse(&bad), Err(GgufError::TensorOutOfBounds { tensor: 0, .. })));
+    bad[off_pos..off_pos + 8].copy_from_slice(
+        &(bytes.len() as u64)
+            .next_multiple_of(g.alignment)
+            .to_le_bytes(),
+    );
+    assert!(matches!(
+        Gguf::parse(&bad),
+        Err(GgufError::TensorOutOfBounds { tensor: 0, .. })
+    ));
     let mut bad = bytes.clone();
     let off1 = find_tensor_offset_field(&bytes, &g, 1);
     bad[off1..off1 + 8].copy_from_slice(&t0.rel_offset.to_le_bytes());
@@ -360,7 +494,10 @@ fn find_tensor_offset_field(bytes: &[u8], g: &Gguf<'_>, i: usize) -> usize {
     let mut needle = (t.name.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(t.name.as_bytes());
     needle.extend_from_slice(&t.n_dims.to_le_bytes());
-    let pos = bytes.windows(needle.len()).position(|w| w == needle.as_slice()).unwrap();
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .unwrap();
     pos + needle.len() + 8 * t.n_dims as usize + 4
 }
 

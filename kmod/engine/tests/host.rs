@@ -10,10 +10,10 @@ use llamux_engine::advise::response::Response;
 use llamux_engine::exec::Serial;
 use llamux_engine::gguf::Gguf;
 use llamux_engine::host::{ErrorKind, Host, HostParams};
+use llamux_engine::model::ContextParams;
 use llamux_engine::model::Model;
 use llamux_engine::params::MilliSampling;
 use llamux_engine::session::{Session, Step};
-use llamux_engine::model::ContextParams;
 use llamux_engine::tokenizer::Tokenizer;
 
 fn params() -> HostParams {
@@ -29,7 +29,9 @@ fn params() -> HostParams {
 }
 
 fn greedy(n: u32) -> MilliSampling {
-    MilliSampling::DEFAULT.parse(format!("temperature=0 n_predict={n}").as_bytes()).unwrap()
+    MilliSampling::DEFAULT
+        .parse(format!("temperature=0 n_predict={n}").as_bytes())
+        .unwrap()
 }
 
 fn generate(h: &mut Host<'_, Serial>, prompt: &str, s: MilliSampling) -> Vec<u32> {
@@ -47,9 +49,14 @@ fn reference(bytes: &[u8], prompt: &str, s: MilliSampling) -> Vec<u32> {
     let g = Gguf::parse(bytes).unwrap();
     let m = Model::from_gguf(&g).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
-    let cp = ContextParams { n_ctx: 128, n_batch: 32, ..ContextParams::default() };
+    let cp = ContextParams {
+        n_ctx: 128,
+        n_batch: 32,
+        ..ContextParams::default()
+    };
     let mut sess = Session::new(&m, &tok, cp, s.to_sampler(), 4096).unwrap();
-    sess.start(&m, &tok, prompt.as_bytes(), &mut Serial).unwrap();
+    sess.start(&m, &tok, prompt.as_bytes(), &mut Serial)
+        .unwrap();
     let mut ids = Vec::new();
     while ids.len() < s.n_predict as usize {
         match sess.step(&m, &tok, &mut Serial).unwrap() {
@@ -67,12 +74,32 @@ fn info_text_names_the_model_and_its_kv_cache() {
     let h = Host::load(&bytes, &params(), Serial, &mut msg).unwrap();
     let info = h.info();
     assert!(info.starts_with("arch: llama\n"), "{info}");
-    assert!(info.contains(&format!("\nfile_bytes: {}\n", bytes.len())), "{info}");
+    assert!(
+        info.contains(&format!("\nfile_bytes: {}\n", bytes.len())),
+        "{info}"
+    );
     assert!(info.contains("\nlayout: rows\n"), "{info}");
     let kv = info.lines().find(|l| l.starts_with("kv_cache: ")).unwrap();
-    assert!(kv.starts_with("kv_cache: n_ctx=128 type=f32 bytes="), "{kv}");
-    let f16 = Host::load(&bytes, &HostParams { kv_f16: true, ..params() }, Serial, &mut msg).unwrap();
-    let kv16 = f16.info().lines().find(|l| l.starts_with("kv_cache: ")).unwrap().to_string();
+    assert!(
+        kv.starts_with("kv_cache: n_ctx=128 type=f32 bytes="),
+        "{kv}"
+    );
+    let f16 = Host::load(
+        &bytes,
+        &HostParams {
+            kv_f16: true,
+            ..params()
+        },
+        Serial,
+        &mut msg,
+    )
+    .unwrap();
+    let kv16 = f16
+        .info()
+        .lines()
+        .find(|l| l.starts_with("kv_cache: "))
+        .unwrap()
+        .to_string();
     let bytes_of = |l: &str| l.rsplit('=').next().unwrap().parse::<usize>().unwrap();
     assert_eq!(bytes_of(kv) / 2, bytes_of(&kv16));
 }
@@ -80,7 +107,10 @@ fn info_text_names_the_model_and_its_kv_cache() {
 #[test]
 fn load_errors_are_values() {
     let bytes = common::read(&common::model_path("tiny-q4_k_m.gguf"));
-    for (bad, want) in [(&bytes[..3000], "not a valid GGUF file"), (&b"GGUFxxxxxxxxxxxxxxxxxxxx"[..], "not a valid GGUF file")] {
+    for (bad, want) in [
+        (&bytes[..3000], "not a valid GGUF file"),
+        (&b"GGUFxxxxxxxxxxxxxxxxxxxx"[..], "not a valid GGUF file"),
+    ] {
         let mut msg = String::new();
         let r = Host::load(bad, &params(), Serial, &mut msg);
         assert_eq!(r.err(), Some(ErrorKind::Invalid));
@@ -100,7 +130,9 @@ fn requests_equal_a_session_and_repeat() {
     assert_eq!(generate(&mut h, "Hello", greedy(5)).len(), 5);
     assert_eq!(generate(&mut h, "Once upon a time", greedy(12)), want);
     // Seeded sampling restarts from the seed on every request.
-    let hot = MilliSampling::DEFAULT.parse(b"temperature=4 top_k=0 top_p=1 min_p=0 seed=7 n_predict=10").unwrap();
+    let hot = MilliSampling::DEFAULT
+        .parse(b"temperature=4 top_k=0 top_p=1 min_p=0 seed=7 n_predict=10")
+        .unwrap();
     let a = generate(&mut h, "Once upon a time", hot);
     assert_eq!(generate(&mut h, "Once upon a time", hot), a);
     assert_eq!(a, reference(&bytes, "Once upon a time", hot));
@@ -112,13 +144,29 @@ fn requests_equal_a_session_and_repeat() {
 fn a_prompt_over_the_context_is_too_big() {
     let bytes = common::read(&common::model_path("tiny-q4_k_m.gguf"));
     let mut msg = String::new();
-    let mut h = Host::load(&bytes, &HostParams { n_ctx: 8, ..params() }, Serial, &mut msg).unwrap();
+    let mut h = Host::load(
+        &bytes,
+        &HostParams {
+            n_ctx: 8,
+            ..params()
+        },
+        Serial,
+        &mut msg,
+    )
+    .unwrap();
     let long = "one two three four five six seven eight nine ten eleven twelve";
-    assert_eq!(h.start(long.as_bytes(), greedy(4), &mut msg), Err(ErrorKind::TooBig));
+    assert_eq!(
+        h.start(long.as_bytes(), greedy(4), &mut msg),
+        Err(ErrorKind::TooBig)
+    );
     assert!(!msg.is_empty());
 }
 
-fn advise(h: &mut Host<'_, Serial>, req: &[u8], avail: u64) -> (Result<Response, ErrorKind>, String) {
+fn advise(
+    h: &mut Host<'_, Serial>,
+    req: &[u8],
+    avail: u64,
+) -> (Result<Response, ErrorKind>, String) {
     let mut msg = String::new();
     let r = h.advise(req, &mut || avail, &mut msg);
     (r, msg)
@@ -138,7 +186,10 @@ fn advisor_slots_are_an_lru_of_prefilled_policies() {
     // The same request again: reused, bit-identical.
     assert_eq!(advise(&mut h, &a, u64::MAX).0.unwrap(), ra);
     let st = h.advise_stats();
-    assert_eq!((st.prefills, st.reuses, st.slots_used, st.slots), (1, 1, 1, 2));
+    assert_eq!(
+        (st.prefills, st.reuses, st.slots_used, st.slots),
+        (1, 1, 1, 2)
+    );
     advise(&mut h, &b, u64::MAX).0.unwrap();
     advise(&mut h, &a, u64::MAX).0.unwrap(); // A most recent: C replaces B
     advise(&mut h, &c, u64::MAX).0.unwrap();
@@ -158,7 +209,11 @@ fn advisor_contexts_are_bounded_and_checked_against_memory() {
     let mut h = Host::load(&bytes, &params(), Serial, &mut msg).unwrap();
     let answers: [&[u8]; 2] = [b" Y", b" No"];
     // Over advise_max_ctx (4096): refused before anything is built.
-    let (r, m) = advise(&mut h, &encode(131072, b"Policy.", b"ev", &answers), u64::MAX);
+    let (r, m) = advise(
+        &mut h,
+        &encode(131072, b"Policy.", b"ev", &answers),
+        u64::MAX,
+    );
     assert_eq!(r, Err(ErrorKind::Invalid));
     assert!(m.contains("over the limit of 4096"), "{m}");
     // A context that does not fit the available memory: ENOMEM, no slot.
@@ -167,10 +222,20 @@ fn advisor_contexts_are_bounded_and_checked_against_memory() {
     assert!(m.contains("positions needs"), "{m}");
     assert_eq!(h.advise_stats().slots_used, 0);
     // Malformed and oversized records.
-    assert_eq!(advise(&mut h, b"llxa1 64\n", u64::MAX).0, Err(ErrorKind::Invalid));
-    assert_eq!(advise(&mut h, &vec![b'a'; 16385], u64::MAX).0, Err(ErrorKind::TooBig));
+    assert_eq!(
+        advise(&mut h, b"llxa1 64\n", u64::MAX).0,
+        Err(ErrorKind::Invalid)
+    );
+    assert_eq!(
+        advise(&mut h, &vec![b'a'; 16385], u64::MAX).0,
+        Err(ErrorKind::TooBig)
+    );
     // Enough memory: served.
-    assert!(advise(&mut h, &encode(512, b"Policy.", b"ev", &answers), u64::MAX).0.is_ok());
+    assert!(
+        advise(&mut h, &encode(512, b"Policy.", b"ev", &answers), u64::MAX)
+            .0
+            .is_ok()
+    );
     // Not enough for a second one: the cached one is freed and the new one
     // checked again (still too big here).
     let (r, _) = advise(&mut h, &encode(4096, b"Other.", b"ev", &answers), 1 << 20);

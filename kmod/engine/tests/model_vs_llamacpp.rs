@@ -18,7 +18,10 @@ fn reference() -> Value {
 
 fn ref_logits(file: &str) -> Vec<f32> {
     let bytes = common::read(&common::repo_root().join("tests/fixtures/ref").join(file));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 /// A model file's bytes, with its Q4_K and Q6_K matrices repacked (the x8
@@ -32,11 +35,20 @@ fn model_bytes(file: &str, repacked: bool) -> Option<Vec<u8>> {
 }
 
 fn model<'a>(g: &Gguf<'a>, repacked: bool) -> Model<'a> {
-    if repacked { Model::from_repacked_gguf(g) } else { Model::from_gguf(g) }.unwrap()
+    if repacked {
+        Model::from_repacked_gguf(g)
+    } else {
+        Model::from_gguf(g)
+    }
+    .unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn argmax(x: &[f32]) -> usize {
@@ -51,7 +63,12 @@ fn argmax(x: &[f32]) -> usize {
 
 /// Logits of every position of `tokens` in one batch.
 fn prompt_logits(m: &Model<'_>, tokens: &[u32], kv_type: KvType) -> Vec<f32> {
-    let params = ContextParams { n_ctx: 256, n_batch: tokens.len(), logits_all: true, kv_type };
+    let params = ContextParams {
+        n_ctx: 256,
+        n_batch: tokens.len(),
+        logits_all: true,
+        kv_type,
+    };
     let mut ctx = Context::new(&m.hp, params).unwrap();
     ctx.forward(m, tokens, &mut Serial).unwrap();
     ctx.logits().to_vec()
@@ -59,7 +76,11 @@ fn prompt_logits(m: &Model<'_>, tokens: &[u32], kv_type: KvType) -> Vec<f32> {
 
 /// Greedy continuation decoding one token at a time (as the reference does).
 fn greedy(m: &Model<'_>, tokens: &[u32], n: usize) -> Vec<u32> {
-    let params = ContextParams { n_ctx: 256, n_batch: tokens.len(), ..ContextParams::default() };
+    let params = ContextParams {
+        n_ctx: 256,
+        n_batch: tokens.len(),
+        ..ContextParams::default()
+    };
     let mut ctx = Context::new(&m.hp, params).unwrap();
     ctx.forward(m, tokens, &mut Serial).unwrap();
     let mut out = Vec::new();
@@ -81,7 +102,11 @@ struct Agreement {
 
 fn compare(ours: &[f32], theirs: &[f32], n_vocab: usize) -> Agreement {
     assert_eq!(ours.len(), theirs.len());
-    let mut a = Agreement { top1: 0, positions: 0, max_abs: 0.0 };
+    let mut a = Agreement {
+        top1: 0,
+        positions: 0,
+        max_abs: 0.0,
+    };
     for (o, t) in ours.chunks_exact(n_vocab).zip(theirs.chunks_exact(n_vocab)) {
         a.positions += 1;
         a.top1 += (argmax(o) == argmax(t)) as usize;
@@ -121,22 +146,36 @@ fn logits_and_greedy_agree_with_llama_cpp() {
     let mut report = Vec::new();
     // Every model as in its file, and those with Q4_K/Q6_K matrices also
     // repacked (on CPUs without AVX-512 the layout's scalar reference runs).
-    let cases = r["models"].as_object().unwrap().iter().flat_map(|(n, e)| [(n, e, false), (n, e, true)]);
+    let cases = r["models"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(n, e)| [(n, e, false), (n, e, true)]);
     for (name, entry, repacked) in cases {
-        let Some(bytes) = model_bytes(entry["file"].as_str().unwrap(), repacked) else { continue };
+        let Some(bytes) = model_bytes(entry["file"].as_str().unwrap(), repacked) else {
+            continue;
+        };
         let g = Gguf::parse(&bytes).unwrap();
         let m = model(&g, repacked);
         let name = &format!("{name}{}", if repacked { X8 } else { "" });
         let n_vocab = entry["n_vocab"].as_u64().unwrap() as usize;
         assert_eq!(m.hp.n_vocab, n_vocab);
         let (min_top1, max_abs) = bounds(name);
-        let mut total = Agreement { top1: 0, positions: 0, max_abs: 0.0 };
+        let mut total = Agreement {
+            top1: 0,
+            positions: 0,
+            max_abs: 0.0,
+        };
         let mut greedy_same = 0;
         let runs = entry["runs"].as_array().unwrap();
         for run in runs {
             let i = run["prompt"].as_u64().unwrap() as usize;
             let tokens = ids(&r["prompts"][i]["tokens"]);
-            let a = compare(&prompt_logits(&m, &tokens, KvType::F32), &ref_logits(run["logits_file"].as_str().unwrap()), n_vocab);
+            let a = compare(
+                &prompt_logits(&m, &tokens, KvType::F32),
+                &ref_logits(run["logits_file"].as_str().unwrap()),
+                n_vocab,
+            );
             total.top1 += a.top1;
             total.positions += a.positions;
             total.max_abs = total.max_abs.max(a.max_abs);
@@ -158,8 +197,14 @@ fn logits_and_greedy_agree_with_llama_cpp() {
         );
         println!("{line}");
         report.push(line.clone());
-        assert!(share >= min_top1, "{line}: top-1 agreement below {min_top1}");
-        assert!(total.max_abs <= max_abs, "{line}: max |dlogit| above {max_abs}");
+        assert!(
+            share >= min_top1,
+            "{line}: top-1 agreement below {min_top1}"
+        );
+        assert!(
+            total.max_abs <= max_abs,
+            "{line}: max |dlogit| above {max_abs}"
+        );
     }
     let out = common::repo_root().join("target/llama-cpp-agreement.txt");
     let _ = std::fs::write(out, report.join("\n") + "\n");
@@ -176,9 +221,21 @@ fn f16_kv_cache_keeps_agreement() {
     let n_vocab = m.hp.n_vocab;
     for run in entry["runs"].as_array().unwrap() {
         let tokens = ids(&r["prompts"][run["prompt"].as_u64().unwrap() as usize]["tokens"]);
-        let a = compare(&prompt_logits(&m, &tokens, KvType::F16), &ref_logits(run["logits_file"].as_str().unwrap()), n_vocab);
-        assert!(a.top1 as f64 >= 0.99 * a.positions as f64, "f16 cache: top-1 {}/{}", a.top1, a.positions);
-        println!("f16 KV: top-1 {}/{}, max |dlogit| {:.2e}", a.top1, a.positions, a.max_abs);
+        let a = compare(
+            &prompt_logits(&m, &tokens, KvType::F16),
+            &ref_logits(run["logits_file"].as_str().unwrap()),
+            n_vocab,
+        );
+        assert!(
+            a.top1 as f64 >= 0.99 * a.positions as f64,
+            "f16 cache: top-1 {}/{}",
+            a.top1,
+            a.positions
+        );
+        println!(
+            "f16 KV: top-1 {}/{}, max |dlogit| {:.2e}",
+            a.top1, a.positions, a.max_abs
+        );
     }
 }
 
@@ -194,7 +251,12 @@ fn batched_prefill_equals_token_by_token() {
 fn prefill_equals_token_by_token(m: &Model<'_>) {
     let tokens: Vec<u32> = (0..20).map(|i| (i * 97 + 5) % 2048).collect();
     let batched = prompt_logits(m, &tokens, KvType::F32);
-    let params = ContextParams { n_ctx: 64, n_batch: 1, logits_all: false, kv_type: KvType::F32 };
+    let params = ContextParams {
+        n_ctx: 64,
+        n_batch: 1,
+        logits_all: false,
+        kv_type: KvType::F32,
+    };
     let mut ctx = Context::new(&m.hp, params).unwrap();
     for (i, &t) in tokens.iter().enumerate() {
         ctx.forward(m, &[t], &mut Serial).unwrap();
@@ -215,7 +277,14 @@ fn tokenization_equals_llama_cpp_on_test_vocab() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["text"].as_str().unwrap().to_string(), true, false, ids(&p["tokens"])))
+        .map(|p| {
+            (
+                p["text"].as_str().unwrap().to_string(),
+                true,
+                false,
+                ids(&p["tokens"]),
+            )
+        })
         .collect();
     for c in r["tokenize"].as_array().unwrap() {
         cases.push((
@@ -226,8 +295,20 @@ fn tokenization_equals_llama_cpp_on_test_vocab() {
         ));
     }
     for (text, add_special, parse_special, want) in cases {
-        let n = tok.encode_with(text.as_bytes(), add_special, parse_special, &mut scratch, &mut out).unwrap();
-        assert_eq!(&out[..n], &want[..], "{text:?} add_special={add_special} parse_special={parse_special}");
+        let n = tok
+            .encode_with(
+                text.as_bytes(),
+                add_special,
+                parse_special,
+                &mut scratch,
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            &out[..n],
+            &want[..],
+            "{text:?} add_special={add_special} parse_special={parse_special}"
+        );
     }
 }
 
@@ -236,14 +317,21 @@ fn forward_rejects_bad_input_without_panicking() {
     let bytes = common::read(&common::model_path("tiny-q4_k_m.gguf"));
     let g = Gguf::parse(&bytes).unwrap();
     let m = Model::from_gguf(&g).unwrap();
-    let params = ContextParams { n_ctx: 8, n_batch: 4, ..ContextParams::default() };
+    let params = ContextParams {
+        n_ctx: 8,
+        n_batch: 4,
+        ..ContextParams::default()
+    };
     let mut ctx = Context::new(&m.hp, params).unwrap();
     assert!(ctx.forward(&m, &[], &mut Serial).is_err());
     assert!(ctx.forward(&m, &[1, 2, 3, 4, 5], &mut Serial).is_err());
     assert!(ctx.forward(&m, &[1, 99999], &mut Serial).is_err());
     ctx.forward(&m, &[1, 2, 3, 4], &mut Serial).unwrap();
     ctx.forward(&m, &[1, 2, 3, 4], &mut Serial).unwrap();
-    assert!(ctx.forward(&m, &[1], &mut Serial).is_err(), "context of 8 is full");
+    assert!(
+        ctx.forward(&m, &[1], &mut Serial).is_err(),
+        "context of 8 is full"
+    );
 }
 
 /// The module repacks in bounded steps (`Repacker::step`, one FPU section
@@ -260,13 +348,19 @@ fn repack_in_steps_equals_one_pass() {
         let (mut steps, mut last) = (0, 0);
         while !r.step(&mut b, budget).unwrap() {
             let (done, total) = r.progress();
-            assert!(done > last && done < total, "budget {budget}: progress {done} of {total} after {last}");
+            assert!(
+                done > last && done < total,
+                "budget {budget}: progress {done} of {total} after {last}"
+            );
             last = done;
             steps += 1;
         }
         let (done, total) = r.progress();
         assert_eq!(done, total);
-        assert!(b == once, "budget {budget}: {steps} steps differ from one pass");
+        assert!(
+            b == once,
+            "budget {budget}: {steps} steps differ from one pass"
+        );
         // Done stays done.
         assert!(r.step(&mut b, budget).unwrap());
         if budget == 5000 {

@@ -294,7 +294,10 @@ fn silu_and_swiglu_match_ggml() {
             worst = worst.max(ulps(got, want));
         }
         let bound = if isa == Isa::Scalar { 2 } else { 4 };
-        assert!(worst <= bound, "{isa:?}: silu differs from glibc-based ggml by {worst} ulp");
+        assert!(
+            worst <= bound,
+            "{isa:?}: silu differs from glibc-based ggml by {worst} ulp"
+        );
         eprintln!("{isa:?}: silu within {worst} ulp of glibc-based ggml");
         // An element's result does not depend on where it sits.
         let mut tail = x[5..].to_vec();

@@ -20,8 +20,8 @@
 use std::path::PathBuf;
 
 use llamux_engine::quant::{
-    self, act_row_bytes, dequantize_row, matmul_rows_isa, quantize_acts_isa, vec_dot_isa,
-    GgmlType, Isa,
+    self, act_row_bytes, dequantize_row, matmul_rows_isa, quantize_acts_isa, vec_dot_isa, GgmlType,
+    Isa,
 };
 
 struct Rng(u64);
@@ -80,7 +80,9 @@ fn random_weights(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<
         GgmlType::F32 => w
             .chunks_exact_mut(4)
             .for_each(|c| c.copy_from_slice(&(rng.f32() * 3.0).to_le_bytes())),
-        GgmlType::F16 => w.chunks_exact_mut(2).for_each(|c| set_f16(c, 0, rng.f32() * 3.0)),
+        GgmlType::F16 => w
+            .chunks_exact_mut(2)
+            .for_each(|c| set_f16(c, 0, rng.f32() * 3.0)),
         _ => {
             for blk in w.chunks_exact_mut(ty.block_bytes()) {
                 for &o in scale_offsets(ty) {
@@ -180,7 +182,10 @@ fn act_quantizers_give_identical_bytes() {
                 2 => x.iter_mut().for_each(|v| *v = 0.0),
                 3 => x[1..1 + 256].iter_mut().for_each(|v| *v = -0.0),
                 // Exact halves after scaling (rounding ties).
-                4 => x.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 255) as f32 * 0.5 - 63.5),
+                4 => x
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = (i % 255) as f32 * 0.5 - 63.5),
                 5 => x.iter_mut().for_each(|v| *v *= 1e-30),
                 _ => {}
             }
@@ -261,7 +266,9 @@ fn dot_integer_parts_are_bit_exact() {
                 _ => {
                     for b in a.chunks_exact_mut(34) {
                         set_f16(b, 0, 1.0);
-                        b[2..].iter_mut().for_each(|q| *q = (rng.below(255) as i32 - 127) as u8);
+                        b[2..]
+                            .iter_mut()
+                            .for_each(|q| *q = (rng.below(255) as i32 - 127) as u8);
                         // Extremes. (-128 never occurs: the Q8_0 quantizer
                         // gives -127..=127, and like ggml's the kernel's
                         // sign trick would wrap on it.)
@@ -339,20 +346,46 @@ fn matmul_rows_ranges_batches_unaligned() {
             matmul_rows_isa(Isa::Avx2, &wu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
             for r in 0..rows {
                 for b in 0..n_batch {
-                    let mag = magnitude(wty, &w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab], cols);
+                    let mag = magnitude(
+                        wty,
+                        &w[r * rb..(r + 1) * rb],
+                        &a[b * ab..(b + 1) * ab],
+                        cols,
+                    );
                     let i = b * rows + r;
                     check_close(&format!("{wty:?} row {r} batch {b}"), v[i], s[i], mag);
                     // Batched kernels (several tokens per weight block)
                     // give each token the bits of the one-token kernel.
-                    let one = vec_dot_isa(Isa::Avx2, wty, cols, &w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab]).unwrap();
-                    assert_eq!(one.to_bits(), v[i].to_bits(), "{wty:?} row {r} batch {b} of {n_batch}");
+                    let one = vec_dot_isa(
+                        Isa::Avx2,
+                        wty,
+                        cols,
+                        &w[r * rb..(r + 1) * rb],
+                        &a[b * ab..(b + 1) * ab],
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        one.to_bits(),
+                        v[i].to_bits(),
+                        "{wty:?} row {r} batch {b} of {n_batch}"
+                    );
                 }
             }
             // The AVX-512 build of the row kernels (32 registers, wider
             // token groups) gives the AVX2 bits, where the CPU has it.
             if quant::isa_available(Isa::Avx512) {
                 let mut z = vec![0f32; rows * n_batch];
-                matmul_rows_isa(Isa::Avx512, &wu[1..], wty, cols, 0..rows, &a, n_batch, &mut z).unwrap();
+                matmul_rows_isa(
+                    Isa::Avx512,
+                    &wu[1..],
+                    wty,
+                    cols,
+                    0..rows,
+                    &a,
+                    n_batch,
+                    &mut z,
+                )
+                .unwrap();
                 assert!(
                     z.iter().zip(&v).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{wty:?} avx512 vs avx2, batch {n_batch}"
@@ -362,7 +395,17 @@ fn matmul_rows_ranges_batches_unaligned() {
             let mut at = 0;
             for len in [1usize, 7, 3, 13, 13] {
                 let mut p = vec![0f32; len * n_batch];
-                matmul_rows_isa(Isa::Avx2, &wu[1..], wty, cols, at..at + len, &a, n_batch, &mut p).unwrap();
+                matmul_rows_isa(
+                    Isa::Avx2,
+                    &wu[1..],
+                    wty,
+                    cols,
+                    at..at + len,
+                    &a,
+                    n_batch,
+                    &mut p,
+                )
+                .unwrap();
                 // Token-major: token b's piece is v[b * rows + at..][..len].
                 let want = (0..n_batch).flat_map(|b| &v[b * rows + at..b * rows + at + len]);
                 assert!(
@@ -413,7 +456,12 @@ fn fixture_blocks() {
                 let (wr, ar) = (&w[r * rb..(r + 1) * rb], &a_s[c * ab..(c + 1) * ab]);
                 let s = vec_dot_isa(Isa::Scalar, wty, n, wr, ar).unwrap();
                 let v = vec_dot_isa(Isa::Avx2, wty, n, wr, ar).unwrap();
-                check_close(&format!("{name} w{r} x{c}"), v, s, magnitude(wty, wr, ar, n));
+                check_close(
+                    &format!("{name} w{r} x{c}"),
+                    v,
+                    s,
+                    magnitude(wty, wr, ar, n),
+                );
             }
         }
     }
@@ -423,24 +471,56 @@ fn fixture_blocks() {
 /// process-wide setting, which only this test reads).
 #[test]
 fn vector_helpers_and_switch() {
-    let best = [Isa::Avx512, Isa::Avx2, Isa::Scalar].into_iter().find(|&i| quant::isa_available(i)).unwrap();
+    let best = [Isa::Avx512, Isa::Avx2, Isa::Scalar]
+        .into_iter()
+        .find(|&i| quant::isa_available(i))
+        .unwrap();
     assert_eq!(quant::isa(), best);
     // A cap below what the CPU has is what `isa()` then returns.
     quant::set_max_isa(Isa::Avx2);
-    assert_eq!(quant::isa(), if best == Isa::Scalar { Isa::Scalar } else { Isa::Avx2 });
+    assert_eq!(
+        quant::isa(),
+        if best == Isa::Scalar {
+            Isa::Scalar
+        } else {
+            Isa::Avx2
+        }
+    );
     quant::set_max_isa(Isa::Avx512);
     assert_eq!(quant::isa(), best);
     let mut rng = Rng(0x5eed_0005);
     for n in [0usize, 1, 7, 8, 31, 32, 33, 128, 1000] {
         let a: Vec<f32> = (0..n + 1).map(|_| rng.f32()).collect();
         let b: Vec<f32> = (0..n + 1).map(|_| rng.f32()).collect();
-        let h: Vec<u16> = b.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+        let h: Vec<u16> = b
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
         let (a, b, h) = (&a[1..], &b[1..], &h[1..]);
         let mag: f64 = a.iter().zip(b).map(|(x, y)| (x * y).abs() as f64).sum();
         let o0: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
         // f16 conversion (the KV cache): ties, overflow, subnormals, NaN.
-        let specials = [65504.0, 65520.0, -1e6, 1e-7, 3e-5, 1.0 + 1.0 / 2048.0, f32::NAN, f32::INFINITY];
-        let c: Vec<f32> = a.iter().enumerate().map(|(i, &v)| if i % 3 == 0 { specials[i / 3 % 8] } else { v * 70000.0 }).collect();
+        let specials = [
+            65504.0,
+            65520.0,
+            -1e6,
+            1e-7,
+            3e-5,
+            1.0 + 1.0 / 2048.0,
+            f32::NAN,
+            f32::INFINITY,
+        ];
+        let c: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if i % 3 == 0 {
+                    specials[i / 3 % 8]
+                } else {
+                    v * 70000.0
+                }
+            })
+            .collect();
         let run = || {
             let (mut o1, mut o2) = (o0.clone(), o0.clone());
             quant::axpy_f32(&mut o1, 0.37, b);
@@ -456,12 +536,19 @@ fn vector_helpers_and_switch() {
         quant::set_simd(true);
         assert_eq!(quant::isa(), best);
         assert_eq!(v.4, s.4, "f32_to_f16 n {n}");
-        assert!(s.4.iter().zip(&c).all(|(&h, &x)| h == half::f16::from_f32(x).to_bits()));
+        assert!(s
+            .4
+            .iter()
+            .zip(&c)
+            .all(|(&h, &x)| h == half::f16::from_f32(x).to_bits()));
         check_close(&format!("dot_f32 n {n}"), v.0, s.0, mag);
         check_close(&format!("dot_f16 n {n}"), v.1, s.1, mag * 1.01);
         // axpy: one FMA vs mul+add per element, within one rounding.
         for (x, y) in v.2.iter().zip(&s.2).chain(v.3.iter().zip(&s.3)) {
-            assert!((x - y).abs() <= 4e-7 * (x.abs() + 2.0), "axpy n {n}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 4e-7 * (x.abs() + 2.0),
+                "axpy n {n}: {x} vs {y}"
+            );
         }
     }
 }
@@ -475,8 +562,15 @@ fn x8_layouts_and_kernels() {
     use llamux_engine::quant::{matmul_rows_with, q4_k_x8, q6_k_x8, repack_x8, Layout};
     let mut rng = Rng(0x5eed_0008);
     let shapes = [(8usize, 256usize), (24, 768), (40, 256 * 5)];
-    for (wty, (rows, cols)) in [GgmlType::Q4K, GgmlType::Q6K].into_iter().flat_map(|t| shapes.map(|s| (t, s))) {
-        let unrepack = if wty == GgmlType::Q4K { q4_k_x8::unrepack } else { q6_k_x8::unrepack };
+    for (wty, (rows, cols)) in [GgmlType::Q4K, GgmlType::Q6K]
+        .into_iter()
+        .flat_map(|t| shapes.map(|s| (t, s)))
+    {
+        let unrepack = if wty == GgmlType::Q4K {
+            q4_k_x8::unrepack
+        } else {
+            q6_k_x8::unrepack
+        };
         let w = random_weights(wty, rows, cols, &mut rng);
         let rb = w.len() / rows;
         let mut p = w.clone();
@@ -497,19 +591,60 @@ fn x8_layouts_and_kernels() {
             let a = acts(Isa::Scalar, wty, &x, cols);
             let ab = a.len() / n_batch;
             let mut s = vec![0f32; rows * n_batch];
-            matmul_rows_with(Isa::Scalar, Layout::X8, &p, wty, cols, 0..rows, &a, n_batch, &mut s).unwrap();
+            matmul_rows_with(
+                Isa::Scalar,
+                Layout::X8,
+                &p,
+                wty,
+                cols,
+                0..rows,
+                &a,
+                n_batch,
+                &mut s,
+            )
+            .unwrap();
             for r in 0..rows {
                 for b in 0..n_batch {
                     let (wr, ar) = (&w[r * rb..(r + 1) * rb], &a[b * ab..(b + 1) * ab]);
                     let want = vec_dot_isa(Isa::Scalar, wty, cols, wr, ar).unwrap();
-                    check_close(&format!("{wty:?} x8 {rows}x{cols} row {r} batch {b}"), s[b * rows + r], want, magnitude(wty, wr, ar, cols));
+                    check_close(
+                        &format!("{wty:?} x8 {rows}x{cols} row {r} batch {b}"),
+                        s[b * rows + r],
+                        want,
+                        magnitude(wty, wr, ar, cols),
+                    );
                 }
             }
             let mut bad = vec![0f32; 4 * n_batch];
-            assert!(matmul_rows_with(Isa::Scalar, Layout::X8, &p, wty, cols, 4..8, &a, n_batch, &mut bad).is_err());
-            for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| quant::isa_available(i)) {
+            assert!(matmul_rows_with(
+                Isa::Scalar,
+                Layout::X8,
+                &p,
+                wty,
+                cols,
+                4..8,
+                &a,
+                n_batch,
+                &mut bad
+            )
+            .is_err());
+            for isa in [Isa::Avx2, Isa::Avx512]
+                .into_iter()
+                .filter(|&i| quant::isa_available(i))
+            {
                 let mut v = vec![0f32; rows * n_batch];
-                matmul_rows_with(isa, Layout::X8, &pu[1..], wty, cols, 0..rows, &a, n_batch, &mut v).unwrap();
+                matmul_rows_with(
+                    isa,
+                    Layout::X8,
+                    &pu[1..],
+                    wty,
+                    cols,
+                    0..rows,
+                    &a,
+                    n_batch,
+                    &mut v,
+                )
+                .unwrap();
                 assert!(
                     v.iter().zip(&s).all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{wty:?} x8 {rows}x{cols} batch {n_batch}: {isa:?} vs scalar reference"
@@ -517,17 +652,53 @@ fn x8_layouts_and_kernels() {
                 // Each token alone, and row groups alone, give the same bits.
                 for b in 0..n_batch {
                     let mut one = vec![0f32; rows];
-                    matmul_rows_with(isa, Layout::X8, &p, wty, cols, 0..rows, &a[b * ab..(b + 1) * ab], 1, &mut one).unwrap();
-                    assert!(one.iter().zip(&v[b * rows..]).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} token {b} of {n_batch}");
+                    matmul_rows_with(
+                        isa,
+                        Layout::X8,
+                        &p,
+                        wty,
+                        cols,
+                        0..rows,
+                        &a[b * ab..(b + 1) * ab],
+                        1,
+                        &mut one,
+                    )
+                    .unwrap();
+                    assert!(
+                        one.iter()
+                            .zip(&v[b * rows..])
+                            .all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{isa:?} token {b} of {n_batch}"
+                    );
                 }
                 let mut piece = vec![0f32; 8 * n_batch];
-                matmul_rows_with(isa, Layout::X8, &p, wty, cols, rows - 8..rows, &a, n_batch, &mut piece).unwrap();
+                matmul_rows_with(
+                    isa,
+                    Layout::X8,
+                    &p,
+                    wty,
+                    cols,
+                    rows - 8..rows,
+                    &a,
+                    n_batch,
+                    &mut piece,
+                )
+                .unwrap();
                 let want = (0..n_batch).flat_map(|b| &v[b * rows + rows - 8..(b + 1) * rows]);
-                assert!(piece.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()), "{isa:?} last row group");
+                assert!(
+                    piece
+                        .iter()
+                        .zip(want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{isa:?} last row group"
+                );
             }
         }
     }
-    for isa in [Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| !quant::isa_available(i)) {
+    for isa in [Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|&i| !quant::isa_available(i))
+    {
         eprintln!("x8: {isa:?} kernels not run: this CPU lacks their features");
     }
 }

@@ -6,7 +6,6 @@
 //! llama-cpp-python 0.3.36: set LLAMUX_LLAMA_SRC to the path that
 //! tests/fixtures/get-llama-src.sh prints.
 
-
 use llamux_engine::gguf::Gguf;
 use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
 
@@ -16,7 +15,6 @@ mod common;
 static GLOBAL: common::Counting = common::Counting;
 
 use common::{allocs, read_llama_model as read_model, vocab_vectors as vectors};
-
 
 fn load(bytes: &[u8]) -> Tokenizer {
     Tokenizer::from_gguf(&Gguf::parse(bytes).unwrap()).unwrap()
@@ -30,7 +28,9 @@ fn llama_spm() -> Tokenizer {
 fn enc(t: &Tokenizer, text: &[u8], add_special: bool, parse_special: bool) -> Vec<u32> {
     let mut s = t.scratch(text.len()).unwrap();
     let mut out = vec![0u32; text.len() + 3];
-    let n = t.encode_with(text, add_special, parse_special, &mut s, &mut out).unwrap();
+    let n = t
+        .encode_with(text, add_special, parse_special, &mut s, &mut out)
+        .unwrap();
     out.truncate(n);
     out
 }
@@ -42,17 +42,25 @@ fn dec(t: &Tokenizer, ids: &[u32]) -> Vec<u8> {
     out
 }
 
-
 fn check_vectors(t: &Tokenizer, name: &str) -> usize {
     let cases = vectors(name);
     let mut failed = Vec::new();
     for (text, want) in &cases {
         let got = enc(t, text, false, false);
         if &got != want {
-            failed.push(format!("{:?}\n   got  {got:?}\n   want {want:?}", String::from_utf8_lossy(text)));
+            failed.push(format!(
+                "{:?}\n   got  {got:?}\n   want {want:?}",
+                String::from_utf8_lossy(text)
+            ));
         }
     }
-    assert!(failed.is_empty(), "{name}: {} of {} vectors fail:\n{}", failed.len(), cases.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "{name}: {} of {} vectors fail:\n{}",
+        failed.len(),
+        cases.len(),
+        failed.join("\n")
+    );
     cases.len()
 }
 
@@ -132,7 +140,10 @@ fn random_text(r: &mut Rng, max_chars: u64) -> String {
     let n = r.below(max_chars + 1);
     (0..n)
         .map(|_| match r.below(4) {
-            0 => char::from_u32(r.below(0x11_0000) as u32).filter(|&c| c != '\u{2581}').unwrap_or('x').to_string(),
+            0 => char::from_u32(r.below(0x11_0000) as u32)
+                .filter(|&c| c != '\u{2581}')
+                .unwrap_or('x')
+                .to_string(),
             _ => POOL[r.below(POOL.len() as u64) as usize].to_string(),
         })
         .collect()
@@ -155,7 +166,10 @@ fn llama_spm_round_trips() {
         assert_eq!(&with_bos[1..], &ids[..]);
     }
     // A literal "▁" reads back as a space, as in llama.cpp.
-    assert_eq!(dec(&t, &enc(&t, "a\u{2581}b".as_bytes(), false, false)), b"a b");
+    assert_eq!(
+        dec(&t, &enc(&t, "a\u{2581}b".as_bytes(), false, false)),
+        b"a b"
+    );
 }
 
 #[test]
@@ -163,13 +177,22 @@ fn llama_spm_bytes_become_byte_tokens() {
     let t = llama_spm();
     // <0xNN> is id 3 + NN in this vocabulary.
     for b in 0..=255u8 {
-        assert_eq!(t.token_id(format!("<0x{b:02X}>").as_bytes()), Some(3 + b as u32));
+        assert_eq!(
+            t.token_id(format!("<0x{b:02X}>").as_bytes()),
+            Some(3 + b as u32)
+        );
         assert!(t.is_byte(3 + b as u32));
         assert_eq!(t.token_piece(3 + b as u32), [b]);
     }
-    assert_eq!(enc(&t, b"\xff\xfe", false, false), [29871, 3 + 0xff, 3 + 0xfe]);
+    assert_eq!(
+        enc(&t, b"\xff\xfe", false, false),
+        [29871, 3 + 0xff, 3 + 0xfe]
+    );
     // U+10FFFF has no token: its four UTF-8 bytes.
-    assert_eq!(enc(&t, "\u{10ffff}".as_bytes(), false, false), [29871, 3 + 0xf4, 3 + 0x8f, 3 + 0xbf, 3 + 0xbf]);
+    assert_eq!(
+        enc(&t, "\u{10ffff}".as_bytes(), false, false),
+        [29871, 3 + 0xf4, 3 + 0x8f, 3 + 0xbf, 3 + 0xbf]
+    );
     // A truncated sequence takes the next byte with it, like llama.cpp.
     let ids = enc(&t, b"\xc3A", false, false);
     assert_eq!(ids, [29871, 3 + 0xc3, 3 + b'A' as u32]);
@@ -199,12 +222,19 @@ fn llama_spm_special_tokens() {
     assert_eq!(t.token_to_piece(99999, true), b"");
     let mut buf = [0u8; 16];
     assert_eq!(t.decode_into(15043, false, &mut buf), Ok(6));
-    assert_eq!(t.decode_into(15043, false, &mut buf[..3]), Err(TokenizerError::OutputTooSmall { needed: 6 }));
+    assert_eq!(
+        t.decode_into(15043, false, &mut buf[..3]),
+        Err(TokenizerError::OutputTooSmall { needed: 6 })
+    );
     // llama_detokenize: remove_special drops BOS (and keeps the space then).
     let mut out = [0u8; 64];
-    let n = t.detokenize(&[1, 15043, 3186], true, false, &mut out).unwrap();
+    let n = t
+        .detokenize(&[1, 15043, 3186], true, false, &mut out)
+        .unwrap();
     assert_eq!(&out[..n], b" Hello world");
-    let n = t.detokenize(&[1, 15043, 3186], false, true, &mut out).unwrap();
+    let n = t
+        .detokenize(&[1, 15043, 3186], false, true, &mut out)
+        .unwrap();
     assert_eq!(&out[..n], b"<s> Hello world");
     assert_eq!(
         t.detokenize(&[15043, 3186], false, false, &mut out[..5]),
@@ -218,8 +248,13 @@ fn limits_are_errors() {
     let mut s = t.scratch(16).unwrap();
     let mut out = [0u32; 64];
     assert_eq!(s.max_bytes(), 16);
-    assert_eq!(t.encode(&[b'a'; 17], false, &mut s, &mut out), Err(TokenizerError::TextTooLong { len: 17, max: 16 }));
-    let n = t.encode(b"Hello world, hi!", true, &mut s, &mut out).unwrap();
+    assert_eq!(
+        t.encode(&[b'a'; 17], false, &mut s, &mut out),
+        Err(TokenizerError::TextTooLong { len: 17, max: 16 })
+    );
+    let n = t
+        .encode(b"Hello world, hi!", true, &mut s, &mut out)
+        .unwrap();
     for short in 0..n {
         let r = t.encode(b"Hello world, hi!", true, &mut s, &mut out[..short]);
         assert_eq!(r, Err(TokenizerError::OutputTooSmall { needed: n }));
@@ -255,12 +290,17 @@ fn fuzz_one(t: &Tokenizer, s: &mut TokenizerScratch, data: &[u8]) {
         );
     }
     let mut bytes = vec![0u8; 64 * n + 64];
-    let len = t.detokenize(ids, add_special, parse_special, &mut bytes).unwrap();
+    let len = t
+        .detokenize(ids, add_special, parse_special, &mut bytes)
+        .unwrap();
     // Plain text without user-defined tokens or a literal "▁" comes back.
     let plain = !add_special && !parse_special && std::str::from_utf8(text).is_ok();
     let user_defined = (0..t.n_vocab())
         .filter(|&id| t.token_attr(id) & attr::USER_DEFINED != 0)
-        .any(|id| text.windows(t.token_text(id).len()).any(|w| w == t.token_text(id)));
+        .any(|id| {
+            text.windows(t.token_text(id).len())
+                .any(|w| w == t.token_text(id))
+        });
     if plain && !user_defined && !text.windows(3).any(|w| w == "\u{2581}".as_bytes()) {
         assert_eq!(&bytes[..len], text);
     }
@@ -292,7 +332,9 @@ fn random_bytes_never_panic() {
             // Bytes from a small alphabet, to hit merges and special texts.
             1 => {
                 let alpha = b" \t\nab<>s/|unkhelo\xc3\xa9\xe2\x96\x81\xf0\x9f";
-                (0..len).map(|_| alpha[r.below(alpha.len() as u64) as usize]).collect()
+                (0..len)
+                    .map(|_| alpha[r.below(alpha.len() as u64) as usize])
+                    .collect()
             }
             _ => {
                 let mut v = vec![r.next() as u8];
@@ -330,7 +372,10 @@ fn utf8_stream_holds_split_characters() {
     assert_eq!(&buf[..k], "🦙a\u{fffd}".as_bytes());
     assert_eq!(u.push(b"\xe6\x97", &mut buf), Ok(0));
     // Too small: nothing consumed.
-    assert_eq!(u.finish(&mut buf[..2]), Err(TokenizerError::OutputTooSmall { needed: 3 }));
+    assert_eq!(
+        u.finish(&mut buf[..2]),
+        Err(TokenizerError::OutputTooSmall { needed: 3 })
+    );
     assert_eq!(u.pending(), b"\xe6\x97");
     let k = u.finish(&mut buf).unwrap();
     assert_eq!(&buf[..k], "\u{fffd}".as_bytes());
@@ -348,9 +393,19 @@ fn encoding_does_not_allocate() {
     let text = &text[..text.len().min(4096)];
     let before = allocs();
     for parse_special in [false, true] {
-        let n = t.encode_with(text, true, parse_special, &mut s, &mut out).unwrap();
+        let n = t
+            .encode_with(text, true, parse_special, &mut s, &mut out)
+            .unwrap();
         t.detokenize(&out[..n], true, false, &mut bytes).unwrap();
-        let n = m.encode_with(b"a<|user|>b <s> hello", true, parse_special, &mut sm, &mut out).unwrap();
+        let n = m
+            .encode_with(
+                b"a<|user|>b <s> hello",
+                true,
+                parse_special,
+                &mut sm,
+                &mut out,
+            )
+            .unwrap();
         m.detokenize(&out[..n], true, true, &mut bytes).unwrap();
     }
     let mut u = Utf8Stream::new();
@@ -407,13 +462,15 @@ fn gguf(kvs: &[(&str, Kv)]) -> Vec<u8> {
                 o.extend_from_slice(&9u32.to_le_bytes());
                 o.extend_from_slice(&6u32.to_le_bytes());
                 o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
-                xs.iter().for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
+                xs.iter()
+                    .for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
             }
             Kv::I32s(xs) => {
                 o.extend_from_slice(&9u32.to_le_bytes());
                 o.extend_from_slice(&5u32.to_le_bytes());
                 o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
-                xs.iter().for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
+                xs.iter()
+                    .for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
             }
         }
     }
@@ -423,8 +480,11 @@ fn gguf(kvs: &[(&str, Kv)]) -> Vec<u8> {
 /// (text, score, type) of a small SentencePiece vocabulary: <unk> <s> </s>,
 /// 256 byte tokens, a few merges, a user-defined and a FIM control token.
 fn mini_tokens() -> Vec<(Vec<u8>, f32, i32)> {
-    let mut v: Vec<(Vec<u8>, f32, i32)> =
-        vec![(b"<unk>".to_vec(), 0.0, 2), (b"<s>".to_vec(), 0.0, 3), (b"</s>".to_vec(), 0.0, 3)];
+    let mut v: Vec<(Vec<u8>, f32, i32)> = vec![
+        (b"<unk>".to_vec(), 0.0, 2),
+        (b"<s>".to_vec(), 0.0, 3),
+        (b"</s>".to_vec(), 0.0, 3),
+    ];
     v.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>").into_bytes(), 0.0, 6)));
     for (t, sc) in [
         ("▁", -1.0),
@@ -457,9 +517,18 @@ fn mini_tokens() -> Vec<(Vec<u8>, f32, i32)> {
 fn mini_gguf(tokens: &[(Vec<u8>, f32, i32)], extra: Vec<(&str, Kv)>) -> Vec<u8> {
     let mut kvs = vec![
         ("tokenizer.ggml.model", Kv::Str(b"llama".to_vec())),
-        ("tokenizer.ggml.tokens", Kv::Strs(tokens.iter().map(|t| t.0.clone()).collect())),
-        ("tokenizer.ggml.scores", Kv::F32s(tokens.iter().map(|t| t.1).collect())),
-        ("tokenizer.ggml.token_type", Kv::I32s(tokens.iter().map(|t| t.2).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            Kv::Strs(tokens.iter().map(|t| t.0.clone()).collect()),
+        ),
+        (
+            "tokenizer.ggml.scores",
+            Kv::F32s(tokens.iter().map(|t| t.1).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Kv::I32s(tokens.iter().map(|t| t.2).collect()),
+        ),
     ];
     kvs.extend(extra);
     gguf(&kvs)
@@ -471,7 +540,8 @@ fn mini(extra: &[(&str, bool)]) -> Tokenizer {
 }
 
 fn id(t: &Tokenizer, s: &str) -> u32 {
-    t.token_id(s.as_bytes()).unwrap_or_else(|| panic!("no token {s:?}"))
+    t.token_id(s.as_bytes())
+        .unwrap_or_else(|| panic!("no token {s:?}"))
 }
 
 #[test]
@@ -479,7 +549,10 @@ fn mini_merges_and_fallback() {
     let t = mini(&[]);
     assert_eq!(enc(&t, b"hello", false, false), [id(&t, "▁hello")]);
     // Highest score first, leftmost on ties: "▁a" then "▁ab" win over "abc".
-    assert_eq!(enc(&t, b"abc ab", false, false), [id(&t, "▁ab"), id(&t, "c"), id(&t, "▁ab")]);
+    assert_eq!(
+        enc(&t, b"abc ab", false, false),
+        [id(&t, "▁ab"), id(&t, "c"), id(&t, "▁ab")]
+    );
     assert_eq!(enc(&t, "é".as_bytes(), false, false), [id(&t, "▁é")]);
     // No "x" token: its byte; no "▁x": "▁" then the byte.
     assert_eq!(enc(&t, b"x", false, false), [id(&t, "▁"), id(&t, "<0x78>")]);
@@ -499,7 +572,10 @@ fn mini_user_defined_and_control_tokens() {
     // after a special token gets the space prefix again.
     let sp = id(&t, "▁");
     let b = id(&t, "b");
-    assert_eq!(enc(&t, b"a<|user|>b", false, false), [id(&t, "▁a"), user, sp, b]);
+    assert_eq!(
+        enc(&t, b"a<|user|>b", false, false),
+        [id(&t, "▁a"), user, sp, b]
+    );
     assert_eq!(enc(&t, b"<|user|><|user|>", false, false), [user, user]);
     // Control tokens only with parse_special.
     let text = "a▁<PRE>b".as_bytes();
@@ -513,16 +589,23 @@ fn mini_user_defined_and_control_tokens() {
 
 #[test]
 fn mini_flags_from_metadata() {
-    let t = mini(&[("tokenizer.ggml.add_bos_token", false), ("tokenizer.ggml.add_eos_token", true)]);
+    let t = mini(&[
+        ("tokenizer.ggml.add_bos_token", false),
+        ("tokenizer.ggml.add_eos_token", true),
+    ]);
     assert_eq!(enc(&t, b"a", true, false), [id(&t, "▁a"), 2]);
     let mut out = [0u8; 16];
-    let n = t.detokenize(&[id(&t, "▁a"), 2], true, false, &mut out).unwrap();
+    let n = t
+        .detokenize(&[id(&t, "▁a"), 2], true, false, &mut out)
+        .unwrap();
     assert_eq!(&out[..n], b"a");
     let t = mini(&[("tokenizer.ggml.add_space_prefix", false)]);
     assert_eq!(enc(&t, b"ab", false, false), [id(&t, "ab")]);
     assert_eq!(enc(&t, b" ab", false, false), [id(&t, "▁ab")]);
     let mut out = [0u8; 16];
-    let n = t.detokenize(&[id(&t, "▁ab")], false, false, &mut out).unwrap();
+    let n = t
+        .detokenize(&[id(&t, "▁ab")], false, false, &mut out)
+        .unwrap();
     assert_eq!(&out[..n], b" ab");
 }
 
@@ -533,7 +616,10 @@ fn mini_phi3_strips_space_after_special_tokens() {
     let user = id(&t, "<|user|>");
     assert_ne!(t.token_attr(user) & attr::RSTRIP, 0);
     assert_eq!(t.token_attr(1) & attr::RSTRIP, 0);
-    assert_eq!(enc(&t, b"a<|user|> \n b", false, false), [id(&t, "▁a"), user, id(&t, "▁"), id(&t, "b")]);
+    assert_eq!(
+        enc(&t, b"a<|user|> \n b", false, false),
+        [id(&t, "▁a"), user, id(&t, "▁"), id(&t, "b")]
+    );
 }
 
 #[test]
@@ -548,40 +634,64 @@ fn mini_odd_vocabularies() {
     let mut toks = mini_tokens();
     toks.push((b"ab".to_vec(), 0.0, 1));
     let g = mini_gguf(&toks, vec![]);
-    assert!(matches!(Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()), Err(TokenizerError::DuplicateToken { .. })));
+    assert!(matches!(
+        Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()),
+        Err(TokenizerError::DuplicateToken { .. })
+    ));
     // No byte tokens: bytes fall back to <unk>.
     let toks: Vec<_> = mini_tokens().into_iter().filter(|t| t.2 != 6).collect();
     let t = load(&mini_gguf(&toks, vec![]));
     assert_eq!(enc(&t, b"x", false, false), [id(&t, "▁"), 0]);
     // Out-of-range ids in the metadata keep the defaults.
-    let t = load(&mini_gguf(&mini_tokens(), vec![("tokenizer.ggml.bos_token_id", Kv::U32(1 << 30))]));
+    let t = load(&mini_gguf(
+        &mini_tokens(),
+        vec![("tokenizer.ggml.bos_token_id", Kv::U32(1 << 30))],
+    ));
     assert_eq!(t.bos(), Some(1));
-    let t = load(&mini_gguf(&mini_tokens(), vec![("tokenizer.ggml.eos_token_id", Kv::U32(5))]));
+    let t = load(&mini_gguf(
+        &mini_tokens(),
+        vec![("tokenizer.ggml.eos_token_id", Kv::U32(5))],
+    ));
     assert_eq!(t.eos(), Some(5));
     assert!(t.is_eog(5));
     // Not SentencePiece, or no tokens: errors.
     let g = gguf(&[("tokenizer.ggml.model", Kv::Str(b"gpt2".to_vec()))]);
-    assert_eq!(Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).err(), Some(TokenizerError::UnsupportedModel));
+    assert_eq!(
+        Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).err(),
+        Some(TokenizerError::UnsupportedModel)
+    );
     let g = gguf(&[("tokenizer.ggml.model", Kv::Str(b"llama".to_vec()))]);
     assert_eq!(
         Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).err(),
         Some(TokenizerError::MissingKey("tokenizer.ggml.tokens"))
     );
-    let g = gguf(&[("tokenizer.ggml.model", Kv::Str(b"llama".to_vec())), ("tokenizer.ggml.tokens", Kv::Strs(vec![]))]);
-    assert_eq!(Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).err(), Some(TokenizerError::EmptyVocab));
+    let g = gguf(&[
+        ("tokenizer.ggml.model", Kv::Str(b"llama".to_vec())),
+        ("tokenizer.ggml.tokens", Kv::Strs(vec![])),
+    ]);
+    assert_eq!(
+        Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).err(),
+        Some(TokenizerError::EmptyVocab)
+    );
     let g = mini_gguf(&mini_tokens(), vec![]);
     let g2 = {
         let toks = mini_tokens();
         gguf(&[
             ("tokenizer.ggml.model", Kv::Str(b"llama".to_vec())),
-            ("tokenizer.ggml.tokens", Kv::Strs(toks.iter().map(|t| t.0.clone()).collect())),
+            (
+                "tokenizer.ggml.tokens",
+                Kv::Strs(toks.iter().map(|t| t.0.clone()).collect()),
+            ),
             ("tokenizer.ggml.scores", Kv::F32s(vec![0.0; 3])),
         ])
     };
     assert!(Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).is_ok());
     assert!(matches!(
         Tokenizer::from_gguf(&Gguf::parse(&g2).unwrap()),
-        Err(TokenizerError::ShortArray { key: "tokenizer.ggml.scores", .. })
+        Err(TokenizerError::ShortArray {
+            key: "tokenizer.ggml.scores",
+            ..
+        })
     ));
 }
 

@@ -18,12 +18,12 @@ static GLOBAL: common::Counting = common::Counting;
 
 use common::{allocs, read_llama_model as read_model, vocab_vectors as vectors};
 
-
 /// The qwen2 vocabulary (151,936 tokens, 151,387 merges), loaded once.
 fn qwen2() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
     T.get_or_init(|| {
-        let bytes: &'static [u8] = Box::leak(read_model("ggml-vocab-qwen2.gguf").into_boxed_slice());
+        let bytes: &'static [u8] =
+            Box::leak(read_model("ggml-vocab-qwen2.gguf").into_boxed_slice());
         Tokenizer::from_gguf(&Gguf::parse(bytes).unwrap()).unwrap()
     })
 }
@@ -31,7 +31,9 @@ fn qwen2() -> &'static Tokenizer {
 fn enc(t: &Tokenizer, text: &[u8], add_special: bool, parse_special: bool) -> Vec<u32> {
     let mut s = t.scratch(text.len()).unwrap();
     let mut out = vec![0u32; 3 * text.len() + 2];
-    let n = t.encode_with(text, add_special, parse_special, &mut s, &mut out).unwrap();
+    let n = t
+        .encode_with(text, add_special, parse_special, &mut s, &mut out)
+        .unwrap();
     out.truncate(n);
     out
 }
@@ -43,7 +45,6 @@ fn dec(t: &Tokenizer, ids: &[u32], unparse_special: bool) -> Vec<u8> {
     out
 }
 
-
 #[test]
 fn qwen2_vectors() {
     let t = qwen2();
@@ -53,12 +54,26 @@ fn qwen2_vectors() {
         // test-tokenizer-0: add_special = false, parse_special = false.
         let got = enc(t, text, false, false);
         if &got != want {
-            failed.push(format!("{:?}\n   got  {got:?}\n   want {want:?}", String::from_utf8_lossy(text)));
+            failed.push(format!(
+                "{:?}\n   got  {got:?}\n   want {want:?}",
+                String::from_utf8_lossy(text)
+            ));
         }
         // And llama.cpp's check that detokenizing gives the text back.
-        assert_eq!(dec(t, want, false), *text, "detokenize {:?}", String::from_utf8_lossy(text));
+        assert_eq!(
+            dec(t, want, false),
+            *text,
+            "detokenize {:?}",
+            String::from_utf8_lossy(text)
+        );
     }
-    assert!(failed.is_empty(), "qwen2: {} of {} vectors fail:\n{}", failed.len(), cases.len(), failed.join("\n"));
+    assert!(
+        failed.is_empty(),
+        "qwen2: {} of {} vectors fail:\n{}",
+        failed.len(),
+        cases.len(),
+        failed.join("\n")
+    );
     assert_eq!(cases.len(), 46);
 }
 
@@ -75,7 +90,10 @@ fn qwen2_metadata() {
     assert!(t.is_eog(im_end) && t.is_eog(eot) && !t.is_eog(im_start));
     assert!(t.is_control(im_start));
     // Pieces: GPT-2 byte characters mapped back to bytes.
-    assert_eq!(t.token_piece(t.token_id("Ġworld".as_bytes()).unwrap()), b" world");
+    assert_eq!(
+        t.token_piece(t.token_id("Ġworld".as_bytes()).unwrap()),
+        b" world"
+    );
     assert_eq!(t.token_piece(t.token_id("Ċ".as_bytes()).unwrap()), b"\n");
     assert_eq!(t.token_piece(im_end), b"<|im_end|>");
     assert_eq!(t.token_to_piece(im_end, false), b"");
@@ -89,13 +107,15 @@ fn qwen2_chatml() {
     // From llama.cpp's llama-tokenize on the same vocab.
     let chat = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWrite fib in Rust 🦀<|im_end|>\n<|im_start|>assistant\n";
     let want = [
-        151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198, 7985, 15801, 304, 33789,
-        11162, 99, 222, 151645, 198, 151644, 77091, 198,
+        151644, 8948, 198, 2610, 525, 264, 10950, 17847, 13, 151645, 198, 151644, 872, 198, 7985,
+        15801, 304, 33789, 11162, 99, 222, 151645, 198, 151644, 77091, 198,
     ];
     assert_eq!(enc(t, chat.as_bytes(), true, true), want);
     assert_eq!(dec(t, &want, true), chat.as_bytes());
     // Without parse_special the control tokens are plain text.
-    let plain = [27, 91, 318, 4906, 91, 29, 87, 27, 91, 8691, 723, 427, 91, 29];
+    let plain = [
+        27, 91, 318, 4906, 91, 29, 87, 27, 91, 8691, 723, 427, 91, 29,
+    ];
     assert_eq!(enc(t, b"<|im_start|>x<|endoftext|>", true, false), plain);
     assert_eq!(dec(t, &[151644, 87, 151643], false), b"x");
 }
@@ -113,12 +133,53 @@ impl Rng {
 
 fn random_text(r: &mut Rng, max_chars: u64) -> String {
     const PIECES: &[&str] = &[
-        "a", "Z", "é", "ß", "中", "文", "🦀", "🦙", " ", "  ", "\n", "\r\n", "\t", "'s", "'LL", "'Re", "0", "123",
-        "٣", "!", "...", "->", "{", "}", "(", ")", "<|im_start|>", "<|im_end|>", "\u{3000}", "\u{a0}", "ÿ", "x y",
-        "fn", "main", "Hello", " world", "\u{301}", "ʼ", "ǅ", "Ⅻ", "\u{feff}", "\u{200b}",
+        "a",
+        "Z",
+        "é",
+        "ß",
+        "中",
+        "文",
+        "🦀",
+        "🦙",
+        " ",
+        "  ",
+        "\n",
+        "\r\n",
+        "\t",
+        "'s",
+        "'LL",
+        "'Re",
+        "0",
+        "123",
+        "٣",
+        "!",
+        "...",
+        "->",
+        "{",
+        "}",
+        "(",
+        ")",
+        "<|im_start|>",
+        "<|im_end|>",
+        "\u{3000}",
+        "\u{a0}",
+        "ÿ",
+        "x y",
+        "fn",
+        "main",
+        "Hello",
+        " world",
+        "\u{301}",
+        "ʼ",
+        "ǅ",
+        "Ⅻ",
+        "\u{feff}",
+        "\u{200b}",
     ];
     let n = r.next() % max_chars;
-    (0..n).map(|_| PIECES[(r.next() % PIECES.len() as u64) as usize]).collect()
+    (0..n)
+        .map(|_| PIECES[(r.next() % PIECES.len() as u64) as usize])
+        .collect()
 }
 
 #[test]
@@ -145,11 +206,16 @@ fn qwen2_random_bytes_never_panic() {
         let bytes: Vec<u8> = (0..len)
             .map(|_| match i % 3 {
                 0 => r.next() as u8,
-                1 => [0x80, 0xbf, 0xc0, 0xc3, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff, b' ', b'a', b'\n', b'1'][(r.next() % 14) as usize],
+                1 => [
+                    0x80, 0xbf, 0xc0, 0xc3, 0xe0, 0xed, 0xf0, 0xf4, 0xf5, 0xff, b' ', b'a', b'\n',
+                    b'1',
+                ][(r.next() % 14) as usize],
                 _ => b"<|im_end|> '"[(r.next() % 12) as usize],
             })
             .collect();
-        let n = t.encode_with(&bytes, true, i % 2 == 0, &mut s, &mut out).unwrap();
+        let n = t
+            .encode_with(&bytes, true, i % 2 == 0, &mut s, &mut out)
+            .unwrap();
         assert!(n <= 3 * len + 2);
         assert!(out[..n].iter().all(|&id| id < t.n_vocab()));
         // Valid UTF-8 comes back unchanged.
@@ -166,7 +232,10 @@ fn qwen2_invalid_utf8_like_llama_cpp() {
     // and decodes overlong forms as they come (C0 80 is NUL).
     let fffd = t.token_id("ï¿½".as_bytes()).unwrap();
     assert_eq!(enc(t, &[0xff], false, false), [fffd]);
-    assert_eq!(enc(t, &[0xc0, 0x80], false, false), enc(t, &[0], false, false));
+    assert_eq!(
+        enc(t, &[0xc0, 0x80], false, false),
+        enc(t, &[0], false, false)
+    );
 }
 
 #[test]
@@ -174,8 +243,13 @@ fn qwen2_limits_are_errors() {
     let t = qwen2();
     let mut s = t.scratch(16).unwrap();
     let mut out = [0u32; 64];
-    assert_eq!(t.encode(&[b'a'; 17], false, &mut s, &mut out), Err(TokenizerError::TextTooLong { len: 17, max: 16 }));
-    let n = t.encode(b"Hello world, hi!", true, &mut s, &mut out).unwrap();
+    assert_eq!(
+        t.encode(&[b'a'; 17], false, &mut s, &mut out),
+        Err(TokenizerError::TextTooLong { len: 17, max: 16 })
+    );
+    let n = t
+        .encode(b"Hello world, hi!", true, &mut s, &mut out)
+        .unwrap();
     for short in 0..n {
         let r = t.encode(b"Hello world, hi!", true, &mut s, &mut out[..short]);
         assert_eq!(r, Err(TokenizerError::OutputTooSmall { needed: n }));
@@ -199,10 +273,14 @@ fn qwen2_encoding_does_not_allocate() {
     let text = &text[..text.len().min(4096)];
     let before = allocs();
     for parse_special in [false, true] {
-        let n = t.encode_with(text, true, parse_special, &mut s, &mut out).unwrap();
+        let n = t
+            .encode_with(text, true, parse_special, &mut s, &mut out)
+            .unwrap();
         t.detokenize(&out[..n], true, true, &mut bytes).unwrap();
     }
-    let n = t.encode_with(&[0xff, 0xc0, b' ', 0xe0], true, true, &mut s, &mut out).unwrap();
+    let n = t
+        .encode_with(&[0xff, 0xc0, b' ', 0xe0], true, true, &mut s, &mut out)
+        .unwrap();
     t.detokenize(&out[..n], true, false, &mut bytes).unwrap();
     assert_eq!(allocs(), before);
     let _v: Vec<u8> = Vec::with_capacity(1);

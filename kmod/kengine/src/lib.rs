@@ -46,7 +46,6 @@ use llamux_engine::host::{try_box, ErrorKind, FixedBuf, Host, HostParams};
 use llamux_engine::model::{ModelError, Repacker};
 use llamux_engine::params::MilliSampling;
 
-
 const E2BIG: i32 = 7;
 const ENOMEM: i32 = 12;
 const EINVAL: i32 = 22;
@@ -199,7 +198,10 @@ static ALLOC: KernelAlloc = KernelAlloc;
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut buf = [0u8; 256];
-    let mut w = FixedBuf { buf: &mut buf, len: 0 };
+    let mut w = FixedBuf {
+        buf: &mut buf,
+        len: 0,
+    };
     let _ = write!(w, "{info}");
     let len = w.len;
     // SAFETY: the module's hook only reads `len` bytes and never returns.
@@ -300,7 +302,10 @@ struct ErrOut<'a> {
 impl<'a> ErrOut<'a> {
     fn new(buf: *mut u8, cap: usize) -> Self {
         if buf.is_null() || cap == 0 {
-            return ErrOut { buf: &mut [], len: 0 };
+            return ErrOut {
+                buf: &mut [],
+                len: 0,
+            };
         }
         // SAFETY: the caller promises `cap` writable bytes at `buf`, not
         // aliased during the call.
@@ -323,7 +328,10 @@ impl<'a> ErrOut<'a> {
 impl Write for ErrOut<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         let room = self.room();
-        let mut f = FixedBuf { buf: self.buf.get_mut(..room).unwrap_or_default(), len: self.len };
+        let mut f = FixedBuf {
+            buf: self.buf.get_mut(..room).unwrap_or_default(),
+            len: self.len,
+        };
         let r = f.write_str(s);
         self.len = f.len;
         r
@@ -393,7 +401,10 @@ extern "C" fn llx_load(
         advise_max_ctx: p.advise_max_ctx as usize,
         repacked: p.repacked != 0,
     };
-    let exec = KernelExec { ctx: p.exec_ctx, parallelism: p.parallelism.max(1) as usize };
+    let exec = KernelExec {
+        ctx: p.exec_ctx,
+        parallelism: p.parallelism.max(1) as usize,
+    };
     let mut msg = ErrOut::new(err, err_cap);
     let r = match Engine::load(bytes, &hp, exec, &mut msg) {
         Ok(h) => match try_box(h) {
@@ -444,7 +455,12 @@ extern "C" fn llx_info(h: *mut c_void, buf: *mut u8, cap: usize) -> isize {
     info.len() as isize
 }
 
-extern "C" fn llx_prepare(h: *mut c_void, sampling: *const LlxSampling, err: *mut u8, err_cap: usize) -> i32 {
+extern "C" fn llx_prepare(
+    h: *mut c_void,
+    sampling: *const LlxSampling,
+    err: *mut u8,
+    err_cap: usize,
+) -> i32 {
     // SAFETY: a live handle (abi.rs); the sampling is the caller's.
     let (Some(e), Some(s)) = (unsafe { engine(h) }, unsafe { sampling.as_ref() }) else {
         put_err(err, err_cap, format_args!("null argument"));
@@ -480,12 +496,20 @@ extern "C" fn llx_start(
         unsafe { core::slice::from_raw_parts(prompt, len) }
     };
     let mut msg = ErrOut::new(err, err_cap);
-    let r = e.start(text, to_milli(s), &mut msg).map_or_else(|k| errno(k) as i64, |n| n as i64);
+    let r = e
+        .start(text, to_milli(s), &mut msg)
+        .map_or_else(|k| errno(k) as i64, |n| n as i64);
     msg.finish();
     r
 }
 
-extern "C" fn llx_step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize, token: *mut u32) -> i32 {
+extern "C" fn llx_step(
+    h: *mut c_void,
+    out: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    token: *mut u32,
+) -> i32 {
     // SAFETY: a live handle (abi.rs).
     let Some(e) = (unsafe { engine(h) }) else {
         return -EINVAL;
@@ -513,7 +537,13 @@ extern "C" fn llx_step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut u
     }
 }
 
-extern "C" fn llx_advise(h: *mut c_void, req: *const u8, len: usize, resp: *mut u8, cap: usize) -> isize {
+extern "C" fn llx_advise(
+    h: *mut c_void,
+    req: *const u8,
+    len: usize,
+    resp: *mut u8,
+    cap: usize,
+) -> isize {
     // SAFETY: a live handle (abi.rs).
     let Some(e) = (unsafe { engine(h) }) else {
         return -EINVAL as isize;
@@ -575,7 +605,13 @@ extern "C" fn llx_advise_stats(h: *mut c_void, out: *mut LlxAdviseStats) {
 /// such matrix, or no SIMD kernels for them on this CPU), or -errno and a
 /// message. The module then calls `llx_repack_step` until it returns 1,
 /// each call in its own short FPU section, and `llx_repack_free`.
-extern "C" fn llx_repack_begin(file: *const u8, len: usize, out: *mut *mut c_void, err: *mut u8, err_cap: usize) -> i32 {
+extern "C" fn llx_repack_begin(
+    file: *const u8,
+    len: usize,
+    out: *mut *mut c_void,
+    err: *mut u8,
+    err_cap: usize,
+) -> i32 {
     if file.is_null() || out.is_null() {
         put_err(err, err_cap, format_args!("null argument"));
         return -EINVAL;
@@ -609,7 +645,13 @@ extern "C" fn llx_repack_begin(file: *const u8, len: usize, out: *mut *mut c_voi
 /// `llx_repack_begin` planned; the module owns it and nothing else reads
 /// it until the load). `progress[0]`, `[1]`: bytes done and in all.
 /// Returns 1 when every matrix is done, 0 when more remains, or -errno.
-extern "C" fn llx_repack_step(r: *mut c_void, file: *mut u8, len: usize, budget: usize, progress: *mut u64) -> i32 {
+extern "C" fn llx_repack_step(
+    r: *mut c_void,
+    file: *mut u8,
+    len: usize,
+    budget: usize,
+    progress: *mut u64,
+) -> i32 {
     if r.is_null() || file.is_null() {
         return -EINVAL;
     }
@@ -623,7 +665,11 @@ extern "C" fn llx_repack_step(r: *mut c_void, file: *mut u8, len: usize, budget:
     if !progress.is_null() {
         let (done, total) = r.progress();
         // SAFETY: the caller passes two writable u64s.
-        unsafe { progress.cast::<[u64; 2]>().write_unaligned([done as u64, total as u64]) };
+        unsafe {
+            progress
+                .cast::<[u64; 2]>()
+                .write_unaligned([done as u64, total as u64])
+        };
     }
     match res {
         Ok(true) => 1,
@@ -639,7 +685,6 @@ extern "C" fn llx_repack_free(r: *mut c_void) {
         drop(unsafe { Box::from_raw(r as *mut Repacker) });
     }
 }
-
 
 // The module checks a record's size against the ABI's limit first.
 const _: () = assert!(LLX_ADVISE_MAX == llamux_engine::host::advise::ADVISE_MAX);

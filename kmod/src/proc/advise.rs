@@ -16,9 +16,9 @@ use core::ffi::c_int;
 use kernel::ffi::c_char;
 
 use kernel::bindings;
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
-use kernel::new_mutex;
 
 use crate::abi::LLX_ADVISE_MAX;
 use crate::state::{self, Turn};
@@ -38,7 +38,17 @@ type AdviseFile = Mutex<Resp>;
 
 #[no_mangle]
 extern "C" fn llamux_advise_open(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-    match KBox::pin_init(new_mutex!(Resp { len: 0, off: 0, buf: [0; RESP_MAX] }, "llamux_advise_file"), GFP_KERNEL) {
+    match KBox::pin_init(
+        new_mutex!(
+            Resp {
+                len: 0,
+                off: 0,
+                buf: [0; RESP_MAX]
+            },
+            "llamux_advise_file"
+        ),
+        GFP_KERNEL,
+    ) {
         Ok(b) => {
             FilePrivate::set(file, b);
             0
@@ -48,7 +58,10 @@ extern "C" fn llamux_advise_open(_inode: *mut bindings::inode, file: *mut bindin
 }
 
 #[no_mangle]
-extern "C" fn llamux_advise_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+extern "C" fn llamux_advise_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
     // SAFETY: set by llamux_advise_open with an AdviseFile; release is the
     // file's last callback.
     drop(unsafe { FilePrivate::take::<AdviseFile>(file) });
@@ -135,18 +148,30 @@ fn read(file: *mut bindings::file, buf: *mut c_char, count: usize) -> Result<usi
     let n = count.min(r.len.saturating_sub(r.off));
     if n > 0 {
         let from = r.off;
-        sys::user_slice(buf, n).writer().write_slice(r.buf.get(from..from + n).unwrap_or_default())?;
+        sys::user_slice(buf, n)
+            .writer()
+            .write_slice(r.buf.get(from..from + n).unwrap_or_default())?;
         r.off += n;
     }
     Ok(n)
 }
 
 #[no_mangle]
-extern "C" fn llamux_advise_write(file: *mut bindings::file, buf: *const c_char, count: usize, _ppos: *mut i64) -> isize {
+extern "C" fn llamux_advise_write(
+    file: *mut bindings::file,
+    buf: *const c_char,
+    count: usize,
+    _ppos: *mut i64,
+) -> isize {
     super::ret(write(file, buf, count))
 }
 
 #[no_mangle]
-extern "C" fn llamux_advise_read(file: *mut bindings::file, buf: *mut c_char, count: usize, _ppos: *mut i64) -> isize {
+extern "C" fn llamux_advise_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut i64,
+) -> isize {
     super::ret(read(file, buf, count))
 }

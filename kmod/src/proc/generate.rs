@@ -49,13 +49,25 @@ fn write(buf: *const c_char, count: usize) -> Result<usize> {
         len -= 1;
     }
     let sampling = g.sampling;
-    g.req = Req::Pending { prompt, len, sampling, since_ns: sys::now_ns() };
+    g.req = Req::Pending {
+        prompt,
+        len,
+        sampling,
+        since_ns: sys::now_ns(),
+    };
     Ok(count)
 }
 
 /// Copies the unread part of the current piece to user space.
-fn copy_piece(c: &mut Core, out: &mut kernel::uaccess::UserSliceWriter, count: usize) -> Result<usize> {
-    let Req::Running { piece, len, off, .. } = &mut c.req else {
+fn copy_piece(
+    c: &mut Core,
+    out: &mut kernel::uaccess::UserSliceWriter,
+    count: usize,
+) -> Result<usize> {
+    let Req::Running {
+        piece, len, off, ..
+    } = &mut c.req
+    else {
         return Ok(0);
     };
     let n = count.min(len.saturating_sub(*off));
@@ -108,10 +120,21 @@ fn read(file: *mut bindings::file, buf: *mut c_char, count: usize) -> Result<usi
         Err(e) => return Err(e),
     };
     if begin {
-        let Req::Pending { prompt, len, sampling, .. } = core::mem::replace(
+        let Req::Pending {
+            prompt,
+            len,
+            sampling,
+            ..
+        } = core::mem::replace(
             &mut g.req,
-            Req::Running { reader: me, piece: [0; PIECE_MAX], len: 0, off: 0 },
-        ) else {
+            Req::Running {
+                reader: me,
+                piece: [0; PIECE_MAX],
+                len: 0,
+                off: 0,
+            },
+        )
+        else {
             turn.end(&mut g);
             return Err(EINVAL);
         };
@@ -195,14 +218,24 @@ fn step(
         }
         finish(sh, &mut g);
         turn.end(&mut g);
-        return if r < 0 { Err(sys::errno(r as i64)) } else { Ok(0) };
+        return if r < 0 {
+            Err(sys::errno(r as i64))
+        } else {
+            Ok(0)
+        };
     }
     let n = g.n_ids;
     if let Some(slot) = g.last_ids.get_mut(n) {
         *slot = tok;
         g.n_ids = n + 1;
     }
-    if let Req::Running { piece: p, len: l, off, .. } = &mut g.req {
+    if let Req::Running {
+        piece: p,
+        len: l,
+        off,
+        ..
+    } = &mut g.req
+    {
         *p = piece;
         *l = len.min(PIECE_MAX);
         *off = 0;
@@ -222,12 +255,20 @@ extern "C" fn llamux_generate_write(
 }
 
 #[no_mangle]
-extern "C" fn llamux_generate_read(file: *mut bindings::file, buf: *mut c_char, count: usize, _ppos: *mut i64) -> isize {
+extern "C" fn llamux_generate_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    _ppos: *mut i64,
+) -> isize {
     super::ret(read(file, buf, count))
 }
 
 #[no_mangle]
-extern "C" fn llamux_generate_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> core::ffi::c_int {
+extern "C" fn llamux_generate_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> core::ffi::c_int {
     let Some(sh) = state::shared() else {
         return 0;
     };

@@ -20,9 +20,17 @@ fn write(buf: *const c_char, count: usize) -> Result<usize> {
     }
     let raw = super::read_user(buf, count)?;
     // A NUL ends the path, as in C strings; then trim whitespace.
-    let path = raw.get(..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())).unwrap_or_default();
-    let start = path.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(path.len());
-    let end = path.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let path = raw
+        .get(..raw.iter().position(|&c| c == 0).unwrap_or(raw.len()))
+        .unwrap_or_default();
+    let start = path
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(path.len());
+    let end = path
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     let mut p = KVec::with_capacity(end.saturating_sub(start) + 1, GFP_KERNEL)?;
     p.extend_from_slice(path.get(start..end).unwrap_or_default(), GFP_KERNEL)?;
     p.push(0, GFP_KERNEL)?;

@@ -37,10 +37,19 @@ pub(crate) fn create() -> Result<ProcEntry> {
         // callbacks, which only use the module state published before this
         // and cleared after the directory is removed.
         unsafe {
-            dir.create(kernel::c_str!("generate"), core::ptr::addr_of!(llamux_generate_ops))?;
+            dir.create(
+                kernel::c_str!("generate"),
+                core::ptr::addr_of!(llamux_generate_ops),
+            )?;
             dir.create(kernel::c_str!("load"), core::ptr::addr_of!(llamux_load_ops))?;
-            dir.create(kernel::c_str!("params"), core::ptr::addr_of!(llamux_params_ops))?;
-            dir.create(kernel::c_str!("advise"), core::ptr::addr_of!(llamux_advise_ops))?;
+            dir.create(
+                kernel::c_str!("params"),
+                core::ptr::addr_of!(llamux_params_ops),
+            )?;
+            dir.create(
+                kernel::c_str!("advise"),
+                core::ptr::addr_of!(llamux_advise_ops),
+            )?;
         }
         Ok(())
     })();

@@ -25,7 +25,11 @@ fn mb_per_s(bytes: u64, ns: u64) -> u64 {
 }
 
 fn rate(m: &mut Seq, name: &str, tokens: u64, ns: u64) {
-    let milli = if ns == 0 { 0 } else { tokens.saturating_mul(1_000_000_000_000) / ns };
+    let milli = if ns == 0 {
+        0
+    } else {
+        tokens.saturating_mul(1_000_000_000_000) / ns
+    };
     let _ = writeln!(m, "{name}: {}.{:03}", milli / 1000, milli % 1000);
 }
 
@@ -51,18 +55,34 @@ pub(crate) unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void
     // Load progress first, without the Core lock (a load does not hold it
     // while it reads): a copy under the spinlock.
     let ls = *sh.load_stat.lock();
-    let _ = writeln!(m, "load_state: {}", if ls.active { "loading" } else { "idle" });
+    let _ = writeln!(
+        m,
+        "load_state: {}",
+        if ls.active { "loading" } else { "idle" }
+    );
     if ls.active {
         let _ = write!(m, "load_file: ");
         m.bytes(ls.file.get(..ls.file_len).unwrap_or_default());
         let _ = writeln!(m, "\nload_bytes: {} / {}", ls.done, ls.total);
-        let _ = writeln!(m, "load_mb_per_s: {}", mb_per_s(ls.done, sys::now_ns().saturating_sub(ls.start_ns)));
+        let _ = writeln!(
+            m,
+            "load_mb_per_s: {}",
+            mb_per_s(ls.done, sys::now_ns().saturating_sub(ls.start_ns))
+        );
         if ls.repack_total != 0 {
-            let _ = writeln!(m, "load_repack_bytes: {} / {}", ls.repack_done, ls.repack_total);
+            let _ = writeln!(
+                m,
+                "load_repack_bytes: {} / {}",
+                ls.repack_done, ls.repack_total
+            );
         }
     }
     let _ = writeln!(m, "last_load_error: {}", ls.last_err);
-    let _ = writeln!(m, "last_load_mb_per_s: {}", mb_per_s(ls.last_bytes, ls.last_ns));
+    let _ = writeln!(
+        m,
+        "last_load_mb_per_s: {}",
+        mb_per_s(ls.last_bytes, ls.last_ns)
+    );
     let _ = writeln!(
         m,
         "kv_type: {}\nmax_model_mb: {}\ndrop_cache: {}",
@@ -73,7 +93,11 @@ pub(crate) unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void
 
     let mut g = sh.core.lock();
     sh.expire_pending(&mut g);
-    let _ = writeln!(m, "model_loaded: {}", if g.meta.is_some() { "yes" } else { "no" });
+    let _ = writeln!(
+        m,
+        "model_loaded: {}",
+        if g.meta.is_some() { "yes" } else { "no" }
+    );
     if let Some(meta) = g.meta.as_ref() {
         let _ = write!(m, "model_path: ");
         m.bytes(&meta.path);
@@ -82,7 +106,11 @@ pub(crate) unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void
         m.bytes(meta.kv_line());
         let _ = writeln!(m);
     }
-    let _ = writeln!(m, "engine_alloc_bytes: {}", ENGINE_MEM.load(Ordering::Relaxed));
+    let _ = writeln!(
+        m,
+        "engine_alloc_bytes: {}",
+        ENGINE_MEM.load(Ordering::Relaxed)
+    );
     let _ = writeln!(m, "threads: {}", threads);
     let _ = writeln!(
         m,
@@ -114,10 +142,20 @@ pub(crate) unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void
     let n_ids = g.n_ids as u64;
     let _ = writeln!(m, "last_prompt_tokens: {}", g.last_n_prompt);
     let _ = writeln!(m, "last_generated_tokens: {}", n_ids);
-    rate(m, "last_prefill_tokens_per_s", g.last_n_prompt.max(0) as u64, g.last_prefill_ns);
+    rate(
+        m,
+        "last_prefill_tokens_per_s",
+        g.last_n_prompt.max(0) as u64,
+        g.last_prefill_ns,
+    );
     // As `llamux run`: the first token comes from the prefill's logits, so
     // decode speed counts n - 1 forward passes.
-    rate(m, "last_decode_tokens_per_s", n_ids.saturating_sub(1), g.last_decode_ns);
+    rate(
+        m,
+        "last_decode_tokens_per_s",
+        n_ids.saturating_sub(1),
+        g.last_decode_ns,
+    );
     let _ = writeln!(
         m,
         "last_prefill_ms: {}\nlast_decode_ms: {}",

@@ -12,18 +12,28 @@ pub fn check(data: &[u8]) {
     if let Some(r) = Request::parse(data) {
         let answers: Vec<&[u8]> = r.answers().collect();
         assert_eq!(answers.len(), r.n_answers());
-        assert!(answers.iter().zip(r.answer_lens()).all(|(a, &l)| a.len() == l && l > 0));
+        assert!(answers
+            .iter()
+            .zip(r.answer_lens())
+            .all(|(a, &l)| a.len() == l && l > 0));
         assert_eq!(answers.concat(), r.answers_bytes());
         let body = [r.prefix, r.event, r.answers_bytes()].concat();
         assert!(data.ends_with(&body));
-        assert_eq!(Request::parse(&encode(r.ctx, r.prefix, r.event, &answers)), Some(r));
+        assert_eq!(
+            Request::parse(&encode(r.ctx, r.prefix, r.event, &answers)),
+            Some(r)
+        );
     }
     let mut parts = data.split(|&b| b == 0xff);
-    let (Some(prefix), Some(event)) = (parts.next(), parts.next()) else { return };
+    let (Some(prefix), Some(event)) = (parts.next(), parts.next()) else {
+        return;
+    };
     let answers: Vec<&[u8]> = parts.collect();
     let ctx = 1 + data.len() % llamux_engine::advise::request::MAX_CTX;
     let rec = encode(ctx, prefix, event, &answers);
-    let ok = !event.is_empty() && (1..=MAX_ANSWERS).contains(&answers.len()) && answers.iter().all(|a| !a.is_empty());
+    let ok = !event.is_empty()
+        && (1..=MAX_ANSWERS).contains(&answers.len())
+        && answers.iter().all(|a| !a.is_empty());
     match Request::parse(&rec) {
         Some(r) => {
             assert!(ok);

@@ -21,7 +21,10 @@ pub fn check(data: &[u8], policies: &[Policy]) {
     // SAFETY: Event is #[repr(C)] plain integers without implicit padding.
     let bytes = unsafe { std::slice::from_raw_parts((&e as *const Event).cast::<u8>(), size) };
     assert_eq!(bytes, &data[..size]);
-    let word = |i: usize| data.get(size + 8 * i..size + 8 * i + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+    let word = |i: usize| {
+        data.get(size + 8 * i..size + 8 * i + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
     let (rate, first_seen) = (f64::from_bits(word(0)), word(1));
     for hook in HOOKS {
         let m = event::fields(&e, hook, rate, first_seen, 1.0);
@@ -33,8 +36,15 @@ pub fn check(data: &[u8], policies: &[Policy]) {
         for p in policies.iter().filter(|p| p.hook == hook) {
             // No field adds a line or a control character to the prompt.
             let text = p.render(&m).unwrap();
-            assert_eq!(text.matches('\n').count(), p.template.matches('\n').count(), "{text:?}");
-            assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+            assert_eq!(
+                text.matches('\n').count(),
+                p.template.matches('\n').count(),
+                "{text:?}"
+            );
+            assert!(
+                !text.chars().any(|c| c.is_control() && c != '\n'),
+                "{text:?}"
+            );
             let (key, _) = p.key_of(&m).unwrap();
             assert_eq!((key.hook, key.kind), (hook.id(), p.key.id()));
         }

@@ -12,20 +12,34 @@ use serde_json::{Map, Value};
 use toml::{Table, Value as T};
 
 pub fn check(data: &[u8]) {
-    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
     let path = Path::new("fuzz.toml");
     match policy::parse(path, src) {
         Ok(p) => {
             let again = to_toml(&p);
-            let q = policy::parse(path, &again).unwrap_or_else(|e| panic!("written back: {e}\n{again}"));
+            let q = policy::parse(path, &again)
+                .unwrap_or_else(|e| panic!("written back: {e}\n{again}"));
             assert_eq!(q, p, "written back:\n{again}");
-            let ev: Map<String, Value> = p.hook.fields().iter().map(|&f| (f.to_string(), Value::from(1))).collect();
+            let ev: Map<String, Value> = p
+                .hook
+                .fields()
+                .iter()
+                .map(|&f| (f.to_string(), Value::from(1)))
+                .collect();
             p.render(&ev).unwrap();
             p.key_of(&ev).unwrap();
         }
         Err(e) => {
-            assert!((1..=src.matches('\n').count() + 1).contains(&e.line), "line out of the file: {e}");
-            assert!(!e.msg.is_empty() && e.to_string().starts_with("fuzz.toml:"), "{e}");
+            assert!(
+                (1..=src.matches('\n').count() + 1).contains(&e.line),
+                "line out of the file: {e}"
+            );
+            assert!(
+                !e.msg.is_empty() && e.to_string().starts_with("fuzz.toml:"),
+                "{e}"
+            );
         }
     }
 }
@@ -37,7 +51,10 @@ pub fn to_toml(p: &Policy) -> String {
     t.insert("description".into(), T::from(p.description.as_str()));
     t.insert("hook".into(), T::from(p.hook.name()));
     t.insert("key".into(), T::from(p.key.name()));
-    t.insert("default".into(), T::from(if p.default_deny { "deny" } else { "allow" }));
+    t.insert(
+        "default".into(),
+        T::from(if p.default_deny { "deny" } else { "allow" }),
+    );
     t.insert("ttl".into(), T::from(p.ttl_s as i64));
     t.insert("rate_limit".into(), T::from(i64::from(p.rate_limit)));
     if p.margin != 0.0 {
@@ -51,7 +68,10 @@ pub fn to_toml(p: &Policy) -> String {
     if p.sample != 0 {
         f.insert("sample".into(), T::from(i64::from(p.sample)));
     }
-    f.insert("exclude_comm".into(), T::Array(p.exclude_comm.iter().map(|s| T::from(s.as_str())).collect()));
+    f.insert(
+        "exclude_comm".into(),
+        T::Array(p.exclude_comm.iter().map(|s| T::from(s.as_str())).collect()),
+    );
     t.insert("filter".into(), T::Table(f));
     let mut pr = Table::new();
     pr.insert("prefix".into(), T::from(p.prefix.as_str()));
@@ -68,7 +88,10 @@ pub fn to_toml(p: &Policy) -> String {
         let ex = c.examples.iter().map(|e| {
             let mut et = Table::new();
             et.insert("answer".into(), T::from(p.answers[e.answer].text.as_str()));
-            et.insert("event".into(), json_to_toml(&Value::Object(e.event.clone())));
+            et.insert(
+                "event".into(),
+                json_to_toml(&Value::Object(e.event.clone())),
+            );
             T::Table(et)
         });
         ct.insert("example".into(), T::Array(ex.collect()));
@@ -102,10 +125,17 @@ pub fn to_toml(p: &Policy) -> String {
 fn json_to_toml(v: &Value) -> T {
     match v {
         Value::Bool(b) => T::from(*b),
-        Value::Number(n) => n.as_i64().map(T::from).unwrap_or_else(|| T::from(n.as_f64().unwrap_or(0.0))),
+        Value::Number(n) => n
+            .as_i64()
+            .map(T::from)
+            .unwrap_or_else(|| T::from(n.as_f64().unwrap_or(0.0))),
         Value::String(s) => T::from(s.as_str()),
         Value::Array(a) => T::Array(a.iter().map(json_to_toml).collect()),
-        Value::Object(m) => T::Table(m.iter().map(|(k, v)| (k.clone(), json_to_toml(v))).collect()),
+        Value::Object(m) => T::Table(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json_to_toml(v)))
+                .collect(),
+        ),
         Value::Null => T::from(""),
     }
 }

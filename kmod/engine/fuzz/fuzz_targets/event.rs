@@ -15,6 +15,8 @@ use llamux::policy::Policy;
 static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let p = POLICIES.get_or_init(|| policy_check::shipped(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../policies")));
+    let p = POLICIES.get_or_init(|| {
+        policy_check::shipped(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../policies"))
+    });
     check::check(data, p)
 });

@@ -35,16 +35,23 @@ fn vocab_gguf(tokens: &[(Vec<u8>, f32, i32)]) -> Vec<u8> {
     arr(&mut o, "tokenizer.ggml.tokens", 8, tokens.len());
     tokens.iter().for_each(|t| s(&mut o, &t.0));
     arr(&mut o, "tokenizer.ggml.scores", 6, tokens.len());
-    tokens.iter().for_each(|t| o.extend_from_slice(&t.1.to_le_bytes()));
+    tokens
+        .iter()
+        .for_each(|t| o.extend_from_slice(&t.1.to_le_bytes()));
     arr(&mut o, "tokenizer.ggml.token_type", 5, tokens.len());
-    tokens.iter().for_each(|t| o.extend_from_slice(&t.2.to_le_bytes()));
+    tokens
+        .iter()
+        .for_each(|t| o.extend_from_slice(&t.2.to_le_bytes()));
     o
 }
 
 /// <unk> <s> </s>, byte tokens, a few merges, a user-defined and a control token.
 fn mini() -> Tokenizer {
-    let mut v: Vec<(Vec<u8>, f32, i32)> =
-        vec![(b"<unk>".to_vec(), 0.0, 2), (b"<s>".to_vec(), 0.0, 3), (b"</s>".to_vec(), 0.0, 3)];
+    let mut v: Vec<(Vec<u8>, f32, i32)> = vec![
+        (b"<unk>".to_vec(), 0.0, 2),
+        (b"<s>".to_vec(), 0.0, 3),
+        (b"</s>".to_vec(), 0.0, 3),
+    ];
     v.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>").into_bytes(), 0.0, 6)));
     for (t, sc) in [
         ("▁", -1.0),
@@ -77,7 +84,8 @@ fn mini() -> Tokenizer {
 
 fn llama_spm() -> Option<Tokenizer> {
     let dir = std::env::var_os("LLAMUX_LLAMA_SRC")?;
-    let bytes = std::fs::read(std::path::Path::new(&dir).join("models/ggml-vocab-llama-spm.gguf")).ok()?;
+    let bytes =
+        std::fs::read(std::path::Path::new(&dir).join("models/ggml-vocab-llama-spm.gguf")).ok()?;
     Some(Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap())
 }
 
@@ -106,7 +114,9 @@ static VOCABS: OnceLock<(Vocab, Option<Vocab>)> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let (mini, spm) = VOCABS.get_or_init(|| (Vocab::new(mini()), llama_spm().map(Vocab::new)));
-    let Some((&flags, text)) = data.split_first() else { return };
+    let Some((&flags, text)) = data.split_first() else {
+        return;
+    };
     let (v, slot) = match spm {
         Some(spm) if flags & 4 != 0 => (spm, 1),
         _ => (mini, 0),
@@ -131,10 +141,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(r, Err(TokenizerError::OutputTooSmall { needed: n }));
     }
     let mut bytes = vec![0u8; 64 * n + 64];
-    let len = t.detokenize(ids, add_special, parse_special, &mut bytes).unwrap();
+    let len = t
+        .detokenize(ids, add_special, parse_special, &mut bytes)
+        .unwrap();
     // Plain text without user-defined tokens or a literal "▁" comes back.
     let plain = !add_special && !parse_special && std::str::from_utf8(text).is_ok();
-    let user_defined = v.user_defined.iter().any(|u| text.windows(u.len()).any(|w| w == u.as_slice()));
+    let user_defined = v
+        .user_defined
+        .iter()
+        .any(|u| text.windows(u.len()).any(|w| w == u.as_slice()));
     if plain && !user_defined && !text.windows(3).any(|w| w == "\u{2581}".as_bytes()) {
         assert_eq!(&bytes[..len], text);
     }

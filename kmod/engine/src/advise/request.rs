@@ -80,7 +80,14 @@ impl<'a> Request<'a> {
         }
         let (prefix, rest) = body.split_at(plen);
         let (event, answers) = rest.split_at(elen);
-        Some(Request { ctx, prefix, event, answers, lens, n })
+        Some(Request {
+            ctx,
+            prefix,
+            event,
+            answers,
+            lens,
+            n,
+        })
     }
 
     pub fn n_answers(&self) -> usize {
@@ -114,7 +121,13 @@ pub fn encode(ctx: usize, prefix: &[u8], event: &[u8], answers: &[&[u8]]) -> Vec
     use core::fmt::Write;
     let mut head = alloc::string::String::new();
     // Writing into a String cannot fail.
-    let _ = write!(head, "llxa1 {ctx} {} {} {}", prefix.len(), event.len(), answers.len());
+    let _ = write!(
+        head,
+        "llxa1 {ctx} {} {} {}",
+        prefix.len(),
+        event.len(),
+        answers.len()
+    );
     for a in answers {
         let _ = write!(head, " {}", a.len());
     }
@@ -138,7 +151,10 @@ mod tests {
         let r = encode(512, b"Prefix.", b"ev", &answers);
         assert_eq!(r, b"llxa1 512 7 2 3 2 2 5\nPrefix.ev Y Nmaybe");
         let p = Request::parse(&r).unwrap();
-        assert_eq!((p.ctx, p.prefix, p.event, p.n_answers()), (512, &b"Prefix."[..], &b"ev"[..], 3));
+        assert_eq!(
+            (p.ctx, p.prefix, p.event, p.n_answers()),
+            (512, &b"Prefix."[..], &b"ev"[..], 3)
+        );
         assert_eq!(p.answers().collect::<Vec<_>>(), answers);
         assert_eq!(p.answer_lens(), [2, 2, 5]);
     }
@@ -149,19 +165,19 @@ mod tests {
         assert!(Request::parse(&ok).is_some());
         for bad in [
             &b"llxa1 64 1 1 2 1 1\nPeab!"[..], // body longer than the counts
-            b"llxa1 64 1 1 2 1 1\nPea",         // shorter
-            b"llxa1 64 1 1 2 1 0\nPeab",        // empty answer
-            b"llxa1 64 1 0 2 1 1\nPab",         // empty event
-            b"llxa1 0 1 1 2 1 1\nPeab",         // ctx 0
-            b"llxa1 64 1 1 0\nPe",              // no answers
+            b"llxa1 64 1 1 2 1 1\nPea",        // shorter
+            b"llxa1 64 1 1 2 1 0\nPeab",       // empty answer
+            b"llxa1 64 1 0 2 1 1\nPab",        // empty event
+            b"llxa1 0 1 1 2 1 1\nPeab",        // ctx 0
+            b"llxa1 64 1 1 0\nPe",             // no answers
             b"llxa1 64 1 1 17 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1\nPe11111111111111111",
-            b"llxa1 64 1 1 2 1 1 1\nPeab",      // a word too many
-            b"llxa1 64 1 1 2 1\nPea",           // a length missing
+            b"llxa1 64 1 1 2 1 1 1\nPeab", // a word too many
+            b"llxa1 64 1 1 2 1\nPea",      // a length missing
             b"llxa2 64 1 1 2 1 1\nPeab",
             b"llxa1 64 -1 1 2 1 1\nPeab",
             b"llxa1 64 18446744073709551615 1 2 1 1\nPeab", // sum overflows
             b"llxa1 64 99999999999999999999 1 2 1 1\nPeab", // over u64
-            b"llxa1 64 1 1 2 1 1",              // no newline
+            b"llxa1 64 1 1 2 1 1",                          // no newline
         ] {
             assert_eq!(Request::parse(bad), None, "{:?}", core::str::from_utf8(bad));
         }

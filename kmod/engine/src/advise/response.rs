@@ -24,13 +24,24 @@ pub struct Response {
 impl Response {
     /// None when `scores` is empty, longer than MAX_ANSWERS, or `best` is
     /// not one of its indices.
-    pub fn new(best: usize, event_tokens: usize, prefix_tokens: usize, scores: &[f32]) -> Option<Self> {
+    pub fn new(
+        best: usize,
+        event_tokens: usize,
+        prefix_tokens: usize,
+        scores: &[f32],
+    ) -> Option<Self> {
         if scores.is_empty() || scores.len() > MAX_ANSWERS || best >= scores.len() {
             return None;
         }
         let mut s = [0f32; MAX_ANSWERS];
         s.get_mut(..scores.len())?.copy_from_slice(scores);
-        Some(Response { best, event_tokens, prefix_tokens, scores: s, n: scores.len() })
+        Some(Response {
+            best,
+            event_tokens,
+            prefix_tokens,
+            scores: s,
+            n: scores.len(),
+        })
     }
 
     pub fn scores(&self) -> &[f32] {
@@ -39,7 +50,11 @@ impl Response {
 
     /// Writes the record (one line, with its newline).
     pub fn encode(&self, w: &mut impl fmt::Write) -> fmt::Result {
-        write!(w, "{} {} {} {}", self.best, self.event_tokens, self.prefix_tokens, self.n)?;
+        write!(
+            w,
+            "{} {} {} {}",
+            self.best, self.event_tokens, self.prefix_tokens, self.n
+        )?;
         for s in self.scores() {
             write!(w, " {:08x}", s.to_bits())?;
         }
@@ -72,7 +87,13 @@ impl Response {
         if words.next().is_some() {
             return None;
         }
-        Some(Response { best, event_tokens: ev, prefix_tokens: pre, scores, n })
+        Some(Response {
+            best,
+            event_tokens: ev,
+            prefix_tokens: pre,
+            scores,
+            n,
+        })
     }
 }
 
@@ -90,7 +111,13 @@ mod tests {
         assert_eq!(s, "1 17 5 4 bfa00000 80000000 00800000 ff7fc99e\n");
         let p = Response::parse(s.as_bytes()).unwrap();
         assert_eq!(p, r);
-        assert_eq!(p.scores().iter().map(|s| s.to_bits()).collect::<alloc::vec::Vec<_>>(), scores.map(f32::to_bits));
+        assert_eq!(
+            p.scores()
+                .iter()
+                .map(|s| s.to_bits())
+                .collect::<alloc::vec::Vec<_>>(),
+            scores.map(f32::to_bits)
+        );
         assert_eq!(Response::parse(s.trim_end().as_bytes()), Some(r));
     }
 

@@ -127,19 +127,23 @@ fn build(
         ErrorKind::OutOfMemory
     })?;
     let mut buf = zeroed_u32(ADVISE_MAX + 2).ok_or_else(|| oom(msg))?;
-    let n = tok.encode(r.prefix, true, &mut scratch, &mut buf).map_err(|x| {
-        let _ = write!(msg, "prefix: {x}");
-        ErrorKind::Invalid
-    })?;
+    let n = tok
+        .encode(r.prefix, true, &mut scratch, &mut buf)
+        .map_err(|x| {
+            let _ = write!(msg, "prefix: {x}");
+            ErrorKind::Invalid
+        })?;
     let prefix_toks = copy_of(buf.get(..n).unwrap_or_default()).ok_or_else(|| oom(msg))?;
     let mut answer_toks = Vec::new();
     let mut answer_lens = [0usize; MAX_ANSWERS];
     let mut longest = 0;
     for ((i, text), len) in r.answers().enumerate().zip(answer_lens.iter_mut()) {
-        let n = tok.encode(text, false, &mut scratch, &mut buf).map_err(|x| {
-            let _ = write!(msg, "answer {i}: {x}");
-            ErrorKind::Invalid
-        })?;
+        let n = tok
+            .encode(text, false, &mut scratch, &mut buf)
+            .map_err(|x| {
+                let _ = write!(msg, "answer {i}: {x}");
+                ErrorKind::Invalid
+            })?;
         if n == 0 {
             let _ = write!(msg, "answer {i} has no tokens");
             return Err(ErrorKind::Invalid);
@@ -151,14 +155,28 @@ fn build(
     }
     let n_batch = longest.max(32);
     if prefix_toks.len() + 64 + n_batch > r.ctx {
-        let _ = write!(msg, "prefix of {} tokens does not fit a {}-position context", prefix_toks.len(), r.ctx);
+        let _ = write!(
+            msg,
+            "prefix of {} tokens does not fit a {}-position context",
+            prefix_toks.len(),
+            r.ctx
+        );
         return Err(ErrorKind::TooBig);
     }
-    let cp = ContextParams { n_ctx: r.ctx, n_batch, logits_all: true, ..ContextParams::default() };
+    let cp = ContextParams {
+        n_ctx: r.ctx,
+        n_batch,
+        logits_all: true,
+        ..ContextParams::default()
+    };
     let need = Context::bytes_for(&model.hp, &cp).map_or(u64::MAX, |b| b as u64);
     let avail = mem_available();
     if need > avail {
-        let _ = write!(msg, "advisor context of {} positions needs {need} bytes, {avail} available", r.ctx);
+        let _ = write!(
+            msg,
+            "advisor context of {} positions needs {need} bytes, {avail} available",
+            r.ctx
+        );
         return Err(ErrorKind::OutOfMemory);
     }
     let mut adv = Advisor::new(model, r.ctx, n_batch).map_err(|x| {
@@ -199,8 +217,16 @@ impl Slots {
     pub fn new(slots: usize, max_ctx: usize) -> Self {
         Slots {
             advs: Default::default(),
-            n: if slots == 0 { ADV_SLOTS_DEFAULT } else { slots.min(ADV_SLOTS_MAX) },
-            max_ctx: if max_ctx == 0 { ADV_MAX_CTX_DEFAULT } else { max_ctx },
+            n: if slots == 0 {
+                ADV_SLOTS_DEFAULT
+            } else {
+                slots.min(ADV_SLOTS_MAX)
+            },
+            max_ctx: if max_ctx == 0 {
+                ADV_MAX_CTX_DEFAULT
+            } else {
+                max_ctx
+            },
             clock: 0,
             prefills: 0,
             reuses: 0,
@@ -238,31 +264,46 @@ impl Slots {
             return Err(ErrorKind::Invalid);
         };
         if r.ctx > self.max_ctx {
-            let _ = write!(msg, "advisor context of {} positions is over the limit of {}", r.ctx, self.max_ctx);
+            let _ = write!(
+                msg,
+                "advisor context of {} positions is over the limit of {}",
+                r.ctx, self.max_ctx
+            );
             return Err(ErrorKind::Invalid);
         }
         let n_slots = self.n.clamp(1, ADV_SLOTS_MAX);
-        let slot = match self.advs[..n_slots].iter().position(|a| a.as_ref().is_some_and(|a| a.matches(&r))) {
+        let slot = match self.advs[..n_slots]
+            .iter()
+            .position(|a| a.as_ref().is_some_and(|a| a.matches(&r)))
+        {
             Some(i) => {
                 self.reuses += 1;
                 i
             }
             None => {
                 // A free slot, else the least recently used one, freed first.
-                let i = self.advs[..n_slots].iter().position(Option::is_none).unwrap_or_else(|| {
-                    let mut lru = 0;
-                    for (j, a) in self.advs[..n_slots].iter().enumerate() {
-                        if a.as_ref().map_or(0, |a| a.last_used) < self.advs[lru].as_ref().map_or(0, |a| a.last_used) {
-                            lru = j;
+                let i = self.advs[..n_slots]
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        let mut lru = 0;
+                        for (j, a) in self.advs[..n_slots].iter().enumerate() {
+                            if a.as_ref().map_or(0, |a| a.last_used)
+                                < self.advs[lru].as_ref().map_or(0, |a| a.last_used)
+                            {
+                                lru = j;
+                            }
                         }
-                    }
-                    lru
-                });
+                        lru
+                    });
                 self.advs[i] = None;
                 // The first try's message is kept aside (no allocation: this
                 // is also the out-of-memory path) in case a retry replaces it.
                 let mut first_buf = [0u8; 256];
-                let mut first = super::FixedBuf { buf: &mut first_buf, len: 0 };
+                let mut first = super::FixedBuf {
+                    buf: &mut first_buf,
+                    len: 0,
+                };
                 let built = match build(model, tok, exec, &r, mem_available, &mut first) {
                     Err(ErrorKind::OutOfMemory) if self.advs.iter().any(Option::is_some) => {
                         // No memory for one more: keep only the new one.
@@ -273,7 +314,10 @@ impl Slots {
                         let text = first.buf.get(..first.len).unwrap_or_default();
                         let valid = match core::str::from_utf8(text) {
                             Ok(t) => t,
-                            Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or(""),
+                            Err(e) => core::str::from_utf8(
+                                text.get(..e.valid_up_to()).unwrap_or_default(),
+                            )
+                            .unwrap_or(""),
                         };
                         let _ = msg.write_str(valid);
                         Err(k)
@@ -291,10 +335,12 @@ impl Slots {
             return Err(ErrorKind::Invalid);
         };
         st.last_used = clock;
-        let n_ev = tok.encode(r.event, false, &mut st.scratch, &mut st.ev).map_err(|x| {
-            let _ = write!(msg, "event: {x}");
-            ErrorKind::Invalid
-        })?;
+        let n_ev = tok
+            .encode(r.event, false, &mut st.scratch, &mut st.ev)
+            .map_err(|x| {
+                let _ = write!(msg, "event: {x}");
+                ErrorKind::Invalid
+            })?;
         // Split the answers' tokens (build made the lengths add up).
         let mut answers: [&[u32]; MAX_ANSWERS] = [&[]; MAX_ANSWERS];
         let mut rest = &st.answer_toks[..];
@@ -310,11 +356,20 @@ impl Slots {
         let ev = st.ev.get(..n_ev).unwrap_or_default();
         let ev = ev.get(ev.len().saturating_sub(room)..).unwrap_or_default();
         let mut scores = [0f32; MAX_ANSWERS];
-        let best = st.adv.score(model, ev, &answers[..n_answers], &mut scores, exec).map_err(|x| {
-            let _ = write!(msg, "{x}");
-            model_kind(&x)
-        })?;
-        Response::new(best, ev.len(), st.prefix_tokens, scores.get(..n_answers).unwrap_or_default()).ok_or_else(|| {
+        let best = st
+            .adv
+            .score(model, ev, &answers[..n_answers], &mut scores, exec)
+            .map_err(|x| {
+                let _ = write!(msg, "{x}");
+                model_kind(&x)
+            })?;
+        Response::new(
+            best,
+            ev.len(),
+            st.prefix_tokens,
+            scores.get(..n_answers).unwrap_or_default(),
+        )
+        .ok_or_else(|| {
             let _ = write!(msg, "no answers");
             ErrorKind::Invalid
         })

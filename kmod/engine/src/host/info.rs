@@ -16,7 +16,12 @@ fn kind(ty: KvType) -> &'static str {
 }
 
 #[inline(never)]
-pub(crate) fn model_info(g: &Gguf<'_>, m: &Model<'_>, s: &Session, file_len: usize) -> Result<String, fmt::Error> {
+pub(crate) fn model_info(
+    g: &Gguf<'_>,
+    m: &Model<'_>,
+    s: &Session,
+    file_len: usize,
+) -> Result<String, fmt::Error> {
     let hp = &m.hp;
     let mut o = String::new();
     writeln!(o, "arch: {}", hp.arch)?;
@@ -57,9 +62,21 @@ pub(crate) fn model_info(g: &Gguf<'_>, m: &Model<'_>, s: &Session, file_len: usi
     writeln!(o, "kernels: {}", crate::quant::isa().name())?;
     // x8: Q4_K/Q6_K matrices repacked at load for the 8-row kernels.
     writeln!(o, "layout: {}", if m.repacked() { "x8" } else { "rows" })?;
-    writeln!(o, "context: n_ctx={} n_batch={} kv={} bytes={}", p.n_ctx, p.n_batch, kind(p.kv_type), s.ctx.memory_bytes())?;
+    writeln!(
+        o,
+        "context: n_ctx={} n_batch={} kv={} bytes={}",
+        p.n_ctx,
+        p.n_batch,
+        kind(p.kv_type),
+        s.ctx.memory_bytes()
+    )?;
     // The module copies this line to dmesg and /proc/llamux/status.
-    writeln!(o, "kv_cache: n_ctx={} type={} bytes={}", p.n_ctx, kind(p.kv_type), s.ctx.kv_bytes())?;
+    writeln!(
+        o,
+        "kv_cache: n_ctx={} type={} bytes={}",
+        p.n_ctx,
+        kind(p.kv_type),
+        s.ctx.kv_bytes()
+    )?;
     Ok(o)
 }
-

@@ -116,7 +116,11 @@ pub fn try_box<T>(v: T) -> Option<Box<T>> {
 
 #[inline(never)]
 fn boxed_model<'a>(g: &Gguf<'a>, repacked: bool) -> Result<Box<Model<'a>>, ModelError> {
-    let m = if repacked { Model::from_repacked_gguf(g)? } else { Model::from_gguf(g)? };
+    let m = if repacked {
+        Model::from_repacked_gguf(g)?
+    } else {
+        Model::from_gguf(g)?
+    };
     try_box(m).ok_or(ModelError::OutOfMemory)
 }
 
@@ -133,13 +137,19 @@ fn boxed_session(
     s: MilliSampling,
     max_prompt_bytes: usize,
 ) -> Result<Box<Session>, SessionError> {
-    try_box(Session::new(m, tok, cp, s.to_sampler(), max_prompt_bytes)?).ok_or(SessionError::OutOfMemory)
+    try_box(Session::new(m, tok, cp, s.to_sampler(), max_prompt_bytes)?)
+        .ok_or(SessionError::OutOfMemory)
 }
 
 impl<'a, E: Exec> Host<'a, E> {
     /// Parses and checks the model in `bytes` and allocates everything a
     /// generation needs (the session is built with the default sampling).
-    pub fn load(bytes: &'a [u8], p: &HostParams, exec: E, msg: &mut dyn Write) -> Result<Self, ErrorKind> {
+    pub fn load(
+        bytes: &'a [u8],
+        p: &HostParams,
+        exec: E,
+        msg: &mut dyn Write,
+    ) -> Result<Self, ErrorKind> {
         let g = Gguf::parse(bytes).map_err(|e| {
             let _ = write!(msg, "not a valid GGUF file: {e}");
             ErrorKind::Invalid
@@ -159,10 +169,11 @@ impl<'a, E: Exec> Host<'a, E> {
             kv_type: if p.kv_f16 { KvType::F16 } else { KvType::F32 },
         };
         let max_prompt_bytes = p.max_prompt_bytes.max(1);
-        let sess = boxed_session(&model, &tok, cp, MilliSampling::DEFAULT, max_prompt_bytes).map_err(|e| {
-            let _ = write!(msg, "context: {e}");
-            session_kind(&e)
-        })?;
+        let sess = boxed_session(&model, &tok, cp, MilliSampling::DEFAULT, max_prompt_bytes)
+            .map_err(|e| {
+                let _ = write!(msg, "context: {e}");
+                session_kind(&e)
+            })?;
         let info = info::model_info(&g, &model, &sess, bytes.len()).map_err(|_| {
             let _ = write!(msg, "out of memory");
             ErrorKind::OutOfMemory
@@ -206,14 +217,22 @@ impl<'a, E: Exec> Host<'a, E> {
 
     fn prepare_session(&mut self) -> Result<(), SessionError> {
         if let Some(sess) = self.sess.as_mut() {
-            if self.sess_sampling != self.sampling || !(self.fresh || self.sampling.temperature_milli == 0) {
+            if self.sess_sampling != self.sampling
+                || !(self.fresh || self.sampling.temperature_milli == 0)
+            {
                 sess.set_sampling(self.sampling.to_sampler())?;
                 self.sess_sampling = self.sampling;
                 self.fresh = true;
             }
             return Ok(());
         }
-        self.sess = Some(boxed_session(&self.model, &self.tok, self.ctx_params, self.sampling, self.max_prompt_bytes)?);
+        self.sess = Some(boxed_session(
+            &self.model,
+            &self.tok,
+            self.ctx_params,
+            self.sampling,
+            self.max_prompt_bytes,
+        )?);
         self.sess_sampling = self.sampling;
         self.fresh = true;
         Ok(())
@@ -222,16 +241,23 @@ impl<'a, E: Exec> Host<'a, E> {
     /// Tokenizes the prompt and runs it through the model (prefill): the
     /// number of prompt tokens. TooBig: longer than max_prompt_bytes or
     /// the context.
-    pub fn start(&mut self, prompt: &[u8], s: MilliSampling, msg: &mut dyn Write) -> Result<usize, ErrorKind> {
+    pub fn start(
+        &mut self,
+        prompt: &[u8],
+        s: MilliSampling,
+        msg: &mut dyn Write,
+    ) -> Result<usize, ErrorKind> {
         self.started = false;
         self.n_generated = 0;
         self.prepare(s, msg)?;
         self.fresh = false;
         let sess = self.sess.as_mut().ok_or(ErrorKind::Invalid)?;
-        let n = sess.start(&self.model, &self.tok, prompt, &mut self.exec).map_err(|e| {
-            let _ = write!(msg, "{e}");
-            session_kind(&e)
-        })?;
+        let n = sess
+            .start(&self.model, &self.tok, prompt, &mut self.exec)
+            .map_err(|e| {
+                let _ = write!(msg, "{e}");
+                session_kind(&e)
+            })?;
         self.started = true;
         Ok(n)
     }
@@ -280,7 +306,14 @@ impl<'a, E: Exec> Host<'a, E> {
         mem_available: &mut dyn FnMut() -> u64,
         msg: &mut dyn Write,
     ) -> Result<crate::advise::response::Response, ErrorKind> {
-        self.advisors.advise(&self.model, &self.tok, &mut self.exec, req, mem_available, msg)
+        self.advisors.advise(
+            &self.model,
+            &self.tok,
+            &mut self.exec,
+            req,
+            mem_available,
+            msg,
+        )
     }
 
     /// The advisor's counters.

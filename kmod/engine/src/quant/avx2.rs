@@ -138,7 +138,11 @@ pub(super) unsafe fn ld32(p: *const u8) -> __m256i {
 #[inline(always)]
 unsafe fn f16p(p: *const u8) -> f32 {
     // SAFETY: as the caller guarantees; register-only conversion.
-    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32))) }
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            p.cast::<u16>().read_unaligned() as i32,
+        )))
+    }
 }
 
 /// The f32 at `p`. # Safety: 4 readable bytes at `p`.
@@ -167,8 +171,14 @@ unsafe fn hsum4_f32x8(v: [__m256; 4]) -> __m128 {
     // SAFETY (whole body): register-only; callers enable AVX.
     unsafe {
         // [lo+hi of v0 | of v1], [of v2 | of v3]
-        let t = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20), _mm256_permute2f128_ps(v[0], v[1], 0x31));
-        let u = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20), _mm256_permute2f128_ps(v[2], v[3], 0x31));
+        let t = _mm256_add_ps(
+            _mm256_permute2f128_ps(v[0], v[1], 0x20),
+            _mm256_permute2f128_ps(v[0], v[1], 0x31),
+        );
+        let u = _mm256_add_ps(
+            _mm256_permute2f128_ps(v[2], v[3], 0x20),
+            _mm256_permute2f128_ps(v[2], v[3], 0x31),
+        );
         // Per half: [x0+x2 of t, of u, x1+x3 of t, of u]
         let p = _mm256_add_ps(_mm256_unpacklo_ps(t, u), _mm256_unpackhi_ps(t, u));
         // (x0+x2) + (x1+x3): lanes 0/1 of each half are v0, v2 | v1, v3.
@@ -198,80 +208,98 @@ unsafe fn hsum4_f32x4(m: [__m128; 4]) -> __m128 {
 /// weights streamed from memory it ran 15-25% slower than one row.)
 macro_rules! dot_q4k_multi_fn {
     ($name:ident, $high:ident) => {
-// Always inlined: compiled with the caller's features (the AVX-512
-// build gets 32 registers for the B accumulators).
-#[inline(always)]
-unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
-    let nb = multi_blocks::<B>(w, &a, Q4K);
-    let wp = w.as_ptr();
-    // SAFETY (whole body): `multi_blocks` keeps weight block i < nb, bytes
-    // i * Q4K + 0..Q4K, inside `w`, and activation block i, bytes
-    // i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is such a
-    // block plus an offset inside it. The intrinsics need the features the
-    // caller guarantees.
-    unsafe {
-        let m4 = _mm256_set1_epi8(0xF);
-        let mut acc = [_mm256_setzero_ps(); B];
-        let mut acc_m = [_mm_setzero_ps(); B];
-        for i in 0..nb {
-            // Activation block i of token b; its values are read where
-            // used, so no per-token value stays live across the block
-            // (with 8 tokens that had spilled even with 32 registers).
-            let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            let x = wp.add(i * Q4K);
-            prefetch_ahead(x, Q4K);
-            let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
-            let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
-            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
-            // dy * -xdmin has the bits of -dy * xdmin.
-            let (xd8, nxdmin4) = (_mm256_set1_ps(xd), _mm_set1_ps(-xdmin));
-            for b in 0..B {
-                let dmin = _mm_mul_ps(nxdmin4, _mm256_castps256_ps128(bcast_f32(y(b))));
-                // bsums summed in pairs: one per 32-value sub-block.
-                let bs = ld32(y(b).add(260));
-                let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-                let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
-                acc_m[b] = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), acc_m[b]);
-            }
-            let sc = _mm256_castsi256_si128(ms);
-            let scales = _mm256_set_m128i(sc, sc);
-            let mut sumi = [_mm256_setzero_si256(); B];
-            for j in 0..QK_K / 64 {
-                let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j));
-                let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j + 1));
-                let q4 = ld32(x.add(16 + 32 * j));
-                let q4l = _mm256_and_si256(q4, m4);
-                let q4h = $high(q4, m4);
+        // Always inlined: compiled with the caller's features (the AVX-512
+        // build gets 32 registers for the B accumulators).
+        #[inline(always)]
+        unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+            let nb = multi_blocks::<B>(w, &a, Q4K);
+            let wp = w.as_ptr();
+            // SAFETY (whole body): `multi_blocks` keeps weight block i < nb, bytes
+            // i * Q4K + 0..Q4K, inside `w`, and activation block i, bytes
+            // i * Q8K + 0..Q8K, inside each `a[b]`: every pointer below is such a
+            // block plus an offset inside it. The intrinsics need the features the
+            // caller guarantees.
+            unsafe {
+                let m4 = _mm256_set1_epi8(0xF);
+                let mut acc = [_mm256_setzero_ps(); B];
+                let mut acc_m = [_mm_setzero_ps(); B];
+                for i in 0..nb {
+                    // Activation block i of token b; its values are read where
+                    // used, so no per-token value stays live across the block
+                    // (with 8 tokens that had spilled even with 32 registers).
+                    let y = |b: usize| a[b].as_ptr().add(i * Q8K);
+                    let x = wp.add(i * Q4K);
+                    prefetch_ahead(x, Q4K);
+                    let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
+                    let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
+                    let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                        u[3] as i32,
+                        u[2] as i32,
+                        u[1] as i32,
+                        u[0] as i32,
+                    ));
+                    // dy * -xdmin has the bits of -dy * xdmin.
+                    let (xd8, nxdmin4) = (_mm256_set1_ps(xd), _mm_set1_ps(-xdmin));
+                    for b in 0..B {
+                        let dmin = _mm_mul_ps(nxdmin4, _mm256_castps256_ps128(bcast_f32(y(b))));
+                        // bsums summed in pairs: one per 32-value sub-block.
+                        let bs = ld32(y(b).add(260));
+                        let q8s = _mm_hadd_epi16(
+                            _mm256_castsi256_si128(bs),
+                            _mm256_extracti128_si256(bs, 1),
+                        );
+                        let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
+                        acc_m[b] = _mm_fmadd_ps(dmin, _mm_cvtepi32_ps(prod), acc_m[b]);
+                    }
+                    let sc = _mm256_castsi256_si128(ms);
+                    let scales = _mm256_set_m128i(sc, sc);
+                    let mut sumi = [_mm256_setzero_si256(); B];
+                    for j in 0..QK_K / 64 {
+                        let scale_l = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j));
+                        let scale_h = _mm256_shuffle_epi8(scales, k4_shuffle(2 * j + 1));
+                        let q4 = ld32(x.add(16 + 32 * j));
+                        let q4l = _mm256_and_si256(q4, m4);
+                        let q4h = $high(q4, m4);
+                        for b in 0..B {
+                            let p_l = _mm256_madd_epi16(
+                                scale_l,
+                                _mm256_maddubs_epi16(q4l, ld32(y(b).add(4 + 64 * j))),
+                            );
+                            let p_h = _mm256_madd_epi16(
+                                scale_h,
+                                _mm256_maddubs_epi16(q4h, ld32(y(b).add(36 + 64 * j))),
+                            );
+                            sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
+                        }
+                    }
+                    for b in 0..B {
+                        let d = _mm256_mul_ps(xd8, bcast_f32(y(b)));
+                        acc[b] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+                    }
+                }
+                if B.is_multiple_of(4) {
+                    // Four results at once, same bits as one by one.
+                    for ((o, v), m) in out
+                        .chunks_exact_mut(4)
+                        .zip(acc.chunks_exact(4))
+                        .zip(acc_m.chunks_exact(4))
+                    {
+                        let (mut v4, mut m4) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
+                        v4.copy_from_slice(v);
+                        m4.copy_from_slice(m);
+                        // `o` is 4 long.
+                        _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v4), hsum4_f32x4(m4)));
+                    }
+                    return;
+                }
                 for b in 0..B {
-                    let p_l = _mm256_madd_epi16(scale_l, _mm256_maddubs_epi16(q4l, ld32(y(b).add(4 + 64 * j))));
-                    let p_h = _mm256_madd_epi16(scale_h, _mm256_maddubs_epi16(q4h, ld32(y(b).add(36 + 64 * j))));
-                    sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p_l, p_h));
+                    let mut m = acc_m[b];
+                    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                    out[b] = hsum_f32x8(acc[b]) + _mm_cvtss_f32(m);
                 }
             }
-            for b in 0..B {
-                let d = _mm256_mul_ps(xd8, bcast_f32(y(b)));
-                acc[b] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[b]), acc[b]);
-            }
         }
-        if B.is_multiple_of(4) {
-            // Four results at once, same bits as one by one.
-            for ((o, v), m) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)).zip(acc_m.chunks_exact(4)) {
-                let (mut v4, mut m4) = ([_mm256_setzero_ps(); 4], [_mm_setzero_ps(); 4]);
-                v4.copy_from_slice(v);
-                m4.copy_from_slice(m);
-                // `o` is 4 long.
-                _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(hsum4_f32x8(v4), hsum4_f32x4(m4)));
-            }
-            return;
-        }
-        for b in 0..B {
-            let mut m = acc_m[b];
-            m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            out[b] = hsum_f32x8(acc[b]) + _mm_cvtss_f32(m);
-        }
-    }
-}
     };
 }
 dot_q4k_multi_fn!(dot_q4k_multi, high_nibbles);
@@ -297,11 +325,17 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
             prefetch_ahead(x, Q5K);
             let (xd, xdmin) = (f16p(x), f16p(x.add(2)));
             let u = k4_scales(&*(x.add(4) as *const [u8; 12]));
-            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(u[3] as i32, u[2] as i32, u[1] as i32, u[0] as i32));
+            let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(
+                u[3] as i32,
+                u[2] as i32,
+                u[1] as i32,
+                u[0] as i32,
+            ));
             for b in 0..B {
                 let dmin = -f32p(y[b]) * xdmin;
                 let bs = ld32(y[b].add(260));
-                let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                let q8s =
+                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
                 let prod = _mm_madd_epi16(_mm256_extracti128_si256(ms, 1), q8s);
                 let z = _mm_setzero_si128();
                 let hs = _mm_hadd_epi32(_mm_hadd_epi32(prod, z), z);
@@ -318,13 +352,25 @@ unsafe fn dot_q5k_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
                 // Bit 2j (2j + 1) of each qh byte becomes bit 4 of the quant.
                 let b0 = _mm256_set1_epi8(1 << (2 * j));
                 let b1 = _mm256_set1_epi8(1 << (2 * j + 1));
-                let h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b0), b0), _mm256_set1_epi8(16));
-                let h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, b1), b1), _mm256_set1_epi8(16));
+                let h0 = _mm256_and_si256(
+                    _mm256_cmpeq_epi8(_mm256_and_si256(hbits, b0), b0),
+                    _mm256_set1_epi8(16),
+                );
+                let h1 = _mm256_and_si256(
+                    _mm256_cmpeq_epi8(_mm256_and_si256(hbits, b1), b1),
+                    _mm256_set1_epi8(16),
+                );
                 let q5_0 = _mm256_or_si256(_mm256_and_si256(q5, m4), h0);
                 let q5_1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), h1);
                 for b in 0..B {
-                    let p0 = _mm256_madd_epi16(scale_0, _mm256_maddubs_epi16(q5_0, ld32(y[b].add(4 + 64 * j))));
-                    let p1 = _mm256_madd_epi16(scale_1, _mm256_maddubs_epi16(q5_1, ld32(y[b].add(36 + 64 * j))));
+                    let p0 = _mm256_madd_epi16(
+                        scale_0,
+                        _mm256_maddubs_epi16(q5_0, ld32(y[b].add(4 + 64 * j))),
+                    );
+                    let p1 = _mm256_madd_epi16(
+                        scale_1,
+                        _mm256_maddubs_epi16(q5_1, ld32(y[b].add(36 + 64 * j))),
+                    );
                     sumi[b] = _mm256_add_epi32(sumi[b], _mm256_add_epi32(p0, p1));
                 }
             }
@@ -382,62 +428,65 @@ unsafe fn q6_quants_gf(ql1: __m256i, ql2: __m256i, qh: __m256i) -> [__m256i; 4] 
 /// `out[b]` has the bits of `vec_dot_q6k(w, a[b])`.
 macro_rules! dot_q6k_multi_fn {
     ($name:ident, $quants:ident) => {
-// Always inlined: compiled with the caller's features (the AVX-512
-// build gets 32 registers for the B accumulators).
-#[inline(always)]
-unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
-    let nb = multi_blocks::<B>(w, &a, Q6K);
-    let wp = w.as_ptr();
-    // SAFETY (whole body): as in `dot_q4k_multi`, with Q6K-byte blocks.
-    unsafe {
-        let mut acc = [_mm256_setzero_ps(); B];
-        for i in 0..nb {
-            let y = |b: usize| a[b].as_ptr().add(i * Q8K);
-            let x = wp.add(i * Q6K);
-            prefetch_ahead(x, Q6K);
-            let xd = f16p(x.add(208));
-            let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
-            let m32s = _mm256_set1_epi8(32);
-            let mut sumi = [_mm256_setzero_si256(); B];
-            for j in 0..QK_K / 128 {
-                let ql1 = ld32(x.add(64 * j));
-                let ql2 = ld32(x.add(64 * j + 32));
-                let qh = ld32(x.add(128 + 32 * j));
-                let q = $quants(ql1, ql2, qh);
-                for (k, &q) in q.iter().enumerate() {
-                    let is = 8 * j + 2 * k;
-                    // Scales is, is + 1 for the two 16-value halves.
-                    let sh = _mm_set_epi64x(
-                        0x0101_0101_0101_0101 * (is as i64 + 1),
-                        0x0101_0101_0101_0101 * is as i64,
-                    );
-                    let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
+        // Always inlined: compiled with the caller's features (the AVX-512
+        // build gets 32 registers for the B accumulators).
+        #[inline(always)]
+        unsafe fn $name<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32; B]) {
+            let nb = multi_blocks::<B>(w, &a, Q6K);
+            let wp = w.as_ptr();
+            // SAFETY (whole body): as in `dot_q4k_multi`, with Q6K-byte blocks.
+            unsafe {
+                let mut acc = [_mm256_setzero_ps(); B];
+                for i in 0..nb {
+                    let y = |b: usize| a[b].as_ptr().add(i * Q8K);
+                    let x = wp.add(i * Q6K);
+                    prefetch_ahead(x, Q6K);
+                    let xd = f16p(x.add(208));
+                    let scales = _mm_loadu_si128(x.add(192) as *const __m128i);
+                    let m32s = _mm256_set1_epi8(32);
+                    let mut sumi = [_mm256_setzero_si256(); B];
+                    for j in 0..QK_K / 128 {
+                        let ql1 = ld32(x.add(64 * j));
+                        let ql2 = ld32(x.add(64 * j + 32));
+                        let qh = ld32(x.add(128 + 32 * j));
+                        let q = $quants(ql1, ql2, qh);
+                        for (k, &q) in q.iter().enumerate() {
+                            let is = 8 * j + 2 * k;
+                            // Scales is, is + 1 for the two 16-value halves.
+                            let sh = _mm_set_epi64x(
+                                0x0101_0101_0101_0101 * (is as i64 + 1),
+                                0x0101_0101_0101_0101 * is as i64,
+                            );
+                            let sc = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, sh));
+                            for b in 0..B {
+                                let q8 = ld32(y(b).add(4 + 128 * j + 32 * k));
+                                let p = _mm256_sub_epi16(
+                                    _mm256_maddubs_epi16(q, q8),
+                                    _mm256_maddubs_epi16(m32s, q8),
+                                );
+                                sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
+                            }
+                        }
+                    }
                     for b in 0..B {
-                        let q8 = ld32(y(b).add(4 + 128 * j + 32 * k));
-                        let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, q8), _mm256_maddubs_epi16(m32s, q8));
-                        sumi[b] = _mm256_add_epi32(sumi[b], _mm256_madd_epi16(sc, p));
+                        let d = _mm256_mul_ps(_mm256_set1_ps(xd), bcast_f32(y(b)));
+                        acc[b] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[b]), acc[b]);
                     }
                 }
-            }
-            for b in 0..B {
-                let d = _mm256_mul_ps(_mm256_set1_ps(xd), bcast_f32(y(b)));
-                acc[b] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[b]), acc[b]);
+                if B.is_multiple_of(4) {
+                    for (o, v) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
+                        let mut v4 = [_mm256_setzero_ps(); 4];
+                        v4.copy_from_slice(v);
+                        // `o` is 4 long.
+                        _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v4));
+                    }
+                    return;
+                }
+                for b in 0..B {
+                    out[b] = hsum_f32x8(acc[b]);
+                }
             }
         }
-        if B.is_multiple_of(4) {
-            for (o, v) in out.chunks_exact_mut(4).zip(acc.chunks_exact(4)) {
-                let mut v4 = [_mm256_setzero_ps(); 4];
-                v4.copy_from_slice(v);
-                // `o` is 4 long.
-                _mm_storeu_ps(o.as_mut_ptr(), hsum4_f32x8(v4));
-            }
-            return;
-        }
-        for b in 0..B {
-            out[b] = hsum_f32x8(acc[b]);
-        }
-    }
-}
     };
 }
 dot_q6k_multi_fn!(dot_q6k_multi, q6_quants);
@@ -504,7 +553,11 @@ pub unsafe fn vec_dot_q8_0(w: &[u8], a: &[u8]) -> f32 {
     unsafe {
         let ones = _mm256_set1_epi16(1);
         let mut acc = _mm256_setzero_ps();
-        let f16 = |p: *const u8| _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32)));
+        let f16 = |p: *const u8| {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                p.cast::<u16>().read_unaligned() as i32,
+            )))
+        };
         for i in 0..nb {
             let (x, y) = (pw.add(i * Q80), pa.add(i * Q80));
             let d = _mm256_set1_ps(f16(x) * f16(y));
@@ -643,7 +696,15 @@ unsafe fn dot_f32_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
     // caller.
     unsafe {
         let ld = |p: *const u8, i: usize| _mm256_loadu_ps(p.add(4 * i) as *const f32);
-        dot_body_multi!(B, n, |i| ld(pw, i), |b: usize, i| ld(pa[b], i), |i| f32p(pw.add(4 * i)), |b: usize, i| f32p(pa[b].add(4 * i)), out)
+        dot_body_multi!(
+            B,
+            n,
+            |i| ld(pw, i),
+            |b: usize, i| ld(pa[b], i),
+            |i| f32p(pw.add(4 * i)),
+            |b: usize, i| f32p(pa[b].add(4 * i)),
+            out
+        )
     }
 }
 
@@ -655,8 +716,18 @@ unsafe fn dot_f16_multi<const B: usize>(w: &[u8], a: [&[u8]; B], out: &mut [f32;
     let (pw, pa) = (w.as_ptr(), a.map(|a| a.as_ptr()));
     // SAFETY (whole body): as in `dot_f32_multi`, 16-byte loads at 2i.
     unsafe {
-        let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i));
-        dot_body_multi!(B, n, |i| ld(pw, i), |b: usize, i| ld(pa[b], i), |i| f16p(pw.add(2 * i)), |b: usize, i| f16p(pa[b].add(2 * i)), out)
+        let ld = |p: *const u8, i: usize| {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i))
+        };
+        dot_body_multi!(
+            B,
+            n,
+            |i| ld(pw, i),
+            |b: usize, i| ld(pa[b], i),
+            |i| f16p(pw.add(2 * i)),
+            |b: usize, i| f16p(pa[b].add(2 * i)),
+            out
+        )
     }
 }
 
@@ -675,7 +746,13 @@ pub unsafe fn vec_dot_f32_bytes(w: &[u8], a: &[u8]) -> f32 {
     // from the caller.
     unsafe {
         let ld = |p: *const u8, i: usize| _mm256_loadu_ps(p.add(4 * i) as *const f32);
-        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f32p(pw.add(4 * i)), |i| f32p(pa.add(4 * i)))
+        dot_body!(
+            n,
+            |i| ld(pw, i),
+            |i| ld(pa, i),
+            |i| f32p(pw.add(4 * i)),
+            |i| f32p(pa.add(4 * i))
+        )
     }
 }
 
@@ -691,8 +768,16 @@ pub unsafe fn vec_dot_f16_bytes(w: &[u8], a: &[u8]) -> f32 {
     let (pw, pa) = (w.as_ptr(), a.as_ptr());
     // SAFETY (whole body): as in `vec_dot_f32_bytes`, 16-byte loads at 2i.
     unsafe {
-        let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i));
-        dot_body!(n, |i| ld(pw, i), |i| ld(pa, i), |i| f16p(pw.add(2 * i)), |i| f16p(pa.add(2 * i)))
+        let ld = |p: *const u8, i: usize| {
+            _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i))
+        };
+        dot_body!(
+            n,
+            |i| ld(pw, i),
+            |i| ld(pa, i),
+            |i| f16p(pw.add(2 * i)),
+            |i| f16p(pa.add(2 * i))
+        )
     }
 }
 
@@ -765,7 +850,10 @@ pub unsafe fn f32_to_f16(src: &[f32], dst: &mut [u16]) {
     // both slices; unaligned accesses.
     unsafe {
         while i + 8 <= n {
-            let h = _mm256_cvtps_ph(_mm256_loadu_ps(src[i..i + 8].as_ptr()), _MM_FROUND_TO_NEAREST_INT);
+            let h = _mm256_cvtps_ph(
+                _mm256_loadu_ps(src[i..i + 8].as_ptr()),
+                _MM_FROUND_TO_NEAREST_INT,
+            );
             _mm_storeu_si128(dst[i..i + 8].as_mut_ptr() as *mut __m128i, h);
             i += 8;
         }
@@ -788,7 +876,14 @@ pub unsafe fn axpy_f32(o: &mut [f32], s: f32, v: &[f32]) {
         let vs = _mm256_set1_ps(s);
         while i + 8 <= n {
             let p = o[i..i + 8].as_mut_ptr();
-            _mm256_storeu_ps(p, _mm256_fmadd_ps(vs, _mm256_loadu_ps(v[i..i + 8].as_ptr()), _mm256_loadu_ps(p)));
+            _mm256_storeu_ps(
+                p,
+                _mm256_fmadd_ps(
+                    vs,
+                    _mm256_loadu_ps(v[i..i + 8].as_ptr()),
+                    _mm256_loadu_ps(p),
+                ),
+            );
             i += 8;
         }
     }
@@ -842,9 +937,17 @@ unsafe fn v_expf(x: __m256) -> __m256 {
         let u = _mm256_mul_ps(b, b);
         let j = _mm256_fmadd_ps(
             _mm256_fmadd_ps(
-                _mm256_fmadd_ps(ps(f32::from_bits(0x3c07_2010)), b, ps(f32::from_bits(0x3d2b_9f17))), // 0x1.0e4020p-7, 0x1.573e2ep-5
+                _mm256_fmadd_ps(
+                    ps(f32::from_bits(0x3c07_2010)),
+                    b,
+                    ps(f32::from_bits(0x3d2b_9f17)),
+                ), // 0x1.0e4020p-7, 0x1.573e2ep-5
                 u,
-                _mm256_fmadd_ps(ps(f32::from_bits(0x3e2a_af33)), b, ps(f32::from_bits(0x3eff_fedb))), // 0x1.555e66p-3, 0x1.fffdb6p-2
+                _mm256_fmadd_ps(
+                    ps(f32::from_bits(0x3e2a_af33)),
+                    b,
+                    ps(f32::from_bits(0x3eff_fedb)),
+                ), // 0x1.555e66p-3, 0x1.fffdb6p-2
             ),
             u,
             _mm256_mul_ps(ps(f32::from_bits(0x3f7f_fff6)), b), // 0x1.ffffecp-1
@@ -877,7 +980,15 @@ unsafe fn v_expf(x: __m256) -> __m256 {
 #[inline(always)]
 unsafe fn v_silu(x: __m256) -> __m256 {
     // SAFETY: register-only; callers enable AVX2 and FMA.
-    unsafe { _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0), v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x)))) }
+    unsafe {
+        _mm256_div_ps(
+            x,
+            _mm256_add_ps(
+                _mm256_set1_ps(1.0),
+                v_expf(_mm256_sub_ps(_mm256_setzero_ps(), x)),
+            ),
+        )
+    }
 }
 
 /// `x[i] = f(x[i], y[i])` 8 lanes at a time; the tail goes through a
@@ -891,14 +1002,20 @@ unsafe fn map2(x: &mut [f32], y: &[f32], f: impl Fn(__m256, __m256) -> __m256) {
     unsafe {
         while i + 8 <= n {
             let p = x[i..i + 8].as_mut_ptr();
-            _mm256_storeu_ps(p, f(_mm256_loadu_ps(p), _mm256_loadu_ps(y[i..i + 8].as_ptr())));
+            _mm256_storeu_ps(
+                p,
+                f(_mm256_loadu_ps(p), _mm256_loadu_ps(y[i..i + 8].as_ptr())),
+            );
             i += 8;
         }
         if i < n {
             let (mut tx, mut ty) = ([0f32; 8], [0f32; 8]);
             tx[..n - i].copy_from_slice(&x[i..n]);
             ty[..n - i].copy_from_slice(&y[i..n]);
-            _mm256_storeu_ps(tx.as_mut_ptr(), f(_mm256_loadu_ps(tx.as_ptr()), _mm256_loadu_ps(ty.as_ptr())));
+            _mm256_storeu_ps(
+                tx.as_mut_ptr(),
+                f(_mm256_loadu_ps(tx.as_ptr()), _mm256_loadu_ps(ty.as_ptr())),
+            );
             x[i..n].copy_from_slice(&tx[..n - i]);
         }
     }
@@ -994,7 +1111,8 @@ pub unsafe fn quantize_q8k(x: &[f32], out: &mut [u8]) {
             let va = _mm256_set1_ps(amax);
             let mut max = amax;
             for k in 0..QK_K / 8 {
-                let hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(ld(k), absm), va, _CMP_EQ_OQ));
+                let hit =
+                    _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(ld(k), absm), va, _CMP_EQ_OQ));
                 if hit != 0 {
                     max = x[8 * k + hit.trailing_zeros() as usize];
                     break;
@@ -1017,7 +1135,10 @@ pub unsafe fn quantize_q8k(x: &[f32], out: &mut [u8]) {
                     *q = _mm256_min_epi32(n, top);
                 }
                 let q = low_bytes(q);
-                _mm256_storeu_si256(o[4 + 32 * g..4 + 32 * g + 32].as_mut_ptr() as *mut __m256i, q);
+                _mm256_storeu_si256(
+                    o[4 + 32 * g..4 + 32 * g + 32].as_mut_ptr() as *mut __m256i,
+                    q,
+                );
                 // bsums 2g, 2g + 1: byte pairs, then quads, then 16s.
                 let s4 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, q), ones16);
                 let s8 = _mm256_hadd_epi32(s4, s4);
@@ -1053,7 +1174,9 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
             for (k, v) in v.iter_mut().enumerate() {
                 *v = _mm256_loadu_ps(x[8 * k..8 * k + 8].as_ptr());
             }
-            let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| _mm256_max_ps(_mm256_and_ps(v, absm), m));
+            let m = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
+                _mm256_max_ps(_mm256_and_ps(v, absm), m)
+            });
             let mut m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
             m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
             m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
@@ -1073,7 +1196,10 @@ pub unsafe fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
             // Saturating packs, like Rust's float-to-int `as`.
             let a = _mm256_packs_epi32(q[0], q[1]);
             let b = _mm256_packs_epi32(q[2], q[3]);
-            let p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            let p = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(a, b),
+                _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+            );
             _mm256_storeu_si256(o[2..34].as_mut_ptr() as *mut __m256i, p);
         }
     }
@@ -1166,12 +1292,66 @@ macro_rules! row_kernels {
         }
     };
 }
-row_kernels!(q4k_rows, q4k_rows_512, dot_q4k_multi, [8, 4], [4], vec_dot_q4k, vec_dot_q4k_gf, q4k);
-row_kernels!(q5k_rows, q5k_rows_512, dot_q5k_multi, [4], [8, 4], vec_dot_q5k, vec_dot_q5k, q5k);
-row_kernels!(q6k_rows, q6k_rows_512, dot_q6k_multi, [8, 4], [8, 4], vec_dot_q6k, vec_dot_q6k_gf, q6k);
-row_kernels!(q8_0_rows, q8_0_rows_512, dot_q8_0_multi, [4], [8, 4], vec_dot_q8_0, vec_dot_q8_0, q8_0);
-row_kernels!(f32_rows, f32_rows_512, dot_f32_multi, [8, 4], [8, 4], vec_dot_f32_bytes, vec_dot_f32_bytes, f32s);
-row_kernels!(f16_rows, f16_rows_512, dot_f16_multi, [8, 4], [8, 4], vec_dot_f16_bytes, vec_dot_f16_bytes, f16s);
+row_kernels!(
+    q4k_rows,
+    q4k_rows_512,
+    dot_q4k_multi,
+    [8, 4],
+    [4],
+    vec_dot_q4k,
+    vec_dot_q4k_gf,
+    q4k
+);
+row_kernels!(
+    q5k_rows,
+    q5k_rows_512,
+    dot_q5k_multi,
+    [4],
+    [8, 4],
+    vec_dot_q5k,
+    vec_dot_q5k,
+    q5k
+);
+row_kernels!(
+    q6k_rows,
+    q6k_rows_512,
+    dot_q6k_multi,
+    [8, 4],
+    [8, 4],
+    vec_dot_q6k,
+    vec_dot_q6k_gf,
+    q6k
+);
+row_kernels!(
+    q8_0_rows,
+    q8_0_rows_512,
+    dot_q8_0_multi,
+    [4],
+    [8, 4],
+    vec_dot_q8_0,
+    vec_dot_q8_0,
+    q8_0
+);
+row_kernels!(
+    f32_rows,
+    f32_rows_512,
+    dot_f32_multi,
+    [8, 4],
+    [8, 4],
+    vec_dot_f32_bytes,
+    vec_dot_f32_bytes,
+    f32s
+);
+row_kernels!(
+    f16_rows,
+    f16_rows_512,
+    dot_f16_multi,
+    [8, 4],
+    [8, 4],
+    vec_dot_f16_bytes,
+    vec_dot_f16_bytes,
+    f16s
+);
 
 // Safe entry points for the dispatch tables. Each checks the CPU (a cached
 // atomic) so it is sound from anywhere, and falls back to the reference.

@@ -13,7 +13,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
-use super::q4_k_x8::{self, DMIN, D, GROUP, QS, ROWS, SCALES};
+use super::q4_k_x8::{self, D, DMIN, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
 /// How far ahead of the group block being read the kernels prefetch on
@@ -54,9 +54,17 @@ impl Prefetch {
     /// streaming sum over the same rows it read 91-94%.
     pub(super) fn plan(ahead: usize, len: usize) -> Self {
         if super::cpu::intel() {
-            Prefetch { ahead: 8192, len: usize::MAX, l1: true }
+            Prefetch {
+                ahead: 8192,
+                len: usize::MAX,
+                l1: true,
+            }
         } else {
-            Prefetch { ahead, len, l1: false }
+            Prefetch {
+                ahead,
+                len,
+                l1: false,
+            }
         }
     }
 
@@ -178,28 +186,49 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             pf.at(gp, GROUP);
             // The 128 six-bit values (see `q4_k_x8`): scales (8s + r) and
             // mins (8r + s), high bit pairs moved to bits 4-5.
-            let (n0, n1, hi) = (ld32(gp.add(SCALES)), ld32(gp.add(SCALES + 32)), ld32(gp.add(SCALES + 64)));
+            let (n0, n1, hi) = (
+                ld32(gp.add(SCALES)),
+                ld32(gp.add(SCALES + 32)),
+                ld32(gp.add(SCALES + 64)),
+            );
             let v = [
-                _mm256_or_si256(_mm256_and_si256(n0, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(hi, m3))),
-                _mm256_or_si256(_mm256_and_si256(n1, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(hi), m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(n0), m4), _mm256_and_si256(hi, m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(n1), m4), _mm256_and_si256(_mm256_srli_epi16::<2>(hi), m30)),
+                _mm256_or_si256(
+                    _mm256_and_si256(n0, m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(hi, m3)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(n1, m4),
+                    _mm256_and_si256(_mm256_slli_epi16::<2>(hi), m30),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(n0), m4),
+                    _mm256_and_si256(hi, m30),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(n1), m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(hi), m30),
+                ),
             ];
             _mm256_store_si256(sc.0.as_mut_ptr() as *mut __m256i, v[0]);
             _mm256_store_si256(sc.0.as_mut_ptr().add(32) as *mut __m256i, v[1]);
             _mm256_store_si256(mn.0.as_mut_ptr() as *mut __m256i, v[2]);
             _mm256_store_si256(mn.0.as_mut_ptr().add(32) as *mut __m256i, v[3]);
             // Mins as i16, two rows (8 sub-blocks each) per vector.
-            let mw: [__m256i; 4] = core::array::from_fn(|k| _mm256_cvtepu8_epi16(ld16(mn.0.as_ptr().add(16 * k))));
+            let mw: [__m256i; 4] =
+                core::array::from_fn(|k| _mm256_cvtepu8_epi16(ld16(mn.0.as_ptr().add(16 * k))));
             let mut imin = [_mm256_setzero_si256(); B];
             for (b, imin) in imin.iter_mut().enumerate() {
                 // The 8 sub-block sums of the activations, in both 128-bit lanes.
                 let bs = ld32(y(b).add(260));
-                let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+                let q8s = _mm_hadd_epi16(
+                    _mm256_castsi256_si128(bs),
+                    _mm256_extracti128_si256::<1>(bs),
+                );
                 let q8s = _mm256_broadcastsi128_si256(q8s);
                 let x = mw.map(|m| _mm256_madd_epi16(m, q8s));
                 // Lane 0: rows 0, 2, 4, 6; lane 1: rows 1, 3, 5, 7.
-                let h = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
+                let h =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
                 *imin = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             }
             let mut isum = [[_mm256_setzero_si256(); 2]; B];
@@ -210,19 +239,27 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                     // and 2j + 1 (high): loaded once for both. (A loop
                     // over the 8 sub-blocks stayed rolled and reloaded
                     // them: 16.1 against 14.0 ns per block in cache, Zen 1.)
-                    let raw: [__m256i; 4] = core::array::from_fn(|t| ld32(gp.add(QS + 64 * (4 * j + t) + 32 * h)));
+                    let raw: [__m256i; 4] =
+                        core::array::from_fn(|t| ld32(gp.add(QS + 64 * (4 * j + t) + 32 * h)));
                     for nib in 0..2 {
                         let s = 2 * j + nib;
                         // The 4 rows' scales, each in its four i16 lanes.
                         let sc16 = _mm256_shuffle_epi8(bq(sc.0.as_ptr().add(8 * s)), idx);
                         let mut p = [_mm256_setzero_si256(); B];
                         for (t, &q) in raw.iter().enumerate() {
-                            let q = if nib == 0 { q } else { _mm256_srli_epi16::<4>(q) };
+                            let q = if nib == 0 {
+                                q
+                            } else {
+                                _mm256_srli_epi16::<4>(q)
+                            };
                             let q = _mm256_and_si256(q, m4);
                             for (b, p) in p.iter_mut().enumerate() {
                                 // Each i16 lane sums 2 products per chunk, at
                                 // most 4 * 2 * 15 * 128 = 15360 in magnitude.
-                                let x = _mm256_maddubs_epi16(q, bq(y(b).add(4 + 64 * j + 32 * nib + 8 * t)));
+                                let x = _mm256_maddubs_epi16(
+                                    q,
+                                    bq(y(b).add(4 + 64 * j + 32 * nib + 8 * t)),
+                                );
                                 *p = _mm256_add_epi16(*p, x);
                             }
                         }
@@ -238,7 +275,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                 let s = _mm256_cvtepi32_ps(row_sums(isum[b]));
                 let yd = bcast_f32(y(b));
                 acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, yd), s, acc[b]);
-                acc[b] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, yd), _mm256_cvtepi32_ps(imin[b]), acc[b]);
+                acc[b] =
+                    _mm256_fnmadd_ps(_mm256_mul_ps(dmin, yd), _mm256_cvtepi32_ps(imin[b]), acc[b]);
             }
         }
         for b in 0..B {
@@ -251,7 +289,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
-    use q6_k_x8::{GROUP, HI, LO, SCALES, D};
+    use q6_k_x8::{D, GROUP, HI, LO, SCALES};
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
     let gp0 = g.as_ptr();
     // SAFETY (whole body): as in `dot_q4k_x8`, with Q6_K x8 group blocks:
@@ -273,12 +311,15 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             let mut off = [_mm256_setzero_si256(); B];
             for (b, off) in off.iter_mut().enumerate() {
                 let bs = ld32(y(b).add(260));
-                let x: [__m256i; 8] =
-                    core::array::from_fn(|r| _mm256_madd_epi16(_mm256_cvtepi8_epi16(ld16(gp.add(SCALES + 16 * r))), bs));
+                let x: [__m256i; 8] = core::array::from_fn(|r| {
+                    _mm256_madd_epi16(_mm256_cvtepi8_epi16(ld16(gp.add(SCALES + 16 * r))), bs)
+                });
                 // Lane 0: the first halves of rows 0..4 (t0), 4..8 (t1);
                 // lane 1: the second halves.
-                let t0 = _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
-                let t1 = _mm256_hadd_epi32(_mm256_hadd_epi32(x[4], x[5]), _mm256_hadd_epi32(x[6], x[7]));
+                let t0 =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(x[0], x[1]), _mm256_hadd_epi32(x[2], x[3]));
+                let t1 =
+                    _mm256_hadd_epi32(_mm256_hadd_epi32(x[4], x[5]), _mm256_hadd_epi32(x[6], x[7]));
                 *off = _mm256_add_epi32(
                     _mm256_permute2x128_si256::<0x20>(t0, t1),
                     _mm256_permute2x128_si256::<0x31>(t0, t1),
@@ -288,8 +329,14 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             for h in 0..2 {
                 // Scales of rows 4h..4h + 4, two rows interleaved per lane
                 // (rows 4h, 4h + 1 in lane 0): sub-blocks 0..8, then 8..16.
-                let (t, u) = (ld32(gp.add(SCALES + 64 * h)), ld32(gp.add(SCALES + 64 * h + 32)));
-                let (x, z) = (_mm256_permute2x128_si256::<0x20>(t, u), _mm256_permute2x128_si256::<0x31>(t, u));
+                let (t, u) = (
+                    ld32(gp.add(SCALES + 64 * h)),
+                    ld32(gp.add(SCALES + 64 * h + 32)),
+                );
+                let (x, z) = (
+                    _mm256_permute2x128_si256::<0x20>(t, u),
+                    _mm256_permute2x128_si256::<0x31>(t, u),
+                );
                 let sw = [_mm256_unpacklo_epi8(x, z), _mm256_unpackhi_epi8(x, z)];
                 for p in 0..4 {
                     let ld = |o: usize, c: usize| ld32(gp.add(o + 64 * c + 32 * h));
@@ -298,7 +345,8 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                     let hb = [ld(HI, 2 * p), ld(HI, 2 * p + 1)];
                     for m in 0..4 {
                         let k = 4 * m + p;
-                        let idx = _mm256_load_si256(Q6_SCALE_IDX.0[k % 8].as_ptr() as *const __m256i);
+                        let idx =
+                            _mm256_load_si256(Q6_SCALE_IDX.0[k % 8].as_ptr() as *const __m256i);
                         let sc = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(sw[k / 8], idx));
                         let q: [__m256i; 2] = core::array::from_fn(|t| {
                             let lo = match m {
@@ -331,7 +379,11 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             let d = _mm256_cvtph_ps(ld16(gp.add(D)));
             for b in 0..B {
                 let s = _mm256_sub_epi32(row_sums(isum[b]), _mm256_slli_epi32::<5>(off[b]));
-                acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, bcast_f32(y(b))), _mm256_cvtepi32_ps(s), acc[b]);
+                acc[b] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(d, bcast_f32(y(b))),
+                    _mm256_cvtepi32_ps(s),
+                    acc[b],
+                );
             }
         }
         for b in 0..B {
@@ -347,16 +399,33 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 /// is available and `$fallback` (a lower level's entry) elsewhere.
 macro_rules! x8_rows {
     ($safe:ident, $dot:ident, $feat:tt, $isa:expr, $w:literal, $fallback:path) => {
-        pub(super) fn $safe(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+        pub(super) fn $safe(
+            w: &[u8],
+            rb: usize,
+            acts: &[u8],
+            ab: usize,
+            n_batch: usize,
+            out: &mut [f32],
+        ) {
             /// # Safety
             /// The CPU must support every feature this function enables.
             #[target_feature(enable = $feat)]
-            unsafe fn rows(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
-                let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else { return };
+            unsafe fn rows(
+                w: &[u8],
+                rb: usize,
+                acts: &[u8],
+                ab: usize,
+                n_batch: usize,
+                out: &mut [f32],
+            ) {
+                let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0) else {
+                    return;
+                };
                 // Whole groups only: `w` is whole groups in every caller.
                 let n_rows = w.len() / gb * ROWS;
                 let mut put = |b: usize, g: usize, t: &[f32; ROWS]| {
-                    if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS) {
+                    if let Some(o) = out.get_mut(b * n_rows + g * ROWS..b * n_rows + (g + 1) * ROWS)
+                    {
                         o.copy_from_slice(t);
                     }
                 };
@@ -392,5 +461,19 @@ macro_rules! x8_rows {
 }
 pub(super) use x8_rows;
 
-x8_rows!(q4k_x8_rows, dot_q4k_x8, "avx2,fma,f16c", super::Isa::Avx2, 4, q4_k_x8::rows_scalar);
-x8_rows!(q6k_x8_rows, dot_q6k_x8, "avx2,fma,f16c", super::Isa::Avx2, 4, q6_k_x8::rows_scalar);
+x8_rows!(
+    q4k_x8_rows,
+    dot_q4k_x8,
+    "avx2,fma,f16c",
+    super::Isa::Avx2,
+    4,
+    q4_k_x8::rows_scalar
+);
+x8_rows!(
+    q6k_x8_rows,
+    dot_q6k_x8,
+    "avx2,fma,f16c",
+    super::Isa::Avx2,
+    4,
+    q6_k_x8::rows_scalar
+);

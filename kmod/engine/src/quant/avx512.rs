@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::{act_rows, bcast_f32, ld32, Q8K};
 use super::avx2_x8::{self, x8_rows, Prefetch, PREFETCH_AHEAD};
-use super::q4_k_x8::{DMIN, D, GROUP, QS, ROWS, SCALES};
+use super::q4_k_x8::{D, DMIN, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
 /// vpermi2b indices over the 128 scale bytes of a Q6_K x8 group block:
@@ -112,19 +112,26 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             for (b, imin) in imin.iter_mut().enumerate() {
                 // The 8 sub-block sums of the activations in each 128-bit lane.
                 let bs = ld32(y(b).add(260));
-                let q8s = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                let q8s =
+                    _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
                 let q8s = _mm512_broadcast_i32x4(q8s);
                 let sum4 = |m: __m512i| {
                     let x = _mm512_madd_epi16(m, q8s);
                     let x = _mm512_add_epi32(x, _mm512_shuffle_epi32::<0b01_00_11_10>(x));
                     _mm512_add_epi32(x, _mm512_shuffle_epi32::<0b10_11_00_01>(x))
                 };
-                *imin = _mm512_castsi512_si256(_mm512_permutex2var_epi32(sum4(mins_a), pick, sum4(mins_b)));
+                *imin = _mm512_castsi512_si256(_mm512_permutex2var_epi32(
+                    sum4(mins_a),
+                    pick,
+                    sum4(mins_b),
+                ));
             }
             // Two sums per token (even and odd sub-blocks): shorter chains.
             let mut isum = [[_mm512_setzero_si512(); 2]; B];
             for j in 0..4 {
-                let idx = |s: usize| core::ptr::read_volatile(SCALE_IDX.0.as_ptr().add(s) as *const __m512i);
+                let idx = |s: usize| {
+                    core::ptr::read_volatile(SCALE_IDX.0.as_ptr().add(s) as *const __m512i)
+                };
                 // Each row's scale in the low i16 of its i32 lanes, 0 above.
                 let sc_lo = _mm512_maskz_permutexvar_epi8(LOW_BYTES, idx(2 * j), scales);
                 let sc_hi = _mm512_maskz_permutexvar_epi8(LOW_BYTES, idx(2 * j + 1), scales);
@@ -156,7 +163,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                 let s = _mm256_cvtepi32_ps(_mm512_cvtepi64_epi32(s));
                 let yd = bcast_f32(y(b));
                 acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, yd), s, acc[b]);
-                acc[b] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, yd), _mm256_cvtepi32_ps(imin[b]), acc[b]);
+                acc[b] =
+                    _mm256_fnmadd_ps(_mm256_mul_ps(dmin, yd), _mm256_cvtepi32_ps(imin[b]), acc[b]);
             }
         }
         for b in 0..B {
@@ -169,7 +177,7 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")]
 unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; ROWS]; B]) {
-    use q6_k_x8::{GROUP, HI, LO, SCALES, D};
+    use q6_k_x8::{D, GROUP, HI, LO, SCALES};
     let nb = a.iter().fold(g.len() / GROUP, |n, a| n.min(a.len() / Q8K));
     let gp0 = g.as_ptr();
     // SAFETY (whole body): as in `dot_q4k_x8`, with Q6_K x8 group blocks:
@@ -220,7 +228,9 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                 let l1 = [ld(LO, 2 * p + 8), ld(LO, 2 * p + 9)];
                 let h = [ld(HI, 2 * p), ld(HI, 2 * p + 1)];
                 for m in 0..4 {
-                    let idx = core::ptr::read_volatile(Q6_SCALE_IDX.0.as_ptr().add(4 * m + p) as *const __m512i);
+                    let idx = core::ptr::read_volatile(
+                        Q6_SCALE_IDX.0.as_ptr().add(4 * m + p) as *const __m512i
+                    );
                     let sc = _mm512_srai_epi16::<8>(_mm512_permutex2var_epi8(s_lo, idx, s_hi));
                     let q: [__m512i; 2] = core::array::from_fn(|t| {
                         let lo = match m {
@@ -254,7 +264,11 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
             for b in 0..B {
                 let s = _mm512_add_epi64(isum[b], _mm512_srli_epi64::<32>(isum[b]));
                 let s = _mm256_sub_epi32(_mm512_cvtepi64_epi32(s), _mm256_slli_epi32::<5>(off[b]));
-                acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(d, bcast_f32(y(b))), _mm256_cvtepi32_ps(s), acc[b]);
+                acc[b] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(d, bcast_f32(y(b))),
+                    _mm256_cvtepi32_ps(s),
+                    acc[b],
+                );
             }
         }
         for b in 0..B {
@@ -264,10 +278,18 @@ unsafe fn dot_q6k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
 }
 
 x8_rows!(
-    q4k_x8_rows, dot_q4k_x8, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni", super::Isa::Avx512, 4,
+    q4k_x8_rows,
+    dot_q4k_x8,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni",
+    super::Isa::Avx512,
+    4,
     avx2_x8::q4k_x8_rows
 );
 x8_rows!(
-    q6k_x8_rows, dot_q6k_x8, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni", super::Isa::Avx512, 4,
+    q6k_x8_rows,
+    dot_q6k_x8,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni",
+    super::Isa::Avx512,
+    4,
     avx2_x8::q6k_x8_rows
 );

@@ -72,7 +72,8 @@ fn detect() -> u8 {
     let avx2 = l7.ebx >> 5 & 1 == 1;
     // AVX-512 F (EBX bit 16), BW (30), VL (31), VBMI (ECX bit 1), GFNI
     // (ECX bit 8) and VNNI (ECX bit 11).
-    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1) && [1, 8, 11].iter().all(|b| l7.ecx >> b & 1 == 1);
+    let avx512 = [16, 30, 31].iter().all(|b| l7.ebx >> b & 1 == 1)
+        && [1, 8, 11].iter().all(|b| l7.ecx >> b & 1 == 1);
     // SAFETY: OSXSAVE is set, so xgetbv is available and XCR0 readable.
     let xcr0 = unsafe { xcr0() };
     // The OS must save XMM and YMM state (bits 1 and 2) or ymm use faults;
@@ -108,7 +109,12 @@ static INTEL: AtomicU8 = AtomicU8::new(UNKNOWN);
 fn detect_intel() -> bool {
     let l0 = core::arch::x86_64::__cpuid(0);
     // The vendor string is EBX, EDX, ECX.
-    (l0.ebx, l0.edx, l0.ecx) == (u32::from_le_bytes(*b"Genu"), u32::from_le_bytes(*b"ineI"), u32::from_le_bytes(*b"ntel"))
+    (l0.ebx, l0.edx, l0.ecx)
+        == (
+            u32::from_le_bytes(*b"Genu"),
+            u32::from_le_bytes(*b"ineI"),
+            u32::from_le_bytes(*b"ntel"),
+        )
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -9,11 +9,11 @@ use core::ops::Range;
 
 use half::f16;
 
+use super::cpu::{self, Isa};
+use super::Layout;
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, avx2_x8, avx512};
 use super::{q4_k_x8, q6_k_x8, x8};
-use super::cpu::{self, Isa};
-use super::Layout;
 use super::{
     ActFormat, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, BlockQ8_0, Format, GgmlType, QuantError,
     WeightFormat,
@@ -72,12 +72,54 @@ fn row_kernels(ty: GgmlType, isa: Isa) -> Result<RowKernels, QuantError> {
         // The AVX-512 build differs only in its multi-token row kernels.
         let wide = isa == Isa::Avx512;
         let (vec_dot, rows): (DotFn, RowsFn) = match ty {
-            GgmlType::F32 => (avx2::f32s, if wide { avx2::f32_rows_512 } else { avx2::f32_rows }),
-            GgmlType::F16 => (avx2::f16s, if wide { avx2::f16_rows_512 } else { avx2::f16_rows }),
-            GgmlType::Q8_0 => (avx2::q8_0, if wide { avx2::q8_0_rows_512 } else { avx2::q8_0_rows }),
-            GgmlType::Q4K => (avx2::q4k, if wide { avx2::q4k_rows_512 } else { avx2::q4k_rows }),
-            GgmlType::Q5K => (avx2::q5k, if wide { avx2::q5k_rows_512 } else { avx2::q5k_rows }),
-            GgmlType::Q6K => (avx2::q6k, if wide { avx2::q6k_rows_512 } else { avx2::q6k_rows }),
+            GgmlType::F32 => (
+                avx2::f32s,
+                if wide {
+                    avx2::f32_rows_512
+                } else {
+                    avx2::f32_rows
+                },
+            ),
+            GgmlType::F16 => (
+                avx2::f16s,
+                if wide {
+                    avx2::f16_rows_512
+                } else {
+                    avx2::f16_rows
+                },
+            ),
+            GgmlType::Q8_0 => (
+                avx2::q8_0,
+                if wide {
+                    avx2::q8_0_rows_512
+                } else {
+                    avx2::q8_0_rows
+                },
+            ),
+            GgmlType::Q4K => (
+                avx2::q4k,
+                if wide {
+                    avx2::q4k_rows_512
+                } else {
+                    avx2::q4k_rows
+                },
+            ),
+            GgmlType::Q5K => (
+                avx2::q5k,
+                if wide {
+                    avx2::q5k_rows_512
+                } else {
+                    avx2::q5k_rows
+                },
+            ),
+            GgmlType::Q6K => (
+                avx2::q6k,
+                if wide {
+                    avx2::q6k_rows_512
+                } else {
+                    avx2::q6k_rows
+                },
+            ),
             GgmlType::Q8K => return row_kernels(ty, Isa::Scalar),
         };
         return Ok(RowKernels {
@@ -365,8 +407,15 @@ pub fn matmul_rows_with(
         Layout::X8 => {
             let x8 = x8::ROWS;
             let n_rows = w.len().checked_div(rb).unwrap_or(0);
-            if !n_rows.is_multiple_of(x8) || !rows.start.is_multiple_of(x8) || !rows.end.is_multiple_of(x8) {
-                return Err(QuantError::RowRange { start: rows.start, end: rows.end, n_rows });
+            if !n_rows.is_multiple_of(x8)
+                || !rows.start.is_multiple_of(x8)
+                || !rows.end.is_multiple_of(x8)
+            {
+                return Err(QuantError::RowRange {
+                    start: rows.start,
+                    end: rows.end,
+                    n_rows,
+                });
             }
             Kernel::Rows(x8_kernel(wty, isa)?)
         }
@@ -402,7 +451,10 @@ fn x8_kernel(wty: GgmlType, isa: Isa) -> Result<RowsFn, QuantError> {
     match wty {
         GgmlType::Q4K => Ok(q4_k_x8::rows_scalar),
         GgmlType::Q6K => Ok(q6_k_x8::rows_scalar),
-        ty => Err(QuantError::Unsupported { ty, op: "x8 layout" }),
+        ty => Err(QuantError::Unsupported {
+            ty,
+            op: "x8 layout",
+        }),
     }
 }
 
@@ -457,16 +509,26 @@ fn check_matmul(
 
 /// Rows `rows` of a matrix of `rb`-byte rows (checked by `check_matmul`).
 fn weight_rows<'w>(w: &'w [u8], rb: usize, rows: &Range<usize>) -> Result<&'w [u8], QuantError> {
-    w.get(rows.start * rb..rows.end * rb).ok_or(QuantError::Overflow)
+    w.get(rows.start * rb..rows.end * rb)
+        .ok_or(QuantError::Overflow)
 }
 
 /// Repacks a row-major matrix of `ty` (Q4_K or Q6_K), `rows` (a multiple
 /// of 8) rows of `n_cols` values, in place into its x8 layout
 /// (`q4_k_x8`, `q6_k_x8`); `tmp` holds 8 rows.
-pub fn repack_x8(ty: GgmlType, data: &mut [u8], rows: usize, n_cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
+pub fn repack_x8(
+    ty: GgmlType,
+    data: &mut [u8],
+    rows: usize,
+    n_cols: usize,
+    tmp: &mut [u8],
+) -> Result<(), QuantError> {
     match ty {
         GgmlType::Q4K => q4_k_x8::repack(data, rows, n_cols, tmp),
         GgmlType::Q6K => q6_k_x8::repack(data, rows, n_cols, tmp),
-        ty => Err(QuantError::Unsupported { ty, op: "x8 layout" }),
+        ty => Err(QuantError::Unsupported {
+            ty,
+            op: "x8 layout",
+        }),
     }
 }

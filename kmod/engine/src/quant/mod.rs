@@ -27,28 +27,28 @@ mod avx512;
 mod cpu;
 mod float;
 mod matmul;
-mod vec;
 mod q4_k;
 pub mod q4_k_x8;
-pub mod q6_k_x8;
-mod x8;
 mod q5_k;
 mod q6_k;
+pub mod q6_k_x8;
 mod q8_0;
 mod q8_k;
+mod vec;
+mod x8;
 
 pub use cpu::{isa, isa_available, set_max_isa, set_simd, Isa};
 pub use matmul::{
-    act_row_bytes, act_type, dequantize_row, fastest_isa, matmul_rows, matmul_rows_isa, matmul_rows_with,
-    matvec_rows, repack_x8,
-    quantize_acts, quantize_acts_batch, quantize_acts_isa, vec_dot, vec_dot_isa,
+    act_row_bytes, act_type, dequantize_row, fastest_isa, matmul_rows, matmul_rows_isa,
+    matmul_rows_with, matvec_rows, quantize_acts, quantize_acts_batch, quantize_acts_isa,
+    repack_x8, vec_dot, vec_dot_isa,
 };
-pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32, f32_to_f16, silu_simd, swiglu_simd};
 pub use q4_k::BlockQ4K;
 pub use q5_k::BlockQ5K;
 pub use q6_k::BlockQ6K;
 pub use q8_0::BlockQ8_0;
 pub use q8_k::BlockQ8K;
+pub use vec::{axpy_f16, axpy_f32, dot_f16, dot_f32, f32_to_f16, silu_simd, swiglu_simd};
 
 /// ggml's tensor type ids, as stored in GGUF tensor infos.
 /// Only types the engine can compute with get a variant; others are

@@ -63,7 +63,8 @@ fn pack(src: &[[u8; BLOCK]; ROWS], dst: &mut [u8; GROUP]) {
         dst[SCALES + k] = (v[k] & 0xF) | (v[k + 64] & 0xF) << 4;
     }
     for k in 0..32 {
-        dst[SCALES + 64 + k] = v[k] >> 4 | (v[k + 32] >> 4) << 2 | (v[k + 64] >> 4) << 4 | (v[k + 96] >> 4) << 6;
+        dst[SCALES + 64 + k] =
+            v[k] >> 4 | (v[k + 32] >> 4) << 2 | (v[k + 64] >> 4) << 4 | (v[k + 96] >> 4) << 6;
     }
 }
 
@@ -104,13 +105,23 @@ pub fn unpack(g: &[u8; GROUP], r: usize) -> [u8; BLOCK] {
 /// bytes).
 pub fn repack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
     x8::repack(GgmlType::Q4K, data, rows, cols, tmp, |slab, rb, i, dst| {
-        pack(&core::array::from_fn(|r| x8::slab_block::<BLOCK>(slab, rb, r, i)), dst)
+        pack(
+            &core::array::from_fn(|r| x8::slab_block::<BLOCK>(slab, rb, r, i)),
+            dst,
+        )
     })
 }
 
 /// The inverse of [`repack`].
-pub fn unrepack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
-    x8::unrepack(GgmlType::Q4K, data, rows, cols, tmp, |g, r, out| out.copy_from_slice(&unpack(g, r)))
+pub fn unrepack(
+    data: &mut [u8],
+    rows: usize,
+    cols: usize,
+    tmp: &mut [u8],
+) -> Result<(), QuantError> {
+    x8::unrepack(GgmlType::Q4K, data, rows, cols, tmp, |g, r, out| {
+        out.copy_from_slice(&unpack(g, r))
+    })
 }
 
 /// The 8 dots of one row group (`nb` group blocks) with activation row
@@ -118,11 +129,20 @@ pub fn unrepack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Re
 /// float operations per row (`out[r]`).
 pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
     let mut acc = [0f32; ROWS];
-    for (g, y) in g.as_chunks::<GROUP>().0.iter().zip(a.as_chunks::<{ q8_k::BYTES }>().0) {
+    for (g, y) in g
+        .as_chunks::<GROUP>()
+        .0
+        .iter()
+        .zip(a.as_chunks::<{ q8_k::BYTES }>().0)
+    {
         let y = BlockQ8K::from_bytes(y);
         let v = values(g);
         // Chunk c: bytes 8c..8c + 8 of each row's qs.
-        let chunks: &[[u8; 64]; 16] = g[QS..].as_chunks::<64>().0.try_into().unwrap_or(&[[0; 64]; 16]);
+        let chunks: &[[u8; 64]; 16] = g[QS..]
+            .as_chunks::<64>()
+            .0
+            .try_into()
+            .unwrap_or(&[[0; 64]; 16]);
         for (r, acc) in acc.iter_mut().enumerate() {
             let (mut isum, mut imin) = (0i32, 0i32);
             for (s, ys) in y.qs.as_chunks::<32>().0.iter().enumerate() {
@@ -134,7 +154,8 @@ pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
                     p += q as i32 * yq as i32;
                 }
                 isum += v[scale_index(r, s)] as i32 * p;
-                imin += v[min_index(r, s)] as i32 * (y.bsums[2 * s] as i32 + y.bsums[2 * s + 1] as i32);
+                imin +=
+                    v[min_index(r, s)] as i32 * (y.bsums[2 * s] as i32 + y.bsums[2 * s + 1] as i32);
             }
             let d = f16_at(g, D + 2 * r) * y.d;
             let dmin = f16_at(g, DMIN + 2 * r) * y.d;
@@ -147,6 +168,13 @@ pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
 
 /// `out[b * n_rows + r] = dot(row r, activation row b)` over a Q4_K x8
 /// matrix of rows of `rb` (original) bytes, by `vec_dot_group`.
-pub(super) fn rows_scalar(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+pub(super) fn rows_scalar(
+    w: &[u8],
+    rb: usize,
+    acts: &[u8],
+    ab: usize,
+    n_batch: usize,
+    out: &mut [f32],
+) {
     x8::rows_scalar(vec_dot_group, w, rb, acts, ab, n_batch, out)
 }

@@ -47,7 +47,10 @@ fn pack(src: &[[u8; BLOCK]; ROWS], dst: &mut [u8; GROUP]) {
         for c in 0..8 {
             for i in 0..8 {
                 let v = 8 * c + i;
-                dst[HI + 64 * c + 8 * r + i] = q[v] >> 4 | (q[v + 64] >> 4) << 2 | (q[v + 128] >> 4) << 4 | (q[v + 192] >> 4) << 6;
+                dst[HI + 64 * c + 8 * r + i] = q[v] >> 4
+                    | (q[v + 64] >> 4) << 2
+                    | (q[v + 128] >> 4) << 4
+                    | (q[v + 192] >> 4) << 6;
             }
         }
     }
@@ -75,7 +78,8 @@ pub fn unpack(g: &[u8; GROUP], r: usize) -> [u8; BLOCK] {
             let v: [u8; 4] = core::array::from_fn(|i| q[128 * h + l + 32 * i]);
             b[64 * h + l] = (v[0] & 0xF) | (v[2] & 0xF) << 4;
             b[64 * h + l + 32] = (v[1] & 0xF) | (v[3] & 0xF) << 4;
-            b[128 + 32 * h + l] = v[0] >> 4 | (v[1] >> 4) << 2 | (v[2] >> 4) << 4 | (v[3] >> 4) << 6;
+            b[128 + 32 * h + l] =
+                v[0] >> 4 | (v[1] >> 4) << 2 | (v[2] >> 4) << 4 | (v[3] >> 4) << 6;
         }
     }
     b[192..208].copy_from_slice(&g[SCALES + 16 * r..SCALES + 16 * r + 16]);
@@ -88,13 +92,23 @@ pub fn unpack(g: &[u8; GROUP], r: usize) -> [u8; BLOCK] {
 /// bytes).
 pub fn repack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
     x8::repack(GgmlType::Q6K, data, rows, cols, tmp, |slab, rb, i, dst| {
-        pack(&core::array::from_fn(|r| x8::slab_block::<BLOCK>(slab, rb, r, i)), dst)
+        pack(
+            &core::array::from_fn(|r| x8::slab_block::<BLOCK>(slab, rb, r, i)),
+            dst,
+        )
     })
 }
 
 /// The inverse of [`repack`].
-pub fn unrepack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Result<(), QuantError> {
-    x8::unrepack(GgmlType::Q6K, data, rows, cols, tmp, |g, r, out| out.copy_from_slice(&unpack(g, r)))
+pub fn unrepack(
+    data: &mut [u8],
+    rows: usize,
+    cols: usize,
+    tmp: &mut [u8],
+) -> Result<(), QuantError> {
+    x8::unrepack(GgmlType::Q6K, data, rows, cols, tmp, |g, r, out| {
+        out.copy_from_slice(&unpack(g, r))
+    })
 }
 
 /// The 8 dots of one row group (`nb` group blocks) with activation row
@@ -102,12 +116,23 @@ pub fn unrepack(data: &mut [u8], rows: usize, cols: usize, tmp: &mut [u8]) -> Re
 /// float operations per row (`out[r]`).
 pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
     let mut acc = [0f32; ROWS];
-    for (g, y) in g.as_chunks::<GROUP>().0.iter().zip(a.as_chunks::<{ q8_k::BYTES }>().0) {
+    for (g, y) in g
+        .as_chunks::<GROUP>()
+        .0
+        .iter()
+        .zip(a.as_chunks::<{ q8_k::BYTES }>().0)
+    {
         let y = BlockQ8K::from_bytes(y);
         for (r, acc) in acc.iter_mut().enumerate() {
             let q = quants(g, r);
             let mut isum = 0i32;
-            for (k, (q, ys)) in q.as_chunks::<16>().0.iter().zip(y.qs.as_chunks::<16>().0).enumerate() {
+            for (k, (q, ys)) in q
+                .as_chunks::<16>()
+                .0
+                .iter()
+                .zip(y.qs.as_chunks::<16>().0)
+                .enumerate()
+            {
                 let p: i32 = q.iter().zip(ys).map(|(&q, &y)| q as i32 * y as i32).sum();
                 let sc = g[SCALES + 16 * r + k] as i8 as i32;
                 isum += sc * (p - 32 * y.bsums[k] as i32);
@@ -121,6 +146,13 @@ pub fn vec_dot_group(g: &[u8], a: &[u8], out: &mut [f32; ROWS]) {
 
 /// `out[b * n_rows + r] = dot(row r, activation row b)` over a Q6_K x8
 /// matrix of rows of `rb` (original) bytes, by `vec_dot_group`.
-pub(super) fn rows_scalar(w: &[u8], rb: usize, acts: &[u8], ab: usize, n_batch: usize, out: &mut [f32]) {
+pub(super) fn rows_scalar(
+    w: &[u8],
+    rb: usize,
+    acts: &[u8],
+    ab: usize,
+    n_batch: usize,
+    out: &mut [f32],
+) {
     x8::rows_scalar(vec_dot_group, w, rb, acts, ab, n_batch, out)
 }

@@ -47,7 +47,9 @@ pub fn axpy_f16(o: &mut [f32], s: f32, v: &[u16]) {
         // SAFETY: as in `dot_f32`.
         return unsafe { avx2::axpy_f16(o, s, v) };
     }
-    o.iter_mut().zip(v).for_each(|(o, v)| *o += s * f16_bits_to_f32(*v));
+    o.iter_mut()
+        .zip(v)
+        .for_each(|(o, v)| *o += s * f16_bits_to_f32(*v));
 }
 
 /// `x[i] = silu(x[i])` by ggml's AVX2 `ggml_v_silu` (vector expf) when

@@ -11,14 +11,30 @@ pub const ROWS: usize = 8;
 /// Blocks per row of a `rows` x `cols` matrix of `ty` (`block` bytes per
 /// block) in `len` bytes, with a `tmp` of `tmp_len` bytes: an error unless
 /// the layout takes it.
-fn check(ty: GgmlType, len: usize, rows: usize, cols: usize, tmp_len: usize) -> Result<usize, QuantError> {
+fn check(
+    ty: GgmlType,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    tmp_len: usize,
+) -> Result<usize, QuantError> {
     let (nb, block) = (cols / QK_K, ty.block_bytes());
     if !cols.is_multiple_of(QK_K) {
         return Err(QuantError::PartialBlock { ty, n: cols });
     }
-    let length = |what, expected: usize, actual| Err(QuantError::Length { what, expected, actual });
+    let length = |what, expected: usize, actual| {
+        Err(QuantError::Length {
+            what,
+            expected,
+            actual,
+        })
+    };
     if !rows.is_multiple_of(ROWS) {
-        return length("x8 rows (a multiple of 8)", rows.next_multiple_of(ROWS), rows);
+        return length(
+            "x8 rows (a multiple of 8)",
+            rows.next_multiple_of(ROWS),
+            rows,
+        );
     }
     if len != rows * nb * block {
         return length("x8 matrix", rows * nb * block, len);
@@ -43,7 +59,9 @@ pub(super) fn repack<const G: usize>(
     let nb = check(ty, data.len(), rows, cols, tmp.len())?;
     let rb = nb * ty.block_bytes();
     // No columns: nothing to move (and no zero chunk size to panic on).
-    let Some(sb) = rb.checked_mul(ROWS).filter(|&sb| sb != 0) else { return Ok(()) };
+    let Some(sb) = rb.checked_mul(ROWS).filter(|&sb| sb != 0) else {
+        return Ok(());
+    };
     for slab in data.chunks_exact_mut(sb) {
         let tmp = &mut tmp[..sb];
         tmp.copy_from_slice(slab);
@@ -82,7 +100,9 @@ pub(super) fn unrepack<const G: usize>(
 /// Row r's block `i` in a slab of 8 rows of `rb` bytes, `B` bytes a block.
 pub(super) fn slab_block<const B: usize>(slab: &[u8], rb: usize, r: usize, i: usize) -> [u8; B] {
     let o = r * rb + i * B;
-    slab.get(o..o + B).and_then(|b| b.try_into().ok()).unwrap_or([0; B])
+    slab.get(o..o + B)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; B])
 }
 
 /// `a * b + c` rounded once, as an FMA instruction does (the product of
@@ -109,7 +129,9 @@ pub(super) fn rows_scalar(
     n_batch: usize,
     out: &mut [f32],
 ) {
-    let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0 && ab != 0) else { return };
+    let Some(gb) = rb.checked_mul(ROWS).filter(|&gb| gb != 0 && ab != 0) else {
+        return;
+    };
     // Whole groups only: `w` is whole groups in every caller.
     let n_rows = w.len() / gb * ROWS;
     for (g, grp) in w.chunks_exact(gb).enumerate() {

@@ -14,7 +14,10 @@
 use alloc::vec::Vec;
 
 use super::unicode::{byte_to_cpt, cpt_to_byte, cpt_to_utf8, next_cpt, Flags};
-use super::{extend, heap_pop, heap_push, push, vec_with, Bigram, Out, Symbol, Tokenizer, TokenizerError, TokenizerScratch};
+use super::{
+    extend, heap_pop, heap_push, push, vec_with, Bigram, Out, Symbol, Tokenizer, TokenizerError,
+    TokenizerScratch,
+};
 use crate::gguf::{Gguf, ValueType};
 
 /// No token id (a symbol whose text is not a token).
@@ -40,7 +43,9 @@ pub(super) struct Bpe {
 
 /// Whether the GGUF's pre-tokenizer is one this module implements.
 pub(super) fn supported_pre(g: &Gguf<'_>) -> bool {
-    g.get("tokenizer.ggml.pre").and_then(|v| v.as_bytes()).is_some_and(|p| QWEN2_PRE.contains(&p))
+    g.get("tokenizer.ggml.pre")
+        .and_then(|v| v.as_bytes())
+        .is_some_and(|p| QWEN2_PRE.contains(&p))
 }
 
 impl Bpe {
@@ -77,9 +82,16 @@ impl Bpe {
             joined.extend_from_slice(a);
             joined.extend_from_slice(b);
             let result = t.token_id(&joined).unwrap_or(NONE);
-            merges.push(Merge { left, right, rank: rank as u32, result });
+            merges.push(Merge {
+                left,
+                right,
+                rank: rank as u32,
+                result,
+            });
         }
-        crate::sort::heap_sort_by(&mut merges, |a, b| (a.left, a.right, a.rank).cmp(&(b.left, b.right, b.rank)));
+        crate::sort::heap_sort_by(&mut merges, |a, b| {
+            (a.left, a.right, a.rank).cmp(&(b.left, b.right, b.rank))
+        });
         merges.dedup_by(|later, first| later.left == first.left && later.right == first.right);
 
         let mut byte_char = [NONE; 256];
@@ -94,7 +106,10 @@ impl Bpe {
         if left == NONE || right == NONE {
             return None;
         }
-        let i = self.merges.binary_search_by(|m| (m.left, m.right).cmp(&(left, right))).ok()?;
+        let i = self
+            .merges
+            .binary_search_by(|m| (m.left, m.right).cmp(&(left, right)))
+            .ok()?;
         self.merges.get(i)
     }
 }
@@ -110,7 +125,13 @@ fn qwen2_word_end(cpts: &[u32], pos: usize) -> usize {
     let flags_at = |p: usize| cpts.get(p).map_or(Flags::default(), |&c| Flags::of(c));
     // unicode_tolower only changes ASCII letters among those compared
     // (gen_unicode.py checks this).
-    let lower = |c: u32| if (b'A' as u32..=b'Z' as u32).contains(&c) { c + 32 } else { c };
+    let lower = |c: u32| {
+        if (b'A' as u32..=b'Z' as u32).contains(&c) {
+            c + 32
+        } else {
+            c
+        }
+    };
     let is = |c: u32, ch: u8| c == ch as u32;
 
     let cpt = cpt_at(pos);
@@ -124,14 +145,19 @@ fn qwen2_word_end(cpts: &[u32], pos: usize) -> usize {
         }
         if pos + 2 < end {
             let nn = lower(cpt_at(pos + 2));
-            if (is(n, b'r') && is(nn, b'e')) || (is(n, b'v') && is(nn, b'e')) || (is(n, b'l') && is(nn, b'l')) {
+            if (is(n, b'r') && is(nn, b'e'))
+                || (is(n, b'v') && is(nn, b'e'))
+                || (is(n, b'l') && is(nn, b'l'))
+            {
                 return pos + 3;
             }
         }
     }
 
     // [^\r\n\p{L}\p{N}]?\p{L}+
-    if !(is(cpt, b'\r') || is(cpt, b'\n') || flags.number()) && (flags.letter() || flags_at(pos + 1).letter()) {
+    if !(is(cpt, b'\r') || is(cpt, b'\n') || flags.number())
+        && (flags.letter() || flags_at(pos + 1).letter())
+    {
         let mut p = pos + 1;
         while flags_at(p).letter() {
             p += 1;
@@ -145,7 +171,11 @@ fn qwen2_word_end(cpts: &[u32], pos: usize) -> usize {
     }
 
     // <space>?[^\s\p{L}\p{N}]+[\r\n]*
-    let mut f2 = if is(cpt, b' ') { flags_at(pos + 1) } else { flags };
+    let mut f2 = if is(cpt, b' ') {
+        flags_at(pos + 1)
+    } else {
+        flags
+    };
     let plain = |f: Flags| !(f.whitespace() || f.letter() || f.number()) && f.any();
     if plain(f2) && flags.any() {
         let mut p = pos + is(cpt, b' ') as usize;
@@ -216,14 +246,25 @@ impl Tokenizer {
     }
 
     /// Merges the word in `s.esc` and writes its tokens.
-    fn bpe_word(&self, bpe: &Bpe, s: &mut TokenizerScratch, o: &mut Out<'_>) -> Result<(), TokenizerError> {
+    fn bpe_word(
+        &self,
+        bpe: &Bpe,
+        s: &mut TokenizerScratch,
+        o: &mut Out<'_>,
+    ) -> Result<(), TokenizerError> {
         let word = &s.esc[..];
         let n = word.len();
         // One symbol per byte (each byte is one GPT-2 character).
         s.syms.clear();
         for (k, &b) in word.iter().enumerate() {
             let next = if k + 1 == n { -1 } else { k as i32 + 1 };
-            let sym = Symbol { start: k as u32, n: 1, prev: k as i32 - 1, next, id: bpe.byte_char[b as usize] };
+            let sym = Symbol {
+                start: k as u32,
+                n: 1,
+                prev: k as i32 - 1,
+                next,
+                id: bpe.byte_char[b as usize],
+            };
             push(&mut s.syms, sym)?;
         }
         s.heap.clear();
@@ -271,7 +312,13 @@ impl Tokenizer {
     }
 }
 
-fn add_bigram(bpe: &Bpe, syms: &[Symbol], heap: &mut Vec<Bigram>, left: i32, right: i32) -> Result<(), TokenizerError> {
+fn add_bigram(
+    bpe: &Bpe,
+    syms: &[Symbol],
+    heap: &mut Vec<Bigram>,
+    left: i32,
+    right: i32,
+) -> Result<(), TokenizerError> {
     if left < 0 || right < 0 {
         return Ok(());
     }
@@ -280,7 +327,15 @@ fn add_bigram(bpe: &Bpe, syms: &[Symbol], heap: &mut Vec<Bigram>, left: i32, rig
         return Ok(());
     };
     // The queue pops the highest score: the lowest rank, then the leftmost.
-    heap_push(heap, Bigram { left, right, score: -(m.rank as f32), size: l.n + r.n })
+    heap_push(
+        heap,
+        Bigram {
+            left,
+            right,
+            score: -(m.rank as f32),
+            size: l.n + r.n,
+        },
+    )
 }
 
 /// llama.cpp's `llama_decode_text`: a token's GPT-2 characters back to bytes.
@@ -297,7 +352,8 @@ pub(super) fn decode_text(text: &[u8], out: &mut Vec<u8>) -> Result<(), Tokenize
             None => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 let (u, un) = cpt_to_utf8(c);
-                out.try_reserve(12 + 2 * un + text.len() + 1).map_err(super::oom)?;
+                out.try_reserve(12 + 2 * un + text.len() + 1)
+                    .map_err(super::oom)?;
                 out.extend_from_slice(b"[UNK_BYTE_0x");
                 for &b in &u[..un] {
                     out.push(HEX[(b >> 4) as usize]);
@@ -321,7 +377,12 @@ mod tests {
         let mut p = 0;
         while p < c.len() {
             let e = qwen2_word_end(&c, p);
-            out.push(c[p..e].iter().map(|&x| char::from_u32(x).unwrap()).collect());
+            out.push(
+                c[p..e]
+                    .iter()
+                    .map(|&x| char::from_u32(x).unwrap())
+                    .collect(),
+            );
             p = e;
         }
         out
@@ -330,7 +391,10 @@ mod tests {
     #[test]
     fn qwen2_split() {
         assert_eq!(split("Hello world"), ["Hello", " world"]);
-        assert_eq!(split("I'm 123 ok!!\n\n  x"), ["I", "'m", " ", "1", "2", "3", " ok", "!!\n\n", " ", " x"]);
+        assert_eq!(
+            split("I'm 123 ok!!\n\n  x"),
+            ["I", "'m", " ", "1", "2", "3", " ok", "!!\n\n", " ", " x"]
+        );
         assert_eq!(split("a  \n b"), ["a", "  \n", " b"]);
         assert_eq!(split("   "), ["   "]);
         assert_eq!(split("x   "), ["x", "   "]);

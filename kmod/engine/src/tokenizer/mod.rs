@@ -302,7 +302,13 @@ const FIM_MID_TEXTS: &[&str] = &[
     "<|code_middle|>", "<|middle|>",
 ];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 #[rustfmt::skip]
 const EOG_TEXTS: &[&str] = &[
@@ -317,7 +323,8 @@ type Slot = fn(&mut SpecialTokens) -> &mut Option<u32>;
 
 /// A text fragment of `partition` (which cuts them inside `text`).
 fn frag_text(text: &[u8], start: u32, len: u32) -> &[u8] {
-    text.get(start as usize..start as usize + len as usize).unwrap_or_default()
+    text.get(start as usize..start as usize + len as usize)
+        .unwrap_or_default()
 }
 
 fn in_list(list: &[&str], text: &[u8]) -> bool {
@@ -368,7 +375,10 @@ impl Tokenizer {
         if let Some(e) = g.tensor("token_embd.weight") {
             let rows = if e.n_dims >= 2 { e.dims[1] } else { 1 };
             if rows != n64 {
-                return Err(TokenizerError::VocabMismatch { n_vocab: n64, n_embd_rows: rows });
+                return Err(TokenizerError::VocabMismatch {
+                    n_vocab: n64,
+                    n_embd_rows: rows,
+                });
             }
         }
 
@@ -378,7 +388,11 @@ impl Tokenizer {
             Some(v) => match v.as_array() {
                 Some(a) if matches!(a.elem_type, ValueType::F32 | ValueType::I32) => {
                     if a.len < n64 {
-                        return Err(TokenizerError::ShortArray { key: K_SCORES, len: a.len, n_vocab: n64 });
+                        return Err(TokenizerError::ShortArray {
+                            key: K_SCORES,
+                            len: a.len,
+                            n_vocab: n64,
+                        });
                     }
                     Some(a)
                 }
@@ -390,7 +404,11 @@ impl Tokenizer {
             Some(v) => match v.as_array() {
                 Some(a) if a.elem_type == ValueType::I32 => {
                     if a.len < n64 {
-                        return Err(TokenizerError::ShortArray { key: K_TYPES, len: a.len, n_vocab: n64 });
+                        return Err(TokenizerError::ShortArray {
+                            key: K_TYPES,
+                            len: a.len,
+                            n_vocab: n64,
+                        });
                     }
                     Some(a)
                 }
@@ -476,7 +494,9 @@ impl Tokenizer {
 
         let mut by_text = vec_with::<u32>(n)?;
         by_text.extend(0..n as u32);
-        crate::sort::heap_sort_by(&mut by_text, |&a, &b| t.text(a).cmp(t.text(b)).then(a.cmp(&b)));
+        crate::sort::heap_sort_by(&mut by_text, |&a, &b| {
+            t.text(a).cmp(t.text(b)).then(a.cmp(&b))
+        });
         if let Some(w) = by_text.windows(2).find(|w| t.text(w[0]) == t.text(w[1])) {
             return Err(TokenizerError::DuplicateToken { id: w[0].max(w[1]) });
         }
@@ -487,18 +507,34 @@ impl Tokenizer {
         t.byte_token = byte_token;
         for b in (0..=255u8).filter(|_| !is_bpe) {
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            let name = [b'<', b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize], b'>'];
+            let name = [
+                b'<',
+                b'0',
+                b'x',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+                b'>',
+            ];
             t.byte_token[b as usize] = t.token_id(&name).or_else(|| t.token_id(&[b]));
         }
 
         t.load_specials(g, is_bpe);
-        if let Some(v) = g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_space_prefix")
+            .and_then(|v| v.as_bool())
+        {
             t.add_space_prefix = v;
         }
-        if let Some(v) = g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(|v| v.as_bool())
+        {
             t.add_bos = v;
         }
-        if let Some(v) = g.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()) {
+        if let Some(v) = g
+            .get("tokenizer.ggml.add_eos_token")
+            .and_then(|v| v.as_bool())
+        {
             t.add_eos = v;
         }
         t.detect_special_attrs()?;
@@ -506,12 +542,17 @@ impl Tokenizer {
         // Special-token cache: longest first. llama.cpp's std::sort leaves
         // ties in an unspecified order; here they go by id.
         let mut specials = vec_with::<u32>(n)?;
-        specials.extend(
-            (0..n as u32)
-                .filter(|&id| t.attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0),
-        );
-        crate::sort::heap_sort_by(&mut specials, |&a, &b| t.text(b).len().cmp(&t.text(a).len()).then(a.cmp(&b)));
-        t.min_special_len = specials.iter().map(|&id| t.text(id).len()).min().unwrap_or(usize::MAX);
+        specials.extend((0..n as u32).filter(|&id| {
+            t.attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
+        }));
+        crate::sort::heap_sort_by(&mut specials, |&a, &b| {
+            t.text(b).len().cmp(&t.text(a).len()).then(a.cmp(&b))
+        });
+        t.min_special_len = specials
+            .iter()
+            .map(|&id| t.text(id).len())
+            .min()
+            .unwrap_or(usize::MAX);
         t.specials = specials;
 
         t.build_pieces(is_bpe)?;
@@ -520,7 +561,10 @@ impl Tokenizer {
         }
 
         // llama.cpp's per-model attributes that apply to SPM vocabularies.
-        let name = g.get("general.name").and_then(|v| v.as_bytes()).unwrap_or(&[]);
+        let name = g
+            .get("general.name")
+            .and_then(|v| v.as_bytes())
+            .unwrap_or(&[]);
         let lower_has = |pat: &[u8]| name.windows(pat.len()).any(|w| w.eq_ignore_ascii_case(pat));
         if lower_has(b"phi-3") || lower_has(b"phi3") {
             for i in 0..t.specials.len() {
@@ -609,7 +653,8 @@ impl Tokenizer {
         for id in 0..n {
             let a = &mut self.attrs[id as usize];
             if *a & attr::CONTROL != 0 {
-                let t = &self.text[self.text_off[id as usize] as usize..self.text_off[id as usize + 1] as usize];
+                let t = &self.text
+                    [self.text_off[id as usize] as usize..self.text_off[id as usize + 1] as usize];
                 let t = t.split(|&b| b == 0).next().unwrap_or(&[]);
                 if t.windows(6).any(|w| w == b"unused") {
                     *a |= attr::UNUSED;
@@ -628,7 +673,10 @@ impl Tokenizer {
         }
         // gpt-oss: always rendered.
         for id in 0..n {
-            if in_list(&["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"], self.text(id)) {
+            if in_list(
+                &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"],
+                self.text(id),
+            ) {
                 self.attrs[id as usize] = attr::USER_DEFINED;
             }
         }
@@ -641,7 +689,8 @@ impl Tokenizer {
         let has = |t: &Self, e: &[u32], s: &[u8]| e.iter().copied().find(|&id| t.text(id) == s);
         let end = has(self, &eog, b"<|end|>");
         let ret = has(self, &eog, b"<|return|>").is_some();
-        let call = has(self, &eog, b"<|call|>").is_some() || has(self, &eog, b"<|calls|>").is_some();
+        let call =
+            has(self, &eog, b"<|call|>").is_some() || has(self, &eog, b"<|calls|>").is_some();
         let flush = has(self, &eog, b"<|flush|>").is_some();
         if let Some(end) = end {
             if call && (ret || flush) {
@@ -650,7 +699,8 @@ impl Tokenizer {
             }
         }
         // gemma4 and plamo have a normal "</s>".
-        let normal_s = has(self, &eog, b"<|tool_response>").is_some() || has(self, &eog, b"<|plamo:eos|>").is_some();
+        let normal_s = has(self, &eog, b"<|tool_response>").is_some()
+            || has(self, &eog, b"<|plamo:eos|>").is_some();
         if let (true, Some(s_id)) = (normal_s, has(self, &eog, b"</s>")) {
             eog.retain(|&id| id != s_id);
             self.attrs[s_id as usize] = attr::NORMAL;
@@ -743,7 +793,10 @@ impl Tokenizer {
 
     /// The [`attr`] bits of a token (UNDEFINED for a bad id).
     pub fn token_attr(&self, id: u32) -> u16 {
-        self.attrs.get(id as usize).copied().unwrap_or(attr::UNDEFINED)
+        self.attrs
+            .get(id as usize)
+            .copied()
+            .unwrap_or(attr::UNDEFINED)
     }
 
     pub fn is_control(&self, id: u32) -> bool {
@@ -764,7 +817,10 @@ impl Tokenizer {
         if text.len() > self.max_token_len {
             return None;
         }
-        self.by_text.binary_search_by(|&id| self.text(id).cmp(text)).ok().and_then(|i| self.by_text.get(i).copied())
+        self.by_text
+            .binary_search_by(|&id| self.text(id).cmp(text))
+            .ok()
+            .and_then(|i| self.by_text.get(i).copied())
     }
 
     /// The token for one byte: `<0xNN>`, else the byte itself, else `<unk>`.
@@ -796,8 +852,16 @@ impl Tokenizer {
         // BPE: a word rebuilt from codepoints, an invalid byte becoming
         // U+FFFD's 3 bytes; one symbol per byte of that.
         // Both: a merge queues at most two bigrams.
-        let big = |k: usize| m.checked_add(1).and_then(|x| x.checked_mul(k)).ok_or(TokenizerError::OutOfMemory);
-        let (n_sym, n_cpts) = if self.bpe.is_some() { (big(3)?, m) } else { (big(1)?, 0) };
+        let big = |k: usize| {
+            m.checked_add(1)
+                .and_then(|x| x.checked_mul(k))
+                .ok_or(TokenizerError::OutOfMemory)
+        };
+        let (n_sym, n_cpts) = if self.bpe.is_some() {
+            (big(3)?, m)
+        } else {
+            (big(1)?, 0)
+        };
         Ok(TokenizerScratch {
             max_bytes: m,
             frags: vec_with(n_frags)?,
@@ -865,7 +929,10 @@ impl Tokenizer {
         out: &mut [u32],
     ) -> Result<usize, TokenizerError> {
         if text.len() > scratch.max_bytes {
-            return Err(TokenizerError::TextTooLong { len: text.len(), max: scratch.max_bytes });
+            return Err(TokenizerError::TextTooLong {
+                len: text.len(),
+                max: scratch.max_bytes,
+            });
         }
         let mut o = Out { buf: out, n: 0 };
         self.partition(text, parse_special, plain, scratch)?;
@@ -876,7 +943,9 @@ impl Tokenizer {
             }
             let frags = core::mem::take(&mut scratch.frags);
             let res = frags.iter().try_for_each(|f| match *f {
-                Frag::Text { start, len } => self.bpe_fragment(bpe, frag_text(text, start, len), scratch, &mut o),
+                Frag::Text { start, len } => {
+                    self.bpe_fragment(bpe, frag_text(text, start, len), scratch, &mut o)
+                }
                 Frag::Token(id) => {
                     o.push(id);
                     Ok(())
@@ -903,7 +972,12 @@ impl Tokenizer {
                 match *f {
                     Frag::Text { start, len } => {
                         let s = frag_text(text, start, len);
-                        self.encode_fragment(s, self.add_space_prefix && prev_special, scratch, &mut o)?;
+                        self.encode_fragment(
+                            s,
+                            self.add_space_prefix && prev_special,
+                            scratch,
+                            &mut o,
+                        )?;
                         prev_special = false;
                     }
                     Frag::Token(id) => {
@@ -939,7 +1013,13 @@ impl Tokenizer {
         if text.is_empty() {
             return Ok(());
         }
-        push(&mut s.frags, Frag::Text { start: 0, len: text.len() as u32 })?;
+        push(
+            &mut s.frags,
+            Frag::Text {
+                start: 0,
+                len: text.len() as u32,
+            },
+        )?;
         for &sid in &self.specials {
             let a = self.attrs[sid as usize];
             let control = a & (attr::CONTROL | attr::UNKNOWN) != 0;
@@ -973,7 +1053,13 @@ impl Tokenizer {
                             }
                         }
                         if l > 0 {
-                            push(&mut s.frags_next, Frag::Text { start: pos as u32, len: l as u32 })?;
+                            push(
+                                &mut s.frags_next,
+                                Frag::Text {
+                                    start: pos as u32,
+                                    len: l as u32,
+                                },
+                            )?;
                         }
                     }
                     push(&mut s.frags_next, Frag::Token(sid))?;
@@ -989,7 +1075,13 @@ impl Tokenizer {
                     from = pos;
                 }
                 if pos < end {
-                    push(&mut s.frags_next, Frag::Text { start: pos as u32, len: (end - pos) as u32 })?;
+                    push(
+                        &mut s.frags_next,
+                        Frag::Text {
+                            start: pos as u32,
+                            len: (end - pos) as u32,
+                        },
+                    )?;
                 }
             }
             core::mem::swap(&mut s.frags, &mut s.frags_next);
@@ -1027,7 +1119,16 @@ impl Tokenizer {
             let idx = s.syms.len() as i32;
             offs += len;
             let next = if offs == n { -1 } else { idx + 1 };
-            push(&mut s.syms, Symbol { start: (offs - len) as u32, n: len as u32, prev: idx - 1, next, id: 0 })?;
+            push(
+                &mut s.syms,
+                Symbol {
+                    start: (offs - len) as u32,
+                    n: len as u32,
+                    prev: idx - 1,
+                    next,
+                    id: 0,
+                },
+            )?;
         }
         if s.syms.is_empty() {
             return Ok(());
@@ -1062,12 +1163,17 @@ impl Tokenizer {
         // what is not a token is a single character, sent as byte tokens.
         let mut i = 0i32;
         while let Some(&sym) = s.syms.get(i as usize).filter(|_| i >= 0) {
-            let t = esc.get(sym.start as usize..(sym.start + sym.n) as usize).unwrap_or_default();
+            let t = esc
+                .get(sym.start as usize..(sym.start + sym.n) as usize)
+                .unwrap_or_default();
             match self.token_id(t) {
                 Some(id) => o.push(id),
                 None => {
                     for &b in t {
-                        o.push(self.byte_token(b).ok_or(TokenizerError::NoTokenForByte(b))?);
+                        o.push(
+                            self.byte_token(b)
+                                .ok_or(TokenizerError::NoTokenForByte(b))?,
+                        );
                     }
                 }
             }
@@ -1098,8 +1204,20 @@ impl Tokenizer {
         let Some(id) = self.token_id(pair) else {
             return Ok(());
         };
-        let score = self.scores.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY);
-        heap_push(heap, Bigram { left, right, score, size })
+        let score = self
+            .scores
+            .get(id as usize)
+            .copied()
+            .unwrap_or(f32::NEG_INFINITY);
+        heap_push(
+            heap,
+            Bigram {
+                left,
+                right,
+                score,
+                size,
+            },
+        )
     }
 
     /// The text of a token, like llama.cpp's `token_to_piece(id, special)`:
@@ -1122,9 +1240,16 @@ impl Tokenizer {
     }
 
     /// Copies a token's piece into `out`; returns its length.
-    pub fn decode_into(&self, id: u32, special: bool, out: &mut [u8]) -> Result<usize, TokenizerError> {
+    pub fn decode_into(
+        &self,
+        id: u32,
+        special: bool,
+        out: &mut [u8],
+    ) -> Result<usize, TokenizerError> {
         let p = self.token_to_piece(id, special);
-        let dst = out.get_mut(..p.len()).ok_or(TokenizerError::OutputTooSmall { needed: p.len() })?;
+        let dst = out
+            .get_mut(..p.len())
+            .ok_or(TokenizerError::OutputTooSmall { needed: p.len() })?;
         dst.copy_from_slice(p);
         Ok(p.len())
     }
@@ -1146,7 +1271,11 @@ impl Tokenizer {
             remove_space = false;
             ids = &ids[1..];
         }
-        if remove_special && self.add_eos && !ids.is_empty() && Some(ids[ids.len() - 1]) == self.special.eos {
+        if remove_special
+            && self.add_eos
+            && !ids.is_empty()
+            && Some(ids[ids.len() - 1]) == self.special.eos
+        {
             ids = &ids[..ids.len() - 1];
         }
         let mut total = 0usize;
@@ -1266,7 +1395,10 @@ const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
 impl Utf8Stream {
     pub const fn new() -> Self {
-        Utf8Stream { pending: [0; 4], n: 0 }
+        Utf8Stream {
+            pending: [0; 4],
+            n: 0,
+        }
     }
 
     /// Bytes held back for an unfinished character.
@@ -1282,7 +1414,9 @@ impl Utf8Stream {
         if needed > out.len() {
             return Err(TokenizerError::OutputTooSmall { needed });
         }
-        let (n, pend) = self.run(bytes, false, &mut |at, s| out[at..at + s.len()].copy_from_slice(s));
+        let (n, pend) = self.run(bytes, false, &mut |at, s| {
+            out[at..at + s.len()].copy_from_slice(s)
+        });
         *self = pend;
         Ok(n)
     }
@@ -1293,17 +1427,30 @@ impl Utf8Stream {
         if needed > out.len() {
             return Err(TokenizerError::OutputTooSmall { needed });
         }
-        let (n, _) = self.run(&[], true, &mut |at, s| out[at..at + s.len()].copy_from_slice(s));
+        let (n, _) = self.run(&[], true, &mut |at, s| {
+            out[at..at + s.len()].copy_from_slice(s)
+        });
         *self = Utf8Stream::new();
         Ok(n)
     }
 
     /// Decodes pending + `bytes`, handing each output piece to `emit(at, s)`;
     /// returns the output length and the state after.
-    fn run(&self, bytes: &[u8], flush: bool, emit: &mut dyn FnMut(usize, &[u8])) -> (usize, Utf8Stream) {
+    fn run(
+        &self,
+        bytes: &[u8],
+        flush: bool,
+        emit: &mut dyn FnMut(usize, &[u8]),
+    ) -> (usize, Utf8Stream) {
         let np = self.n as usize;
         let total = np + bytes.len();
-        let at = |i: usize| if i < np { self.pending[i] } else { bytes[i - np] };
+        let at = |i: usize| {
+            if i < np {
+                self.pending[i]
+            } else {
+                bytes[i - np]
+            }
+        };
         let mut written = 0;
         let mut i = 0;
         while i < total {

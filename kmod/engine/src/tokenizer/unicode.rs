@@ -24,7 +24,11 @@ impl Flags {
         }
         // The last run starting at or before cpt.
         let i = data::RUNS.partition_point(|&r| r >> 3 <= cpt);
-        Flags(data::RUNS.get(i.wrapping_sub(1)).map_or(Self::OTHER, |&r| (r & 7) as u8))
+        Flags(
+            data::RUNS
+                .get(i.wrapping_sub(1))
+                .map_or(Self::OTHER, |&r| (r & 7) as u8),
+        )
     }
     pub(super) fn letter(self) -> bool {
         self.0 & Self::KIND == Self::LETTER
@@ -84,9 +88,20 @@ pub(super) fn cpt_to_utf8(c: u32) -> ([u8; 4], usize) {
     if c <= 0x7f {
         ([c as u8, 0, 0, 0], 1)
     } else if c <= 0x7ff {
-        ([0xc0 | (c >> 6) as u8 & 0x1f, 0x80 | (c & 0x3f) as u8, 0, 0], 2)
+        (
+            [0xc0 | (c >> 6) as u8 & 0x1f, 0x80 | (c & 0x3f) as u8, 0, 0],
+            2,
+        )
     } else if c <= 0xffff {
-        ([0xe0 | (c >> 12) as u8 & 0x0f, 0x80 | (c >> 6) as u8 & 0x3f, 0x80 | (c & 0x3f) as u8, 0], 3)
+        (
+            [
+                0xe0 | (c >> 12) as u8 & 0x0f,
+                0x80 | (c >> 6) as u8 & 0x3f,
+                0x80 | (c & 0x3f) as u8,
+                0,
+            ],
+            3,
+        )
     } else {
         (
             [

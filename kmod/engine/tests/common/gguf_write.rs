@@ -69,6 +69,18 @@ pub fn with_arrays_cut(bytes: &[u8], cut: &[&str], keep: u64) -> Vec<u8> {
 /// shorter than its token_embd.weight rows.
 pub fn with_short_vocab(bytes: &[u8], drop: u64) -> Vec<u8> {
     let g = Gguf::parse(bytes).expect("a valid GGUF");
-    let n = g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).expect("a vocabulary").len;
-    with_arrays_cut(bytes, &["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"], n - drop)
+    let n = g
+        .get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .expect("a vocabulary")
+        .len;
+    with_arrays_cut(
+        bytes,
+        &[
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+        ],
+        n - drop,
+    )
 }

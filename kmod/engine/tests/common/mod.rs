@@ -6,15 +6,26 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 /// The test models made by tests/models/make.sh.
-pub const MODELS: [&str; 5] = ["tiny-f32.gguf", "tiny-q8_0.gguf", "tiny-q6_k.gguf", "tiny-q4_k_m.gguf", "tiny-mixed.gguf"];
+pub const MODELS: [&str; 5] = [
+    "tiny-f32.gguf",
+    "tiny-q8_0.gguf",
+    "tiny-q6_k.gguf",
+    "tiny-q4_k_m.gguf",
+    "tiny-mixed.gguf",
+];
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Where the generated models are: $LLAMUX_MODELS or tests/models.
 pub fn model_path(name: &str) -> PathBuf {
-    let dir = std::env::var_os("LLAMUX_MODELS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("tests/models"));
+    let dir = std::env::var_os("LLAMUX_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/models"));
     dir.join(name)
 }
 
@@ -64,7 +75,9 @@ pub fn allocs() -> usize {
 pub fn read_llama_model(name: &str) -> Vec<u8> {
     let hint = "set LLAMUX_LLAMA_SRC to llama.cpp's source: \
                 export LLAMUX_LLAMA_SRC=$(tests/fixtures/get-llama-src.sh)";
-    let dir = std::env::var_os("LLAMUX_LLAMA_SRC").map(PathBuf::from).unwrap_or_else(|| panic!("{hint}"));
+    let dir = std::env::var_os("LLAMUX_LLAMA_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{hint}"));
     let p = dir.join("models").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}; {hint}", p.display()))
 }
@@ -89,8 +102,14 @@ pub fn vocab_vectors(name: &str) -> Vec<(Vec<u8>, Vec<u32>)> {
             }
         }
     }
-    let outputs: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
-    assert_eq!(inputs.len(), outputs.len(), "{name}: .inp and .out disagree on the number of tests");
+    let outputs: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{name}: .inp and .out disagree on the number of tests"
+    );
     inputs.into_iter().zip(outputs).collect()
 }
