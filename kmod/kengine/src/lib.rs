@@ -2,7 +2,8 @@
 //!
 //! This crate and the whole engine under it are compiled as ONE hard-float
 //! object for `x86_64-unknown-linux-gnu` with the kernel code model (see
-//! kmod/build-engine.sh and shared/notes/toolchain.md). Rules that follow:
+//! kmod/build-engine.sh and docs/kernel.md, "The engine object"). Rules
+//! that follow:
 //!
 //! - Every exported `llx_*` entry is a `global_asm!` trampoline that
 //!   realigns the stack (kernel C keeps it 8-byte aligned, this code assumes
