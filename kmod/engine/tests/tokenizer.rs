@@ -6,7 +6,7 @@
 //! llama-cpp-python 0.3.36: set LLAMUX_LLAMA_SRC to the path that
 //! tests/fixtures/get-llama-src.sh prints.
 
-use llamux_checks::vocab::{gguf, mini_gguf, mini_tokens, Kv};
+use llamux_checks::vocab::{assert_streams_utf8, gguf, mini_gguf, mini_tokens, Kv};
 use llamux_engine::gguf::Gguf;
 use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
 
@@ -306,16 +306,7 @@ fn fuzz_one(t: &Tokenizer, s: &mut TokenizerScratch, data: &[u8]) {
         assert_eq!(&bytes[..len], text);
     }
     // Streaming the pieces gives valid UTF-8.
-    let mut u = Utf8Stream::new();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 256];
-    for &id in ids {
-        let k = u.push(t.token_to_piece(id, true), &mut buf).unwrap();
-        all.extend_from_slice(&buf[..k]);
-    }
-    let k = u.finish(&mut buf).unwrap();
-    all.extend_from_slice(&buf[..k]);
-    assert!(std::str::from_utf8(&all).is_ok());
+    assert_streams_utf8(t, ids);
 }
 
 #[test]

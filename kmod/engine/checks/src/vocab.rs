@@ -1,6 +1,8 @@
 //! A hand-made SentencePiece vocabulary and a writer for vocabulary-only
 //! GGUF files: the tokenizer tests and the tokenizer fuzz target use the
-//! same one.
+//! same one, and the checks both make of an encoding.
+
+use llamux_engine::tokenizer::{Tokenizer, Utf8Stream};
 
 /// A metadata value to write.
 pub enum Kv {
@@ -120,4 +122,18 @@ pub fn mini_gguf(tokens: &[(Vec<u8>, f32, i32)], extra: Vec<(&str, Kv)>) -> Vec<
     ];
     kvs.extend(extra);
     gguf(&kvs)
+}
+
+/// The pieces of `ids`, streamed through [`Utf8Stream`], are valid UTF-8.
+pub fn assert_streams_utf8(t: &Tokenizer, ids: &[u32]) {
+    let mut u = Utf8Stream::new();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 256];
+    for &id in ids {
+        let k = u.push(t.token_to_piece(id, true), &mut buf).unwrap();
+        all.extend_from_slice(&buf[..k]);
+    }
+    let k = u.finish(&mut buf).unwrap();
+    all.extend_from_slice(&buf[..k]);
+    assert!(std::str::from_utf8(&all).is_ok());
 }

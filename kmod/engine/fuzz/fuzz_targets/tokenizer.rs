@@ -8,9 +8,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use llamux_checks::vocab::{mini_gguf, mini_tokens};
+use llamux_checks::vocab::{assert_streams_utf8, mini_gguf, mini_tokens};
 use llamux_engine::gguf::Gguf;
-use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
+use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch};
 
 const MAX_TEXT: usize = 4096;
 
@@ -90,16 +90,7 @@ fuzz_target!(|data: &[u8]| {
     if plain && !user_defined && !text.windows(3).any(|w| w == "\u{2581}".as_bytes()) {
         assert_eq!(&bytes[..len], text);
     }
-    let mut u = Utf8Stream::new();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 256];
-    for &id in ids {
-        let k = u.push(t.token_to_piece(id, true), &mut buf).unwrap();
-        all.extend_from_slice(&buf[..k]);
-    }
-    let k = u.finish(&mut buf).unwrap();
-    all.extend_from_slice(&buf[..k]);
-    assert!(std::str::from_utf8(&all).is_ok());
+    assert_streams_utf8(t, ids);
     if let Some(sc) = scratch {
         SCRATCH.with(|c| c.borrow_mut()[slot] = Some(sc));
     }
