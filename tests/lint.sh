@@ -6,7 +6,9 @@
 #   tests/lint.sh --no-module   the module's kernel-lint build only if that kernel
 #                               is already cached (tests/run.sh --no-guest)
 # Quick when warm: cargo and kbuild redo only what changed (targets under
-# target/lint-*, kmod/kengine/target/clippy, kmod/engine/fuzz/target).
+# target/lint-*, kmod/kengine/target/clippy, kmod/engine/fuzz/target; the
+# eBPF programs and the host-side shared types in separate target folders, as
+# their RUSTC_BOOTSTRAP differs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,7 +21,7 @@ esac
 . tests/guest/env.sh
 log_dir=${LLAMUX_LOG_DIR:-$root/target/test-logs}/lint
 mkdir -p "$log_dir"
-passed=0 failed=0
+passed=0 failed=0 failed_names=()
 
 # check NAME CMD...: runs CMD, its output in $log_dir/NAME.log (the tail shown on failure).
 check() {
@@ -29,7 +31,7 @@ check() {
         passed=$((passed + 1))
         echo "PASS lint $name ($((SECONDS - t0)) s)"
     else
-        failed=$((failed + 1))
+        failed=$((failed + 1)) failed_names+=("$name")
         echo "FAIL lint $name: \`$*\` reported (log $log_dir/$name.log):"
         grep -aE '^(error|warning)|^ *--> |^Diff in' "$log_dir/$name.log" | head -40
         tail -n5 "$log_dir/$name.log"
@@ -63,7 +65,7 @@ check clippy-kengine debian CARGO_TARGET_DIR="$root/kmod/kengine/target/clippy" 
 check clippy-ebpf-probes debian RUSTC_BOOTSTRAP=aya_ebpf CARGO_TARGET_DIR="$root/target/lint-bpf" \
     /usr/bin/cargo-clippy clippy --manifest-path ebpf/Cargo.toml -p llamux-probes \
     --target bpfel-unknown-none -- -D warnings
-check clippy-ebpf-common debian CARGO_TARGET_DIR="$root/target/lint-bpf" \
+check clippy-ebpf-common debian CARGO_TARGET_DIR="$root/target/lint-bpf-host" \
     /usr/bin/cargo-clippy clippy --manifest-path ebpf/Cargo.toml -p llamux-common \
     --features user --all-targets -- -D warnings
 
@@ -88,11 +90,12 @@ fi
 if [[ -n $kdir ]]; then
     check clippy-module module_lint "$kdir"
 elif ((module)); then
-    failed=$((failed + 1))
+    failed=$((failed + 1)) failed_names+=(clippy-module)
     echo "FAIL lint clippy-module: no guest kernel tree (tests/guest/build-kernel.sh --print-kdir failed)"
 else
     echo "lint clippy-module not run: no cached guest kernel (tests/run.sh without --no-guest builds it)"
 fi
 
+((failed)) && echo "lint failed: ${failed_names[*]}"
 echo "lint: $passed passed, $failed failed"
 ((failed == 0))
