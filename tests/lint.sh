@@ -78,7 +78,8 @@ module_lint() {
     mkdir -p "$out/src" "$out/kengine/src"
     rsync -a --delete kmod/src/ "$out/src/" &&
         rsync -a kmod/kengine/src/abi.rs "$out/kengine/src/" &&
-        printf 'obj-m := llamux.o\nllamux-y := src/llamux_main.o\n' >"$out/Kbuild" &&
+        { printf 'obj-m := llamux.o\nllamux-y := src/llamux_main.o\n' | cmp -s - "$out/Kbuild" ||
+            printf 'obj-m := llamux.o\nllamux-y := src/llamux_main.o\n' >"$out/Kbuild"; } &&
         make -C "$kdir" M="$out" "${LLAMUX_KMAKE_VARS[@]}" CLIPPY=1 \
             CLIPPY_DRIVER=/usr/bin/clippy-driver KRUSTFLAGS=-Dwarnings src/llamux_main.o
 }
