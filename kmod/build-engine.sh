@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the engine (kmod/kengine over kmod/engine) as ONE hard-float,
-# kernel-code-model object for llamux.ko; see shared notes toolchain.md
-# "Floating point and SIMD inside the module".
+# kernel-code-model object for llamux.ko; why and how: docs/kernel.md,
+# "The engine object: why hard-float, how it is built".
 #   kmod/build-engine.sh [OUT.o]     default OUT: kmod/engine_hf.o
 # Env: KDIR (optional: its .config decides retpolines, return thunks, SLS,
 #      function padding, as the kernel's own Rust gets them),

@@ -55,7 +55,7 @@ suite() {
         p=$(grep -aEo '[0-9]+ passed' "$out" | awk '{s+=$1} END {print s+0}')
         f=$(grep -aEo '[0-9]+ failed' "$out" | awk '{s+=$1} END {print s+0}')
     else
-        read -r p f < <(grep -aE '^(guest|package): [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
+        read -r p f < <(grep -aE '^(guest|package|lint): [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1 | awk '{print $2+0, $4+0}')
         p=${p:-0} f=${f:-0}
     fi
     passed=$((passed + p))
@@ -77,6 +77,11 @@ finish() {
 }
 
 setup "install packages (apt, bindgen)" tests/guest/setup.sh
+# rustfmt and clippy over every crate (tests/lint.sh): each failing check
+# counts as a failure, named in its FAIL line.
+lint_args=()
+[ "$guest" = 0 ] && lint_args=(--no-module)
+suite steps "lint" tests/lint.sh "${lint_args[@]}"
 PY=$(tests/fixtures/setup-python.sh) || { bad "python venv"; finish; }
 LLAMUX_LLAMA_SRC=$(tests/fixtures/get-llama-src.sh) || { bad "llama.cpp sources (tokenizer vectors)"; finish; }
 export LLAMUX_LLAMA_SRC

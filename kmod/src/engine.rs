@@ -287,7 +287,7 @@ impl Job {
     }
 
     /// The job as plain words, for publishing it in atomics.
-    pub(crate) fn to_raw(&self) -> (usize, *mut c_void, usize) {
+    pub(crate) fn to_raw(self) -> (usize, *mut c_void, usize) {
         (
             self.f.map_or(0, |f| f as usize),
             self.data.cast_mut(),

@@ -37,12 +37,9 @@ pub(crate) fn reserve() -> u64 {
     (sys::totalram() / 32).max(32 << 20)
 }
 
-fn mb_per_s(bytes: u64, ns: u64) -> u64 {
-    if ns == 0 {
-        0
-    } else {
-        bytes.saturating_mul(1000) / ns
-    }
+/// Bytes per nanosecond as MB/s; 0 for no time.
+pub(crate) fn mb_per_s(bytes: u64, ns: u64) -> u64 {
+    bytes.saturating_mul(1000).checked_div(ns).unwrap_or(0)
 }
 
 /// Ok, or why load number `seq` (asked for by `writer`) must stop: EINTR on

@@ -28,6 +28,9 @@ pub(crate) const MAX_IDS: usize = 4096;
 pub(crate) const PIECE_MAX: usize = 512;
 
 /// The request of /proc/llamux/generate.
+// One lives in the state, never moved on a hot path: boxing the piece buffer
+// would only add a fallible allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Req {
     Idle,
     /// Written, not yet read; dropped after prompt_timeout_s.

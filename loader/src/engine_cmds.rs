@@ -9,7 +9,7 @@ use llamux_engine::model::{repack_weights, ContextParams, KvType, Model};
 use llamux_engine::quant::{self, Isa};
 use llamux_engine::sample::{Param, SamplerParams};
 use llamux_engine::session::{Session, Specials, Step};
-use llamux_engine::tokenizer::Tokenizer;
+use llamux_engine::tokenizer::{Tokenizer, Utf8Stream};
 use serde_json::json;
 
 use crate::pool::Pool;
@@ -295,7 +295,7 @@ pub fn run(
         {
             Step::Token(t) => {
                 generated.push(t);
-                let piece = utf8.push(l.tokenizer.token_piece(t));
+                let piece = utf8.push_string(l.tokenizer.token_piece(t));
                 text_out.push_str(&piece);
                 if !json_out {
                     // A closed stdout ends the command here (stdio).
@@ -306,7 +306,7 @@ pub fn run(
         }
     }
     let t_decode = t1.elapsed().as_secs_f64();
-    let tail = utf8.finish();
+    let tail = utf8.finish_string();
     text_out.push_str(&tail);
     // The last sampled token is fed lazily; decode speed counts the forward
     // passes that ran (one per generated token after the first).
@@ -343,35 +343,6 @@ pub fn run(
 fn exec_threads(p: &Pool) -> usize {
     use llamux_engine::exec::Exec;
     p.parallelism()
-}
-
-/// Assembles UTF-8 that byte tokens split across several pieces.
-#[derive(Default)]
-pub struct Utf8Stream {
-    pending: Vec<u8>,
-}
-
-impl Utf8Stream {
-    /// Returns the text that is complete after adding `bytes`.
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An incomplete sequence at the end waits for more bytes; an
-            // invalid one in the middle is emitted lossily.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.pending.len(),
-        };
-        let s = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
-        s
-    }
-
-    pub fn finish(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        s
-    }
 }
 
 pub fn tokenize(model: &Path, text: &str, add_bos: bool, special: bool, json_out: bool) -> Res {

@@ -6,8 +6,9 @@ use serde_json::json;
 
 use llamux_engine::sample::Param;
 use llamux_engine::session::instruct_template;
+use llamux_engine::tokenizer::Utf8Stream;
 
-use crate::engine_cmds::{Res, Utf8Stream};
+use crate::engine_cmds::Res;
 
 const PROC: &str = "/proc/llamux";
 
@@ -126,13 +127,13 @@ pub fn query(
         if n == 0 {
             break;
         }
-        let piece = utf8.push(&buf[..n]);
+        let piece = utf8.push_string(&buf[..n]);
         if !json_out {
             crate::stdio::out_bytes(piece.as_bytes());
         }
         all.push_str(&piece);
     }
-    all.push_str(&utf8.finish());
+    all.push_str(&utf8.finish_string());
     let status =
         std::fs::read_to_string(format!("{PROC}/status")).map_err(|e| proc_err("status", e))?;
     let field = |k: &str| status_field(&status, k).unwrap_or_default();

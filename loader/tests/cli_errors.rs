@@ -3,9 +3,7 @@
 //! closed stdout ends a command quietly; bad flag values, model paths and
 //! models are refused by name; the user's text stays text in --instruct.
 
-#[path = "../../kmod/engine/tests/common/gguf_write.rs"]
-mod gguf_write;
-
+use llamux_checks::gguf_write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

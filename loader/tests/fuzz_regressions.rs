@@ -2,10 +2,7 @@
 //! (kmod/engine/fuzz/regressions/{policy,event}) through the fuzz targets'
 //! own checks.
 
-#[path = "../../kmod/engine/fuzz/checks/event.rs"]
-mod event_check;
-#[path = "../../kmod/engine/fuzz/checks/policy.rs"]
-mod policy_check;
+use llamux_checks::{event as event_check, policy as policy_check};
 
 use std::path::{Path, PathBuf};
 

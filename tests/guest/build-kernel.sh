@@ -11,7 +11,8 @@
 #   build-kernel.sh [--debug] --print-vmlinux  PVH-bootable vmlinux path
 #   build-kernel.sh [--debug] --print-dir    cache entry directory
 # A --print-* call builds first when needed (build output goes to stderr), then
-# prints exactly one path on stdout.
+# prints exactly one path on stdout; with --if-cached it exits 3 instead of
+# building.
 #
 # Cache: $LLAMUX_CACHE/kernel/<variant>-<key>/ (default ~/.cache/llamux), key =
 # sha256 of (linux-source-6.12 version, config fragments, rustc-web version,
@@ -20,7 +21,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/env.sh"
 
-VARIANT="${LLAMUX_KERNEL_VARIANT:-release}" FORCE=0 PRINT=""
+VARIANT="${LLAMUX_KERNEL_VARIANT:-release}" FORCE=0 PRINT="" IF_CACHED=0
 JOBS="${LLAMUX_JOBS:-$(nproc)}"
 while (($#)); do
   case "$1" in
@@ -31,6 +32,7 @@ while (($#)); do
     --print-image) PRINT=image ;;
     --print-vmlinux) PRINT=vmlinux ;;
     --print-dir) PRINT=dir ;;
+    --if-cached) IF_CACHED=1 ;;
     -j) JOBS="$2"; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "build-kernel: unknown argument $1" >&2; exit 2 ;;
@@ -70,6 +72,7 @@ print_result() {
 }
 
 if ((!FORCE)) && [[ -f "$OUT/complete" ]]; then print_result; exit 0; fi
+if ((IF_CACHED)); then echo "build-kernel: no cached $VARIANT kernel $KEY"; exit 3; fi
 
 mkdir -p "$LLAMUX_CACHE/kernel" "$LLAMUX_CACHE/build"
 exec 9>"$LLAMUX_CACHE/kernel/.$VARIANT-$KEY.lock"

@@ -13,6 +13,8 @@ CHECK_ONLY=0
 
 PKGS=(
   rustc-web rust-web-src cargo-web
+  # clippy for kengine, the eBPF crates and the module (tests/lint.sh).
+  rust-web-clippy
   linux-source-6.12
   build-essential bc flex bison libelf-dev libssl-dev dwarves cpio kmod
   clang libclang-dev

@@ -7,30 +7,24 @@
 #   tests/guest/test-advisor.sh [advisor-NAME ...] [-- run-guest.sh options]
 # LLAMUX_BIN=FILE uses a prebuilt static llamux instead of building one.
 set -uo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-. "$HERE/env.sh"
 names=() opts=()
 while (($#)); do
   case "$1" in --) shift; opts=("$@"); break ;; *) names+=("$1") ;; esac
   shift
 done
+. "$(dirname "${BASH_SOURCE[0]}")/suite.sh" "${opts[@]+"${opts[@]}"}"
 summary() { echo "guest: $1 passed, $2 failed"; exit $(( $2 > 0 )); }
 
 t0=$(date +%s)
 "$ROOT/ebpf/build.sh" >&2 || { echo "LLAMUX-TEST FAIL bpf-build: ebpf/build.sh failed"; summary 0 1; }
 OBJ="$ROOT/target/bpf/llamux-probes.o"
 if [[ -z "${LLAMUX_BIN:-}" ]]; then
-  (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p llamux \
-      --target x86_64-unknown-linux-gnu) >&2 ||
-    { echo "LLAMUX-TEST FAIL loader-build: static llamux did not build"; summary 0 1; }
-  LLAMUX_BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/llamux"
+  suite_llamux >&2 || { echo "LLAMUX-TEST FAIL loader-build: static llamux did not build"; summary 0 1; }
+  LLAMUX_BIN="$BIN"
 fi
 # llamux.ko for advisor-kernel.sh (the kernel module's advisor), built
 # against the kernel the guests boot (the debug one with `-- --debug`).
-dbg=0
-for o in "${opts[@]+"${opts[@]}"}"; do [[ $o == --debug ]] && dbg=1; done
-make -C "$ROOT/kmod" LLAMUX_DEBUG=$dbg >&2 || { echo "LLAMUX-TEST FAIL module-build: make -C kmod failed"; summary 0 1; }
+suite_module >&2 || { echo "LLAMUX-TEST FAIL module-build: make -C kmod failed"; summary 0 1; }
 MODEL="${LLAMUX_ADVISOR_MODEL:-$ROOT/tests/models/tiny-q8_0.gguf}"
 [[ -f "$MODEL" ]] || "$ROOT/tests/models/make.sh" >&2
 echo "test-advisor: builds took $(( $(date +%s) - t0 )) s" >&2

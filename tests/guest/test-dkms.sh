@@ -7,14 +7,9 @@
 #   tests/guest/test-dkms.sh [run-guest.sh options, e.g. --debug]
 # LLAMUX_KERNEL_VARIANT=mitigations selects that kernel, as for every suite.
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-. "$HERE/env.sh"
-kargs=()
-for a in "$@"; do [[ $a == --debug ]] && kargs=(--debug); done
-KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
+. "$(dirname "${BASH_SOURCE[0]}")/suite.sh" "$@"
+suite_kdir
 KREL="$(cat "$KDIR/include/config/kernel.release")"
-echo "test-dkms: KDIR=$KDIR ($KREL)"
 command -v dkms >/dev/null || "$HERE/setup.sh"
 
 W="$(mktemp -d "${TMPDIR:-/tmp}/llamux-dkms.XXXXXX")"
@@ -75,11 +70,8 @@ modinfo -F vermagic "$KO" | grep -q "^$KREL " || fail "vermagic of $KO is not $K
 echo "test-dkms: installed $KO ($(stat -c %s "$KO") bytes)"
 cp "$KO" "$W/llamux.ko"
 
-(cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -q -p llamux \
-  --target x86_64-unknown-linux-gnu)
-BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/llamux"
-MODELS="${LLAMUX_TEST_MODELS:-$ROOT/tests/models}"
-[[ -f "$MODELS/tiny-q4_k_m.gguf" ]] || "$ROOT/tests/models/make.sh"
+suite_llamux
+suite_models
 # Not exec: the trap removes the work folder after the guest.
 "$HERE/run-guest.sh" --smp 2 --mem 1G "$@" \
   --file "$W/llamux.ko" --file "$BIN" --file "$MODELS/tiny-q4_k_m.gguf" \

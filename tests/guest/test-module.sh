@@ -3,12 +3,6 @@
 # tests/guest/tests/minimal-module.sh in a guest.
 #   tests/guest/test-module.sh [--debug] [run-guest.sh options...]
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-. "$HERE/env.sh"
-kargs=()
-for a in "$@"; do [[ $a == --debug ]] && kargs=(--debug); done
-KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
-echo "test-module: KDIR=$KDIR"
-make -C "$ROOT/kmod" KDIR="$KDIR"
+. "$(dirname "${BASH_SOURCE[0]}")/suite.sh" "$@"
+suite_module
 exec "$HERE/run-guest.sh" "$@" --file "$ROOT/kmod/llamux.ko" "$HERE/tests/minimal-module.sh"

@@ -7,21 +7,17 @@
 # refused at once, with rmmod right after (tests/guest/tests/module-paths.sh).
 #   tests/guest/test-stress.sh [--debug] [run-guest.sh options...] [-- LOOPS]
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-. "$HERE/env.sh"
-kargs=() opts=() targs=()
+opts=() targs=()
 while (($#)); do
-  case "$1" in --) shift; targs=("$@"); break ;; --debug) kargs=(--debug); opts+=("$1") ;; *) opts+=("$1") ;; esac
+  case "$1" in --) shift; targs=("$@"); break ;; *) opts+=("$1") ;; esac
   shift
 done
-KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
-make -C "$ROOT/kmod" KDIR="$KDIR" >&2
+. "$(dirname "${BASH_SOURCE[0]}")/suite.sh" "${opts[@]}"
+suite_module >&2
 OUT="$ROOT/target/guest"
 mkdir -p "$OUT"
 cc -static -O2 -Wall -o "$OUT/procio" "$HERE/procio.c"
-MODELS="$ROOT/tests/models"
-[[ -f "$MODELS/tiny-q4_k_m.gguf" && -f "$MODELS/tiny-mixed.gguf" ]] || "$MODELS/make.sh" >&2
+suite_models >&2
 rc=0
 "$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
   --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" \

@@ -9,6 +9,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::fallible;
 use crate::quant::GgmlType;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -439,10 +440,7 @@ impl<'a> Gguf<'a> {
         // A key/value takes at least 8 (key len) + 4 (type) + 1 bytes.
         c.check_count(n_kv, 13, at, "metadata count")?;
 
-        let mut metadata = Vec::new();
-        metadata
-            .try_reserve_exact(n_kv as usize)
-            .map_err(|_| GgufError::OutOfMemory)?;
+        let mut metadata = fallible::with_capacity(n_kv as usize)?;
         for _ in 0..n_kv {
             let key = c.str_utf8("metadata key")?;
             let ty = c.value_type()?;
@@ -460,10 +458,7 @@ impl<'a> Gguf<'a> {
             None => DEFAULT_ALIGNMENT,
         };
 
-        let mut tensors = Vec::new();
-        tensors
-            .try_reserve_exact(n_tensors as usize)
-            .map_err(|_| GgufError::OutOfMemory)?;
+        let mut tensors = fallible::with_capacity(n_tensors as usize)?;
         for i in 0..n_tensors as u32 {
             tensors.push(c.tensor_info(i, alignment)?);
         }
@@ -534,10 +529,7 @@ fn align_up(v: u64, a: u64) -> Option<u64> {
 }
 
 fn check_unique_keys(metadata: &[MetaKv<'_>]) -> Result<(), GgufError> {
-    let mut order: Vec<u32> = Vec::new();
-    order
-        .try_reserve_exact(metadata.len())
-        .map_err(|_| GgufError::OutOfMemory)?;
+    let mut order: Vec<u32> = fallible::with_capacity(metadata.len())?;
     order.extend(0..metadata.len() as u32);
     order.sort_unstable_by_key(|&i| metadata[i as usize].key);
     match order
@@ -552,10 +544,7 @@ fn check_unique_keys(metadata: &[MetaKv<'_>]) -> Result<(), GgufError> {
 }
 
 fn check_names_and_overlaps(tensors: &[TensorInfo<'_>]) -> Result<(), GgufError> {
-    let mut order: Vec<u32> = Vec::new();
-    order
-        .try_reserve_exact(tensors.len())
-        .map_err(|_| GgufError::OutOfMemory)?;
+    let mut order: Vec<u32> = fallible::with_capacity(tensors.len())?;
     order.extend(0..tensors.len() as u32);
     order.sort_unstable_by_key(|&i| (tensors[i as usize].start, tensors[i as usize].n_bytes));
     for w in order.windows(2) {

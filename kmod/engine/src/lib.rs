@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod advise;
 pub mod exec;
+pub mod fallible;
 pub mod gguf;
 pub mod host;
 pub mod model;

@@ -12,6 +12,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::exec::{Disjoint, Exec};
+use crate::fallible::{self, zeroed};
 use crate::gguf::{Gguf, GgufError, TensorInfo};
 use crate::ops::{self, OpError};
 use crate::quant::{self, q4_k_x8, GgmlType, Layout, QuantError};
@@ -249,10 +250,7 @@ impl<'a> Model<'a> {
         let hp = Hparams::from_gguf(g)?;
         let (e, kv, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
         let tok_embd = weight(g, "token_embd.weight", e, hp.n_vocab)?;
-        let mut layers = Vec::new();
-        layers
-            .try_reserve_exact(hp.n_layer)
-            .map_err(|_| ModelError::OutOfMemory)?;
+        let mut layers = fallible::with_capacity(hp.n_layer)?;
         for i in 0..hp.n_layer {
             let name = |t: &str| alloc::format!("blk.{i}.{t}");
             let bias = |t: &str, n| match g.tensor(&name(t)) {
@@ -401,10 +399,7 @@ impl Repacker {
             tmp_len = tmp_len.max(q4_k_x8::ROWS * cols / quant::QK_K * ty.block_bytes());
             total += t.n_bytes as usize;
         }
-        let mut tmp = Vec::new();
-        tmp.try_reserve_exact(tmp_len)
-            .map_err(|_| ModelError::OutOfMemory)?;
-        tmp.resize(tmp_len, 0);
+        let tmp = fallible::zeroed(tmp_len)?;
         Ok(Repacker {
             plan,
             tmp,
@@ -489,14 +484,6 @@ fn vector(g: &Gguf<'_>, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
     })?;
     let mut v = zeroed(n)?;
     quant::dequantize_row(ty, g.tensor_data(t), &mut v)?;
-    Ok(v)
-}
-
-fn zeroed<T: Clone + Default>(n: usize) -> Result<Vec<T>, ModelError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| ModelError::OutOfMemory)?;
-    v.resize(n, T::default());
     Ok(v)
 }
 

@@ -12,6 +12,8 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::fmt;
 
+use crate::fallible;
+
 /// Sampling parameters; `Default` is llama.cpp's `common_params_sampling`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplerParams {
@@ -325,9 +327,7 @@ impl Mt19937 {
     }
 
     pub fn try_new(seed: u32) -> Option<Self> {
-        let mut mt = Vec::new();
-        mt.try_reserve_exact(624).ok()?;
-        mt.resize(624, 0);
+        let mt = fallible::zeroed(624).ok()?;
         let mut r = Mt19937 { mt, i: 624 };
         r.seed(seed);
         Some(r)
@@ -438,15 +438,8 @@ impl Sampler {
             return Err(SampleError::VocabTooLarge(n_vocab));
         }
         params.validate()?;
-        let mut cand = Vec::new();
-        cand.try_reserve_exact(n_vocab)
-            .map_err(|_| SampleError::OutOfMemory)?;
-        cand.resize(n_vocab, Candidate::default());
-        let mut counts = Vec::new();
-        counts
-            .try_reserve_exact(n_vocab)
-            .map_err(|_| SampleError::OutOfMemory)?;
-        counts.resize(n_vocab, 0u32);
+        let cand = fallible::zeroed::<Candidate>(n_vocab)?;
+        let counts = fallible::zeroed::<u32>(n_vocab)?;
         let rng = Mt19937::try_new(params.seed).ok_or(SampleError::OutOfMemory)?;
         Ok(Sampler {
             params,

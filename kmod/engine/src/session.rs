@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::exec::Exec;
+use crate::fallible;
 use crate::model::{Context, ContextParams, Model, ModelError};
 use crate::sample::{SampleError, Sampler, SamplerParams};
 use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerScratch};
@@ -115,16 +116,11 @@ impl Session {
         max_prompt_bytes: usize,
     ) -> Result<Self, SessionError> {
         let ctx = Context::new(&model.hp, params)?;
-        let mut tokens = Vec::new();
-        tokens
-            .try_reserve_exact(params.n_ctx + 1)
-            .map_err(|_| SessionError::OutOfMemory)?;
+        let tokens = fallible::with_capacity(params.n_ctx + 1)?;
         let text_cap = max_prompt_bytes
             .checked_add(INSTRUCT_TEMPLATE_MAX)
             .ok_or(SessionError::OutOfMemory)?;
-        let mut text = Vec::new();
-        text.try_reserve_exact(text_cap)
-            .map_err(|_| SessionError::OutOfMemory)?;
+        let text = fallible::with_capacity(text_cap)?;
         Ok(Session {
             ctx,
             sampler: Sampler::new(sampling, model.hp.n_vocab)?,

@@ -1,8 +1,7 @@
 //! Replays kmod/engine/fuzz/regressions/advise (the advisor's request
 //! records) through the fuzz target's own check.
 
-#[path = "../fuzz/checks/advise.rs"]
-mod check;
+use llamux_checks::advise as check;
 
 #[test]
 fn fuzz_regressions_replay() {

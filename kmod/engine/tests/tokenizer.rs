@@ -6,6 +6,7 @@
 //! llama-cpp-python 0.3.36: set LLAMUX_LLAMA_SRC to the path that
 //! tests/fixtures/get-llama-src.sh prints.
 
+use llamux_checks::vocab::{assert_streams_utf8, gguf, mini_gguf, mini_tokens, Kv};
 use llamux_engine::gguf::Gguf;
 use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
 
@@ -214,7 +215,7 @@ fn llama_spm_special_tokens() {
     let plain = enc(&t, b"<s>Hello</s>", false, false);
     assert!(!plain.contains(&1) && !plain.contains(&2), "{plain:?}");
     assert_eq!(enc(&t, b"", true, false), [1]);
-    assert_eq!(enc(&t, b"", false, false), []);
+    assert_eq!(enc(&t, b"", false, false), [0u32; 0]);
     // Pieces: control tokens only when asked for.
     assert_eq!(t.token_to_piece(1, false), b"");
     assert_eq!(t.token_to_piece(1, true), b"<s>");
@@ -305,16 +306,7 @@ fn fuzz_one(t: &Tokenizer, s: &mut TokenizerScratch, data: &[u8]) {
         assert_eq!(&bytes[..len], text);
     }
     // Streaming the pieces gives valid UTF-8.
-    let mut u = Utf8Stream::new();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 256];
-    for &id in ids {
-        let k = u.push(t.token_to_piece(id, true), &mut buf).unwrap();
-        all.extend_from_slice(&buf[..k]);
-    }
-    let k = u.finish(&mut buf).unwrap();
-    all.extend_from_slice(&buf[..k]);
-    assert!(std::str::from_utf8(&all).is_ok());
+    assert_streams_utf8(t, ids);
 }
 
 #[test]
@@ -416,123 +408,6 @@ fn encoding_does_not_allocate() {
 }
 
 // ---- hand-made vocabularies ----
-
-enum Kv {
-    Str(Vec<u8>),
-    U32(u32),
-    Bool(bool),
-    Strs(Vec<Vec<u8>>),
-    F32s(Vec<f32>),
-    I32s(Vec<i32>),
-}
-
-fn gguf(kvs: &[(&str, Kv)]) -> Vec<u8> {
-    fn s(o: &mut Vec<u8>, b: &[u8]) {
-        o.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        o.extend_from_slice(b);
-    }
-    let mut o = b"GGUF".to_vec();
-    o.extend_from_slice(&3u32.to_le_bytes());
-    o.extend_from_slice(&0u64.to_le_bytes());
-    o.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
-    for (k, v) in kvs {
-        s(&mut o, k.as_bytes());
-        match v {
-            Kv::Str(x) => {
-                o.extend_from_slice(&8u32.to_le_bytes());
-                s(&mut o, x);
-            }
-            Kv::U32(x) => {
-                o.extend_from_slice(&4u32.to_le_bytes());
-                o.extend_from_slice(&x.to_le_bytes());
-            }
-            Kv::Bool(x) => {
-                o.extend_from_slice(&7u32.to_le_bytes());
-                o.push(*x as u8);
-            }
-            Kv::Strs(xs) => {
-                o.extend_from_slice(&9u32.to_le_bytes());
-                o.extend_from_slice(&8u32.to_le_bytes());
-                o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
-                for x in xs {
-                    s(&mut o, x);
-                }
-            }
-            Kv::F32s(xs) => {
-                o.extend_from_slice(&9u32.to_le_bytes());
-                o.extend_from_slice(&6u32.to_le_bytes());
-                o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
-                xs.iter()
-                    .for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
-            }
-            Kv::I32s(xs) => {
-                o.extend_from_slice(&9u32.to_le_bytes());
-                o.extend_from_slice(&5u32.to_le_bytes());
-                o.extend_from_slice(&(xs.len() as u64).to_le_bytes());
-                xs.iter()
-                    .for_each(|x| o.extend_from_slice(&x.to_le_bytes()));
-            }
-        }
-    }
-    o
-}
-
-/// (text, score, type) of a small SentencePiece vocabulary: <unk> <s> </s>,
-/// 256 byte tokens, a few merges, a user-defined and a FIM control token.
-fn mini_tokens() -> Vec<(Vec<u8>, f32, i32)> {
-    let mut v: Vec<(Vec<u8>, f32, i32)> = vec![
-        (b"<unk>".to_vec(), 0.0, 2),
-        (b"<s>".to_vec(), 0.0, 3),
-        (b"</s>".to_vec(), 0.0, 3),
-    ];
-    v.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>").into_bytes(), 0.0, 6)));
-    for (t, sc) in [
-        ("▁", -1.0),
-        ("a", -2.0),
-        ("b", -2.0),
-        ("c", -2.0),
-        ("ab", -1.5),
-        ("▁a", -1.2),
-        ("▁ab", -1.0),
-        ("abc", -0.5),
-        ("é", -3.0),
-        ("▁é", -2.5),
-        ("h", -4.0),
-        ("e", -4.0),
-        ("l", -4.0),
-        ("o", -4.0),
-        ("he", -2.0),
-        ("ll", -2.0),
-        ("llo", -1.0),
-        ("hello", -0.1),
-        ("▁hello", -0.05),
-    ] {
-        v.push((t.as_bytes().to_vec(), sc, 1));
-    }
-    v.push((b"<|user|>".to_vec(), 0.0, 4));
-    v.push(("▁<PRE>".as_bytes().to_vec(), 0.0, 3));
-    v
-}
-
-fn mini_gguf(tokens: &[(Vec<u8>, f32, i32)], extra: Vec<(&str, Kv)>) -> Vec<u8> {
-    let mut kvs = vec![
-        ("tokenizer.ggml.model", Kv::Str(b"llama".to_vec())),
-        (
-            "tokenizer.ggml.tokens",
-            Kv::Strs(tokens.iter().map(|t| t.0.clone()).collect()),
-        ),
-        (
-            "tokenizer.ggml.scores",
-            Kv::F32s(tokens.iter().map(|t| t.1).collect()),
-        ),
-        (
-            "tokenizer.ggml.token_type",
-            Kv::I32s(tokens.iter().map(|t| t.2).collect()),
-        ),
-    ];
-    kvs.extend(extra);
-    gguf(&kvs)
-}
 
 fn mini(extra: &[(&str, bool)]) -> Tokenizer {
     let kv = extra.iter().map(|&(k, v)| (k, Kv::Bool(v))).collect();
@@ -714,4 +589,32 @@ fn fuzz_regressions_replay() {
         n += 1;
     }
     assert!(n > 0, "empty regression corpus in {}", dir.display());
+}
+
+/// The `String` form the loader prints with: any split of any bytes gives
+/// `String::from_utf8_lossy` of the whole (what the loader's own copy did).
+#[cfg(feature = "std")]
+#[test]
+fn utf8_stream_strings_match_lossy() {
+    let cases: &[&[u8]] = &[
+        "héllo wörld ✓ 🦀".as_bytes(),
+        b"\xe2\x82\x41 \xf0\x9f\xa6 x \xff\xfe \xc3",
+        b"\xf0\x9f\xa6\x80\xf0\x9f",
+        b"",
+    ];
+    for &bytes in cases {
+        for step in 1..=5 {
+            let mut u = Utf8Stream::new();
+            let mut s = String::new();
+            for chunk in bytes.chunks(step) {
+                s.push_str(&u.push_string(chunk));
+            }
+            s.push_str(&u.finish_string());
+            assert_eq!(
+                s,
+                String::from_utf8_lossy(bytes),
+                "{bytes:?} in chunks of {step}"
+            );
+        }
+    }
 }

@@ -4,9 +4,8 @@
 //! template.
 
 mod common;
-#[path = "common/gguf_write.rs"]
-mod gguf_write;
 
+use llamux_checks::gguf_write;
 use llamux_engine::exec::Serial;
 use llamux_engine::gguf::Gguf;
 use llamux_engine::model::{ContextParams, Model};

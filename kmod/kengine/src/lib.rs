@@ -2,7 +2,8 @@
 //!
 //! This crate and the whole engine under it are compiled as ONE hard-float
 //! object for `x86_64-unknown-linux-gnu` with the kernel code model (see
-//! kmod/build-engine.sh and shared/notes/toolchain.md). Rules that follow:
+//! kmod/build-engine.sh and docs/kernel.md, "The engine object"). Rules
+//! that follow:
 //!
 //! - Every exported `llx_*` entry is a `global_asm!` trampoline that
 //!   realigns the stack (kernel C keeps it 8-byte aligned, this code assumes
@@ -408,12 +409,12 @@ extern "C" fn llx_load(
     let mut msg = ErrOut::new(err, err_cap);
     let r = match Engine::load(bytes, &hp, exec, &mut msg) {
         Ok(h) => match try_box(h) {
-            Some(b) => {
+            Ok(b) => {
                 // SAFETY: `out` is non-null and the caller's.
                 unsafe { *out = Box::into_raw(b).cast() };
                 0
             }
-            None => {
+            Err(_) => {
                 let _ = write!(msg, "out of memory");
                 -ENOMEM
             }
@@ -632,7 +633,7 @@ extern "C" fn llx_repack_begin(
             return model_errno(&e);
         }
     };
-    let Some(b) = try_box(r) else {
+    let Ok(b) = try_box(r) else {
         put_err(err, err_cap, format_args!("out of memory"));
         return -ENOMEM;
     };

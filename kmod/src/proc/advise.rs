@@ -156,22 +156,6 @@ fn read(file: *mut bindings::file, buf: *mut c_char, count: usize) -> Result<usi
     Ok(n)
 }
 
-#[no_mangle]
-extern "C" fn llamux_advise_write(
-    file: *mut bindings::file,
-    buf: *const c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(write(file, buf, count))
-}
+proc_rw! { llamux_advise_write, *const c_char, |file, buf, count| write(file, buf, count) }
 
-#[no_mangle]
-extern "C" fn llamux_advise_read(
-    file: *mut bindings::file,
-    buf: *mut c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(read(file, buf, count))
-}
+proc_rw! { llamux_advise_read, *mut c_char, |file, buf, count| read(file, buf, count) }

@@ -244,25 +244,9 @@ fn step(
     copy_piece(&mut g, out, count)
 }
 
-#[no_mangle]
-extern "C" fn llamux_generate_write(
-    _file: *mut bindings::file,
-    buf: *const c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(write(buf, count))
-}
+proc_rw! { llamux_generate_write, *const c_char, |_file, buf, count| write(buf, count) }
 
-#[no_mangle]
-extern "C" fn llamux_generate_read(
-    file: *mut bindings::file,
-    buf: *mut c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(read(file, buf, count))
-}
+proc_rw! { llamux_generate_read, *mut c_char, |file, buf, count| read(file, buf, count) }
 
 #[no_mangle]
 extern "C" fn llamux_generate_release(

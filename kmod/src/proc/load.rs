@@ -5,7 +5,6 @@
 
 use kernel::ffi::c_char;
 
-use kernel::bindings;
 use kernel::prelude::*;
 
 use crate::state::{self, Req};
@@ -54,12 +53,4 @@ fn write(buf: *const c_char, count: usize) -> Result<usize> {
     Ok(count)
 }
 
-#[no_mangle]
-extern "C" fn llamux_load_write(
-    _file: *mut bindings::file,
-    buf: *const c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(write(buf, count))
-}
+proc_rw! { llamux_load_write, *const c_char, |_file, buf, count| write(buf, count) }

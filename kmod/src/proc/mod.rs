@@ -5,6 +5,22 @@
 //! config-dependent layout 6.12 does not bind) and point at the `extern "C"`
 //! functions of these files.
 
+/// The `extern "C"` read or write callback `$name` that llamux_glue.c's
+/// proc_ops tables point at: the handler's result as the VFS wants it.
+macro_rules! proc_rw {
+    ($name:ident, $buf_ty:ty, |$file:pat_param, $buf:pat_param, $count:pat_param| $body:expr) => {
+        #[no_mangle]
+        extern "C" fn $name(
+            $file: *mut kernel::bindings::file,
+            $buf: $buf_ty,
+            $count: usize,
+            _ppos: *mut i64,
+        ) -> isize {
+            $crate::proc::ret($body)
+        }
+    };
+}
+
 pub(crate) mod advise;
 pub(crate) mod generate;
 pub(crate) mod load;

@@ -52,12 +52,4 @@ fn write(buf: *const c_char, count: usize) -> Result<usize> {
     Ok(count)
 }
 
-#[no_mangle]
-extern "C" fn llamux_params_write(
-    _file: *mut bindings::file,
-    buf: *const c_char,
-    count: usize,
-    _ppos: *mut i64,
-) -> isize {
-    super::ret(write(buf, count))
-}
+proc_rw! { llamux_params_write, *const c_char, |_file, buf, count| write(buf, count) }

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 
 use crate::callbacks::ENGINE_MEM;
+use crate::load::mb_per_s;
 use crate::params;
 use crate::state;
 use crate::sys::{self, Seq};
@@ -16,20 +17,11 @@ use crate::sys::{self, Seq};
 /// How many times status was read since load.
 static READS: AtomicU64 = AtomicU64::new(0);
 
-fn mb_per_s(bytes: u64, ns: u64) -> u64 {
-    if ns == 0 {
-        0
-    } else {
-        bytes.saturating_mul(1000) / ns
-    }
-}
-
 fn rate(m: &mut Seq, name: &str, tokens: u64, ns: u64) {
-    let milli = if ns == 0 {
-        0
-    } else {
-        tokens.saturating_mul(1_000_000_000_000) / ns
-    };
+    let milli = tokens
+        .saturating_mul(1_000_000_000_000)
+        .checked_div(ns)
+        .unwrap_or(0);
     let _ = writeln!(m, "{name}: {}.{:03}", milli / 1000, milli % 1000);
 }
 

@@ -1,8 +1,6 @@
 #![no_main]
 
-#[path = "../checks/advise.rs"]
-mod check;
-
 use libfuzzer_sys::fuzz_target;
+use llamux_checks::advise as check;
 
 fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,16 +1,11 @@
 #![no_main]
 
-#[path = "../checks/event.rs"]
-mod check;
-#[path = "../checks/policy.rs"]
-#[allow(dead_code)]
-mod policy_check;
-
 use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use llamux::policy::Policy;
+use llamux_checks::{event as check, policy as policy_check};
 
 static POLICIES: OnceLock<Vec<Policy>> = OnceLock::new();
 

@@ -1,8 +1,6 @@
 #![no_main]
 
-#[path = "../checks/policy.rs"]
-mod check;
-
 use libfuzzer_sys::fuzz_target;
+use llamux_checks::policy as check;
 
 fuzz_target!(|data: &[u8]| check::check(data));

@@ -8,78 +8,15 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use llamux_checks::vocab::{assert_streams_utf8, mini_gguf, mini_tokens};
 use llamux_engine::gguf::Gguf;
-use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch, Utf8Stream};
+use llamux_engine::tokenizer::{attr, Tokenizer, TokenizerError, TokenizerScratch};
 
 const MAX_TEXT: usize = 4096;
 
-/// A GGUF holding only a vocabulary of (text, score, token type).
-fn vocab_gguf(tokens: &[(Vec<u8>, f32, i32)]) -> Vec<u8> {
-    fn s(o: &mut Vec<u8>, b: &[u8]) {
-        o.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        o.extend_from_slice(b);
-    }
-    fn arr(o: &mut Vec<u8>, key: &str, elem_type: u32, n: usize) {
-        s(o, key.as_bytes());
-        o.extend_from_slice(&9u32.to_le_bytes());
-        o.extend_from_slice(&elem_type.to_le_bytes());
-        o.extend_from_slice(&(n as u64).to_le_bytes());
-    }
-    let mut o = b"GGUF".to_vec();
-    o.extend_from_slice(&3u32.to_le_bytes());
-    o.extend_from_slice(&0u64.to_le_bytes());
-    o.extend_from_slice(&4u64.to_le_bytes());
-    s(&mut o, b"tokenizer.ggml.model");
-    o.extend_from_slice(&8u32.to_le_bytes());
-    s(&mut o, b"llama");
-    arr(&mut o, "tokenizer.ggml.tokens", 8, tokens.len());
-    tokens.iter().for_each(|t| s(&mut o, &t.0));
-    arr(&mut o, "tokenizer.ggml.scores", 6, tokens.len());
-    tokens
-        .iter()
-        .for_each(|t| o.extend_from_slice(&t.1.to_le_bytes()));
-    arr(&mut o, "tokenizer.ggml.token_type", 5, tokens.len());
-    tokens
-        .iter()
-        .for_each(|t| o.extend_from_slice(&t.2.to_le_bytes()));
-    o
-}
-
-/// <unk> <s> </s>, byte tokens, a few merges, a user-defined and a control token.
+/// The tokenizer tests' hand-made vocabulary (llamux_checks::vocab).
 fn mini() -> Tokenizer {
-    let mut v: Vec<(Vec<u8>, f32, i32)> = vec![
-        (b"<unk>".to_vec(), 0.0, 2),
-        (b"<s>".to_vec(), 0.0, 3),
-        (b"</s>".to_vec(), 0.0, 3),
-    ];
-    v.extend((0..=255u8).map(|b| (format!("<0x{b:02X}>").into_bytes(), 0.0, 6)));
-    for (t, sc) in [
-        ("▁", -1.0),
-        ("a", -2.0),
-        ("b", -2.0),
-        ("c", -2.0),
-        ("ab", -1.5),
-        ("▁a", -1.2),
-        ("▁ab", -1.0),
-        ("abc", -0.5),
-        ("é", -3.0),
-        ("▁é", -2.5),
-        ("h", -4.0),
-        ("e", -4.0),
-        ("l", -4.0),
-        ("o", -4.0),
-        ("he", -2.0),
-        ("ll", -2.0),
-        ("llo", -1.0),
-        ("hello", -0.1),
-        ("▁hello", -0.05),
-    ] {
-        v.push((t.as_bytes().to_vec(), sc, 1));
-    }
-    v.push((b"<|user|>".to_vec(), 0.0, 4));
-    v.push(("▁<PRE>".as_bytes().to_vec(), 0.0, 3));
-    let g = vocab_gguf(&v);
-    Tokenizer::from_gguf(&Gguf::parse(&g).unwrap()).unwrap()
+    Tokenizer::from_gguf(&Gguf::parse(&mini_gguf(&mini_tokens(), vec![])).unwrap()).unwrap()
 }
 
 fn llama_spm() -> Option<Tokenizer> {
@@ -153,16 +90,7 @@ fuzz_target!(|data: &[u8]| {
     if plain && !user_defined && !text.windows(3).any(|w| w == "\u{2581}".as_bytes()) {
         assert_eq!(&bytes[..len], text);
     }
-    let mut u = Utf8Stream::new();
-    let mut all = Vec::new();
-    let mut buf = [0u8; 256];
-    for &id in ids {
-        let k = u.push(t.token_to_piece(id, true), &mut buf).unwrap();
-        all.extend_from_slice(&buf[..k]);
-    }
-    let k = u.finish(&mut buf).unwrap();
-    all.extend_from_slice(&buf[..k]);
-    assert!(std::str::from_utf8(&all).is_ok());
+    assert_streams_utf8(t, ids);
     if let Some(sc) = scratch {
         SCRATCH.with(|c| c.borrow_mut()[slot] = Some(sc));
     }

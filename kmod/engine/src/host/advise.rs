@@ -23,11 +23,12 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::{model_kind, try_box, ErrorKind};
+use super::{model_kind, ErrorKind};
 use crate::advise::request::Request;
 use crate::advise::response::Response;
 use crate::advise::{Advisor, MAX_ANSWERS};
 use crate::exec::Exec;
+use crate::fallible::{copy_of, try_box, zeroed};
 use crate::model::{Context, ContextParams, Model};
 use crate::tokenizer::{Tokenizer, TokenizerScratch};
 
@@ -92,20 +93,6 @@ pub struct Slots {
     reuses: u64,
 }
 
-fn copy_of<T: Copy>(b: &[T]) -> Option<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(b.len()).ok()?;
-    v.extend_from_slice(b);
-    Some(v)
-}
-
-fn zeroed_u32(n: usize) -> Option<Vec<u32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).ok()?;
-    v.resize(n, 0);
-    Some(v)
-}
-
 fn oom(msg: &mut dyn Write) -> ErrorKind {
     let _ = write!(msg, "out of memory");
     ErrorKind::OutOfMemory
@@ -126,14 +113,14 @@ fn build(
         let _ = write!(msg, "tokenizer scratch: {x}");
         ErrorKind::OutOfMemory
     })?;
-    let mut buf = zeroed_u32(ADVISE_MAX + 2).ok_or_else(|| oom(msg))?;
+    let mut buf = zeroed::<u32>(ADVISE_MAX + 2).map_err(|_| oom(msg))?;
     let n = tok
         .encode(r.prefix, true, &mut scratch, &mut buf)
         .map_err(|x| {
             let _ = write!(msg, "prefix: {x}");
             ErrorKind::Invalid
         })?;
-    let prefix_toks = copy_of(buf.get(..n).unwrap_or_default()).ok_or_else(|| oom(msg))?;
+    let prefix_toks = copy_of(buf.get(..n).unwrap_or_default()).map_err(|_| oom(msg))?;
     let mut answer_toks = Vec::new();
     let mut answer_lens = [0usize; MAX_ANSWERS];
     let mut longest = 0;
@@ -187,7 +174,7 @@ fn build(
         let _ = write!(msg, "prefix: {x}");
         model_kind(&x)
     })?;
-    let (Some(prefix), Some(answers_key)) = (copy_of(r.prefix), copy_of(r.answers_bytes())) else {
+    let (Ok(prefix), Ok(answers_key)) = (copy_of(r.prefix), copy_of(r.answers_bytes())) else {
         return Err(oom(msg));
     };
     let mut answer_bytes = [0usize; MAX_ANSWERS];
@@ -208,7 +195,7 @@ fn build(
         ev: buf,
         last_used: 0,
     })
-    .ok_or_else(|| oom(msg))
+    .map_err(|_| oom(msg))
 }
 
 impl Slots {

@@ -13,7 +13,6 @@ mod info;
 
 use alloc::boxed::Box;
 use alloc::string::String;
-use core::alloc::Layout;
 use core::fmt::{self, Write};
 
 use crate::exec::Exec;
@@ -93,26 +92,7 @@ pub struct Host<'a, E: Exec> {
     advisors: advise::Slots,
 }
 
-/// `Box::new` that returns None when the allocation fails instead of
-/// panicking (in the kernel, a panic is an oops).
-pub fn try_box<T>(v: T) -> Option<Box<T>> {
-    let layout = Layout::new::<T>();
-    if layout.size() == 0 {
-        return Some(Box::new(v)); // allocates nothing
-    }
-    // SAFETY: a layout of non-zero size, as alloc requires.
-    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<T>();
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: `p` is a fresh, non-null allocation of T's layout from the
-    // global allocator: writing one T into it and owning it as a Box (which
-    // frees it with that layout) is what Box::new does.
-    unsafe {
-        p.write(v);
-        Some(Box::from_raw(p))
-    }
-}
+pub use crate::fallible::try_box;
 
 #[inline(never)]
 fn boxed_model<'a>(g: &Gguf<'a>, repacked: bool) -> Result<Box<Model<'a>>, ModelError> {
@@ -121,12 +101,12 @@ fn boxed_model<'a>(g: &Gguf<'a>, repacked: bool) -> Result<Box<Model<'a>>, Model
     } else {
         Model::from_gguf(g)?
     };
-    try_box(m).ok_or(ModelError::OutOfMemory)
+    Ok(try_box(m)?)
 }
 
 #[inline(never)]
 fn boxed_tokenizer(g: &Gguf<'_>) -> Result<Box<Tokenizer>, TokenizerError> {
-    try_box(Tokenizer::from_gguf(g)?).ok_or(TokenizerError::OutOfMemory)
+    Ok(try_box(Tokenizer::from_gguf(g)?)?)
 }
 
 #[inline(never)]
@@ -137,8 +117,13 @@ fn boxed_session(
     s: MilliSampling,
     max_prompt_bytes: usize,
 ) -> Result<Box<Session>, SessionError> {
-    try_box(Session::new(m, tok, cp, s.to_sampler(), max_prompt_bytes)?)
-        .ok_or(SessionError::OutOfMemory)
+    Ok(try_box(Session::new(
+        m,
+        tok,
+        cp,
+        s.to_sampler(),
+        max_prompt_bytes,
+    )?)?)
 }
 
 impl<'a, E: Exec> Host<'a, E> {

@@ -106,9 +106,8 @@ fn multi_blocks<const B: usize>(w: &[u8], a: &[&[u8]; B], bw: usize) -> usize {
 }
 
 /// How far ahead of the weight block being read the Q4_K/Q6_K kernels
-/// prefetch. Decode reads every weight once; with the hardware prefetcher
-/// alone 13B-shape decode read 12 GB/s on 2 cores here, with 4 KiB ahead
-/// 17 GB/s (2 and 16 KiB were no better).
+/// prefetch: decode reads every weight once and the hardware prefetcher
+/// alone falls behind (measured in docs/speed.md).
 const PREFETCH_AHEAD: usize = 4096;
 
 /// Prefetches the `len` bytes PREFETCH_AHEAD past `x`, one line per 64

@@ -17,21 +17,13 @@ use super::q4_k_x8::{self, D, DMIN, GROUP, QS, ROWS, SCALES};
 use super::q6_k_x8;
 
 /// How far ahead of the group block being read the kernels prefetch on
-/// AMD, into L2 only: all of it for Q6_K, one line for Q4_K on AVX-512.
-/// Measured on Zen 4 with the weights in huge pages (as `llamux` holds
-/// them), one thread: Q6_K streamed at 14 GB/s without a prefetch (the
-/// hardware prefetchers do not follow its interleaved loads), 25-28 at
-/// 12-64 KiB ahead. Q4_K's loads are sequential and the hardware keeps up;
-/// a whole group block 2-8 KiB ahead cost up to 40% of 13B decode, while
-/// one line per group block 16 KiB ahead read 75-84% of the bandwidth in
-/// six runs against 62-80% with none (presumably it starts the hardware
-/// on each next 4 KiB page early).
+/// AMD, into L2 only: all of it for Q6_K (the hardware prefetchers do not
+/// follow its interleaved loads), one line for Q4_K on AVX-512. Chosen by
+/// measurement: docs/speed.md, "Kernel design notes and measurements".
 pub(super) const PREFETCH_AHEAD: usize = 16384;
 
-/// Q4_K on AVX2 (Zen 1, 1 GiB from memory, one thread, three interleaved
-/// rounds): the whole group block 8 KiB ahead streamed 7.3-7.9 GB/s, one
-/// line 16 KiB ahead 3.8-6.2, the whole block 4 or 16 KiB ahead 6.4-7.5,
-/// 2 KiB ahead 4.1-4.8. The slower 256-bit kernel leaves the loads time.
+/// Q4_K on AVX2: the whole group block 8 KiB ahead (the slower 256-bit
+/// kernel leaves the loads time; measured in docs/speed.md).
 const Q4_AHEAD_AVX2: usize = 8192;
 
 /// What a kernel prefetches per group block: `len` bytes `ahead` bytes
@@ -44,14 +36,9 @@ pub(super) struct Prefetch {
 }
 
 impl Prefetch {
-    /// The plan for this CPU: AMD's (`ahead`, `len`, L2) as measured above;
-    /// on Intel every line of the group block 8 KiB ahead into L1. 13B
-    /// decode on two Emerald Rapids cores, share of the bandwidth in runs
-    /// taken in turn: 80-84% at 2-16 KiB ahead into L1 (T0), 74-77% at 16
-    /// KiB into L2 (T1, as before), 75% with T2, 68-69% at 32 KiB into L1,
-    /// 62-64% without, 45-46% non-temporal. Nothing else in the decode
-    /// structure costs as much: with the kernels swapped for a plain
-    /// streaming sum over the same rows it read 91-94%.
+    /// The plan for this CPU: AMD's (`ahead`, `len`, L2); on Intel every
+    /// line of the group block 8 KiB ahead into L1, which read the most of
+    /// the bandwidth there (docs/speed.md).
     pub(super) fn plan(ahead: usize, len: usize) -> Self {
         if super::cpu::intel() {
             Prefetch {
@@ -236,9 +223,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
                 let idx = _mm256_load_si256(HALF_IDX.0[h].as_ptr() as *const __m256i);
                 for j in 0..4 {
                     // Chunks 4j..4j + 4 hold sub-blocks 2j (low nibbles)
-                    // and 2j + 1 (high): loaded once for both. (A loop
-                    // over the 8 sub-blocks stayed rolled and reloaded
-                    // them: 16.1 against 14.0 ns per block in cache, Zen 1.)
+                    // and 2j + 1 (high): loaded once for both (a plain
+                    // loop reloaded them; docs/speed.md).
                     let raw: [__m256i; 4] =
                         core::array::from_fn(|t| ld32(gp.add(QS + 64 * (4 * j + t) + 32 * h)));
                     for nib in 0..2 {

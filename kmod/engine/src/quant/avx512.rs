@@ -90,8 +90,8 @@ unsafe fn dot_q4k_x8<const B: usize>(g: &[u8], a: [&[u8]; B], out: &mut [[f32; R
         let cnt_s = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(2));
         let cnt_m = _mm512_inserti64x4::<1>(_mm512_set1_epi16(4), _mm256_set1_epi16(6));
         let pick = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 28, 24, 20, 16, 12, 8, 4, 0);
-        // One line per group block on Zen 4: the hardware prefetchers do
-        // the rest, and more only slowed it.
+        // One line per group block: the hardware prefetchers do the rest
+        // (docs/speed.md).
         let pf = Prefetch::plan(PREFETCH_AHEAD, 64);
         let mut acc = [_mm256_setzero_ps(); B];
         for i in 0..nb {

@@ -370,10 +370,8 @@ pub fn matmul_rows_isa(
 
 /// The level to run [`matmul_rows_with`] at for `wty` in `layout` on this
 /// CPU: [`cpu::isa`], except Q6_K x8 on Intel, where the 256-bit kernel
-/// beats the 512-bit one (one Emerald Rapids core: 9.3 against 15.5 ns per
-/// block in cache, 12.7 against 10.0 GB/s from memory, 1.16x at 4
-/// tokens; 512-bit integer work there issues on two ports, not three).
-/// Both give the x8 reference's bits.
+/// is faster (512-bit integer work there issues on two ports, not three;
+/// measured in docs/speed.md). Both give the x8 reference's bits.
 pub fn fastest_isa(wty: GgmlType, layout: Layout) -> Isa {
     match cpu::isa() {
         Isa::Avx512 if layout == Layout::X8 && wty == GgmlType::Q6K && cpu::intel() => Isa::Avx2,

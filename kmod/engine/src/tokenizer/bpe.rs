@@ -15,9 +15,10 @@ use alloc::vec::Vec;
 
 use super::unicode::{byte_to_cpt, cpt_to_byte, cpt_to_utf8, next_cpt, Flags};
 use super::{
-    extend, heap_pop, heap_push, push, vec_with, Bigram, Out, Symbol, Tokenizer, TokenizerError,
+    extend, heap_pop, heap_push, push, Bigram, Out, Symbol, Tokenizer, TokenizerError,
     TokenizerScratch,
 };
+use crate::fallible::with_capacity;
 use crate::gguf::{Gguf, ValueType};
 
 /// No token id (a symbol whose text is not a token).
@@ -63,8 +64,8 @@ impl Bpe {
         if arr.len > 1 << 24 {
             return Err(TokenizerError::TooManyTokens(arr.len));
         }
-        let mut merges = vec_with::<Merge>(arr.len as usize)?;
-        let mut joined = vec_with::<u8>(2 * t.max_token_len + 1)?;
+        let mut merges = with_capacity::<Merge>(arr.len as usize)?;
+        let mut joined = with_capacity::<u8>(2 * t.max_token_len + 1)?;
         for (rank, v) in arr.iter().enumerate() {
             if rank >= arr.len as usize {
                 break;

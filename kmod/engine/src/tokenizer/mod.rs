@@ -1,6 +1,7 @@
 //! Tokenizers for GGUF vocabularies, ports of llama.cpp's (as vendored by
 //! llama-cpp-python 0.3.36):
-//! - SentencePiece, `tokenizer.ggml.model = "llama"`: `llm_tokenizer_spm_session`;
+//! - SentencePiece, `tokenizer.ggml.model = "llama"`: `llm_tokenizer_spm_session`
+//!   (see [`spm`]);
 //! - byte-level BPE, `tokenizer.ggml.model = "gpt2"` with the Qwen2
 //!   pre-tokenizer: `llm_tokenizer_bpe_session` (see [`bpe`]);
 //!
@@ -14,10 +15,15 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::fallible::with_capacity;
 use crate::gguf::{Gguf, Value, ValueType};
 
 mod bpe;
+mod spm;
 mod unicode;
+mod utf8;
+
+pub use utf8::Utf8Stream;
 
 /// Token attributes, the bits of llama.cpp's `llama_token_attr`.
 pub mod attr {
@@ -216,12 +222,6 @@ fn oom<T>(_: T) -> TokenizerError {
     TokenizerError::OutOfMemory
 }
 
-fn vec_with<T>(n: usize) -> Result<Vec<T>, TokenizerError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(oom)?;
-    Ok(v)
-}
-
 /// Pushes without ever growing: the kernel forbids allocation while encoding.
 fn push<T>(v: &mut Vec<T>, x: T) -> Result<(), TokenizerError> {
     if v.len() == v.capacity() {
@@ -242,13 +242,6 @@ fn extend(v: &mut Vec<u8>, s: &[u8]) -> Result<(), TokenizerError> {
 /// C's `isspace` in the "C" locale.
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// llama.cpp's `unicode_len_utf8`: the length a lead byte announces
-/// (continuation and invalid bytes count as 1).
-fn utf8_len(b: u8) -> usize {
-    const LOOKUP: [u8; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
-    LOOKUP[(b >> 4) as usize] as usize
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -425,8 +418,8 @@ impl Tokenizer {
                 return Err(TokenizerError::TooManyTokens(n64));
             }
         }
-        let mut text = vec_with::<u8>(text_len)?;
-        let mut text_off = vec_with::<u32>(n + 1)?;
+        let mut text = with_capacity::<u8>(text_len)?;
+        let mut text_off = with_capacity::<u32>(n + 1)?;
         text_off.push(0);
         let mut max_token_len = 0;
         for (i, v) in tokens.iter().enumerate() {
@@ -446,7 +439,7 @@ impl Tokenizer {
             return Err(TokenizerError::WrongType(K_TOKENS));
         }
 
-        let mut scores = vec_with::<f32>(n)?;
+        let mut scores = with_capacity::<f32>(n)?;
         match scores_arr {
             Some(a) => scores.extend(a.iter().take(n).map(|v| match v {
                 Value::F32(x) => x,
@@ -457,7 +450,7 @@ impl Tokenizer {
         }
         scores.resize(n, 0.0);
 
-        let mut attrs = vec_with::<u16>(n)?;
+        let mut attrs = with_capacity::<u16>(n)?;
         match types_arr {
             Some(a) => attrs.extend(a.iter().take(n).map(|v| match v {
                 Value::I32(1) => attr::NORMAL,
@@ -492,7 +485,7 @@ impl Tokenizer {
             min_special_len: usize::MAX,
         };
 
-        let mut by_text = vec_with::<u32>(n)?;
+        let mut by_text = with_capacity::<u32>(n)?;
         by_text.extend(0..n as u32);
         crate::sort::heap_sort_by(&mut by_text, |&a, &b| {
             t.text(a).cmp(t.text(b)).then(a.cmp(&b))
@@ -502,7 +495,7 @@ impl Tokenizer {
         }
         t.by_text = by_text;
 
-        let mut byte_token = vec_with::<Option<u32>>(256)?;
+        let mut byte_token = with_capacity::<Option<u32>>(256)?;
         byte_token.resize(256, None);
         t.byte_token = byte_token;
         for b in (0..=255u8).filter(|_| !is_bpe) {
@@ -541,7 +534,7 @@ impl Tokenizer {
 
         // Special-token cache: longest first. llama.cpp's std::sort leaves
         // ties in an unspecified order; here they go by id.
-        let mut specials = vec_with::<u32>(n)?;
+        let mut specials = with_capacity::<u32>(n)?;
         specials.extend((0..n as u32).filter(|&id| {
             t.attrs[id as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
         }));
@@ -662,7 +655,7 @@ impl Tokenizer {
             }
         }
 
-        let mut eog = vec_with::<u32>(n as usize + 3)?;
+        let mut eog = with_capacity::<u32>(n as usize + 3)?;
         let s = self.special;
         eog.extend([s.fim_pad, s.fim_rep, s.fim_sep].into_iter().flatten());
         for id in 0..n {
@@ -713,8 +706,8 @@ impl Tokenizer {
     fn build_pieces(&mut self, is_bpe: bool) -> Result<(), TokenizerError> {
         let n = self.n_vocab() as usize;
         // Unescaping "▁" only shrinks, a byte token gives 1 byte.
-        let mut piece = vec_with::<u8>(self.text.len() + n)?;
-        let mut piece_off = vec_with::<u32>(n + 1)?;
+        let mut piece = with_capacity::<u8>(self.text.len() + n)?;
+        let mut piece_off = with_capacity::<u32>(n + 1)?;
         piece_off.push(0);
         for id in 0..n as u32 {
             let a = self.attrs[id as usize];
@@ -864,12 +857,12 @@ impl Tokenizer {
         };
         Ok(TokenizerScratch {
             max_bytes: m,
-            frags: vec_with(n_frags)?,
-            frags_next: vec_with(n_frags)?,
-            esc: vec_with(big(3)?)?,
-            syms: vec_with(n_sym)?,
-            heap: vec_with(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
-            cpts: vec_with(n_cpts)?,
+            frags: with_capacity(n_frags)?,
+            frags_next: with_capacity(n_frags)?,
+            esc: with_capacity(big(3)?)?,
+            syms: with_capacity(n_sym)?,
+            heap: with_capacity(n_sym.checked_mul(3).ok_or(TokenizerError::OutOfMemory)?)?,
+            cpts: with_capacity(n_cpts)?,
         })
     }
 
@@ -967,12 +960,12 @@ impl Tokenizer {
             o.push(self.special.bos.ok_or(TokenizerError::NoBosToken)?);
         }
         let frags = core::mem::take(&mut scratch.frags);
-        let res = (|| {
+        let res: Result<(), TokenizerError> = (|| {
             for f in &frags {
                 match *f {
                     Frag::Text { start, len } => {
                         let s = frag_text(text, start, len);
-                        self.encode_fragment(
+                        self.spm_fragment(
                             s,
                             self.add_space_prefix && prev_special,
                             scratch,
@@ -1087,137 +1080,6 @@ impl Tokenizer {
             core::mem::swap(&mut s.frags, &mut s.frags_next);
         }
         Ok(())
-    }
-
-    /// `llm_tokenizer_spm_session::tokenize` on one text fragment.
-    fn encode_fragment(
-        &self,
-        frag: &[u8],
-        space_prefix: bool,
-        s: &mut TokenizerScratch,
-        o: &mut Out<'_>,
-    ) -> Result<(), TokenizerError> {
-        s.esc.clear();
-        if space_prefix {
-            extend(&mut s.esc, SPACE)?;
-        }
-        for &b in frag {
-            if b == b' ' {
-                extend(&mut s.esc, SPACE)?;
-            } else {
-                push(&mut s.esc, b)?;
-            }
-        }
-        let esc = &s.esc[..];
-        let n = esc.len();
-
-        // One symbol per UTF-8 character (as llama.cpp cuts it).
-        s.syms.clear();
-        let mut offs = 0;
-        while offs < n {
-            let len = utf8_len(esc[offs]).min(n - offs);
-            let idx = s.syms.len() as i32;
-            offs += len;
-            let next = if offs == n { -1 } else { idx + 1 };
-            push(
-                &mut s.syms,
-                Symbol {
-                    start: (offs - len) as u32,
-                    n: len as u32,
-                    prev: idx - 1,
-                    next,
-                    id: 0,
-                },
-            )?;
-        }
-        if s.syms.is_empty() {
-            return Ok(());
-        }
-
-        s.heap.clear();
-        for i in 1..s.syms.len() as i32 {
-            self.try_add_bigram(esc, &s.syms, &mut s.heap, i - 1, i)?;
-        }
-        // Merge the best-scoring pair while there is one.
-        while let Some(b) = heap_pop(&mut s.heap) {
-            let (l, r) = (s.syms[b.left as usize], s.syms[b.right as usize]);
-            // Skip pairs one of whose symbols has changed since.
-            if l.n == 0 || r.n == 0 || l.n + r.n != b.size {
-                continue;
-            }
-            let left = &mut s.syms[b.left as usize];
-            left.n += r.n;
-            left.next = r.next;
-            let prev = left.prev;
-            let next = left.next;
-            s.syms[b.right as usize].n = 0;
-            if next >= 0 {
-                s.syms[next as usize].prev = b.left;
-            }
-            self.try_add_bigram(esc, &s.syms, &mut s.heap, prev, b.left)?;
-            self.try_add_bigram(esc, &s.syms, &mut s.heap, b.left, next)?;
-        }
-
-        // llama.cpp's `resegment`: every merged symbol is a token (only pairs
-        // forming a token are queued), so its rev_merge lookup never hits;
-        // what is not a token is a single character, sent as byte tokens.
-        let mut i = 0i32;
-        while let Some(&sym) = s.syms.get(i as usize).filter(|_| i >= 0) {
-            let t = esc
-                .get(sym.start as usize..(sym.start + sym.n) as usize)
-                .unwrap_or_default();
-            match self.token_id(t) {
-                Some(id) => o.push(id),
-                None => {
-                    for &b in t {
-                        o.push(
-                            self.byte_token(b)
-                                .ok_or(TokenizerError::NoTokenForByte(b))?,
-                        );
-                    }
-                }
-            }
-            i = sym.next;
-        }
-        Ok(())
-    }
-
-    fn try_add_bigram(
-        &self,
-        esc: &[u8],
-        syms: &[Symbol],
-        heap: &mut Vec<Bigram>,
-        left: i32,
-        right: i32,
-    ) -> Result<(), TokenizerError> {
-        // Negative indices are the list's ends; get() keeps the rest panic-free.
-        let (Ok(li), Ok(ri)) = (usize::try_from(left), usize::try_from(right)) else {
-            return Ok(());
-        };
-        let (Some(l), Some(r)) = (syms.get(li), syms.get(ri)) else {
-            return Ok(());
-        };
-        let size = l.n + r.n;
-        let Some(pair) = esc.get(l.start as usize..(l.start + size) as usize) else {
-            return Ok(());
-        };
-        let Some(id) = self.token_id(pair) else {
-            return Ok(());
-        };
-        let score = self
-            .scores
-            .get(id as usize)
-            .copied()
-            .unwrap_or(f32::NEG_INFINITY);
-        heap_push(
-            heap,
-            Bigram {
-                left,
-                right,
-                score,
-                size,
-            },
-        )
     }
 
     /// The text of a token, like llama.cpp's `token_to_piece(id, special)`:
@@ -1380,119 +1242,4 @@ fn heap_pop(h: &mut Vec<Bigram>) -> Option<Bigram> {
         sift_up(&mut h[..n], hole, 0, v);
     }
     h.pop()
-}
-
-/// Assembles streamed token bytes into valid UTF-8: a character split over
-/// several byte tokens is held back until complete; bytes that cannot be
-/// part of a character come out as U+FFFD (like `String::from_utf8_lossy`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Utf8Stream {
-    pending: [u8; 4],
-    n: u8,
-}
-
-const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
-
-impl Utf8Stream {
-    pub const fn new() -> Self {
-        Utf8Stream {
-            pending: [0; 4],
-            n: 0,
-        }
-    }
-
-    /// Bytes held back for an unfinished character.
-    pub fn pending(&self) -> &[u8] {
-        &self.pending[..self.n as usize]
-    }
-
-    /// Appends `bytes` and writes every completed character to `out`;
-    /// returns the length written. On OutputTooSmall nothing is consumed.
-    /// `out` of `3 * (bytes.len() + 3)` bytes always suffices.
-    pub fn push(&mut self, bytes: &[u8], out: &mut [u8]) -> Result<usize, TokenizerError> {
-        let (needed, _) = self.run(bytes, false, &mut |_, _| {});
-        if needed > out.len() {
-            return Err(TokenizerError::OutputTooSmall { needed });
-        }
-        let (n, pend) = self.run(bytes, false, &mut |at, s| {
-            out[at..at + s.len()].copy_from_slice(s)
-        });
-        *self = pend;
-        Ok(n)
-    }
-
-    /// Ends the stream: an unfinished character comes out as U+FFFD.
-    pub fn finish(&mut self, out: &mut [u8]) -> Result<usize, TokenizerError> {
-        let (needed, _) = self.run(&[], true, &mut |_, _| {});
-        if needed > out.len() {
-            return Err(TokenizerError::OutputTooSmall { needed });
-        }
-        let (n, _) = self.run(&[], true, &mut |at, s| {
-            out[at..at + s.len()].copy_from_slice(s)
-        });
-        *self = Utf8Stream::new();
-        Ok(n)
-    }
-
-    /// Decodes pending + `bytes`, handing each output piece to `emit(at, s)`;
-    /// returns the output length and the state after.
-    fn run(
-        &self,
-        bytes: &[u8],
-        flush: bool,
-        emit: &mut dyn FnMut(usize, &[u8]),
-    ) -> (usize, Utf8Stream) {
-        let np = self.n as usize;
-        let total = np + bytes.len();
-        let at = |i: usize| {
-            if i < np {
-                self.pending[i]
-            } else {
-                bytes[i - np]
-            }
-        };
-        let mut written = 0;
-        let mut i = 0;
-        while i < total {
-            let mut w = [0u8; 4];
-            let wn = (total - i).min(4);
-            for (k, b) in w.iter_mut().enumerate().take(wn) {
-                *b = at(i + k);
-            }
-            let (take, valid) = match core::str::from_utf8(&w[..wn]) {
-                Ok(s) => (s.chars().next().map_or(1, |c| c.len_utf8()), true),
-                Err(e) if e.valid_up_to() > 0 => (utf8_len_valid(w[0]), true),
-                Err(e) => match e.error_len() {
-                    Some(k) => (k, false),
-                    // Unfinished character at the end of what we have.
-                    None if !flush => {
-                        let mut pend = Utf8Stream::new();
-                        pend.n = wn as u8;
-                        pend.pending[..wn].copy_from_slice(&w[..wn]);
-                        return (written, pend);
-                    }
-                    None => (wn, false),
-                },
-            };
-            if valid {
-                emit(written, &w[..take]);
-                written += take;
-            } else {
-                emit(written, REPLACEMENT);
-                written += REPLACEMENT.len();
-            }
-            i += take;
-        }
-        (written, Utf8Stream::new())
-    }
-}
-
-/// Length of a valid UTF-8 character from its lead byte.
-fn utf8_len_valid(b: u8) -> usize {
-    match b {
-        0x00..=0x7f => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        _ => 4,
-    }
 }

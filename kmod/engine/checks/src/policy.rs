@@ -2,7 +2,7 @@
 //! error naming a line of the file out, never a panic. An accepted policy
 //! written back as TOML parses to the same policy, and an event with every
 //! field its hook offers renders its prompt and key.
-//! Shared by the fuzz target and the replay test (loader/tests).
+//! Replayed by loader/tests/fuzz_regressions.rs.
 
 use std::path::Path;
 

@@ -1,6 +1,5 @@
 //! Writes a parsed GGUF back out with edits: malformed models for tests
-//! (also used by loader/tests through #[path]).
-#![allow(dead_code)]
+//! (the engine's and the loader's tests).
 
 use llamux_engine::gguf::{Gguf, Value};
 

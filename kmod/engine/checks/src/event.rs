@@ -4,7 +4,7 @@
 //! exactly its hook's fields, and every shipped policy of that hook
 //! renders its prompt and key from them. Input: the record, then
 //! optionally 8 bytes of rate (f64) and 8 of first-seen time.
-//! Shared by the fuzz target and the replay test (loader/tests).
+//! Replayed by loader/tests/fuzz_regressions.rs.
 
 use llamux::event;
 use llamux::policy::{Hook, Policy};

@@ -3,7 +3,7 @@
 //! re-encodes to a record that parses to the same request; and any texts
 //! (the input split at 0xff bytes: prefix, event, answers) encode to a
 //! record that parses back to exactly those texts.
-//! Shared by the fuzz target and the replay test (kmod/engine/tests).
+//! Replayed by kmod/engine/tests/advise_request.rs.
 
 use llamux_engine::advise::request::{encode, Request};
 use llamux_engine::advise::MAX_ANSWERS;
