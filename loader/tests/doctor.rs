@@ -16,11 +16,11 @@ fn model() -> PathBuf {
     root().join("tests/models/tiny-q4_k_m.gguf")
 }
 
-/// Runs doctor --json; (exit code, check -> (status, detail, fix)).
-fn doctor(
-    sysroot: Option<&Path>,
-    extra: &[&str],
-) -> (i32, BTreeMap<String, (String, String, Option<String>)>) {
+/// check -> (status, detail, fix)
+type Checks = BTreeMap<String, (String, String, Option<String>)>;
+
+/// Runs doctor --json; (exit code, checks).
+fn doctor(sysroot: Option<&Path>, extra: &[&str]) -> (i32, Checks) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_llamux"));
     c.args(["doctor", "--json"]).args(extra);
     if let Some(r) = sysroot {
@@ -185,7 +185,7 @@ impl FakeSys {
         std::fs::remove_file(self.dir.join(p)).unwrap();
     }
 
-    fn run(&self, extra: &[&str]) -> (i32, BTreeMap<String, (String, String, Option<String>)>) {
+    fn run(&self, extra: &[&str]) -> (i32, Checks) {
         doctor(Some(&self.dir), extra)
     }
 }

@@ -51,7 +51,7 @@ pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, 
         }
     };
     let t0 = std::time::Instant::now();
-    let h = adv.add_policy(&pol)?;
+    let h = adv.add_policy(pol)?;
     let prefix_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let format = adv.format(h);
     let mut decided = Vec::new();

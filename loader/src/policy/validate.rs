@@ -250,7 +250,7 @@ pub(super) fn policy(cx: &Ctx<'_>, raw: RawPolicy) -> Result<Policy, PolicyError
     };
     let chat = match raw.prompt.chat {
         None => None,
-        Some(rc) => Some(parse_chat(&cx, rc, hook, &template, &answers)?),
+        Some(rc) => Some(parse_chat(cx, rc, hook, &template, &answers)?),
     };
     Ok(Policy {
         file: cx.file.to_path_buf(),
