@@ -9,7 +9,7 @@ use llamux_engine::model::{repack_weights, ContextParams, KvType, Model};
 use llamux_engine::quant::{self, Isa};
 use llamux_engine::sample::{Param, SamplerParams};
 use llamux_engine::session::{Session, Specials, Step};
-use llamux_engine::tokenizer::Tokenizer;
+use llamux_engine::tokenizer::{Tokenizer, TokenizerError};
 use serde_json::json;
 
 use crate::pool::Pool;
@@ -345,32 +345,41 @@ fn exec_threads(p: &Pool) -> usize {
     p.parallelism()
 }
 
-/// Assembles UTF-8 that byte tokens split across several pieces.
+/// Streamed token bytes as text: the engine's `Utf8Stream` (one
+/// implementation for the module and user space) with `String` output.
 #[derive(Default)]
-pub struct Utf8Stream {
-    pending: Vec<u8>,
-}
+pub struct Utf8Stream(llamux_engine::tokenizer::Utf8Stream);
 
 impl Utf8Stream {
-    /// Returns the text that is complete after adding `bytes`.
+    /// The text that is complete after adding `bytes`.
     pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An incomplete sequence at the end waits for more bytes; an
-            // invalid one in the middle is emitted lossily.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.pending.len(),
-        };
-        let s = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
-        s
+        let s = &mut self.0;
+        utf8_out(3 * (bytes.len() + 3), |out| s.push(bytes, out))
     }
 
+    /// What is still held back (an unfinished character, as U+FFFD).
     pub fn finish(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending.clear();
-        s
+        let s = &mut self.0;
+        utf8_out(3 * 7, |out| s.finish(out))
+    }
+}
+
+/// Runs `f` with an output buffer of `size` bytes, grown to what it asks
+/// for if that is not enough.
+fn utf8_out(
+    mut size: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, TokenizerError>,
+) -> String {
+    loop {
+        let mut out = vec![0u8; size];
+        match f(&mut out) {
+            Ok(n) => {
+                out.truncate(n);
+                return String::from_utf8_lossy(&out).into_owned();
+            }
+            Err(TokenizerError::OutputTooSmall { needed }) if needed > size => size = needed,
+            Err(_) => return String::new(),
+        }
     }
 }
 
@@ -545,5 +554,23 @@ fn show_value(v: &llamux_engine::gguf::Value<'_>) -> String {
         F32(x) => x.to_string(),
         F64(x) => x.to_string(),
         Bool(x) => x.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Stream;
+
+    #[test]
+    fn utf8_stream_holds_split_characters_and_replaces_bad_bytes() {
+        let mut u = Utf8Stream::default();
+        let e = "é".as_bytes();
+        assert_eq!(u.push(b"a"), "a");
+        assert_eq!(u.push(&e[..1]), "");
+        assert_eq!(u.push(&e[1..]), "é");
+        assert_eq!(u.push(b"\xffb"), "\u{FFFD}b");
+        assert_eq!(u.push(&"€".as_bytes()[..2]), "");
+        assert_eq!(u.finish(), "\u{FFFD}");
+        assert_eq!(u.finish(), "");
     }
 }

@@ -80,7 +80,7 @@ fn doctor_on_this_machine() {
     if let Some(cfg) = host_config() {
         let y = |k: &str| cfg.lines().any(|l| l == format!("CONFIG_{k}=y"));
         assert_eq!(status(&m, "rust") == "ok", y("RUST"), "{m:?}");
-        // This host: no CONFIG_RUST, no module loading (toolchain notes).
+        // This host: no CONFIG_RUST, no module loading.
         assert_eq!(status(&m, "modules") == "fail", !y("MODULES"), "{m:?}");
         if !y("BPF_LSM") {
             assert_eq!(status(&m, "bpf-lsm"), "fail");
