@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the Llamux eBPF object (ebpf/probes) with Debian's rustc-web and
-# bpf-linker on LLVM 22 (see the toolchain notes), installing what is missing.
+# bpf-linker on LLVM 22 (versions: ebpf/README.md), installing what is missing.
 #
 #   ebpf/build.sh [--toolchain-only]
 #
-# Output: target/bpf/llamux-probes (BPF ELF), also copied to
-# $LLAMUX_CACHE/bpf/llamux-probes.o. The loader embeds the object when it is
-# built after this script (LLAMUX_BPF_OBJ, see loader/build.rs) and can load
-# one from a file with --bpf-obj.
+# Output: target/bpf/llamux-probes.o (BPF ELF), also copied to
+# $LLAMUX_CACHE/bpf/llamux-probes.o. `llamux load` reads it from one of the
+# places loader/src/bpf/probes.rs lists (these two among them), from
+# $LLAMUX_BPF_OBJ or from --bpf-obj; it is never embedded.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"

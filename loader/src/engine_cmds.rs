@@ -27,13 +27,9 @@ pub struct Loaded {
 /// refused by name (a directory used to give mmap's "No such device"); the
 /// open does not block on a FIFO (O_NONBLOCK, then fstat).
 pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::FileTypeExt;
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(err)?;
+    let f = crate::fsafe::open_nonblocking(path)?;
     let t = f.metadata().map_err(err)?.file_type();
     let what = if t.is_file() || t.is_block_device() {
         None
@@ -85,8 +81,8 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
 
 /// The bytes of `path` (a file or a block device, whose size is where a
 /// seek to the end lands) read into memory for the life of the process,
-/// writable. (Not a copy-on-write mapping: writing most of a 7.9 GB one
-/// page by page took 45 s of page faults here.)
+/// writable. Not a copy-on-write mapping: repacking writes most of it,
+/// and that costs a page fault per page (docs/speed.md, "Reading the model").
 fn read_file(path: &Path) -> Result<&'static mut [u8], String> {
     use std::io::{Read, Seek};
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
@@ -98,8 +94,7 @@ fn read_file(path: &Path) -> Result<&'static mut [u8], String> {
         return Ok(&mut []);
     }
     // Anonymous memory, in huge pages where the kernel allows (fewer faults
-    // and TLB misses). Touching 7.9 GB of fresh memory costs what the host
-    // charges for it: 7-55 s on this VM, most of it system time.
+    // and TLB misses).
     let m = memmap2::MmapMut::map_anon(len).map_err(err)?;
     let _ = m.advise(memmap2::Advice::HugePage);
     // Leaked for the life of the process, like a mapping.

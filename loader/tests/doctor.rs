@@ -16,11 +16,11 @@ fn model() -> PathBuf {
     root().join("tests/models/tiny-q4_k_m.gguf")
 }
 
-/// Runs doctor --json; (exit code, check -> (status, detail, fix)).
-fn doctor(
-    sysroot: Option<&Path>,
-    extra: &[&str],
-) -> (i32, BTreeMap<String, (String, String, Option<String>)>) {
+/// check -> (status, detail, fix)
+type Checks = BTreeMap<String, (String, String, Option<String>)>;
+
+/// Runs doctor --json; (exit code, checks).
+fn doctor(sysroot: Option<&Path>, extra: &[&str]) -> (i32, Checks) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_llamux"));
     c.args(["doctor", "--json"]).args(extra);
     if let Some(r) = sysroot {
@@ -80,7 +80,7 @@ fn doctor_on_this_machine() {
     if let Some(cfg) = host_config() {
         let y = |k: &str| cfg.lines().any(|l| l == format!("CONFIG_{k}=y"));
         assert_eq!(status(&m, "rust") == "ok", y("RUST"), "{m:?}");
-        // This host: no CONFIG_RUST, no module loading (toolchain notes).
+        // This host: no CONFIG_RUST, no module loading.
         assert_eq!(status(&m, "modules") == "fail", !y("MODULES"), "{m:?}");
         if !y("BPF_LSM") {
             assert_eq!(status(&m, "bpf-lsm"), "fail");
@@ -185,7 +185,7 @@ impl FakeSys {
         std::fs::remove_file(self.dir.join(p)).unwrap();
     }
 
-    fn run(&self, extra: &[&str]) -> (i32, BTreeMap<String, (String, String, Option<String>)>) {
+    fn run(&self, extra: &[&str]) -> (i32, Checks) {
         doctor(Some(&self.dir), extra)
     }
 }
