@@ -33,6 +33,7 @@ mod fsafe;
 mod kernel_cmds;
 mod policy_advise;
 mod pool;
+mod relay;
 mod service;
 mod stdio;
 mod trace;
