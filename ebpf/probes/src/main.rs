@@ -537,19 +537,6 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
     if cfg.hit_key[HOOK_OPEN as usize] != 0 {
         open_hit(&ctx, cfg.hit_key[HOOK_OPEN as usize], now);
     }
-    if cfg.hooks[HOOK_EXEC as usize].enabled != 0 {
-        // raw_syscalls/sys_enter: id @8, args[6] @16. execve's argv is
-        // args[1], execveat's args[2].
-        // SAFETY: fixed offsets inside the tracepoint record.
-        let argv = match unsafe { ctx.read_at::<i64>(8) }.unwrap_or(-1) {
-            NR_EXECVE => unsafe { ctx.read_at::<u64>(24) }.ok(),
-            NR_EXECVEAT => unsafe { ctx.read_at::<u64>(32) }.ok(),
-            _ => None,
-        };
-        if let Some(argv) = argv {
-            capture_argv(argv, pt as u32);
-        }
-    }
     let n = match SYSCOUNT.get_ptr_mut(&tgid) {
         Some(p) => {
             // SAFETY: a live map value; a racing update from another CPU only
@@ -588,8 +575,6 @@ const NR_OPEN: i64 = 2;
 const NR_CREAT: i64 = 85;
 const NR_OPENAT: i64 = 257;
 const NR_OPENAT2: i64 = 437;
-const NR_EXECVE: i64 = 59;
-const NR_EXECVEAT: i64 = 322;
 
 /// A hit of a pid- or comm-keyed open decision at open/openat/openat2/creat
 /// (recorded at the attempt, so DENYed opens count too). File-keyed open
@@ -773,6 +758,34 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
         ST_EVENTS,
     );
     0
+}
+
+/// The command line of an exec, for bprm_check_security (ARGV). Only
+/// execve and execveat run these (not every system call, as sys_enter).
+/// `off`: where the record holds the argv pointer.
+#[inline(always)]
+fn exec_argv(ctx: &TracePointContext, off: usize) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if cfg.hooks[HOOK_EXEC as usize].enabled == 0 {
+        return 0;
+    }
+    // SAFETY: a fixed offset inside the tracepoint record.
+    if let Ok(argv) = unsafe { ctx.read_at::<u64>(off) } {
+        capture_argv(argv, bpf_get_current_pid_tgid() as u32);
+    }
+    0
+}
+
+// syscalls/sys_enter_execve: __syscall_nr@8, filename@16, argv@24, envp@32.
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn llamux_execve(ctx: TracePointContext) -> u32 {
+    exec_argv(&ctx, 24)
+}
+
+// syscalls/sys_enter_execveat: __syscall_nr@8, fd@16, filename@24, argv@32.
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn llamux_execveat(ctx: TracePointContext) -> u32 {
+    exec_argv(&ctx, 32)
 }
 
 // sched/sched_process_exec: __data_loc char[] filename@8, pid@12, old_pid@16.
