@@ -1,8 +1,9 @@
 #!/bin/sh
 # The kernel advisor asks in the policy's chat format (issue 27 item 1):
-# with exec-guard's [prompt.chat] in ChatML (named: the tiny model has no
-# chat template; without the few-shot examples, to keep the prefix short
-# under TCG), `llamux advise --advisor kernel` (/proc/llamux/advise,
+# with a chat policy shaped like exec-guard's (its chat event template
+# and answers, a short system text and one example, so that the prefix
+# stays short under TCG) in ChatML (named: the tiny model has no chat
+# template), `llamux advise --advisor kernel` (/proc/llamux/advise,
 # a REQ_CHAT request) and the user-space advisor give the same answer, the
 # same scores bit for bit (so the same margin), the same prefix and event
 # token counts; an event whose fields spell control tokens ("<|im_start|>",
@@ -17,7 +18,48 @@ scores() { sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p'; }
 # Tokens of TEXT (no BOS), plain or with --special.
 ntok() { $L tokenize -m $M --no-bos $2 "$1" | tr ',' '\n' | grep -c .; }
 
-sed 's/^template = "auto"/template = "chatml"/' $P | awk '/^\[\[prompt.chat.example\]\]/{exit} {print}' >$C
+cat >$C <<'TOML'
+name = "exec-guard-chat"
+description = "exec-guard's chat prompt, short"
+hook = "exec"
+key = "exe"
+default = "allow"
+ttl = 600
+rate_limit = 20
+
+[filter]
+path_prefix = "/tmp/"
+
+[prompt]
+prefix = "You guard program execution. Answer Y or N.\n"
+event = "Verdict on {path}"
+
+[[answer]]
+text = "Y"
+action = "allow"
+chat = "Yes"
+
+[[answer]]
+text = "N"
+action = "deny"
+chat = "No"
+bias = 0.3
+
+[prompt.chat]
+template = "chatml"
+system = "You are the execution guard of a Linux server. Answer Yes or No."
+event = """Program: {path}
+Started by: {comm} (uid {uid}), parent {parent_comm}
+Command: {argv?}
+Owner uid {file_uid?}, mode {file_mode?}, age {file_age_s?} s
+In a world-writable directory: {dir_world_writable?}
+Parent chain: {parent_chain?}
+May it run?"""
+
+[[prompt.chat.example]]
+answer = "No"
+event = { path = "/tmp/xm", comm = "sh", uid = 999, parent_comm = "redis-server", argv = "/tmp/xm -o pool:3333", file_uid = 999, file_mode = "0777", file_age_s = 4, dir_world_writable = true }
+TOML
 step "the chat test policy names ChatML" grep -q '^template = "chatml"' $C
 step "insmod llamux.ko model=$M" insmod /llamux/llamux.ko model=$M
 step "/proc/llamux/model names the chat format (none for the tiny model)" grep -q '^chat_format: none$' /proc/llamux/model
@@ -39,9 +81,10 @@ for E in "$E1" "$E2"; do
 	step "event $n: same prompt text" test "$(echo "$k" | jstr prompt)" = "$(echo "$u" | jstr prompt)"
 	eval "k$n='$k'"
 done
-# The chat prompt, not the plain one: its prefix (system text, examples)
-# is several times the plain prefix.
-kp=$($L advise --advisor kernel -p $P -e "$E1" --json | jnum prefix_tokens)
+# The chat prompt, not the plain one: the plain prefix is one line.
+P2=/tmp/plain.toml
+sed 's/^template = "chatml"/template = "plain"/' $C >$P2
+kp=$($L advise --advisor kernel -p $P2 -e "$E1" --json | jnum prefix_tokens)
 kc=$(echo "$k1" | jnum prefix_tokens)
 step "the kernel asked in ChatML ($kc prefix tokens, plain $kp)" test "$kc" -gt $((kp * 3))
 # Event text as text: event_tokens = tokens of the rendered event (plain)
