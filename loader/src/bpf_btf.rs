@@ -203,6 +203,10 @@ pub fn kernel_offsets() -> Result<Offsets, String> {
         task_mm: btf.offset("task_struct", "mm")?,
         mm_exe_file: btf.offset("mm_struct", "exe_file")?,
         bprm_interp: btf.offset("linux_binprm", "interp")?,
+        inode_uid: btf.offset("inode", "i_uid")?,
+        inode_mode: btf.offset("inode", "i_mode")?,
+        dentry_inode: btf.offset("dentry", "d_inode")?,
+        _reserved: 0,
     })
 }
 
@@ -232,6 +236,11 @@ mod tests {
         );
         // struct qstr: hash then len (little endian), name after them.
         assert_eq!(o.dentry_name_len + 4, o.dentry_name, "{o:?}");
+        // i_mode is struct inode's first member; i_uid follows i_opflags.
+        assert!(
+            o.inode_mode == 0 && o.inode_uid > 0 && o.dentry_inode > 0,
+            "{o:?}"
+        );
         assert!(
             o.inode_ctime_nsec > o.inode_ctime_sec && o.inode_generation > 0 && o.mm_exe_file > 0,
             "{o:?}"

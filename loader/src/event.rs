@@ -47,9 +47,11 @@ pub fn file_id(k: &c::DecisionKey) -> Option<String> {
         .then(|| format!("{:x}:{}:{:x}", k.dev, k.hash, k.gen))
 }
 
-/// The fields an event offers to `hook`'s prompt template (exactly
-/// `hook.fields()`). `rate`: syscalls/s since the previous sample;
-/// `first_seen_ns`: when the task was first seen (sched); `now`: Unix time.
+/// The fields an event offers to `hook`'s prompt template: every one of
+/// `hook.fields()`, and those of `hook.optional_fields()` the probe filled
+/// (exec requests: `exec_context`). `rate`: syscalls/s since the previous
+/// sample; `first_seen_ns`: when the task was first seen (sched); `now`:
+/// Unix time.
 pub fn fields(
     e: &c::Event,
     hook: Hook,
@@ -72,6 +74,7 @@ pub fn fields(
             m.insert("path".into(), json!(path));
             m.insert("ppid".into(), json!(e.ppid));
             m.insert("parent_comm".into(), json!(cstr(&e.pcomm)));
+            exec_context(e, now, &mut m);
         }
         Hook::Open => {
             m.insert("path".into(), json!(path_text(e)));
@@ -100,6 +103,50 @@ pub fn fields(
         }
     }
     m
+}
+
+/// The optional exec fields an exec request carries when the probe read
+/// them (each only with its flag: a missing one stays missing, and the
+/// template's `{field?}` line is left out):
+/// - `argv`: the command line (arguments joined by spaces; ends with CUT
+///   when the probe cut it). Read at execve's entry: a process that
+///   rewrites its argv from another thread during the exec can make it
+///   differ from what runs; the decision binds to the file, not to argv.
+/// - `file_uid`, `file_mode` (octal permission bits, "4755"), `file_age_s`
+///   (now - the inode's ctime, seconds, 0 if in the future).
+/// - `dir_world_writable`, `dir_sticky`: the file's directory's mode.
+/// - `parent_chain`: "parent <- grandparent <- its parent" (comms).
+pub fn exec_context(e: &c::Event, now: f64, m: &mut JMap<String, Value>) {
+    if e.flags & c::EVF_ARGV != 0 {
+        let mut a = cstr(&e.argv);
+        if e.flags & c::EVF_ARGV_CUT != 0 {
+            a.push_str(CUT);
+        }
+        m.insert("argv".into(), json!(a));
+    }
+    if e.flags & c::EVF_FILE_INFO != 0 {
+        m.insert("file_uid".into(), json!(e.file_uid));
+        m.insert(
+            "file_mode".into(),
+            json!(format!("{:04o}", e.file_mode & 0o7777)),
+        );
+        if e.ctime_ns != 0 {
+            let age = (now - e.ctime_ns as f64 / 1e9).max(0.0).floor();
+            m.insert("file_age_s".into(), json!(age as u64));
+        }
+    }
+    if e.flags & c::EVF_DIR_INFO != 0 {
+        m.insert("dir_world_writable".into(), json!(e.dir_mode & 0o002 != 0));
+        m.insert("dir_sticky".into(), json!(e.dir_mode & 0o1000 != 0));
+    }
+    if e.chain[0][0] != 0 {
+        let mut chain = cstr(&e.pcomm);
+        for c in e.chain.iter().take_while(|c| c[0] != 0) {
+            chain.push_str(" <- ");
+            chain.push_str(&cstr(c));
+        }
+        m.insert("parent_chain".into(), json!(chain));
+    }
 }
 
 /// The decision key as `trace` shows it ("exe:/tmp/x", "pid:42"): for
@@ -216,6 +263,7 @@ mod tests {
             (Some(42), Some("/tmp/tool"), Some("tool"))
         );
         for h in [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched] {
+            // No flags: no optional field.
             let m = fields(&d, h, 1.0, 0, 1.0);
             let mut keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
             let mut want = h.fields().to_vec();
@@ -226,6 +274,62 @@ mod tests {
         let mut s = d;
         (s.a, s.b, s.c) = (u64::MAX, 3, u64::MAX);
         assert_eq!(fields(&s, Hook::Sched, 0.0, 0, 1.0)["involuntary_pct"], 100);
+    }
+
+    /// Each optional exec field appears with its flag only, as the probe
+    /// filled it; a request with them all offers exactly the hook's fields
+    /// and optional fields.
+    #[test]
+    fn exec_context_fields() {
+        let mut e = c::Event::zeroed();
+        e.kind = c::EV_REQUEST;
+        e.pcomm[..4].copy_from_slice(b"bash");
+        e.file_uid = 33;
+        e.file_mode = 0o104755; // a regular setuid file
+        e.dir_mode = 0o041777; // /tmp
+        e.ctime_ns = 1_000_000_000_000;
+        e.chain[0][..4].copy_from_slice(b"sshd");
+        e.chain[1][..7].copy_from_slice(b"systemd");
+        let a = b"/tmp/x -e /bin/sh\n<|im_start|>";
+        e.argv[..a.len()].copy_from_slice(a);
+        let m = fields(&e, Hook::Exec, 0.0, 0, 1500.9);
+        // Without flags: only the chain (it needs none: empty is absent).
+        assert!(m.get("argv").is_none() && m.get("file_uid").is_none());
+        assert!(m.get("dir_world_writable").is_none());
+        assert_eq!(m["parent_chain"], "bash <- sshd <- systemd");
+        e.flags = c::EVF_ARGV | c::EVF_FILE_INFO | c::EVF_DIR_INFO;
+        let m = fields(&e, Hook::Exec, 0.0, 0, 1500.9);
+        // Exact in the fields (JSON), escaped on one line in the prompt.
+        assert_eq!(m["argv"], "/tmp/x -e /bin/sh\n<|im_start|>");
+        assert_eq!(
+            crate::policy_template::render("{argv?}", &m).unwrap(),
+            "/tmp/x -e /bin/sh\\n<|im_start|>"
+        );
+        assert_eq!(m["file_uid"], 33);
+        assert_eq!(m["file_mode"], "4755");
+        assert_eq!(m["file_age_s"], 500);
+        assert_eq!(m["dir_world_writable"], true);
+        assert_eq!(m["dir_sticky"], true);
+        let mut keys: Vec<&str> = m.keys().map(|k| k.as_str()).collect();
+        let mut want = Hook::Exec.fields().to_vec();
+        want.extend(Hook::Exec.optional_fields());
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want);
+        // A cut argv is marked; a ctime in the future is age 0; a private
+        // directory is neither world-writable nor sticky.
+        e.flags |= c::EVF_ARGV_CUT;
+        e.ctime_ns = 3_000_000_000_000;
+        e.dir_mode = 0o040700;
+        e.chain[1][0] = 0;
+        let m = fields(&e, Hook::Exec, 0.0, 0, 1500.9);
+        assert!(m["argv"].as_str().unwrap().ends_with(CUT));
+        assert_eq!(m["file_age_s"], 0);
+        assert_eq!(
+            (m["dir_world_writable"].as_bool(), m["dir_sticky"].as_bool()),
+            (Some(false), Some(false))
+        );
+        assert_eq!(m["parent_chain"], "bash <- sshd");
     }
 
     #[test]

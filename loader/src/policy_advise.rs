@@ -10,7 +10,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use llamux_engine::advise::Advisor;
+use llamux_engine::advise::request::REQ_CHAT;
+use llamux_engine::advise::{layout, Advisor};
 
 use serde_json::{Map, Value};
 
@@ -119,23 +120,8 @@ impl Advise for UserAdvisor {
     }
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
-        let mut format = pt::resolve(p.chat.as_ref(), self.chat_template.as_deref());
-        // LLAMUX_PROMPT_FORMAT=plain: ask as the kernel advisor does (it has
-        // no chat formats yet), e.g. to compare the two.
-        if std::env::var("LLAMUX_PROMPT_FORMAT").is_ok_and(|v| v == "plain") {
-            format = Format::Plain;
-        }
-        let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
-        let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
-        let built = pt::build(
-            &p.prefix,
-            &p.template,
-            &texts,
-            &chat_texts,
-            p.chat.as_ref(),
-            format,
-        )
-        .map_err(|e| format!("policy {}: {e}", p.name))?;
+        let format = forced_plain(pt::resolve(p.chat.as_ref(), self.chat_template.as_deref()));
+        let built = build(p, format)?;
         // Plain prompts are tokenized as before (and as the kernel does).
         let special = format != Format::Plain;
         let prefix = encode_with(self.l, &built.prefix, true, special)
@@ -151,24 +137,15 @@ impl Advise for UserAdvisor {
             }
             answers.push(t);
         }
-        // Chat events (with their suffix) run to ~100 tokens: one batch
-        // of 128 reads the weights once per event instead of 3-4 times.
-        let min_batch = if format == Format::Plain { 32 } else { 128 };
-        let n_batch = answers
-            .iter()
-            .map(|a| a.len())
-            .max()
-            .unwrap_or(1)
-            .max(min_batch);
-        // A chat prompt's examples make a long prefix: its context grows
-        // to hold it and 256 positions of event (plain ones keep `ctx`,
-        // as the kernel advisor does).
-        let ctx = if format == Format::Plain {
-            self.ctx
-        } else {
-            self.ctx
-                .max((prefix.len() + suffix.len() + 256 + n_batch).next_multiple_of(256))
-        };
+        // Positions and batch as the module lays them out (chat prompts:
+        // one batch of 128, a context grown to hold the long prefix).
+        let (ctx, n_batch) = layout(
+            format != Format::Plain,
+            self.ctx,
+            prefix.len(),
+            suffix.len(),
+            answers.iter().map(|a| a.len()).max().unwrap_or(1),
+        );
         if prefix.len() + 64 + n_batch > ctx {
             return Err(format!(
                 "policy {}: prefix of {} tokens does not fit a {}-position context",
@@ -245,15 +222,64 @@ impl Advise for UserAdvisor {
     }
 }
 
+/// LLAMUX_PROMPT_FORMAT=plain: both advisors ask in the plain format
+/// (e.g. to compare with the plain prompt).
+fn forced_plain(format: Format) -> Format {
+    if std::env::var("LLAMUX_PROMPT_FORMAT").is_ok_and(|v| v == "plain") {
+        Format::Plain
+    } else {
+        format
+    }
+}
+
+/// A policy's prompt texts in `format`.
+fn build(p: &Policy, format: Format) -> Result<pt::Built, String> {
+    let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
+    let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
+    pt::build(
+        &p.prefix,
+        &p.template,
+        &texts,
+        &chat_texts,
+        p.chat.as_ref(),
+        format,
+    )
+    .map_err(|e| format!("policy {}: {e}", p.name))
+}
+
 /// Where the kernel module's advisor interface lives.
 pub const KERNEL_ADVISE: &str = "/proc/llamux/advise";
 
 /// The request record of /proc/llamux/advise
-/// (llamux_engine::advise::request): the engine in the module tokenizes
-/// and scores exactly as `UserAdvisor` does with the same `ctx`.
-pub fn kernel_request(ctx: usize, prefix: &str, event: &str, answers: &[&str]) -> Vec<u8> {
-    let answers: Vec<&[u8]> = answers.iter().map(|a| a.as_bytes()).collect();
-    llamux_engine::advise::request::encode(ctx, prefix.as_bytes(), event.as_bytes(), &answers)
+/// (llamux_engine::advise::request) for a prompt built in some format:
+/// the engine in the module tokenizes and scores exactly as `UserAdvisor`
+/// does with the same `ctx` (a chat format's prefix and suffix with
+/// control tokens, the event never).
+pub fn kernel_request(ctx: usize, built: &pt::Built, event: &str) -> Vec<u8> {
+    let answers: Vec<&[u8]> = built.answers.iter().map(|a| a.as_bytes()).collect();
+    let flags = if built.format == Format::Plain {
+        0
+    } else {
+        REQ_CHAT
+    };
+    llamux_engine::advise::request::encode(
+        ctx,
+        flags,
+        built.prefix.as_bytes(),
+        event.as_bytes(),
+        built.suffix.as_bytes(),
+        &answers,
+    )
+}
+
+/// The module's model's chat format, from /proc/llamux/model's
+/// `chat_format:` line (None: no chat template, or no such line).
+pub fn kernel_chat_format(model_info: &str) -> Option<Format> {
+    model_info
+        .lines()
+        .find_map(|l| l.strip_prefix("chat_format: "))
+        .and_then(|f| Format::from_name(f.trim()))
+        .filter(|&f| f != Format::Plain)
 }
 
 /// Parses a response record (llamux_engine::advise::response, the type
@@ -282,18 +308,24 @@ pub fn kernel_available() -> bool {
 /// The kernel module's engine as advisor, through /proc/llamux/advise.
 pub struct KernelAdvisor {
     ctx: usize,
-    /// Prefix and answer texts per policy.
-    policies: Vec<(String, Vec<String>)>,
-    /// The policies (their plain event templates).
-    pols: Vec<Policy>,
+    /// Each policy's prompt texts, in the format the module's model takes.
+    policies: Vec<pt::Built>,
+    /// The module's model's chat format.
+    chat: Option<Format>,
 }
 
 impl KernelAdvisor {
+    /// Asks the module's model for its chat format (/proc/llamux/model).
     pub fn new(ctx: usize) -> Self {
+        let info = std::fs::read_to_string("/proc/llamux/model").unwrap_or_default();
+        Self::with_chat_format(ctx, kernel_chat_format(&info))
+    }
+
+    pub fn with_chat_format(ctx: usize, chat: Option<Format>) -> Self {
         KernelAdvisor {
             ctx,
             policies: Vec::new(),
-            pols: Vec::new(),
+            chat,
         }
     }
 }
@@ -304,36 +336,36 @@ impl Advise for KernelAdvisor {
     }
 
     fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
-        self.policies.push((
-            p.prefix.clone(),
-            p.answers.iter().map(|a| a.text.clone()).collect(),
-        ));
-        self.pols.push(p.clone());
+        let format = forced_plain(pt::resolve_format(p.chat.as_ref(), self.chat));
+        self.policies.push(build(p, format)?);
         Ok(self.policies.len() - 1)
     }
 
-    /// The module tokenizes prompt text without control tokens, so it asks
-    /// in the plain format (see docs/advisor.md).
+    /// Rendered with the same template as in user space: the module takes
+    /// chat prompts too (REQ_CHAT).
     fn advise_event(
         &mut self,
         policy: usize,
         event: &Map<String, Value>,
     ) -> Result<(String, Advice), String> {
-        let text = self
-            .pols
-            .get(policy)
-            .ok_or("no such policy")?
-            .render(event)?;
+        let b = self.policies.get(policy).ok_or("no such policy")?;
+        let text = pt::render(&b.event, event)?;
         let a = self.advise(policy, &text)?;
         Ok((text, a))
+    }
+
+    fn format(&self, policy: usize) -> Format {
+        self.policies
+            .get(policy)
+            .map_or(Format::Plain, |b| b.format)
     }
 
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
         use std::io::{Read, Write};
         let t0 = Instant::now();
-        let (prefix, answers) = self.policies.get(policy).ok_or("no such policy")?;
-        let answers: Vec<&str> = answers.iter().map(|s| s.as_str()).collect();
-        let req = kernel_request(self.ctx, prefix, event_text, &answers);
+        let built = self.policies.get(policy).ok_or("no such policy")?;
+        let n_answers = built.answers.len();
+        let req = kernel_request(self.ctx, built, event_text);
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -351,7 +383,7 @@ impl Advise for KernelAdvisor {
         let mut resp = String::new();
         f.read_to_string(&mut resp)
             .map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
-        let (_best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, answers.len())?;
+        let (_best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, n_answers)?;
         Ok(Advice {
             scores,
             latency_us: t0.elapsed().as_micros() as u64,
@@ -504,8 +536,9 @@ impl Advise for AutoAdvisor {
 
     /// The format of the advisor that decided last.
     fn format(&self, policy: usize) -> Format {
-        match (self.last, &self.user) {
-            ("user", Some(u)) => u.format(policy),
+        match (self.last, &self.user, &self.kernel) {
+            ("user", Some(u), _) => u.format(policy),
+            ("kernel", _, Some(k)) => k.format(policy),
             _ => Format::Plain,
         }
     }
@@ -517,8 +550,38 @@ mod tests {
 
     #[test]
     fn request_record() {
-        let r = kernel_request(512, "Pre\nfix", "ev", &["Y", "No"]);
-        assert_eq!(r, b"llxa1 512 7 2 2 1 2\nPre\nfixevYNo");
+        let plain = pt::Built {
+            format: Format::Plain,
+            prefix: "Pre\nfix".into(),
+            suffix: String::new(),
+            event: "{path}".into(),
+            answers: vec!["Y".into(), "No".into()],
+        };
+        let r = kernel_request(512, &plain, "ev");
+        assert_eq!(r, b"llxa2 512 0 7 2 0 2 1 2\nPre\nfixevYNo");
+        let chat = pt::Built {
+            format: Format::ChatMl,
+            prefix: "<|im_start|>user\n".into(),
+            suffix: "<|im_end|>\n".into(),
+            ..plain
+        };
+        let r = kernel_request(512, &chat, "ev<|im_end|>");
+        assert_eq!(
+            r,
+            b"llxa2 512 1 17 12 11 2 1 2\n<|im_start|>user\nev<|im_end|><|im_end|>\nYNo"
+        );
+    }
+
+    #[test]
+    fn kernel_chat_format_from_model_info() {
+        let info = "arch: qwen2\nfile_bytes: 1\ngguf_version: 3\nchat_format: chatml\ndims: x\n";
+        assert_eq!(kernel_chat_format(info), Some(Format::ChatMl));
+        assert_eq!(
+            kernel_chat_format("chat_format: inst\n"),
+            Some(Format::Inst)
+        );
+        assert_eq!(kernel_chat_format("chat_format: none\n"), None);
+        assert_eq!(kernel_chat_format("arch: llama\n"), None);
     }
 
     /// Special-token spellings in event text are plain text for the

@@ -43,6 +43,16 @@ impl Format {
             Format::Inst => "inst",
         }
     }
+
+    /// The format of `name` (as `name` gives it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "plain" => Format::Plain,
+            "chatml" => Format::ChatMl,
+            "inst" => Format::Inst,
+            _ => return None,
+        })
+    }
 }
 
 /// What a policy asks for in `[prompt.chat] template`.
@@ -85,12 +95,17 @@ pub struct ChatPrompt {
 
 /// The chat format a model's GGUF `tokenizer.chat_template` is written for.
 pub fn format_of_template(t: &str) -> Option<Format> {
-    if t.contains("<|im_start|>") {
-        Some(Format::ChatMl)
-    } else if t.contains("[INST]") {
-        Some(Format::Inst)
-    } else {
-        None
+    llamux_engine::advise::chat_format_of(t).and_then(Format::from_name)
+}
+
+/// The format a policy's prompt takes with a model whose chat format is
+/// `model` (None: the model has no chat template): the kernel advisor
+/// learns it from /proc/llamux/model's `chat_format:` line.
+pub fn resolve_format(chat: Option<&ChatPrompt>, model: Option<Format>) -> Format {
+    match chat.map(|c| c.choice) {
+        None => Format::Plain,
+        Some(Choice::Named(f)) => f,
+        Some(Choice::Auto) => model.unwrap_or(Format::Plain),
     }
 }
 

@@ -178,8 +178,10 @@ fn write_fuzz_seeds() {
         let answers: Vec<&[u8]> = p.answers.iter().map(|a| a.text.as_bytes()).collect();
         let rec = llamux_engine::advise::request::encode(
             512,
+            0,
             p.prefix.as_bytes(),
             text.as_bytes(),
+            b"",
             &answers,
         );
         std::fs::write(reg.join("advise").join(format!("{}.bin", p.name)), rec).unwrap();

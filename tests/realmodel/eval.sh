@@ -36,7 +36,7 @@ run exec-guard-closed exec --baseline tmp-rule
 run open-guard open --baseline tools --baseline www-data
 run sched-advisor sched --baseline cpu50 --baseline preempt50
 echo
-echo "=== exec-guard with only the fields today's exec probe fills (no argv, owner, mode, age)"
+echo "=== exec-guard without the optional exec fields (argv, owner, mode, age, directory: the probe before issue 27 item 2)"
 run exec-guard exec --probe-fields-only
 
 if [ "$latency" = 1 ]; then

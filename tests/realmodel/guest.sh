@@ -6,7 +6,10 @@
 # and checks the module's token ids equal `llamux run` in the same guest, then
 # lets the exec-guard policy be decided by this model in the kernel and checks
 # each decision equals `llamux advise`.
-#   tests/realmodel/guest.sh [N_TOKENS [PARTS]]   (default 32, "gen advise")
+# With "latency" in PARTS, also the kernel advisor's decision latency as a
+# ratio to user space in the same guest (LLAMUX-PERF ratio_p50=...).
+#   tests/realmodel/guest.sh [N_TOKENS [PARTS]]   (default 32, "gen advise";
+#                                                  e.g. 8 "advise latency")
 # Env: LLAMUX_REAL_MEM (guest memory, default 3G), LLAMUX_REAL_TIMEOUT (s,
 # default 3600), LLAMUX_REAL_LOG (serial log), LLAMUX_CACHE.
 set -euo pipefail
@@ -30,6 +33,7 @@ rc=0
     --file "$root/target/x86_64-unknown-linux-gnu/release/llamux:/bin/llamux" \
     --file "$root/target/bpf/llamux-probes.o:/usr/lib/llamux/llamux-probes.o" \
     --file "$root/policies/exec-guard.toml:/llamux/policies/exec-guard.toml" \
+    --file "$root/tests/eval/exec.jsonl:/llamux/exec.jsonl" \
     "$root/tests/guest/tests/realmodel.sh" "/mnt/host/$(basename "$model")" "$n" "$parts" || rc=$?
 
 # The same question (as in tests/guest/tests/realmodel.sh) on this host's

@@ -23,9 +23,26 @@ pub const EVF_PATH_HEAD_CUT: u32 = 2;
 /// An LSM hook denied without asking: the policy fails closed and the
 /// file's path cannot be shown whole (EV_HIT).
 pub const EVF_UNREPRESENTABLE: u32 = 4;
+/// The exec request's file fields (`file_uid`, `file_mode`) were read.
+pub const EVF_FILE_INFO: u32 = 8;
+/// The exec request's `dir_mode` (the file's directory) was read.
+pub const EVF_DIR_INFO: u32 = 16;
+/// `argv` holds the command line execve was given (sys_enter).
+pub const EVF_ARGV: u32 = 32;
+/// `argv` holds only the first ARGV_MAX_ARGS arguments or ARGV_LEN - 1
+/// bytes of a longer command line (or an argument could not be read).
+pub const EVF_ARGV_CUT: u32 = 64;
 /// Longest path prefix a probe-side filter compares.
 pub const PREFIX_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
+/// Bytes of command line an exec request carries (NUL included): the
+/// arguments joined by spaces.
+pub const ARGV_LEN: usize = 256;
+/// Arguments the probe copies at most.
+pub const ARGV_MAX_ARGS: usize = 8;
+/// Ancestors past the parent whose comm an exec request carries
+/// (`chain`: the grandparent, then its parent).
+pub const CHAIN_LEN: usize = 2;
 
 // ---- event kinds (Event::kind) ----
 /// Sampled syscall: `a` = syscall nr, `b` = the process's syscalls so far.
@@ -172,6 +189,19 @@ pub struct Event {
     pub comm: [u8; COMM_LEN],
     pub pcomm: [u8; COMM_LEN],
     pub path: [u8; PATH_LEN],
+    /// Exec requests (bprm_check_security), with EVF_FILE_INFO: the
+    /// file's owner (i_uid) and mode (i_mode, type bits included).
+    pub file_uid: u32,
+    pub file_mode: u32,
+    /// With EVF_DIR_INFO: the i_mode of the file's directory (the
+    /// parent dentry: world-writable, sticky).
+    pub dir_mode: u32,
+    pub _pad: u32,
+    /// Comms of the parent's parent and of its parent (empty: none).
+    pub chain: [[u8; COMM_LEN]; CHAIN_LEN],
+    /// With EVF_ARGV: the arguments execve was given, joined by spaces
+    /// (EVF_ARGV_CUT: cut).
+    pub argv: [u8; ARGV_LEN],
 }
 
 impl Event {
@@ -192,6 +222,12 @@ impl Event {
             comm: [0; COMM_LEN],
             pcomm: [0; COMM_LEN],
             path: [0; PATH_LEN],
+            file_uid: 0,
+            file_mode: 0,
+            dir_mode: 0,
+            _pad: 0,
+            chain: [[0; COMM_LEN]; CHAIN_LEN],
+            argv: [0; ARGV_LEN],
         }
     }
 }
@@ -306,6 +342,12 @@ pub struct Offsets {
     /// struct linux_binprm: interp (== filename until a script's
     /// interpreter takes over: tells the first bprm_check of an exec).
     pub bprm_interp: u32,
+    /// struct inode: i_uid (kuid_t), i_mode; struct dentry: d_inode.
+    pub inode_uid: u32,
+    pub inode_mode: u32,
+    pub dentry_inode: u32,
+    /// Keeps Config free of implicit padding.
+    pub _reserved: u32,
 }
 
 /// The single entry of the CONFIG array map.
@@ -345,6 +387,19 @@ pub struct WalkBuf {
     pub buf: [u8; 2 * WALK_LEN],
 }
 
+/// The command line of a task's execve in progress (ARGV map, by tid),
+/// copied at sys_enter: `buf[..ARGV_LEN]` holds the arguments joined by
+/// spaces, the rest is slack for masked writes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ArgvBuf {
+    /// EVF_ARGV, EVF_ARGV_CUT.
+    pub flags: u32,
+    /// Write position (the probe's, kept in the value for the verifier).
+    pub pos: u32,
+    pub buf: [u8; 2 * ARGV_LEN],
+}
+
 /// Per-task scheduler accounting (SCHED map, by tid).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -373,14 +428,18 @@ mod pod {
     unsafe impl aya::Pod for super::HitStat {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WalkBuf {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ArgvBuf {}
 }
 
 // Layout checks: the same sizes on the BPF target and on x86_64.
 const _: () = assert!(core::mem::size_of::<DecisionKey>() == 24);
 const _: () = assert!(core::mem::size_of::<Decision>() == 32);
-const _: () = assert!(core::mem::size_of::<Event>() == 120 + PATH_LEN);
 const _: () =
-    assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 4 * 26);
+    assert!(core::mem::size_of::<Event>() == 120 + PATH_LEN + 16 + CHAIN_LEN * COMM_LEN + ARGV_LEN);
+const _: () =
+    assert!(core::mem::size_of::<Config>() == 16 + 2 * (16 + PREFIX_LEN + 8) + 16 + 4 * 30);
+const _: () = assert!(ARGV_LEN.is_power_of_two());
 const _: () = assert!(WALK_LEN.is_power_of_two() && PATH_LEN < WALK_LEN);
 const _: () = assert!(core::mem::size_of::<HitStat>() == 16);
 const _: () = assert!(core::mem::size_of::<HookConfig>() == 16 + PREFIX_LEN + 8);

@@ -33,7 +33,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task, bpf_get_current_uid_gid,
-    bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+    bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
     bpf_probe_read_user_str_bytes,
 };
 use aya_ebpf::macros::{lsm, map, tracepoint};
@@ -93,6 +93,17 @@ static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(5, 0);
 #[map(name = "LLAMUX_EXECKEY")]
 static EXECKEY: LruHashMap<u32, DecisionKey> = LruHashMap::with_max_entries(4096, 0);
 
+/// The command line of each task's execve in progress, by tid: copied at
+/// sys_enter (bprm_check_security cannot read it: the strings are already
+/// in the new, not yet current, mm), read by bprm_check_security, dropped
+/// at sched_process_exec and exit.
+#[map(name = "LLAMUX_ARGV")]
+static ARGV: LruHashMap<u32, ArgvBuf> = LruHashMap::with_max_entries(1024, 0);
+
+/// Per-CPU scratch where sys_enter assembles an ArgvBuf.
+#[map(name = "LLAMUX_ARGVBUF")]
+static ARGVBUF: PerCpuArray<ArgvBuf> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU scratch of the dentry walk (bprm_check_security only).
 #[map(name = "LLAMUX_WALK")]
 static WALK: PerCpuArray<WalkBuf> = PerCpuArray::with_max_entries(1, 0);
@@ -138,6 +149,147 @@ fn fill_current(e: &mut Event, kind: u32, now: u64) {
     e.comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
     e.pcomm = [0; COMM_LEN];
     e.path[0] = 0;
+    e.file_uid = 0;
+    e.file_mode = 0;
+    e.dir_mode = 0;
+    e.chain = [[0; COMM_LEN]; CHAIN_LEN];
+    e.argv[0] = 0;
+}
+
+/// Comms of the parent's ancestors (grandparent first) into `e.chain`;
+/// stops at the idle task (tgid 0).
+#[inline(always)]
+fn fill_chain(e: &mut Event, off: &Offsets) {
+    if off.task_real_parent == 0 {
+        return;
+    }
+    // SAFETY: bpf_get_current_task has no preconditions; the tasks are
+    // only read through kread (bpf_probe_read_kernel).
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mut t: *const u8 = kread(task, off.task_real_parent).unwrap_or(core::ptr::null());
+    for i in 0..CHAIN_LEN {
+        t = kread(t, off.task_real_parent).unwrap_or(core::ptr::null());
+        let tgid: u32 = kread(t, off.task_tgid).unwrap_or(0);
+        if tgid == 0 {
+            break;
+        }
+        if let (Some(c), Some(dst)) = (
+            kread::<[u8; COMM_LEN]>(t, off.task_comm),
+            e.chain.get_mut(i),
+        ) {
+            *dst = c;
+        }
+    }
+}
+
+/// The executed file's owner and mode and its directory's mode (exec
+/// requests): EVF_FILE_INFO and EVF_DIR_INFO say what was read.
+#[inline(always)]
+fn fill_file_info(file: *const u8, off: &Offsets, e: &mut Event) {
+    let inode: *const u8 = kread(file, off.file_inode).unwrap_or(core::ptr::null());
+    if let (Some(uid), Some(mode)) = (
+        kread::<u32>(inode, off.inode_uid),
+        kread::<u16>(inode, off.inode_mode),
+    ) {
+        e.file_uid = uid;
+        e.file_mode = mode as u32;
+        e.flags |= EVF_FILE_INFO;
+    }
+    let dentry: *const u8 = kread(file, off.file_dentry).unwrap_or(core::ptr::null());
+    let parent: *const u8 = kread(dentry, off.dentry_parent).unwrap_or(core::ptr::null());
+    let dinode: *const u8 = kread(parent, off.dentry_inode).unwrap_or(core::ptr::null());
+    if let Some(mode) = kread::<u16>(dinode, off.inode_mode) {
+        e.dir_mode = mode as u32;
+        e.flags |= EVF_DIR_INFO;
+    }
+}
+
+/// Copies the command line of an execve/execveat being entered (user
+/// pointer `argv`) into ARGV[tid]: at most ARGV_MAX_ARGS arguments and
+/// ARGV_LEN - 1 bytes, joined by spaces, EVF_ARGV_CUT when cut. Always
+/// replaces what an earlier exec of the task left (an unreadable argv
+/// leaves an empty, cut record).
+#[inline(always)]
+fn capture_argv(argv: u64, tid: u32) {
+    const MASK: u32 = ARGV_LEN as u32 - 1;
+    let Some(a) = ARGVBUF.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's ArgvBuf (ARGV_LEN of text and as much slack):
+    // every write below is at an offset masked to < ARGV_LEN, and the
+    // string copies are at most ARGV_LEN - pos bytes from there.
+    let (buf, posp) = unsafe { ((*a).buf.as_mut_ptr(), &raw mut (*a).pos) };
+    let mut flags = EVF_ARGV;
+    // SAFETY: as above.
+    unsafe {
+        core::ptr::write_volatile(posp, 0);
+        *buf = 0;
+    }
+    let mut i = 0;
+    while i < ARGV_MAX_ARGS {
+        // SAFETY: a user pointer read with the checked probe-read helper.
+        let p: u64 = match unsafe { bpf_probe_read_user((argv + 8 * i as u64) as *const u64) } {
+            Ok(p) => p,
+            Err(_) => {
+                flags |= EVF_ARGV_CUT;
+                break;
+            }
+        };
+        if p == 0 {
+            break;
+        }
+        // SAFETY: the position slot of this CPU's ArgvBuf.
+        let pos = unsafe { core::ptr::read_volatile(posp) } & MASK;
+        let room = ARGV_LEN as u32 - pos;
+        if room < 2 {
+            flags |= EVF_ARGV_CUT;
+            break;
+        }
+        // SAFETY: pos < ARGV_LEN and room <= ARGV_LEN - pos: inside buf;
+        // the source is read with the checked probe-read helper.
+        let n = unsafe {
+            aya_ebpf::helpers::generated::bpf_probe_read_user_str(
+                buf.add(pos as usize).cast(),
+                room,
+                p as *const core::ffi::c_void,
+            )
+        };
+        if n <= 0 {
+            flags |= EVF_ARGV_CUT;
+            break;
+        }
+        // n <= room <= ARGV_LEN: the wider mask keeps ARGV_LEN itself.
+        let n = n as u32 & (2 * ARGV_LEN as u32 - 1);
+        // The argument's NUL becomes the separator.
+        // SAFETY: masked offset inside buf.
+        unsafe {
+            *buf.add(((pos + n).wrapping_sub(1) & MASK) as usize) = b' ';
+            core::ptr::write_volatile(posp, pos + n);
+        }
+        if n >= room {
+            flags |= EVF_ARGV_CUT;
+            break;
+        }
+        i += 1;
+    }
+    if i == ARGV_MAX_ARGS {
+        // SAFETY: as above.
+        let more: u64 =
+            unsafe { bpf_probe_read_user((argv + 8 * i as u64) as *const u64) }.unwrap_or(0);
+        if more != 0 {
+            flags |= EVF_ARGV_CUT;
+        }
+    }
+    // SAFETY: as above; the last separator becomes the NUL.
+    unsafe {
+        let pos = core::ptr::read_volatile(posp) & (2 * ARGV_LEN as u32 - 1);
+        *buf.add((pos.wrapping_sub(1) & MASK) as usize) = 0;
+        if pos == 0 {
+            *buf = 0;
+        }
+        (*a).flags = flags;
+        let _ = ARGV.insert(&tid, &*a, 0);
+    }
 }
 
 /// Parent tgid and comm through the offsets the loader found in BTF.
@@ -608,6 +760,34 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// The command line of an exec, for bprm_check_security (ARGV). Only
+/// execve and execveat run these (not every system call, as sys_enter).
+/// `off`: where the record holds the argv pointer.
+#[inline(always)]
+fn exec_argv(ctx: &TracePointContext, off: usize) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if cfg.hooks[HOOK_EXEC as usize].enabled == 0 {
+        return 0;
+    }
+    // SAFETY: a fixed offset inside the tracepoint record.
+    if let Ok(argv) = unsafe { ctx.read_at::<u64>(off) } {
+        capture_argv(argv, bpf_get_current_pid_tgid() as u32);
+    }
+    0
+}
+
+// syscalls/sys_enter_execve: __syscall_nr@8, filename@16, argv@24, envp@32.
+#[tracepoint(category = "syscalls", name = "sys_enter_execve")]
+pub fn llamux_execve(ctx: TracePointContext) -> u32 {
+    exec_argv(&ctx, 24)
+}
+
+// syscalls/sys_enter_execveat: __syscall_nr@8, fd@16, filename@24, argv@32.
+#[tracepoint(category = "syscalls", name = "sys_enter_execveat")]
+pub fn llamux_execveat(ctx: TracePointContext) -> u32 {
+    exec_argv(&ctx, 32)
+}
+
 // sched/sched_process_exec: __data_loc char[] filename@8, pid@12, old_pid@16.
 #[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn llamux_exec(ctx: TracePointContext) -> u32 {
@@ -617,6 +797,7 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
     }
     let Some(e) = scratch(1) else { return 0 };
     fill_current(e, EV_EXEC, unsafe_ktime());
+    let _ = ARGV.remove(&e.tid);
     if e.pid == cfg.loader_tgid {
         return 0;
     }
@@ -687,6 +868,7 @@ pub fn llamux_exit(_ctx: TracePointContext) -> u32 {
     // SAFETY: map values read once; they may be stale, which is harmless.
     let runtime = unsafe { SCHED.get(&tid) }.map_or(0, |s| s.runtime_ns);
     let _ = SCHED.remove(&tid);
+    let _ = ARGV.remove(&tid);
     if tgid != tid {
         return 0;
     }
@@ -879,6 +1061,29 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
     // Without the head of the path the prefix is unknown: governed.
     let governed = e.flags & EVF_PATH_HEAD_CUT != 0 || prefix_ok(h, &e.path);
     fill_parent(e, &cfg.off);
+    if governed {
+        // Context for the model (the decision itself binds to the inode).
+        if let Some(f) = id {
+            e.ctime_ns = f.ctime_ns;
+        }
+        fill_file_info(file, &cfg.off, e);
+        fill_chain(e, &cfg.off);
+        // SAFETY: copied out at once; another CPU replacing it gives the
+        // older or the newer record.
+        if let Some(a) = unsafe { ARGV.get(&e.tid) } {
+            // SAFETY: both buffers are ARGV_LEN bytes or more; the copy
+            // goes through the checked probe-read helper.
+            unsafe {
+                aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+                    e.argv.as_mut_ptr().cast(),
+                    ARGV_LEN as u32,
+                    a.buf.as_ptr().cast(),
+                )
+            };
+            e.argv[ARGV_LEN - 1] = 0;
+            e.flags |= a.flags & (EVF_ARGV | EVF_ARGV_CUT);
+        }
+    }
     decide(&ctx, HOOK_EXEC, h, e, id, governed)
 }
 

@@ -19,6 +19,41 @@ pub struct Advisor {
 /// Most answers a policy may have.
 pub const MAX_ANSWERS: usize = 16;
 
+/// Chat formats a GGUF `tokenizer.chat_template` may be written for, by
+/// name ("chatml", "inst"); None: neither. The loader's policy templates
+/// and the module's /proc/llamux/model (`chat_format:`) both use this.
+pub fn chat_format_of(template: &str) -> Option<&'static str> {
+    if template.contains("<|im_start|>") {
+        Some("chatml")
+    } else if template.contains("[INST]") {
+        Some("inst")
+    } else {
+        None
+    }
+}
+
+/// Context positions and batch of one policy's advisor, the same in user
+/// space and in the module: a plain prompt keeps `ctx` and batches of 32;
+/// a chat prompt (its events with their suffix run to ~100 tokens) uses
+/// one batch of 128, and its context grows to hold its prefix, suffix and
+/// 256 positions of event. `longest`: the longest answer, in tokens.
+pub fn layout(
+    chat: bool,
+    ctx: usize,
+    prefix: usize,
+    suffix: usize,
+    longest: usize,
+) -> (usize, usize) {
+    let n_batch = longest.max(if chat { 128 } else { 32 });
+    let ctx = if chat {
+        let need = prefix.saturating_add(suffix).saturating_add(256 + n_batch);
+        ctx.max(need.div_ceil(256).saturating_mul(256))
+    } else {
+        ctx
+    };
+    (ctx, n_batch)
+}
+
 impl Advisor {
     /// `n_batch` must be at least the longest answer.
     pub fn new(model: &Model<'_>, n_ctx: usize, n_batch: usize) -> Result<Self, ModelError> {

@@ -178,7 +178,7 @@ fn advisor_slots_are_an_lru_of_prefilled_policies() {
     let mut msg = String::new();
     let mut h = Host::load(&bytes, &params(), Serial, &mut msg).unwrap();
     let answers: [&[u8]; 2] = [b" Y", b" No"];
-    let pol = |p: &str| encode(256, p.as_bytes(), b"event text", &answers);
+    let pol = |p: &str| encode(256, 0, p.as_bytes(), b"event text", b"", &answers);
     let (a, b, c) = (pol("Policy A."), pol("Policy B."), pol("Policy C."));
     let ra = advise(&mut h, &a, u64::MAX).0.unwrap();
     assert_eq!(ra.scores().len(), 2);
@@ -211,19 +211,23 @@ fn advisor_contexts_are_bounded_and_checked_against_memory() {
     // Over advise_max_ctx (4096): refused before anything is built.
     let (r, m) = advise(
         &mut h,
-        &encode(131072, b"Policy.", b"ev", &answers),
+        &encode(131072, 0, b"Policy.", b"ev", b"", &answers),
         u64::MAX,
     );
     assert_eq!(r, Err(ErrorKind::Invalid));
     assert!(m.contains("over the limit of 4096"), "{m}");
     // A context that does not fit the available memory: ENOMEM, no slot.
-    let (r, m) = advise(&mut h, &encode(4096, b"Policy.", b"ev", &answers), 1 << 20);
+    let (r, m) = advise(
+        &mut h,
+        &encode(4096, 0, b"Policy.", b"ev", b"", &answers),
+        1 << 20,
+    );
     assert_eq!(r, Err(ErrorKind::OutOfMemory));
     assert!(m.contains("positions needs"), "{m}");
     assert_eq!(h.advise_stats().slots_used, 0);
     // Malformed and oversized records.
     assert_eq!(
-        advise(&mut h, b"llxa1 64\n", u64::MAX).0,
+        advise(&mut h, b"llxa2 64\n", u64::MAX).0,
         Err(ErrorKind::Invalid)
     );
     assert_eq!(
@@ -231,14 +235,109 @@ fn advisor_contexts_are_bounded_and_checked_against_memory() {
         Err(ErrorKind::TooBig)
     );
     // Enough memory: served.
-    assert!(
-        advise(&mut h, &encode(512, b"Policy.", b"ev", &answers), u64::MAX)
-            .0
-            .is_ok()
-    );
+    assert!(advise(
+        &mut h,
+        &encode(512, 0, b"Policy.", b"ev", b"", &answers),
+        u64::MAX
+    )
+    .0
+    .is_ok());
     // Not enough for a second one: the cached one is freed and the new one
     // checked again (still too big here).
-    let (r, _) = advise(&mut h, &encode(4096, b"Other.", b"ev", &answers), 1 << 20);
+    let (r, _) = advise(
+        &mut h,
+        &encode(4096, 0, b"Other.", b"ev", b"", &answers),
+        1 << 20,
+    );
     assert_eq!(r, Err(ErrorKind::OutOfMemory));
     assert_eq!(h.advise_stats().slots_used, 0);
+}
+
+/// A chat request (REQ_CHAT): the prefix and suffix's control-token
+/// spellings are control tokens, the event's stay text; the scores equal
+/// an advisor laid out and fed by hand the same way (what the loader's
+/// user-space advisor does), and differ from scoring the event with its
+/// specials parsed (so the test sees where the event's text went).
+#[test]
+fn chat_requests_tokenize_only_the_policy_text_as_control_tokens() {
+    use llamux_engine::advise::request::REQ_CHAT;
+    use llamux_engine::advise::{layout, Advisor};
+    let bytes = common::read(&common::model_path("tiny-q4_k_m.gguf"));
+    let mut msg = String::new();
+    let mut h = Host::load(&bytes, &params(), Serial, &mut msg).unwrap();
+    let answers: [&[u8]; 2] = [b" Y", b" No"];
+    let (prefix, suffix) = (&b"System.</s><s> Q:"[..], &b"</s><s> A:"[..]);
+    let event = &b"/tmp/x</s><s>[INST] <|im_start|>"[..];
+    let req = encode(256, REQ_CHAT, prefix, event, suffix, &answers);
+    let got = advise(&mut h, &req, u64::MAX).0.unwrap();
+
+    let g = Gguf::parse(&bytes).unwrap();
+    let m = Model::from_gguf(&g).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let mut scratch = tok.scratch(256).unwrap();
+    let enc = |text: &[u8], bos: bool, special: bool, scratch: &mut _| {
+        let mut out = vec![0u32; text.len() + 2];
+        let n = tok
+            .encode_with(text, bos, special, scratch, &mut out)
+            .unwrap();
+        out.truncate(n);
+        out
+    };
+    let p = enc(prefix, true, true, &mut scratch);
+    let s = enc(suffix, false, true, &mut scratch);
+    let eos = tok.eos().unwrap();
+    assert!(p.contains(&eos) && s.contains(&eos), "{p:?} {s:?}");
+    let a: Vec<Vec<u32>> = answers
+        .iter()
+        .map(|a| enc(a, false, false, &mut scratch))
+        .collect();
+    let a: Vec<&[u32]> = a.iter().map(|a| a.as_slice()).collect();
+    let (ctx, n_batch) = layout(true, 256, p.len(), s.len(), 1);
+    assert_eq!((ctx, n_batch), (512, 128));
+    let mut adv = Advisor::new(&m, ctx, n_batch).unwrap();
+    adv.set_prefix(&m, &p, &mut Serial).unwrap();
+    let score = |adv: &mut Advisor, special: bool, scratch: &mut _| {
+        let mut ev = enc(event, false, special, scratch);
+        ev.extend_from_slice(&s);
+        let mut sc = [0f32; 2];
+        adv.score(&m, &ev, &a, &mut sc, &mut Serial).unwrap();
+        (ev.len(), sc)
+    };
+    let (n_plain, plain) = score(&mut adv, false, &mut scratch);
+    assert_eq!(got.scores(), &plain[..]);
+    assert_eq!((got.prefix_tokens, got.event_tokens), (p.len(), n_plain));
+    let (_, parsed) = score(&mut adv, true, &mut scratch);
+    assert_ne!(got.scores(), &parsed[..]);
+    // The same texts without REQ_CHAT (suffix folded into the event: the
+    // plain prompt) tokenize the prefix as text: other scores.
+    let mut ev2 = event.to_vec();
+    ev2.extend_from_slice(suffix);
+    let plain_req = encode(256, 0, prefix, &ev2, b"", &answers);
+    let other = advise(&mut h, &plain_req, u64::MAX).0.unwrap();
+    assert_ne!(other.prefix_tokens, got.prefix_tokens);
+    // A chat prefix too long for max_ctx once laid out is refused.
+    let big = vec![b'w'; 8000];
+    let mut hp = params();
+    hp.advise_max_ctx = 512;
+    let mut h2 = Host::load(&bytes, &hp, Serial, &mut msg).unwrap();
+    let (r, m2) = advise(
+        &mut h2,
+        &encode(256, REQ_CHAT, &big, b"e", suffix, &answers),
+        u64::MAX,
+    );
+    assert_eq!(r, Err(ErrorKind::TooBig), "{m2}");
+    assert!(m2.contains("over the limit of 512"), "{m2}");
+}
+
+#[test]
+fn info_names_the_chat_format() {
+    let bytes = common::read(&common::model_path("tiny-q4_k_m.gguf"));
+    let mut msg = String::new();
+    let h = Host::load(&bytes, &params(), Serial, &mut msg).unwrap();
+    // The tiny models have no chat template.
+    assert!(h.info().contains("\nchat_format: none\n"), "{}", h.info());
+    use llamux_engine::advise::chat_format_of;
+    assert_eq!(chat_format_of("{{'<|im_start|>' + role}}"), Some("chatml"));
+    assert_eq!(chat_format_of("{{ '[INST] ' + content }}"), Some("inst"));
+    assert_eq!(chat_format_of("{{ content }}"), None);
 }

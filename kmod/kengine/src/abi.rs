@@ -20,7 +20,7 @@ use core::ffi::c_void;
 
 /// Bumped whenever a signature or a `#[repr(C)]` layout here changes; the
 /// module refuses an object with another version.
-pub const LLX_ABI_VERSION: u32 = 4;
+pub const LLX_ABI_VERSION: u32 = 5;
 
 /// Longest advise request record, in bytes (the module checks it first).
 pub const LLX_ADVISE_MAX: usize = 16384;
@@ -113,8 +113,9 @@ macro_rules! llx_entries {
             fn llx_step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize, token: *mut u32) -> i32;
             /// Runs task `i` of a llx_parallel_run job.
             fn llx_task(data: *const c_void, i: usize);
-            /// Scores an advise request record into a response record: its
-            /// length, or -errno with a NUL-terminated message in `resp`.
+            /// Scores an advise request record (llxa2: plain or chat
+            /// prompt) into a response record: its length, or -errno with
+            /// a NUL-terminated message in `resp`.
             fn llx_advise(h: *mut c_void, req: *const u8, len: usize, resp: *mut u8, cap: usize) -> isize;
             /// Copies the advisor counters.
             fn llx_advise_stats(h: *mut c_void, out: *mut LlxAdviseStats);

@@ -121,6 +121,13 @@ pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attach
         ("llamux_exec", "sched", "sched_process_exec"),
         ("llamux_exit", "sched", "sched_process_exit"),
     ];
+    // The exec guard's argv, copied at execve/execveat (optional: a kernel
+    // without syscall tracepoints only loses the argv field).
+    let mut optional: Vec<(&str, &str, &str)> = Vec::new();
+    if pols.iter().any(|p| p.hook == Hook::Exec) {
+        optional.push(("llamux_execve", "syscalls", "sys_enter_execve"));
+        optional.push(("llamux_execveat", "syscalls", "sys_enter_execveat"));
+    }
     // sys_enter also records the hits of sched decisions and of pid- or
     // comm-keyed open ones (file_open counts the inode-keyed ones).
     if pols.iter().any(|p| {
@@ -151,16 +158,25 @@ pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attach
         pins: Vec::new(),
         programs: Vec::new(),
     };
-    for (prog, cat, name) in tps {
+    let n_required = tps.len();
+    tps.extend(optional);
+    for (i, (prog, cat, name)) in tps.into_iter().enumerate() {
         let tp: &mut TracePoint = bpf
             .program_mut(prog)
             .ok_or_else(|| format!("BPF object has no program {prog}"))?
             .try_into()
             .map_err(|e| format!("{prog}: {e}"))?;
         tp.load().map_err(|e| format!("load {prog}: {e:#}"))?;
-        let id = tp
-            .attach(cat, name)
-            .map_err(|e| format!("attach {prog} to {cat}/{name}: {e:#}"))?;
+        let id = match tp.attach(cat, name) {
+            Ok(id) => id,
+            Err(e) if i >= n_required => {
+                eprintln!(
+                    "llamux: attach {prog} to {cat}/{name}: {e:#}; exec events go without argv"
+                );
+                continue;
+            }
+            Err(e) => return Err(format!("attach {prog} to {cat}/{name}: {e:#}")),
+        };
         if pin_links {
             let link: FdLink = tp
                 .take_link(id)

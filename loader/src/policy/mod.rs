@@ -115,6 +115,7 @@ impl Hook {
                 "file_mode",
                 "file_age_s",
                 "dir_world_writable",
+                "dir_sticky",
                 "parent_chain",
             ],
             _ => &[],

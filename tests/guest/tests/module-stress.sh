@@ -24,7 +24,7 @@ G=$P/generate
 LOOPS=${1:-10}
 # A valid advise record (llamux_engine::advise::request): prefix "Pre\nfix", event "ev",
 # answers "Y" and "No".
-REC=$(printf 'llxa1 512 7 2 2 1 2\nPre\nfixevYNo')
+REC=$(printf 'llxa2 512 0 7 2 0 2 1 2\nPre\nfixevYNo')
 RESP_RE='^[01] [0-9]+ [0-9]+ 2 [0-9a-f]{8} [0-9a-f]{8}$'
 
 # is WANT CMD...: CMD's output (stdout and stderr) is exactly WANT.
@@ -83,9 +83,9 @@ step "params: two writes are two settings" two_params
 params "temperature=0 n_predict=8"
 step "advise: empty write EINVAL" is EINVAL $IO w $P/advise ""
 step "advise: 16385 bytes E2BIG" is E2BIG $IO w $P/advise "$(head -c 16385 /dev/zero | tr '\0' a)"
-step "advise: non-UTF-8 record EINVAL" is EINVAL $IO w $P/advise "$(printf 'llxa1 \377\n')"
+step "advise: non-UTF-8 record EINVAL" is EINVAL $IO w $P/advise "$(printf 'llxa2 \377\n')"
 step "advise: a record split over two writes is two bad records" is "EINVAL EINVAL" \
-	$IO w $P/advise "$(printf 'llxa1 512 7 2 2 1 2\n')" "$(printf 'Pre\nfixevYNo')"
+	$IO w $P/advise "$(printf 'llxa2 512 0 7 2 0 2 1 2\n')" "$(printf 'Pre\nfixevYNo')"
 advise_ok() { r=$($IO rw $P/advise "$REC") && echo "$r" && echo "$r" | grep -Eq "$RESP_RE"; }
 step "advise: the whole record in one write answers" advise_ok
 non_utf8() {

@@ -5,7 +5,11 @@
 # file in this guest. With the BPF object present, the exec-guard policy is
 # then decided by this model in the kernel and each decision equals
 # `llamux advise` in user space.
-#   realmodel.sh MODEL N_TOKENS [PARTS]   PARTS: "gen advise" (default), "gen" or "advise"
+# With "latency" in PARTS: the decision latency of the kernel advisor as a
+# ratio to user space in this guest, exec-guard's chat prompt on the first
+# LLAMUX_REAL_EVENTS (6) held-out events of /llamux/exec.jsonl, the prefix
+# prefilled before timing on both sides (a LLAMUX-PERF line).
+#   realmodel.sh MODEL N_TOKENS [PARTS]   PARTS: any of "gen advise latency" (default "gen advise")
 . /llamux/lib.sh
 M=${1:?model path} N=${2:-16}
 shift 2
@@ -66,8 +70,8 @@ if has advise; then
 	for p in /tmp/tool /tmp/python; do
 		d=$(decision $p)
 		ev=$(echo "$d" | sed -n 's/.*"event":\({[^}]*}\).*/\1/p')
-		# The kernel asks in the plain format (no chat templates in the module yet).
-		adv=$(LLAMUX_PROMPT_FORMAT=plain $L advise -m "$M" -p $POL -e "$ev" -t 2 --json)
+		# Both ask in the policy's chat format (ChatML from the GGUF's template).
+		adv=$($L advise -m "$M" -p $POL -e "$ev" -t 2 --json)
 		echo "kernel $p: answer $(echo "$d" | jfield answer) scores $(echo "$d" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p') $(echo "$d" | jfield latency_us) us"
 		echo "user   $p: answer $(echo "$adv" | jfield answer) scores $(echo "$adv" | sed -n 's/.*"score_list":\(\[[^]]*\]\).*/\1/p') $(echo "$adv" | jfield latency_us) us"
 		step "$p: kernel answer equals llamux advise" test -n "$d" -a "$(echo "$d" | jfield answer_index)" = "$(echo "$adv" | jfield answer_index)"
@@ -75,6 +79,23 @@ if has advise; then
 	done
 	echo "t=$(now) s: done"
 	step "unload the policy" $L unload
+fi
+if has latency; then
+	K=${LLAMUX_REAL_EVENTS:-6}
+	grep '"split": "heldout"' /llamux/exec.jsonl | head -n "$K" >/tmp/lat.jsonl
+	e1=$(head -n 1 /tmp/lat.jsonl | sed 's/, "label".*/}/')
+	lat() { sed -n 's/.*"latency_ms":{\([^}]*\)}.*/\1/p' | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+	answers() { grep -o '"answer_index":[0-9]*' | tr '\n' ' '; }
+	echo "t=$(now) s: kernel advisor: prefix prefilled by one request, then $K events"
+	step "kernel prefix prefilled" $L advise --advisor kernel --ctx 1024 -p $POL -e "$e1" --json
+	kj=$($L eval -p $POL --events /tmp/lat.jsonl --split heldout --advisor kernel --json)
+	echo "t=$(now) s: user space, 2 threads"
+	uj=$($L eval -m "$M" -p $POL --events /tmp/lat.jsonl --split heldout -t 2 --json)
+	echo "t=$(now) s: done"
+	step "kernel eval ran in ChatML" test "$(echo "$kj" | sed -n 's/.*"format":"\([a-z]*\)".*/\1/p')" = chatml
+	step "kernel and user space decide the $K events alike" test -n "$(echo "$kj" | answers)" -a "$(echo "$kj" | answers)" = "$(echo "$uj" | answers)"
+	kp=$(echo "$kj" | lat p50) up=$(echo "$uj" | lat p50) km=$(echo "$kj" | lat mean) um=$(echo "$uj" | lat mean)
+	echo "LLAMUX-PERF advise_events=$K kernel_p50_ms=$kp user_p50_ms=$up kernel_mean_ms=$km user_mean_ms=$um ratio_p50=$(awk -v a="$kp" -v b="$up" 'BEGIN{if (b > 0) printf "%.2f", a/b}') ratio_mean=$(awk -v a="$km" -v b="$um" 'BEGIN{if (b > 0) printf "%.2f", a/b}')"
 fi
 step "rmmod" rmmod llamux
 step "engine memory back to 0" dmesg_has 'llamux: engine memory outstanding at unload: 0 bytes'

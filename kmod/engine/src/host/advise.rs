@@ -2,12 +2,16 @@
 //! records out, with the prefilled contexts of the last few policies kept.
 //!
 //! The engine tokenizes like the loader's user-space advisor
-//! (loader/src/policy_advise.rs): prefix with BOS, event and answers
-//! without; an Advisor of CTX positions and n_batch = max(longest answer,
-//! 32); the event cut from the front to leave room for the answers. So the
-//! scores are bit-identical to `llamux advise` with the same --ctx.
+//! (loader/src/policy_advise.rs): prefix with BOS, event, suffix and
+//! answers without; control tokens recognised in the prefix and suffix of
+//! a chat request (REQ_CHAT) only, never in the event or the answers; the
+//! advisor's positions and batch from `advise::layout` (plain: CTX and
+//! max(longest answer, 32)); the event cut from the front to leave room
+//! for the suffix and the answers. So the scores are bit-identical to
+//! `llamux advise` with the same --ctx.
 //!
-//! Up to `slots` advisors are kept, one per (CTX, prefix, answers)
+//! Up to `slots` advisors are kept, one per (CTX, flags, prefix, suffix,
+//! answers)
 //! (compared byte for byte): a request matching one reuses its prefilled
 //! prefix KV cache and allocates nothing. Any other request builds a new
 //! advisor (allocation and prefill happen only then) in a free slot or in
@@ -54,10 +58,17 @@ pub struct AdviseStats {
 
 struct AdvState {
     adv: Advisor,
-    /// CTX, prefix and answers of the request that built this state.
-    ctx: usize,
+    /// CTX, flags, prefix, suffix and answers of the request that built
+    /// this state.
+    req_ctx: usize,
+    flags: u32,
     prefix: Vec<u8>,
+    suffix: Vec<u8>,
     answers_key: Vec<u8>,
+    /// The advisor's positions (`advise::layout`).
+    ctx: usize,
+    /// Suffix tokens (after the event).
+    suffix_toks: Vec<u32>,
     /// Byte length of each answer text (the key, with the texts).
     answer_bytes: [usize; MAX_ANSWERS],
     /// Token count of each answer.
@@ -75,9 +86,11 @@ struct AdvState {
 
 impl AdvState {
     fn matches(&self, r: &Request<'_>) -> bool {
-        self.ctx == r.ctx
+        self.req_ctx == r.ctx
+            && self.flags == r.flags
             && self.answer_bytes.get(..self.n_answers) == Some(r.answer_lens())
             && self.prefix[..] == *r.prefix
+            && self.suffix[..] == *r.suffix
             && self.answers_key[..] == *r.answers_bytes()
     }
 }
@@ -106,6 +119,7 @@ fn build(
     tok: &Tokenizer,
     exec: &mut dyn Exec,
     r: &Request<'_>,
+    max_ctx: usize,
     mem_available: &mut dyn FnMut() -> u64,
     msg: &mut dyn Write,
 ) -> Result<Box<AdvState>, ErrorKind> {
@@ -114,13 +128,21 @@ fn build(
         ErrorKind::OutOfMemory
     })?;
     let mut buf = zeroed::<u32>(ADVISE_MAX + 2).map_err(|_| oom(msg))?;
+    // Control tokens only in the policy's own text of a chat request.
     let n = tok
-        .encode(r.prefix, true, &mut scratch, &mut buf)
+        .encode_with(r.prefix, true, r.chat(), &mut scratch, &mut buf)
         .map_err(|x| {
             let _ = write!(msg, "prefix: {x}");
             ErrorKind::Invalid
         })?;
     let prefix_toks = copy_of(buf.get(..n).unwrap_or_default()).map_err(|_| oom(msg))?;
+    let n = tok
+        .encode_with(r.suffix, false, r.chat(), &mut scratch, &mut buf)
+        .map_err(|x| {
+            let _ = write!(msg, "suffix: {x}");
+            ErrorKind::Invalid
+        })?;
+    let suffix_toks = copy_of(buf.get(..n).unwrap_or_default()).map_err(|_| oom(msg))?;
     let mut answer_toks = Vec::new();
     let mut answer_lens = [0usize; MAX_ANSWERS];
     let mut longest = 0;
@@ -140,18 +162,31 @@ fn build(
         *len = n;
         longest = longest.max(n);
     }
-    let n_batch = longest.max(32);
-    if prefix_toks.len() + 64 + n_batch > r.ctx {
+    let (ctx, n_batch) = crate::advise::layout(
+        r.chat(),
+        r.ctx,
+        prefix_toks.len(),
+        suffix_toks.len(),
+        longest,
+    );
+    if ctx > max_ctx {
         let _ = write!(
             msg,
-            "prefix of {} tokens does not fit a {}-position context",
-            prefix_toks.len(),
-            r.ctx
+            "advisor context of {ctx} positions (prefix of {} tokens) is over the limit of {max_ctx}",
+            prefix_toks.len()
+        );
+        return Err(ErrorKind::TooBig);
+    }
+    if prefix_toks.len() + 64 + n_batch > ctx {
+        let _ = write!(
+            msg,
+            "prefix of {} tokens does not fit a {ctx}-position context",
+            prefix_toks.len()
         );
         return Err(ErrorKind::TooBig);
     }
     let cp = ContextParams {
-        n_ctx: r.ctx,
+        n_ctx: ctx,
         n_batch,
         logits_all: true,
         ..ContextParams::default()
@@ -161,12 +196,11 @@ fn build(
     if need > avail {
         let _ = write!(
             msg,
-            "advisor context of {} positions needs {need} bytes, {avail} available",
-            r.ctx
+            "advisor context of {ctx} positions needs {need} bytes, {avail} available"
         );
         return Err(ErrorKind::OutOfMemory);
     }
-    let mut adv = Advisor::new(model, r.ctx, n_batch).map_err(|x| {
+    let mut adv = Advisor::new(model, ctx, n_batch).map_err(|x| {
         let _ = write!(msg, "advisor: {x}");
         model_kind(&x)
     })?;
@@ -174,7 +208,11 @@ fn build(
         let _ = write!(msg, "prefix: {x}");
         model_kind(&x)
     })?;
-    let (Ok(prefix), Ok(answers_key)) = (copy_of(r.prefix), copy_of(r.answers_bytes())) else {
+    let (Ok(prefix), Ok(suffix), Ok(answers_key)) = (
+        copy_of(r.prefix),
+        copy_of(r.suffix),
+        copy_of(r.answers_bytes()),
+    ) else {
         return Err(oom(msg));
     };
     let mut answer_bytes = [0usize; MAX_ANSWERS];
@@ -183,9 +221,13 @@ fn build(
     }
     try_box(AdvState {
         adv,
-        ctx: r.ctx,
+        req_ctx: r.ctx,
+        flags: r.flags,
         prefix,
+        suffix,
         answers_key,
+        ctx,
+        suffix_toks,
         answer_bytes,
         answer_lens,
         n_answers: r.n_answers(),
@@ -291,11 +333,19 @@ impl Slots {
                     buf: &mut first_buf,
                     len: 0,
                 };
-                let built = match build(model, tok, exec, &r, mem_available, &mut first) {
+                let built = match build(
+                    model,
+                    tok,
+                    exec,
+                    &r,
+                    self.max_ctx,
+                    mem_available,
+                    &mut first,
+                ) {
                     Err(ErrorKind::OutOfMemory) if self.advs.iter().any(Option::is_some) => {
                         // No memory for one more: keep only the new one.
                         self.advs.iter_mut().for_each(|a| *a = None);
-                        build(model, tok, exec, &r, mem_available, msg)
+                        build(model, tok, exec, &r, self.max_ctx, mem_available, msg)
                     }
                     Err(k) => {
                         let text = first.buf.get(..first.len).unwrap_or_default();
@@ -338,10 +388,21 @@ impl Slots {
             (*a, rest) = (head, tail);
             longest = longest.max(l);
         }
-        // As the user-space advisor: cut the event from the front if long.
-        let room = st.ctx.saturating_sub(st.prefix_tokens + longest + 1);
-        let ev = st.ev.get(..n_ev).unwrap_or_default();
-        let ev = ev.get(ev.len().saturating_sub(room)..).unwrap_or_default();
+        // As the user-space advisor: cut the event from the front if long
+        // (the suffix stays whole), then the suffix after it.
+        let n_suf = st.suffix_toks.len();
+        let room = st
+            .ctx
+            .saturating_sub(st.prefix_tokens + n_suf + longest + 1);
+        let from = n_ev.saturating_sub(room);
+        // Event tokens are at most its bytes, the suffix's at most its
+        // bytes: both fit `ev` (ADVISE_MAX + 2); checked anyway.
+        let Some(dst) = st.ev.get_mut(n_ev..n_ev + n_suf) else {
+            let _ = write!(msg, "event and suffix too long");
+            return Err(ErrorKind::TooBig);
+        };
+        dst.copy_from_slice(&st.suffix_toks);
+        let ev = st.ev.get(from..n_ev + n_suf).unwrap_or_default();
         let mut scores = [0f32; MAX_ANSWERS];
         let best = st
             .adv

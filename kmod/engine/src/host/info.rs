@@ -27,6 +27,12 @@ pub(crate) fn model_info(
     writeln!(o, "arch: {}", hp.arch)?;
     writeln!(o, "file_bytes: {file_len}")?;
     writeln!(o, "gguf_version: {}", g.version)?;
+    // The loader's kernel advisor picks a policy's chat prompt by this.
+    let chat = g
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+        .and_then(crate::advise::chat_format_of);
+    writeln!(o, "chat_format: {}", chat.unwrap_or("none"))?;
     writeln!(
         o,
         "dims: n_vocab={} n_embd={} n_layer={} n_head={} n_head_kv={} n_ff={} head_dim={} n_ctx_train={}",
