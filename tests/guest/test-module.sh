@@ -11,4 +11,6 @@ for a in "$@"; do [[ $a == --debug ]] && kargs=(--debug); done
 KDIR="$("$HERE/build-kernel.sh" "${kargs[@]}" --print-kdir)"
 echo "test-module: KDIR=$KDIR"
 make -C "$ROOT/kmod" KDIR="$KDIR"
+# objtool only warns in 6.12: a module it does not accept fails here.
+"$ROOT/kmod/check-objtool.sh" "$KDIR"
 exec "$HERE/run-guest.sh" "$@" --file "$ROOT/kmod/llamux.ko" "$HERE/tests/minimal-module.sh"
