@@ -72,7 +72,7 @@ bool llamux_param_repack = true;
 module_param_named(repack, llamux_param_repack, bool, 0644);
 MODULE_PARM_DESC(repack, "Repack Q4_K/Q6_K matrices at load for the 8-row SIMD kernels (as llamux does); a change applies at the next load");
 
-unsigned int llamux_param_spin_us = 50;
+unsigned int llamux_param_spin_us = 1000;
 module_param_named(spin_us, llamux_param_spin_us, uint, 0644);
 MODULE_PARM_DESC(spin_us, "Workers and the caller spin this long for the next job / the job's end before sleeping");
 
