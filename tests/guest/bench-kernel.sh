@@ -21,12 +21,13 @@ make -C "$ROOT/kmod" KDIR="$KDIR" >&2
 BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/llamux"
 MODELS="${LLAMUX_TEST_MODELS:-$ROOT/tests/models}"
 [[ -f "$MODELS/tiny-q4_k_m.gguf" && -f "$MODELS/tiny-mixed.gguf" ]] || "$ROOT/tests/models/make.sh" >&2
-args=("${LLAMUX_BENCH_ARGS:--p 16 -n 32 -r 3 --rounds 3}" /llamux/tiny-q4_k_m.gguf /llamux/tiny-mixed.gguf)
+commas() { tr ' ' ',' <<<"$1"; }
+args=("$(commas "${LLAMUX_BENCH_ARGS:--p 16 -n 32 -r 3 --rounds 3}")" /llamux/tiny-q4_k_m.gguf /llamux/tiny-mixed.gguf)
 share=()
 if [[ ${LLAMUX_BENCH_REAL:-1} != 0 ]]; then
   real=$("$ROOT/tests/realmodel/fetch.sh")
   share=(--share "$(dirname "$real")")
-  args+=(-- "${LLAMUX_BENCH_REAL_ARGS:--p 16 -n 32 -r 1 --rounds 3}" "/mnt/host/$(basename "$real")")
+  args+=(-- "$(commas "${LLAMUX_BENCH_REAL_ARGS:--p 16 -n 32 -r 1 --rounds 3}")" "/mnt/host/$(basename "$real")")
 fi
 log=${LLAMUX_BENCH_LOG:-$LLAMUX_CACHE/logs/bench-kernel.log}
 mkdir -p "$(dirname "$log")"
@@ -36,7 +37,7 @@ rc=0
   --log "$log" "${share[@]}" "$@" \
   --file "$ROOT/kmod/llamux.ko" --file "$BIN" \
   --file "$MODELS/tiny-q4_k_m.gguf" --file "$MODELS/tiny-mixed.gguf" \
-  "$HERE/tests/bench-kernel.sh" "${LLAMUX_BENCH_THREADS:-1 2}" "${args[@]}" || rc=$?
+  "$HERE/tests/bench-kernel.sh" "$(commas "${LLAMUX_BENCH_THREADS:-1 2}")" "${args[@]}" || rc=$?
 echo "bench-kernel: done $(date -u +%FT%TZ), host load: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The table: one row per LLAMUX-BENCH line of the log.
 printf '%-34s %7s %9s %9s %7s %9s %9s %7s\n' model threads pp_user pp_kern pp_ratio tg_user tg_kern tg_ratio

@@ -3,12 +3,14 @@
 # and model, llamux.ko is loaded with that model and thread count, and
 # `llamux bench --kernel` runs the same protocol in user space and in the
 # module, interleaved over rounds; one LLAMUX-BENCH line per run.
-#   bench-kernel.sh "THREADS..." "ARGS" MODEL... [-- "ARGS" MODEL...]
-# ARGS: the bench flags for the models after it (e.g. "-p 16 -n 32 -r 3 --rounds 3").
+#   bench-kernel.sh THREADS ARGS MODEL... [-- ARGS MODEL...]
+# Commas for spaces (the harness splits the arguments at spaces): THREADS
+# e.g. 1,2; ARGS the bench flags for the models after it, e.g.
+# -p,16,-n,32,-r,3,--rounds,3.
 . /llamux/lib.sh
 KO=/llamux/llamux.ko
 U=/llamux/llamux
-THREADS=$1
+THREADS=$(echo "$1" | tr ',' ' ')
 shift
 echo "guest: $(nproc) CPUs, load: $(cat /proc/loadavg)"
 args=""
@@ -17,7 +19,7 @@ for m in "$@"; do
 	--) args=""; continue ;;
 	esac
 	if [ -z "$args" ]; then
-		args=$m
+		args=$(echo "$m" | tr ',' ' ')
 		continue
 	fi
 	for t in $THREADS; do
