@@ -25,8 +25,10 @@ for m in "$@"; do
 	for t in $THREADS; do
 		name="$(basename "$m" .gguf) threads=$t"
 		step "$name: insmod" insmod $KO threads=$t model="$m" || continue
-		out=$($U bench --kernel -m "$m" -t $t $args --json 2>&1)
+		# stdout is the JSON alone (the load's messages go to stderr).
+		out=$($U bench --kernel -m "$m" -t $t $args --json 2>/tmp/bench.err)
 		rc=$?
+		sed 's/^/  | /' /tmp/bench.err
 		echo "$out" | sed 's/^/  | /'
 		if [ $rc -eq 0 ]; then
 			pass "$name: bench --kernel $args"
