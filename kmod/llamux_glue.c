@@ -72,9 +72,17 @@ bool llamux_param_repack = true;
 module_param_named(repack, llamux_param_repack, bool, 0644);
 MODULE_PARM_DESC(repack, "Repack Q4_K/Q6_K matrices at load for the 8-row SIMD kernels (as llamux does); a change applies at the next load");
 
-unsigned int llamux_param_spin_us = 50;
+unsigned int llamux_param_spin_us = 1000;
 module_param_named(spin_us, llamux_param_spin_us, uint, 0644);
 MODULE_PARM_DESC(spin_us, "Workers and the caller spin this long for the next job / the job's end before sleeping");
+
+bool llamux_param_pin_workers;
+module_param_named(pin_workers, llamux_param_pin_workers, bool, 0444);
+MODULE_PARM_DESC(pin_workers, "Bind worker i to the i-th online CPU after the first (default: the scheduler places them)");
+
+unsigned int llamux_param_fpu_slice_us = 200;
+module_param_named(fpu_slice_us, llamux_param_fpu_slice_us, uint, 0644);
+MODULE_PARM_DESC(fpu_slice_us, "A thread runs further engine tasks in its FPU section (preemption off) only while the section is younger than this");
 
 unsigned int llamux_param_max_prompt = 4096;
 module_param_named(max_prompt, llamux_param_max_prompt, uint, 0444);
@@ -101,6 +109,7 @@ ssize_t llamux_generate_read(struct file *f, char __user *b, size_t n, loff_t *p
 ssize_t llamux_generate_write(struct file *f, const char __user *b, size_t n, loff_t *p);
 int llamux_generate_release(struct inode *i, struct file *f);
 ssize_t llamux_load_write(struct file *f, const char __user *b, size_t n, loff_t *p);
+ssize_t llamux_bench_write(struct file *f, const char __user *b, size_t n, loff_t *p);
 int llamux_params_open(struct inode *i, struct file *f);
 ssize_t llamux_params_write(struct file *f, const char __user *b, size_t n, loff_t *p);
 int llamux_advise_open(struct inode *i, struct file *f);
@@ -113,6 +122,7 @@ const struct proc_ops llamux_generate_ops = {
 	.proc_release = llamux_generate_release, .proc_lseek = noop_llseek,
 };
 const struct proc_ops llamux_load_ops = { .proc_write = llamux_load_write, .proc_lseek = noop_llseek };
+const struct proc_ops llamux_bench_ops = { .proc_write = llamux_bench_write, .proc_lseek = noop_llseek };
 const struct proc_ops llamux_params_ops = {
 	.proc_open = llamux_params_open, .proc_read = seq_read, .proc_write = llamux_params_write,
 	.proc_lseek = seq_lseek, .proc_release = single_release,
@@ -134,3 +144,4 @@ void llamux_init_completion(struct completion *c) { init_completion(c); }
 loff_t llamux_file_size(struct file *f) { return i_size_read(f->f_mapping->host); }
 umode_t llamux_file_mode(struct file *f) { return file_inode(f)->i_mode; }
 u64 llamux_totalram_bytes(void) { return (u64)totalram_pages() << PAGE_SHIFT; }
+int llamux_cpu(void) { return raw_smp_processor_id(); }

@@ -3,7 +3,7 @@
 //! What the engine object calls back (abi.rs `llx_callbacks`): its
 //! allocator, panic hook, parallel runner and memory query. The allocator
 //! and the runner arrive inside the engine's FPU section and leave it while
-//! they may sleep.
+//! they may sleep (the runner also between slices of tasks).
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicI64, Ordering};
@@ -63,8 +63,8 @@ extern "C" fn llx_parallel_run(
     // load.rs; it lives until after every engine is freed.
     let pool = unsafe { &*exec_ctx.cast::<Pool>() };
     let job = Job::new(task_fn, data, n);
-    // SAFETY: an engine callback; waiting for the tasks may sleep.
-    unsafe { fpu::outside(|| pool.run(job)) };
+    // SAFETY: an engine callback, inside the engine's FPU section.
+    unsafe { pool.run(job) };
 }
 
 #[no_mangle]

@@ -169,6 +169,14 @@ impl Loaded {
         unsafe { ffi::llx_step(self.h.as_ptr(), out.as_mut_ptr(), out.len(), len, token) }
     }
 
+    /// Bench tokens `first..first + n` in one forward call (the cache
+    /// forgotten first when `reset`): 0 or -errno.
+    pub(crate) fn bench_forward(&mut self, first: usize, n: usize, reset: bool) -> i32 {
+        let _fpu = FpuSection::enter();
+        // SAFETY: a live handle; FPU section.
+        unsafe { ffi::llx_bench_forward(self.h.as_ptr(), first, n, u32::from(reset)) }
+    }
+
     /// Scores an advise request record into `resp` (stack-hungry).
     pub(crate) fn advise(&mut self, req: &[u8], resp: &mut [u8]) -> isize {
         let _fpu = FpuSection::enter();
@@ -313,15 +321,15 @@ impl Job {
         }
     }
 
-    /// Runs task `i` in its own FPU section.
+    /// Runs task `i`.
     ///
     /// # Safety
-    /// Only while the llx_parallel_run call that handed out this job has
-    /// not returned, and with `i < n`.
+    /// Only inside an FPU section, while the llx_parallel_run call that
+    /// handed out this job has not returned, and with `i < n`.
     pub(crate) unsafe fn run(&self, i: usize) {
         if let Some(f) = self.f {
-            let _fpu = FpuSection::enter();
-            // SAFETY: per the contract, `data` is alive; `f` is llx_task.
+            // SAFETY: per the contract, `data` is alive, an FPU section is
+            // open; `f` is llx_task.
             unsafe { f(self.data, i) };
         }
     }

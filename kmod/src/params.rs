@@ -21,6 +21,8 @@ extern "C" {
     static llamux_param_n_batch: c_uint;
     static llamux_param_repack: bool;
     static llamux_param_spin_us: c_uint;
+    static llamux_param_fpu_slice_us: c_uint;
+    static llamux_param_pin_workers: bool;
     static llamux_param_max_prompt: c_uint;
     static llamux_param_advise_slots: c_uint;
     static llamux_param_advise_max_ctx: c_uint;
@@ -63,6 +65,10 @@ getters! {
     repack: llamux_param_repack -> bool;
     /// Spin time of workers and caller before sleeping, in µs.
     spin_us: llamux_param_spin_us -> u32;
+    /// Age in µs after which a thread ends its FPU section between tasks.
+    fpu_slice_us: llamux_param_fpu_slice_us -> u32;
+    /// Bind each worker to one CPU.
+    pin_workers: llamux_param_pin_workers -> bool;
     /// Longest prompt in bytes.
     max_prompt: llamux_param_max_prompt -> u32;
     /// Advisor prefixes kept prefilled.

@@ -59,6 +59,61 @@ impl Req {
     }
 }
 
+/// Repetitions /proc/llamux/bench keeps.
+pub(crate) const BENCH_MAX_REPS: usize = 32;
+
+/// The last run of /proc/llamux/bench: its settings and each timed
+/// repetition's ns.
+#[derive(Clone, Copy)]
+pub(crate) struct Bench {
+    pub(crate) pp: u32,
+    pub(crate) tg: u32,
+    pub(crate) reps: u32,
+    pub(crate) pp_ns: [u64; BENCH_MAX_REPS],
+    pub(crate) n_pp: usize,
+    pub(crate) tg_ns: [u64; BENCH_MAX_REPS],
+    pub(crate) n_tg: usize,
+    /// 0 or -errno.
+    pub(crate) error: i32,
+}
+
+impl Bench {
+    pub(crate) const fn new(pp: u32, tg: u32, reps: u32) -> Self {
+        Bench {
+            pp,
+            tg,
+            reps,
+            pp_ns: [0; BENCH_MAX_REPS],
+            n_pp: 0,
+            tg_ns: [0; BENCH_MAX_REPS],
+            n_tg: 0,
+            error: 0,
+        }
+    }
+
+    pub(crate) fn push_pp(&mut self, ns: u64) {
+        if let Some(s) = self.pp_ns.get_mut(self.n_pp) {
+            *s = ns;
+            self.n_pp += 1;
+        }
+    }
+
+    pub(crate) fn push_tg(&mut self, ns: u64) {
+        if let Some(s) = self.tg_ns.get_mut(self.n_tg) {
+            *s = ns;
+            self.n_tg += 1;
+        }
+    }
+
+    pub(crate) fn pp_ns(&self) -> &[u64] {
+        self.pp_ns.get(..self.n_pp).unwrap_or_default()
+    }
+
+    pub(crate) fn tg_ns(&self) -> &[u64] {
+        self.tg_ns.get(..self.n_tg).unwrap_or_default()
+    }
+}
+
 /// What status and /proc/llamux/model show of the loaded model.
 pub(crate) struct Meta {
     pub(crate) path: KVec<u8>,
@@ -115,6 +170,7 @@ pub(crate) struct Core {
     pub(crate) n_advise_errors: u64,
     pub(crate) adv_stats: LlxAdviseStats,
     pub(crate) last_advise_ns: u64,
+    pub(crate) bench: Bench,
 }
 
 /// Load progress for status, read without the Core lock.
@@ -198,6 +254,7 @@ impl Shared {
                     n_advise_errors: 0,
                     adv_stats: LlxAdviseStats { prefills: 0, reuses: 0, slots_used: 0, slots: 0 },
                     last_advise_ns: 0,
+                    bench: Bench::new(0, 0, 0),
                 },
                 "llamux_core"
             ),

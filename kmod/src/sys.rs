@@ -65,6 +65,7 @@ extern "C" {
     fn llamux_file_size(f: *mut bindings::file) -> i64;
     fn llamux_file_mode(f: *mut bindings::file) -> u16;
     fn llamux_totalram_bytes() -> u64;
+    fn llamux_cpu() -> c_int;
 }
 
 // include/uapi/asm-generic/fcntl.h and include/uapi/linux/stat.h (x86_64).
@@ -109,6 +110,13 @@ pub(crate) fn local_clock() -> u64 {
 pub(crate) fn cpu_relax() {
     // SAFETY: PAUSE (F3 90) only hints the CPU; no memory, stack or flags.
     unsafe { core::arch::asm!(".byte 0xf3, 0x90", options(nomem, nostack, preserves_flags)) };
+}
+
+/// raw_smp_processor_id(): stable only while preemption is off (inside an
+/// FPU section).
+pub(crate) fn cpu_id() -> usize {
+    // SAFETY: reads a per-CPU word; no preconditions.
+    unsafe { llamux_cpu() }.max(0) as usize
 }
 
 /// ktime_get_ns().
@@ -246,6 +254,30 @@ impl KThread {
                 arg,
                 cpu,
                 kernel::c_str!("llamux/%u").as_char_ptr(),
+            )
+        };
+        let t = from_err_ptr(t)?;
+        let t = NonNull::new(t).ok_or(ENOMEM)?;
+        // SAFETY: a freshly created, not yet started kthread.
+        unsafe { bindings::wake_up_process(t.as_ptr()) };
+        Ok(KThread(t))
+    }
+
+    /// Starts `f(arg)` on any CPU (the scheduler places it), named
+    /// "llamux/N" with N = `index`.
+    ///
+    /// # Safety
+    /// As `start_on_cpu`.
+    pub(crate) unsafe fn start(f: ThreadFn, arg: *mut c_void, index: u32) -> Result<Self> {
+        // SAFETY: a valid function and name format with its one argument;
+        // `arg` per the contract.
+        let t = unsafe {
+            bindings::kthread_create_on_node(
+                Some(f),
+                arg,
+                NUMA_NO_NODE,
+                kernel::c_str!("llamux/%u").as_char_ptr(),
+                index,
             )
         };
         let t = from_err_ptr(t)?;

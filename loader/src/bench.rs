@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use llamux_engine::model::{Context, ContextParams, KvType};
+use llamux_engine::model::{bench_token, Context, ContextParams, KvType};
 use serde_json::json;
 
 use crate::engine_cmds::{load_model, pool, Res};
@@ -140,6 +140,50 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
     Ok((part * threads) as f64 / best / 1e9)
 }
 
+/// A forward call of the bench's context.
+pub(crate) type Fwd<'a> = dyn FnMut(&mut Context, &[u32]) -> Result<(), String> + 'a;
+
+/// The prefill test: a warm-up, then `reps` timed prefills of `n` bench
+/// tokens, each from an empty cache (tokens/s each). Nothing when n is 0.
+pub(crate) fn pp_reps(
+    ctx: &mut Context,
+    fwd: &mut Fwd<'_>,
+    n: usize,
+    reps: usize,
+    n_vocab: usize,
+) -> Result<Vec<f64>, String> {
+    let mut pp = Vec::new();
+    if n == 0 {
+        return Ok(pp);
+    }
+    let prompt: Vec<u32> = (0..n).map(|i| bench_token(i, n_vocab)).collect();
+    ctx.reset();
+    fwd(ctx, &prompt)?;
+    for _ in 0..reps {
+        ctx.reset();
+        let t = Instant::now();
+        fwd(ctx, &prompt)?;
+        pp.push(n as f64 / t.elapsed().as_secs_f64());
+    }
+    Ok(pp)
+}
+
+/// One decode repetition: `n` bench tokens one at a time from an empty
+/// cache (tokens/s).
+pub(crate) fn tg_once(
+    ctx: &mut Context,
+    fwd: &mut Fwd<'_>,
+    n: usize,
+    n_vocab: usize,
+) -> Result<f64, String> {
+    ctx.reset();
+    let t = Instant::now();
+    for i in 0..n {
+        fwd(ctx, &[bench_token(i, n_vocab)])?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
+
 pub fn bench(o: &BenchOpts) -> Res {
     let (_gguf, model) = load_model(o.model)?;
     let mut exec = pool(o.threads)?;
@@ -153,26 +197,14 @@ pub fn bench(o: &BenchOpts) -> Res {
         kv_type: KvType::F16,
     };
     let mut ctx = Context::new(hp, params).map_err(|e| e.to_string())?;
-    // Fixed pseudo-random token ids (llama-bench uses random ones too).
-    let tok = |i: usize| ((i as u64 * 2_654_435_761 + 17) % hp.n_vocab as u64) as u32;
-    let prompt: Vec<u32> = (0..o.n_prompt).map(tok).collect();
+    let tok = |i: usize| bench_token(i, hp.n_vocab);
     let reps = o.reps.max(1);
     let mut fwd = |ctx: &mut Context, toks: &[u32]| {
         ctx.forward(&model, toks, &mut exec)
             .map_err(|e| e.to_string())
     };
 
-    let mut pp = Vec::new();
-    if o.n_prompt > 0 {
-        ctx.reset();
-        fwd(&mut ctx, &prompt)?;
-        for _ in 0..reps {
-            ctx.reset();
-            let t = Instant::now();
-            fwd(&mut ctx, &prompt)?;
-            pp.push(o.n_prompt as f64 / t.elapsed().as_secs_f64());
-        }
-    }
+    let pp = pp_reps(&mut ctx, &mut fwd, o.n_prompt, reps, hp.n_vocab)?;
     let wbytes = model.weight_bytes();
     // The bandwidth a machine gives can move within seconds (on a VM, with
     // where the host runs the vCPUs), so it is measured around each decode
@@ -192,12 +224,7 @@ pub fn bench(o: &BenchOpts) -> Res {
                 .as_ref()
                 .map(|b| read_bandwidth(b, threads))
                 .transpose()?;
-            ctx.reset();
-            let t = Instant::now();
-            for i in 0..o.n_gen {
-                fwd(&mut ctx, &[tok(i)])?;
-            }
-            let ts = o.n_gen as f64 / t.elapsed().as_secs_f64();
+            let ts = tg_once(&mut ctx, &mut fwd, o.n_gen, hp.n_vocab)?;
             tg.push(ts);
             if let (Some(before), Some(b)) = (before, &bw_buf) {
                 let gbs = before.max(read_bandwidth(b, threads)?);
@@ -255,6 +282,296 @@ pub fn bench(o: &BenchOpts) -> Res {
                 bw.len(),
                 100.0 * median(&share)
             );
+        }
+    }
+    Ok(())
+}
+
+/// Options of `llamux bench --kernel`.
+pub struct KernelBenchOpts<'a> {
+    pub model: &'a Path,
+    pub threads: Option<usize>,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub reps: usize,
+    pub rounds: usize,
+    pub json: bool,
+}
+
+/// Most repetitions the module keeps per run (state.rs BENCH_MAX_REPS).
+const KERNEL_MAX_REPS: usize = 32;
+/// Most prompt tokens per module prefill (abi.rs LLX_BENCH_MAX_BATCH).
+const KERNEL_MAX_PP: usize = 128;
+
+fn read_proc(file: &str) -> Result<String, String> {
+    let path = format!("{}/{file}", crate::kernel_cmds::PROC);
+    std::fs::read_to_string(&path).map_err(|e| crate::kernel_cmds::proc_err(file, e))
+}
+
+/// A number in a `key: value` line of /proc/llamux/status or model.
+fn field_num<T: std::str::FromStr>(text: &str, file: &str, key: &str) -> Result<T, String> {
+    crate::kernel_cmds::status_field(text, key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "{}/{file}: no number in `{key}:` (an older llamux.ko?)",
+                crate::kernel_cmds::PROC
+            )
+        })
+}
+
+/// The module's KV cache as its status line says: (n_ctx, f16).
+fn kv_of(status: &str) -> Result<(usize, bool), String> {
+    let line = crate::kernel_cmds::status_field(status, "kv_cache").unwrap_or_default();
+    let word = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+    };
+    let n_ctx = word("n_ctx").and_then(|v| v.parse().ok());
+    match (n_ctx, word("type")) {
+        (Some(n), Some("f16")) => Ok((n, true)),
+        (Some(n), Some("f32")) => Ok((n, false)),
+        _ => Err(format!(
+            "{}/status: cannot read the `kv_cache:` line {line:?}",
+            crate::kernel_cmds::PROC
+        )),
+    }
+}
+
+/// One run of the protocol in the module: (pp tokens/s, tg tokens/s) per
+/// repetition and its FPU counters.
+fn kernel_run(
+    o: &KernelBenchOpts,
+    reps: usize,
+) -> Result<(Vec<f64>, Vec<f64>, serde_json::Value), String> {
+    let req = format!("pp={} tg={} reps={reps}", o.n_prompt, o.n_gen);
+    let path = format!("{}/bench", crate::kernel_cmds::PROC);
+    std::fs::write(&path, &req).map_err(|e| crate::kernel_cmds::proc_err("bench", e))?;
+    let st = read_proc("status")?;
+    let times = |key: &str, n: usize| -> Vec<f64> {
+        crate::kernel_cmds::status_field(&st, key)
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .filter(|&ns| ns > 0)
+            .map(|ns| n as f64 * 1e9 / ns as f64)
+            .collect()
+    };
+    let pp = if o.n_prompt > 0 {
+        times("bench_pp_ns", o.n_prompt)
+    } else {
+        Vec::new()
+    };
+    let tg = if o.n_gen > 0 {
+        times("bench_tg_ns", o.n_gen)
+    } else {
+        Vec::new()
+    };
+    if (o.n_prompt > 0 && pp.len() != reps) || (o.n_gen > 0 && tg.len() != reps) {
+        return Err(format!(
+            "{path}: the module reported {} + {} timings for {req}",
+            pp.len(),
+            tg.len()
+        ));
+    }
+    let num = |k: &str| field_num::<u64>(&st, "status", k).ok();
+    let fpu = json!({
+        "sections": num("last_fpu_sections"),
+        "max_ns": num("last_fpu_max_ns"),
+        "worker_wait_ns": num("last_worker_wait_ns"),
+        "caller_wait_ns": num("last_caller_wait_ns"),
+        "fpu_slice_us": num("fpu_slice_us"),
+        "spin_us": num("spin_us"),
+    });
+    Ok((pp, tg, fpu))
+}
+
+/// `llamux bench --kernel`: the same protocol in user space (this process)
+/// and in llamux.ko (/proc/llamux/bench), on the same model, tokens,
+/// threads and KV cache, interleaved over `rounds` (the order alternating),
+/// then medians and kernel/user ratios.
+pub fn bench_kernel(o: &KernelBenchOpts) -> Res {
+    let status = read_proc("status")?;
+    if crate::kernel_cmds::status_field(&status, "model_loaded").as_deref() != Some("yes") {
+        return Err(
+            "llamux.ko has no model loaded: write the model's path to /proc/llamux/load".into(),
+        );
+    }
+    let kpath = crate::kernel_cmds::status_field(&status, "model_path").unwrap_or_default();
+    let same = |a: &Path, b: &Path| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    };
+    if !same(o.model, Path::new(&kpath)) {
+        return Err(format!(
+            "llamux.ko has {kpath:?} loaded, not {}: write that path to /proc/llamux/load first",
+            o.model.display()
+        ));
+    }
+    let kthreads: usize = field_num(&status, "status", "threads")?;
+    let threads = o.threads.unwrap_or(kthreads);
+    if threads != kthreads {
+        return Err(format!(
+            "llamux.ko runs {kthreads} thread(s), not {threads}: reload it with threads={threads} (or leave out -t)"
+        ));
+    }
+    let n_batch: usize = field_num(&status, "status", "n_batch")?;
+    let (n_ctx, kv_f16) = kv_of(&status)?;
+    let reps = o.reps.max(1);
+    if reps > KERNEL_MAX_REPS {
+        return Err(format!("--reps: at most {KERNEL_MAX_REPS} with --kernel"));
+    }
+    if o.n_prompt > n_batch.min(KERNEL_MAX_PP) {
+        return Err(format!(
+            "--n-prompt {}: the module's prefill batch is {n_batch} (at most {KERNEL_MAX_PP})",
+            o.n_prompt
+        ));
+    }
+    if o.n_prompt.max(o.n_gen) > n_ctx || o.n_prompt + o.n_gen == 0 {
+        return Err(format!(
+            "-p/-n: between 1 and the module's n_ctx ({n_ctx}) tokens"
+        ));
+    }
+    let minfo = read_proc("model")?;
+    let klayout = crate::kernel_cmds::status_field(&minfo, "layout").unwrap_or_default();
+
+    let (_gguf, model) = load_model(o.model)?;
+    let layout = if model.repacked() { "x8" } else { "rows" };
+    if klayout != layout {
+        return Err(format!(
+            "the module reads the weights in the {klayout:?} layout, this process in {layout:?}: \
+             give the same repack setting to both (llamux --no-repack, llamux.ko repack=)"
+        ));
+    }
+    let mut exec = pool(Some(threads))?;
+    let hp = &model.hp;
+    let params = ContextParams {
+        n_ctx,
+        n_batch,
+        logits_all: false,
+        kv_type: if kv_f16 { KvType::F16 } else { KvType::F32 },
+    };
+    let mut ctx = Context::new(hp, params).map_err(|e| e.to_string())?;
+    let mut fwd = |ctx: &mut Context, toks: &[u32]| {
+        ctx.forward(&model, toks, &mut exec)
+            .map_err(|e| e.to_string())
+    };
+    let rounds = o.rounds.max(1);
+    let (mut upp, mut utg, mut kpp, mut ktg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut fpu = Vec::new();
+    let mut per_round = Vec::new();
+    for r in 0..rounds {
+        let mut user = |upp: &mut Vec<f64>, utg: &mut Vec<f64>| -> Res {
+            let pp = pp_reps(&mut ctx, &mut fwd, o.n_prompt, reps, hp.n_vocab)?;
+            let mut tg = Vec::new();
+            if o.n_gen > 0 {
+                ctx.reset();
+                fwd(&mut ctx, &[bench_token(0, hp.n_vocab)])?;
+                for _ in 0..reps {
+                    tg.push(tg_once(&mut ctx, &mut fwd, o.n_gen, hp.n_vocab)?);
+                }
+            }
+            upp.extend(&pp);
+            utg.extend(&tg);
+            Ok(())
+        };
+        let (u0, t0) = (upp.len(), utg.len());
+        let (k0, kt0) = (kpp.len(), ktg.len());
+        // Alternate which home goes first: a drift in the machine's speed
+        // then hits both.
+        let kernel_first = r % 2 == 1;
+        if !kernel_first {
+            user(&mut upp, &mut utg)?;
+        }
+        let (pp, tg, f) = kernel_run(o, reps)?;
+        kpp.extend(pp);
+        ktg.extend(tg);
+        fpu.push(f);
+        if kernel_first {
+            user(&mut upp, &mut utg)?;
+        }
+        let m = |v: &[f64]| if v.is_empty() { 0.0 } else { median(v) };
+        per_round.push(json!({
+            "round": r + 1,
+            "order": if kernel_first { "kernel,user" } else { "user,kernel" },
+            "pp_user_ts": m(&upp[u0..]), "pp_kernel_ts": m(&kpp[k0..]),
+            "tg_user_ts": m(&utg[t0..]), "tg_kernel_ts": m(&ktg[kt0..]),
+        }));
+        if !o.json {
+            eprintln!(
+                "round {}/{rounds} ({}): pp user {:.2} kernel {:.2}, tg user {:.2} kernel {:.2} tokens/s (medians)",
+                r + 1,
+                if kernel_first { "kernel first" } else { "user first" },
+                m(&upp[u0..]),
+                m(&kpp[k0..]),
+                m(&utg[t0..]),
+                m(&ktg[kt0..])
+            );
+        }
+    }
+    let ratio = |k: &[f64], u: &[f64]| {
+        if k.is_empty() || u.is_empty() {
+            None
+        } else {
+            Some(median(k) / median(u))
+        }
+    };
+    let (pp_ratio, tg_ratio) = (ratio(&kpp, &upp), ratio(&ktg, &utg));
+    let isa = llamux_engine::quant::isa().name();
+    if o.json {
+        let side = |u: &[f64], k: &[f64], n: usize, r: Option<f64>| {
+            json!({ "n_tokens": n,
+                    "user_ts": u, "kernel_ts": k,
+                    "user_median_ts": if u.is_empty() { None } else { Some(median(u)) },
+                    "kernel_median_ts": if k.is_empty() { None } else { Some(median(k)) },
+                    "ratio": r })
+        };
+        println!(
+            "{}",
+            json!({
+                "model": o.model.display().to_string(),
+                "threads": threads,
+                "isa": isa,
+                "layout": layout,
+                "kv_type": if kv_f16 { "f16" } else { "f32" },
+                "n_ctx": n_ctx,
+                "reps": reps,
+                "rounds": rounds,
+                "pp": side(&upp, &kpp, o.n_prompt, pp_ratio),
+                "tg": side(&utg, &ktg, o.n_gen, tg_ratio),
+                "per_round": per_round,
+                "kernel_fpu": fpu,
+            })
+        );
+    } else {
+        println!(
+            "model: {}, threads {threads}, kernels {isa} ({layout} layout), kv {} n_ctx {n_ctx}, {reps} reps x {rounds} rounds (interleaved)",
+            o.model.display(),
+            if kv_f16 { "f16" } else { "f32" }
+        );
+        println!(
+            "{:<8} {:>12} {:>12} {:>14}",
+            "test", "user t/s", "kernel t/s", "kernel/user"
+        );
+        for (name, n, u, k, r) in [
+            ("pp", o.n_prompt, &upp, &kpp, pp_ratio),
+            ("tg", o.n_gen, &utg, &ktg, tg_ratio),
+        ] {
+            if let Some(r) = r {
+                println!(
+                    "{:<8} {:>12.2} {:>12.2} {:>14.3}",
+                    format!("{name}{n}"),
+                    median(u),
+                    median(k),
+                    r
+                );
+            }
+        }
+        if let Some(f) = fpu.last() {
+            println!("kernel FPU sections (last run): {f}");
         }
     }
     Ok(())

@@ -10,9 +10,9 @@ use llamux_engine::tokenizer::Utf8Stream;
 
 use crate::engine_cmds::Res;
 
-const PROC: &str = "/proc/llamux";
+pub(crate) const PROC: &str = "/proc/llamux";
 
-fn proc_err(file: &str, e: std::io::Error) -> String {
+pub(crate) fn proc_err(file: &str, e: std::io::Error) -> String {
     let hint = match e.raw_os_error() {
         Some(2) => " (is llamux.ko loaded? `insmod llamux.ko model=FILE`)",
         Some(13) => " (root only)",
@@ -25,7 +25,7 @@ fn proc_err(file: &str, e: std::io::Error) -> String {
 }
 
 /// The value of `key: value` in /proc/llamux/status.
-fn status_field(status: &str, key: &str) -> Option<String> {
+pub(crate) fn status_field(status: &str, key: &str) -> Option<String> {
     status.lines().find_map(|l| {
         l.strip_prefix(key)?
             .strip_prefix(':')

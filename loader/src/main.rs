@@ -190,6 +190,14 @@ enum Cmd {
         /// report decode's share of it (the weights are read once per token).
         #[arg(long)]
         bandwidth: bool,
+        /// Run the same protocol through llamux.ko as well (/proc/llamux/bench,
+        /// the model loaded there), interleaved over --rounds, and print the
+        /// kernel/user ratios of the medians.
+        #[arg(long, conflicts_with = "bandwidth")]
+        kernel: bool,
+        /// Rounds of the --kernel comparison (user and kernel in each).
+        #[arg(long, default_value_t = 3, requires = "kernel")]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -389,8 +397,29 @@ fn main() -> ExitCode {
             n_prompt,
             n_gen,
             reps,
-            bandwidth,
+            kernel: true,
+            rounds,
             json,
+            ..
+        } => bench::bench_kernel(&bench::KernelBenchOpts {
+            model: &model,
+            threads,
+            n_prompt,
+            n_gen,
+            reps,
+            rounds,
+            json,
+        }),
+        Cmd::Bench {
+            model,
+            threads,
+            n_prompt,
+            n_gen,
+            reps,
+            bandwidth,
+            kernel: false,
+            json,
+            ..
         } => bench::bench(&bench::BenchOpts {
             model: &model,
             threads,

@@ -122,3 +122,40 @@ fn bench_reports_layout() {
         ("scalar".to_string(), "rows".to_string())
     );
 }
+
+/// `llamux bench --kernel` checks its setting before measuring anything:
+/// flags that make no sense with it are refused by the parser, and on a
+/// machine without llamux.ko (this one: nothing is ever loaded into the
+/// host kernel) it names /proc/llamux and how to load the module.
+#[test]
+fn bench_kernel_refuses_without_the_module_and_with_bad_flags() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_llamux"))
+            .arg("bench")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    if !Path::new("/proc/llamux").exists() {
+        let o = run(&["--kernel", "-m", "/nonexistent.gguf"]);
+        assert!(!o.status.success());
+        assert!(
+            err(&o).contains("/proc/llamux/status") && err(&o).contains("insmod"),
+            "{}",
+            err(&o)
+        );
+    }
+    let o = run(&["--kernel", "--bandwidth", "-m", "x.gguf"]);
+    assert!(
+        !o.status.success() && err(&o).contains("--bandwidth"),
+        "{}",
+        err(&o)
+    );
+    let o = run(&["--rounds", "2", "-m", "x.gguf"]);
+    assert!(
+        !o.status.success() && err(&o).contains("--kernel"),
+        "{}",
+        err(&o)
+    );
+}

@@ -49,3 +49,19 @@ suite_models() {
         --vocab "$LLAMUX_CACHE/llama-cpp-python-0.3.36/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf"
   fi
 }
+
+# tests/run.sh counts a suite's last `guest:` line. A driver that boots
+# several guests pipes each one's output through suite_tally and ends with
+# suite_total, which prints their sum.
+# (suite_tally runs in a pipeline's subshell: the file is named here.)
+SUITE_TALLY="${TMPDIR:-/tmp}/llamux-suite-tally.$$"
+rm -f "$SUITE_TALLY"
+suite_tally() {
+  tee -a "$SUITE_TALLY"
+}
+suite_total() {
+  touch "$SUITE_TALLY"
+  grep -aE '^guest: [0-9]+ passed, [0-9]+ failed' "$SUITE_TALLY" |
+    awk '{p += $2; f += $4} END {printf "guest: %d passed, %d failed\n", p, f}'
+  rm -f "$SUITE_TALLY"
+}

@@ -19,16 +19,12 @@ mkdir -p "$OUT"
 cc -static -O2 -Wall -o "$OUT/procio" "$HERE/procio.c"
 suite_models >&2
 rc=0
-# tests/run.sh counts the last `guest:` line: print the two guests' sum.
-sums="$(mktemp)"
-trap 'rm -f "$sums"' EXIT
 "$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
   --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" \
   --file "$MODELS/tiny-q4_k_m.gguf" --file "$MODELS/tiny-mixed.gguf" \
-  "$HERE/tests/module-stress.sh" "${targs[@]}" | tee -a "$sums" || rc=1
+  "$HERE/tests/module-stress.sh" "${targs[@]}" | suite_tally || rc=1
 "$HERE/run-guest.sh" --smp 2 --mem 1G "${opts[@]}" \
   --file "$ROOT/kmod/llamux.ko" --file "$OUT/procio" --file "$MODELS/tiny-q4_k_m.gguf" \
-  "$HERE/tests/module-paths.sh" | tee -a "$sums" || rc=1
-grep -aE '^guest: [0-9]+ passed, [0-9]+ failed' "$sums" |
-  awk '{p += $2; f += $4} END {printf "guest: %d passed, %d failed\n", p, f}'
+  "$HERE/tests/module-paths.sh" | suite_tally || rc=1
+suite_total
 exit $rc

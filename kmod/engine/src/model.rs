@@ -934,11 +934,19 @@ impl Context {
     }
 }
 
+/// Token `i` of the fixed pseudo-random sequence `llamux bench` feeds the
+/// model in both homes (llama-bench uses random ids too).
+pub fn bench_token(i: usize, n_vocab: usize) -> u32 {
+    ((i as u64).wrapping_mul(2_654_435_761).wrapping_add(17) % (n_vocab.max(1) as u64)) as u32
+}
+
 /// Rows per task: enough work to amortize dispatch, enough tasks to keep
-/// every worker busy, and short enough for one FPU section in the kernel.
-fn rows_per_task(rows: usize, cols: usize, parallelism: usize) -> usize {
+/// every worker busy, and short enough for one FPU section in the kernel:
+/// at most 2^20 multiply-adds (weight values times the batch's `n`
+/// tokens), or 8 rows where one row is more.
+fn rows_per_task(rows: usize, cols: usize, n: usize, parallelism: usize) -> usize {
     const MAX_VALUES_PER_TASK: usize = 1 << 20;
-    let max_rows = (MAX_VALUES_PER_TASK / cols.max(1)).max(1);
+    let max_rows = (MAX_VALUES_PER_TASK / cols.max(1).saturating_mul(n.max(1))).max(1);
     let even = rows.div_ceil(parallelism.max(1) * 4).max(1);
     even.min(max_rows).max(8.min(rows))
 }
@@ -960,7 +968,7 @@ fn matmul(
     let acts = &mut acts[..n * arow];
     quant::quantize_acts_batch(w.ty, &x[..n * w.cols], w.cols, acts)?;
     let acts = &*acts;
-    let mut chunk = rows_per_task(w.rows, w.cols, exec.parallelism());
+    let mut chunk = rows_per_task(w.rows, w.cols, n, exec.parallelism());
     if w.layout == Layout::X8 {
         chunk = chunk.div_ceil(q4_k_x8::ROWS).max(1) * q4_k_x8::ROWS;
     }

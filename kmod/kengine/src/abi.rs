@@ -20,10 +20,13 @@ use core::ffi::c_void;
 
 /// Bumped whenever a signature or a `#[repr(C)]` layout here changes; the
 /// module refuses an object with another version.
-pub const LLX_ABI_VERSION: u32 = 5;
+pub const LLX_ABI_VERSION: u32 = 6;
 
 /// Longest advise request record, in bytes (the module checks it first).
 pub const LLX_ADVISE_MAX: usize = 16384;
+
+/// Most tokens one `llx_bench_forward` call takes.
+pub const LLX_BENCH_MAX_BATCH: usize = 128;
 
 /// Model and context settings for `llx_load`.
 #[repr(C)]
@@ -113,6 +116,10 @@ macro_rules! llx_entries {
             fn llx_step(h: *mut c_void, out: *mut u8, cap: usize, out_len: *mut usize, token: *mut u32) -> i32;
             /// Runs task `i` of a llx_parallel_run job.
             fn llx_task(data: *const c_void, i: usize);
+            /// `llamux bench`'s protocol: bench tokens `first..first + n`
+            /// (at most LLX_BENCH_MAX_BATCH) in one forward call, the
+            /// sequence forgotten first when `reset` is non-zero: 0 or -errno.
+            fn llx_bench_forward(h: *mut c_void, first: usize, n: usize, reset: u32) -> i32;
             /// Scores an advise request record (llxa2: plain or chat
             /// prompt) into a response record: its length, or -errno with
             /// a NUL-terminated message in `resp`.

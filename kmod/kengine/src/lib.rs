@@ -538,6 +538,18 @@ extern "C" fn llx_step(
     }
 }
 
+extern "C" fn llx_bench_forward(h: *mut c_void, first: usize, n: usize, reset: u32) -> i32 {
+    // SAFETY: a live handle (abi.rs).
+    let Some(e) = (unsafe { engine(h) }) else {
+        return -EINVAL;
+    };
+    if n == 0 || n > LLX_BENCH_MAX_BATCH {
+        return -EINVAL;
+    }
+    e.bench_forward(first, n, reset != 0)
+        .map_or_else(errno, |()| 0)
+}
+
 extern "C" fn llx_advise(
     h: *mut c_void,
     req: *const u8,
@@ -689,3 +701,4 @@ extern "C" fn llx_repack_free(r: *mut c_void) {
 
 // The module checks a record's size against the ABI's limit first.
 const _: () = assert!(LLX_ADVISE_MAX == llamux_engine::host::advise::ADVISE_MAX);
+const _: () = assert!(LLX_BENCH_MAX_BATCH == llamux_engine::host::BENCH_MAX_BATCH);

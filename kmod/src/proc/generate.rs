@@ -13,12 +13,16 @@ use kernel::bindings;
 use kernel::prelude::*;
 
 use crate::engine::ErrBuf;
+use crate::fpu::STATS;
 use crate::params;
 use crate::state::{self, Core, Req, Shared, Turn, PIECE_MAX};
 use crate::sys;
 
 /// Ends the request (Core lock held).
 pub(crate) fn finish(sh: &Shared, c: &mut Core) {
+    if matches!(c.req, Req::Running { .. }) {
+        STATS.end();
+    }
     c.req = Req::Idle;
     sh.changed.notify_all();
 }
@@ -144,6 +148,7 @@ fn read(file: *mut bindings::file, buf: *mut c_char, count: usize) -> Result<usi
         g.last_decode_ns = 0;
         g.n_requests += 1;
         drop(g);
+        STATS.begin();
         let r = start(&mut turn, prompt.get(..len).unwrap_or_default(), &sampling);
         let mut g = sh.core.lock();
         g.last_prefill_ns = r.1;

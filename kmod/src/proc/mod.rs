@@ -22,6 +22,7 @@ macro_rules! proc_rw {
 }
 
 pub(crate) mod advise;
+pub(crate) mod bench;
 pub(crate) mod generate;
 pub(crate) mod load;
 pub(crate) mod model;
@@ -41,6 +42,7 @@ extern "C" {
     static llamux_load_ops: ProcOps;
     static llamux_params_ops: ProcOps;
     static llamux_advise_ops: ProcOps;
+    static llamux_bench_ops: ProcOps;
 }
 
 /// Creates /proc/llamux and its files (all 0600).
@@ -65,6 +67,10 @@ pub(crate) fn create() -> Result<ProcEntry> {
             dir.create(
                 kernel::c_str!("advise"),
                 core::ptr::addr_of!(llamux_advise_ops),
+            )?;
+            dir.create(
+                kernel::c_str!("bench"),
+                core::ptr::addr_of!(llamux_bench_ops),
             )?;
         }
         Ok(())

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 
 use crate::callbacks::ENGINE_MEM;
+use crate::fpu::STATS;
 use crate::load::mb_per_s;
 use crate::params;
 use crate::state;
@@ -154,6 +155,36 @@ pub(crate) unsafe extern "C" fn show(m: *mut bindings::seq_file, _v: *mut c_void
         g.last_prefill_ns / 1_000_000,
         g.last_decode_ns / 1_000_000
     );
+    // The FPU sections of the last (or running) request: generate or bench.
+    let _ = writeln!(
+        m,
+        "fpu_slice_us: {}\nspin_us: {}",
+        params::fpu_slice_us(),
+        params::spin_us()
+    );
+    let _ = writeln!(
+        m,
+        "last_fpu_sections: {}\nlast_fpu_max_ns: {}\nlast_worker_wait_ns: {}\nlast_caller_wait_ns: {}",
+        STATS.sections.load(Ordering::Relaxed),
+        STATS.max_ns.load(Ordering::Relaxed),
+        STATS.worker_wait_ns.load(Ordering::Relaxed),
+        STATS.caller_wait_ns.load(Ordering::Relaxed)
+    );
+    let b = &g.bench;
+    let _ = writeln!(
+        m,
+        "bench: pp={} tg={} reps={} error={}",
+        b.pp, b.tg, b.reps, b.error
+    );
+    let _ = write!(m, "bench_pp_ns:");
+    for ns in b.pp_ns() {
+        let _ = write!(m, " {ns}");
+    }
+    let _ = write!(m, "\nbench_tg_ns:");
+    for ns in b.tg_ns() {
+        let _ = write!(m, " {ns}");
+    }
+    let _ = writeln!(m);
     let _ = write!(m, "last_ids:");
     for id in g.last_ids.iter().take(g.n_ids) {
         let _ = write!(m, " {id}");

@@ -53,6 +53,9 @@ fn session_kind(e: &SessionError) -> ErrorKind {
     }
 }
 
+/// Most tokens one `Host::bench_forward` call takes.
+pub const BENCH_MAX_BATCH: usize = 128;
+
 /// Settings of `Host::load`.
 #[derive(Clone, Copy, Debug)]
 pub struct HostParams {
@@ -275,6 +278,28 @@ impl<'a, E: Exec> Host<'a, E> {
                 })
             }
         }
+    }
+
+    /// `llamux bench`'s protocol: runs bench tokens `first..first + n`
+    /// ([`crate::model::bench_token`]) through the session's context in one
+    /// forward call, after forgetting the sequence when `reset`. Ends any
+    /// generation (the next one starts with `start`).
+    pub fn bench_forward(&mut self, first: usize, n: usize, reset: bool) -> Result<(), ErrorKind> {
+        self.started = false;
+        self.prepare_session().map_err(|e| session_kind(&e))?;
+        let sess = self.sess.as_mut().ok_or(ErrorKind::Invalid)?;
+        let n_vocab = self.model.hp.n_vocab;
+        let mut ids = [0u32; BENCH_MAX_BATCH];
+        let ids = ids.get_mut(..n).ok_or(ErrorKind::TooBig)?;
+        for (k, t) in ids.iter_mut().enumerate() {
+            *t = crate::model::bench_token(first.saturating_add(k), n_vocab);
+        }
+        if reset {
+            sess.ctx.reset();
+        }
+        sess.ctx
+            .forward(&self.model, ids, &mut self.exec)
+            .map_err(|e| model_kind(&e))
     }
 
     /// The text of token `t`.
