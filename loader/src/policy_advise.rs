@@ -475,6 +475,30 @@ impl AutoAdvisor {
         }
         Ok(self.user.as_mut().unwrap())
     }
+
+    /// Asks the kernel's advisor when there is one; on its error, user
+    /// space decides if a model was given. Records who answered.
+    fn kernel_first<T>(
+        &mut self,
+        kernel: impl FnOnce(&mut KernelAdvisor) -> Result<T, String>,
+        user: impl FnOnce(&mut UserAdvisor) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if let Some(k) = self.kernel.as_mut() {
+            match kernel(k) {
+                Ok(r) => {
+                    self.last = "kernel";
+                    return Ok(r);
+                }
+                Err(e) if self.model.is_some() => {
+                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
+                }
+                Err(e) => return Err(format!("kernel advisor: {e}")),
+            }
+        }
+        let r = user(self.user_advisor()?)?;
+        self.last = "user";
+        Ok(r)
+    }
 }
 
 impl Advise for AutoAdvisor {
@@ -495,21 +519,10 @@ impl Advise for AutoAdvisor {
     }
 
     fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
-        if let Some(k) = self.kernel.as_mut() {
-            match k.advise(policy, event_text) {
-                Ok(a) => {
-                    self.last = "kernel";
-                    return Ok(a);
-                }
-                Err(e) if self.model.is_some() => {
-                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
-                }
-                Err(e) => return Err(format!("kernel advisor: {e}")),
-            }
-        }
-        let a = self.user_advisor()?.advise(policy, event_text)?;
-        self.last = "user";
-        Ok(a)
+        self.kernel_first(
+            |k| k.advise(policy, event_text),
+            |u| u.advise(policy, event_text),
+        )
     }
 
     fn advise_event(
@@ -517,21 +530,10 @@ impl Advise for AutoAdvisor {
         policy: usize,
         event: &Map<String, Value>,
     ) -> Result<(String, Advice), String> {
-        if let Some(k) = self.kernel.as_mut() {
-            match k.advise_event(policy, event) {
-                Ok(r) => {
-                    self.last = "kernel";
-                    return Ok(r);
-                }
-                Err(e) if self.model.is_some() => {
-                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
-                }
-                Err(e) => return Err(format!("kernel advisor: {e}")),
-            }
-        }
-        let r = self.user_advisor()?.advise_event(policy, event)?;
-        self.last = "user";
-        Ok(r)
+        self.kernel_first(
+            |k| k.advise_event(policy, event),
+            |u| u.advise_event(policy, event),
+        )
     }
 
     /// The format of the advisor that decided last.

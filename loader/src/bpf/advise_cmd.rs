@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use llamux_common as c;
-use serde_json::{json, Map as JMap, Value};
+use serde_json::{json, Value};
 
 use super::status::default_sigpipe;
 use crate::policy;
@@ -38,12 +38,7 @@ pub fn advise_cmd(
     let (text, a) = adv.advise_event(h, &ev)?;
     let v = pol.decide(&a.scores, adv.format(h) != Format::Plain);
     let ans = &pol.answers[v.best];
-    let scores: JMap<String, Value> = pol
-        .answers
-        .iter()
-        .zip(&a.scores)
-        .map(|(an, s)| (an.text.clone(), json!(s)))
-        .collect();
+    let scores = pol.scores_by_answer(&a.scores);
     if json_out {
         println!(
             "{}",

@@ -27,6 +27,15 @@ impl Policy {
             .map_err(|e| format!("{e} (policy {} needs it)", self.name))
     }
 
+    /// Each answer's text with its score, for trace and `advise --json`.
+    pub fn scores_by_answer(&self, scores: &[f32]) -> Map<String, Value> {
+        self.answers
+            .iter()
+            .zip(scores)
+            .map(|(an, s)| (an.text.clone(), serde_json::json!(s)))
+            .collect()
+    }
+
     /// The action when the model is not sure: the policy default for
     /// exec and open, no action for the others.
     pub fn default_action(&self) -> Action {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use aya::Ebpf;
 use llamux_common as c;
-use serde_json::{json, Map as JMap, Value};
+use serde_json::{json, Value};
 
 use super::advisor::Answer;
 use super::queue::Job;
@@ -96,12 +96,7 @@ impl Output {
 
     pub fn decision(&mut self, d: &Decided<'_>) {
         let (pol, job, a, v) = (&d.live.pol, d.job, &d.answer.advice, &d.answer.verdict);
-        let scores: JMap<String, Value> = pol
-            .answers
-            .iter()
-            .zip(&a.scores)
-            .map(|(an, s)| (an.text.clone(), json!(s)))
-            .collect();
+        let scores = pol.scores_by_answer(&a.scores);
         self.trace.write(&json!({
             "type": "decision", "time": trace::now_unix(), "policy": pol.name, "hook": pol.hook.name(),
             "key": d.shown, "key_hash": format!("{:016x}", d.key.hash), "file_id": event::file_id(&d.key), "pid": job.pid, "summary": job.summary,
