@@ -29,6 +29,10 @@
 //! Probes never wait for the model: decisions are computed ahead.
 #![no_std]
 #![no_main]
+// Map keys and values are passed by reference on purpose: by value the
+// argument is copied onto the 512-byte BPF stack first (an ArgvBuf alone
+// does not fit).
+#![allow(clippy::needless_borrows_for_generic_args)]
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use aya_ebpf::helpers::{
@@ -288,7 +292,7 @@ fn capture_argv(argv: u64, tid: u32) {
             *buf = 0;
         }
         (*a).flags = flags;
-        let _ = ARGV.insert(tid, *a, 0);
+        let _ = ARGV.insert(&tid, &*a, 0);
     }
 }
 
@@ -537,7 +541,7 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
     if cfg.hit_key[HOOK_OPEN as usize] != 0 {
         open_hit(&ctx, cfg.hit_key[HOOK_OPEN as usize], now);
     }
-    let n = match SYSCOUNT.get_ptr_mut(tgid) {
+    let n = match SYSCOUNT.get_ptr_mut(&tgid) {
         Some(p) => {
             // SAFETY: a live map value; a racing update from another CPU only
             // loses a count (the counts are statistics).
@@ -547,7 +551,7 @@ pub fn llamux_sys_enter(ctx: TracePointContext) -> u32 {
             }
         }
         None => {
-            let _ = SYSCOUNT.insert(tgid, 1, 0);
+            let _ = SYSCOUNT.insert(&tgid, &1, 0);
             1
         }
     };
@@ -661,7 +665,7 @@ fn count_hit(key: &DecisionKey, now: u64) -> Option<u64> {
         None => {
             let _ = HITCOUNT.insert(
                 key,
-                HitStat {
+                &HitStat {
                     hits: 1,
                     last_record_ns: now,
                 },
@@ -710,7 +714,7 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
         )
     };
     if next != 0 {
-        match SCHED.get_ptr_mut(next) {
+        match SCHED.get_ptr_mut(&next) {
             // SAFETY: a live map value of this task; races only blur statistics.
             Some(p) => unsafe { (*p).last_in_ns = now },
             None => {
@@ -718,7 +722,7 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
                     last_in_ns: now,
                     ..SchedStat::default()
                 };
-                let _ = SCHED.insert(next, s, 0);
+                let _ = SCHED.insert(&next, &s, 0);
             }
         }
     }
@@ -727,7 +731,7 @@ pub fn llamux_sched_switch(ctx: TracePointContext) -> u32 {
     }
     stat(ST_SWITCHES);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let Some(p) = SCHED.get_ptr_mut(prev) else {
+    let Some(p) = SCHED.get_ptr_mut(&prev) else {
         return 0;
     };
     // SAFETY: as above.
@@ -797,7 +801,7 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
     }
     let Some(e) = scratch(1) else { return 0 };
     fill_current(e, EV_EXEC, unsafe_ktime());
-    let _ = ARGV.remove(e.tid);
+    let _ = ARGV.remove(&e.tid);
     if e.pid == cfg.loader_tgid {
         return 0;
     }
@@ -818,8 +822,8 @@ pub fn llamux_exec(ctx: TracePointContext) -> u32 {
         KEY_EXE => {
             // The file bprm_check_security decided for this exec.
             // SAFETY: copied out at once.
-            if let Some(k) = unsafe { EXECKEY.get(e.tid) }.copied() {
-                let _ = EXECKEY.remove(e.tid);
+            if let Some(k) = unsafe { EXECKEY.get(&e.tid) }.copied() {
+                let _ = EXECKEY.remove(&e.tid);
                 k
             } else {
                 // Else the file now running: current->mm->exe_file.
@@ -866,15 +870,15 @@ pub fn llamux_exit(_ctx: TracePointContext) -> u32 {
     let pt = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pt >> 32) as u32, pt as u32);
     // SAFETY: map values read once; they may be stale, which is harmless.
-    let runtime = unsafe { SCHED.get(tid) }.map_or(0, |s| s.runtime_ns);
-    let _ = SCHED.remove(tid);
-    let _ = ARGV.remove(tid);
+    let runtime = unsafe { SCHED.get(&tid) }.map_or(0, |s| s.runtime_ns);
+    let _ = SCHED.remove(&tid);
+    let _ = ARGV.remove(&tid);
     if tgid != tid {
         return 0;
     }
     // SAFETY: as above.
-    let calls = unsafe { SYSCOUNT.get(tgid) }.copied().unwrap_or(0);
-    let _ = SYSCOUNT.remove(tgid);
+    let calls = unsafe { SYSCOUNT.get(&tgid) }.copied().unwrap_or(0);
+    let _ = SYSCOUNT.remove(&tgid);
     if cfg.exec_events == 0 || tgid == cfg.loader_tgid {
         return 0;
     }
@@ -963,7 +967,7 @@ fn decide(
     let now = e.ts_ns;
     // SAFETY: the value is copied out at once; a concurrent update by the
     // loader can only give the older or the newer decision.
-    if let Some(d) = unsafe { DECISIONS.get(key) }.copied() {
+    if let Some(d) = unsafe { DECISIONS.get(&key) }.copied() {
         // A DENY binds to the file whatever is done to it; an ALLOW only
         // to the content it was given for (ctime: any write, chmod, link
         // or rename since asks again).
@@ -978,7 +982,7 @@ fn decide(
                 let _ = count_hit(&key, now);
             } else if key.is_file() && d.action != ACT_DENY {
                 // sched_process_exec counts it once the exec succeeds.
-                let _ = EXECKEY.insert(e.tid, key, 0);
+                let _ = EXECKEY.insert(&e.tid, &key, 0);
             }
             if d.action == ACT_DENY {
                 stat(ST_DENIED);
@@ -1010,9 +1014,9 @@ fn decide(
     }
     // Ask for a decision, at most once per key per request gap.
     // SAFETY: copied out at once, as above.
-    let last = unsafe { PENDING.get(key) }.copied().unwrap_or(0);
+    let last = unsafe { PENDING.get(&key) }.copied().unwrap_or(0);
     if last == 0 || now.wrapping_sub(last) >= h.request_gap_ns {
-        let _ = PENDING.insert(key, now, 0);
+        let _ = PENDING.insert(&key, &now, 0);
         e.kind = EV_REQUEST;
         e.b = h.default_action as u64;
         if REQUESTS.output::<Event>(e, 0).is_ok() {
@@ -1020,7 +1024,7 @@ fn decide(
         } else {
             // Lost: let the next occurrence ask again at once.
             stat(ST_EVENTS_DROPPED);
-            let _ = PENDING.remove(key);
+            let _ = PENDING.remove(&key);
         }
     } else {
         stat(ST_REQUESTS_SUPPRESSED);
@@ -1053,7 +1057,7 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
     let fname: u64 = kread(bprm, cfg.off.bprm_filename).unwrap_or(0);
     let interp: u64 = kread(bprm, cfg.off.bprm_interp).unwrap_or(1);
     if fname == interp {
-        let _ = EXECKEY.remove(e.tid);
+        let _ = EXECKEY.remove(&e.tid);
     }
     // The file about to run (a script's interpreter on the second call):
     // its identity is the key, its dentries give the path.
@@ -1072,7 +1076,7 @@ pub fn llamux_bprm_check(ctx: LsmContext) -> i32 {
         fill_chain(e, &cfg.off);
         // SAFETY: copied out at once; another CPU replacing it gives the
         // older or the newer record.
-        if let Some(a) = unsafe { ARGV.get(e.tid) } {
+        if let Some(a) = unsafe { ARGV.get(&e.tid) } {
             // SAFETY: both buffers are ARGV_LEN bytes or more; the copy
             // goes through the checked probe-read helper.
             unsafe {
@@ -1171,7 +1175,7 @@ pub fn llamux_task_setnice(ctx: LsmContext) -> i32 {
             gen: 0,
         };
         // SAFETY: copied out at once, as in `decide`.
-        let Some(d) = (unsafe { DECISIONS.get(key) }).copied() else {
+        let Some(d) = (unsafe { DECISIONS.get(&key) }).copied() else {
             continue;
         };
         if d.expires_ns != 0 && now >= d.expires_ns {
