@@ -390,7 +390,7 @@ fn main() -> ExitCode {
     if cli.no_repack {
         engine_cmds::set_repack(false);
     }
-    let r = match cli.cmd {
+    let r: anyhow::Result<()> = match cli.cmd {
         Cmd::Bench {
             model,
             threads,
@@ -470,17 +470,19 @@ fn main() -> ExitCode {
             policies,
             check: true,
             ..
-        } => bpf::validate(&policies).map(|p| {
-            for p in p {
-                println!(
-                    "{}: ok ({} policy `{}`, {} answers)",
-                    p.file.display(),
-                    p.hook.name(),
-                    p.name,
-                    p.answers.len()
-                );
-            }
-        }),
+        } => bpf::validate(&policies)
+            .map(|p| {
+                for p in p {
+                    println!(
+                        "{}: ok ({} policy `{}`, {} answers)",
+                        p.file.display(),
+                        p.hook.name(),
+                        p.name,
+                        p.answers.len()
+                    );
+                }
+            })
+            .map_err(anyhow::Error::msg),
         Cmd::Load {
             policies,
             model,
@@ -498,17 +500,18 @@ fn main() -> ExitCode {
             threads,
             ctx,
             advisor,
-        }),
+        })
+        .map_err(anyhow::Error::msg),
         Cmd::Doctor { model, ctx, json } => doctor::doctor(model.as_deref(), ctx, json),
-        Cmd::Unload => bpf::unload(),
-        Cmd::Status { json } => bpf::status(json),
+        Cmd::Unload => bpf::unload().map_err(anyhow::Error::msg),
+        Cmd::Status { json } => bpf::status(json).map_err(anyhow::Error::msg),
         Cmd::Trace {
             json,
             all,
             no_follow,
             count,
             timeout,
-        } => trace::follow(json, all, !no_follow, count, timeout),
+        } => trace::follow(json, all, !no_follow, count, timeout).map_err(anyhow::Error::msg),
         Cmd::Eval {
             model,
             policy,
@@ -537,7 +540,8 @@ fn main() -> ExitCode {
             probe_fields_only,
             verbose,
             progress,
-        }),
+        })
+        .map_err(anyhow::Error::msg),
         Cmd::Advise {
             model,
             policy,
@@ -554,7 +558,8 @@ fn main() -> ExitCode {
             threads,
             ctx,
             json,
-        ),
+        )
+        .map_err(anyhow::Error::msg),
         Cmd::Service { config, check } => service::run(&config, check),
         Cmd::Completions { shell } => service::completions(Cli::command(), shell),
         Cmd::Manpages { dir } => service::manpages(Cli::command(), &dir),
@@ -562,7 +567,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("llamux: {e}");
+            eprintln!("llamux: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -97,15 +97,18 @@ pub struct UserAdvisor {
 
 impl UserAdvisor {
     pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
-        let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
+        let l: &'static Loaded = Box::leak(Box::new(
+            engine_cmds::load(model).map_err(|e| format!("{e:#}"))?,
+        ));
         // The header again (a read-only mapping) for the chat template.
-        let chat_template = engine_cmds::parse(model)?
+        let chat_template = engine_cmds::parse(model)
+            .map_err(|e| format!("{e:#}"))?
             .get("tokenizer.chat_template")
             .and_then(|v| v.as_str())
             .map(str::to_string);
         Ok(UserAdvisor {
             l,
-            exec: engine_cmds::pool(threads)?,
+            exec: engine_cmds::pool(threads).map_err(|e| format!("{e:#}"))?,
             ctx,
             policies: Vec::new(),
             chat_template,

@@ -33,8 +33,8 @@ pub struct TraceWriter {
 impl TraceWriter {
     pub fn create() -> Result<Self, String> {
         // Prompts, paths and pids: readable by root only (0600).
-        crate::fsafe::private_dir(&run_dir(), 0o755)?;
-        let f = crate::fsafe::open_private(&trace_path(), false)?;
+        crate::fsafe::private_dir(&run_dir(), 0o755).map_err(|e| format!("{e:#}"))?;
+        let f = crate::fsafe::open_private(&trace_path(), false).map_err(|e| format!("{e:#}"))?;
         Ok(TraceWriter { f })
     }
 

@@ -86,7 +86,8 @@ pub fn pin_dir_refused(why: String) -> String {
 /// An existing pin folder must be ours (root-owned, 0700 as we make it).
 pub fn check_pin_dir() -> Result<(), String> {
     match std::fs::symlink_metadata(PIN_DIR) {
-        Ok(_) => crate::fsafe::private_dir(Path::new(PIN_DIR), 0o700).map_err(pin_dir_refused),
+        Ok(_) => crate::fsafe::private_dir(Path::new(PIN_DIR), 0o700)
+            .map_err(|e| pin_dir_refused(format!("{e:#}"))),
         Err(_) => Ok(()),
     }
 }

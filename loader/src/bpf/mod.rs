@@ -97,7 +97,7 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     let obj = probes::bpf_object(opts.bpf_obj.as_deref())?;
     // Check the model before touching the kernel.
     if let Some(model) = &opts.model {
-        let _ = crate::engine_cmds::parse(model)?;
+        let _ = crate::engine_cmds::parse(model).map_err(|e| format!("{e:#}"))?;
     }
     bpffs::ensure_bpffs()?;
     bpffs::bump_memlock();
@@ -106,8 +106,9 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
         // Leftovers of a loader that died (the folder is ours alone).
         bpffs::remove_pins();
     }
-    fsafe::private_dir(Path::new(PIN_DIR), 0o700).map_err(bpffs::pin_dir_refused)?;
-    fsafe::private_dir(&trace::run_dir(), 0o755).map_err(|e| format!("run folder: {e}"))?;
+    fsafe::private_dir(Path::new(PIN_DIR), 0o700)
+        .map_err(|e| bpffs::pin_dir_refused(format!("{e:#}")))?;
+    fsafe::private_dir(&trace::run_dir(), 0o755).map_err(|e| format!("run folder: {e:#}"))?;
     let t0 = Instant::now();
     let mut loaded = match load_and_attach(&obj, &pols, opts.detach) {
         Ok(x) => x,

@@ -19,10 +19,10 @@ use crate::policy::{self, Action, Hook, Policy};
 /// $LLAMUX_BPF_OBJ or the first trusted of the usual places.
 pub fn bpf_object(given: Option<&Path>) -> Result<Vec<u8>, String> {
     if let Some(p) = given {
-        return fsafe::read_trusted(p).map_err(|e| format!("--bpf-obj {e}"));
+        return fsafe::read_trusted(p).map_err(|e| format!("--bpf-obj {e:#}"));
     }
     if let Some(p) = std::env::var_os("LLAMUX_BPF_OBJ") {
-        return fsafe::read_trusted(Path::new(&p)).map_err(|e| format!("LLAMUX_BPF_OBJ: {e}"));
+        return fsafe::read_trusted(Path::new(&p)).map_err(|e| format!("LLAMUX_BPF_OBJ: {e:#}"));
     }
     // Next to the binary, the system location, the build cache, the tree.
     let mut cands = Vec::new();
@@ -47,6 +47,7 @@ pub fn bpf_object(given: Option<&Path>) -> Result<Vec<u8>, String> {
         match fsafe::read_trusted(p) {
             Ok(b) => return Ok(b),
             Err(e) => {
+                let e = format!("{e:#}");
                 eprintln!("llamux: not loading {e}");
                 refused.push(e);
             }
@@ -95,7 +96,7 @@ pub fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, Stri
         hooks: [hook_config(of(Hook::Exec)), hook_config(of(Hook::Open))],
         hit_key: [Hook::Exec, Hook::Open, Hook::Syscall, Hook::Sched]
             .map(|h| of(h).map_or(0, |p| p.key.id())),
-        off: bpf_btf::kernel_offsets()?,
+        off: bpf_btf::kernel_offsets().map_err(|e| format!("{e:#}"))?,
     })
 }
 

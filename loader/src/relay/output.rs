@@ -159,6 +159,7 @@ pub fn write_state(
             .unwrap_or_default()
             .as_bytes(),
     )
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// The tracepoints' per-decision hit counters (HITCOUNT), most hit first.
