@@ -558,8 +558,7 @@ fn main() -> ExitCode {
             threads,
             ctx,
             json,
-        )
-        .map_err(anyhow::Error::msg),
+        ),
         Cmd::Service { config, check } => service::run(&config, check),
         Cmd::Completions { shell } => service::completions(Cli::command(), shell),
         Cmd::Manpages { dir } => service::manpages(Cli::command(), &dir),

@@ -47,11 +47,14 @@ pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, 
             let t = o
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            (Box::new(UserAdvisor::new(m, Some(t), o.ctx)?), t)
+            (
+                Box::new(UserAdvisor::new(m, Some(t), o.ctx).map_err(|e| format!("{e:#}"))?),
+                t,
+            )
         }
     };
     let t0 = std::time::Instant::now();
-    let h = adv.add_policy(pol)?;
+    let h = adv.add_policy(pol).map_err(|e| format!("{e:#}"))?;
     let prefix_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let format = adv.format(h);
     let mut decided = Vec::new();
@@ -59,7 +62,7 @@ pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, 
     for (i, it) in items.iter().enumerate() {
         let (_, a) = adv
             .advise_event(h, &it.event)
-            .map_err(|e| format!("{}:{}: {e}", o.events.display(), it.line))?;
+            .map_err(|e| format!("{}:{}: {e:#}", o.events.display(), it.line))?;
         if o.progress && (i + 1) % 10 == 0 {
             eprintln!("llamux eval: {}/{} events", i + 1, items.len());
         }

@@ -18,7 +18,9 @@ pub struct Answer {
 /// Renders the job's event in the policy's prompt format (a chat template
 /// in user space), scores the answers and decides.
 pub fn ask(adv: &mut AutoAdvisor, l: &Live, job: &Job) -> Result<Answer, String> {
-    let (prompt, advice) = adv.advise_event(l.handle, &job.event)?;
+    let (prompt, advice) = adv
+        .advise_event(l.handle, &job.event)
+        .map_err(|e| format!("{e:#}"))?;
     // Calibration: the answers' biases apply to chat prompts, and under
     // the policy's margin the default applies ("uncertain").
     let verdict = l

@@ -152,12 +152,13 @@ impl Relay {
             opts.model.as_deref(),
             opts.threads.or(Some(1)),
             opts.ctx,
-        )?;
+        )
+        .map_err(|e| format!("{e:#}"))?;
         let mut live = Vec::new();
         for p in pols {
             live.push(Live {
                 pol: p.clone(),
-                handle: adv.add_policy(p)?,
+                handle: adv.add_policy(p).map_err(|e| format!("{e:#}"))?,
                 limiter: RateLimiter::new(p.rate_limit),
                 decided: StdMap::new(),
                 rate_limited: 0,
