@@ -470,19 +470,17 @@ fn main() -> ExitCode {
             policies,
             check: true,
             ..
-        } => bpf::validate(&policies)
-            .map(|p| {
-                for p in p {
-                    println!(
-                        "{}: ok ({} policy `{}`, {} answers)",
-                        p.file.display(),
-                        p.hook.name(),
-                        p.name,
-                        p.answers.len()
-                    );
-                }
-            })
-            .map_err(anyhow::Error::msg),
+        } => bpf::validate(&policies).map(|p| {
+            for p in p {
+                println!(
+                    "{}: ok ({} policy `{}`, {} answers)",
+                    p.file.display(),
+                    p.hook.name(),
+                    p.name,
+                    p.answers.len()
+                );
+            }
+        }),
         Cmd::Load {
             policies,
             model,
@@ -500,18 +498,17 @@ fn main() -> ExitCode {
             threads,
             ctx,
             advisor,
-        })
-        .map_err(anyhow::Error::msg),
+        }),
         Cmd::Doctor { model, ctx, json } => doctor::doctor(model.as_deref(), ctx, json),
-        Cmd::Unload => bpf::unload().map_err(anyhow::Error::msg),
-        Cmd::Status { json } => bpf::status(json).map_err(anyhow::Error::msg),
+        Cmd::Unload => bpf::unload(),
+        Cmd::Status { json } => bpf::status(json),
         Cmd::Trace {
             json,
             all,
             no_follow,
             count,
             timeout,
-        } => trace::follow(json, all, !no_follow, count, timeout).map_err(anyhow::Error::msg),
+        } => trace::follow(json, all, !no_follow, count, timeout),
         Cmd::Eval {
             model,
             policy,

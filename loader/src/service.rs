@@ -191,7 +191,7 @@ pub fn resolve(config: &Path) -> anyhow::Result<(Config, Vec<PathBuf>)> {
 /// `llamux service [--config FILE] [--check]`.
 pub fn run(config: &Path, check: bool) -> anyhow::Result<()> {
     let (cfg, files) = resolve(config)?;
-    let pols = bpf::validate(&files).map_err(anyhow::Error::msg)?;
+    let pols = bpf::validate(&files)?;
     let model = cfg
         .model
         .as_ref()
@@ -223,7 +223,6 @@ pub fn run(config: &Path, check: bool) -> anyhow::Result<()> {
         ctx: cfg.ctx,
         advisor: cfg.advisor,
     })
-    .map_err(anyhow::Error::msg)
 }
 
 /// `llamux manpages DIR`: llamux.1 and one page per subcommand.

@@ -135,7 +135,9 @@ impl Relay {
         let me = std::process::id();
         // The probes skip this process's own events (after a --detach
         // fork it is not the one that loaded them).
-        write_config(&mut loaded.bpf, build_config(pols, me)?)?;
+        build_config(pols, me)
+            .and_then(|cfg| write_config(&mut loaded.bpf, cfg))
+            .map_err(|e| format!("{e:#}"))?;
         // SAFETY: installing an async-signal-safe handler (one atomic store).
         unsafe {
             libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);

@@ -58,7 +58,7 @@ impl Output {
         .map_err(|e| e.to_string())?;
         Ok(Output {
             me,
-            trace: TraceWriter::create()?,
+            trace: TraceWriter::create().map_err(|e| format!("{e:#}"))?,
             hitcount,
             last_status: Instant::now(),
         })
