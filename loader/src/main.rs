@@ -537,8 +537,7 @@ fn main() -> ExitCode {
             probe_fields_only,
             verbose,
             progress,
-        })
-        .map_err(anyhow::Error::msg),
+        }),
         Cmd::Advise {
             model,
             policy,

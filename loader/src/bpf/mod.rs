@@ -206,7 +206,7 @@ fn relay(
     opts: &LoadOpts,
     ready_fd: Option<i32>,
 ) -> anyhow::Result<()> {
-    let r = crate::relay::run(loaded, pols, opts, ready_fd).map_err(anyhow::Error::msg);
+    let r = crate::relay::run(loaded, pols, opts, ready_fd);
     bpffs::remove_pins();
     let _ = std::fs::remove_file(state_path());
     r

@@ -85,9 +85,11 @@ fn baselines() {
     }
     assert!(baseline("cpu50", &p, &ev("/tmp/x"))
         .unwrap_err()
+        .to_string()
         .contains("does not apply"));
     assert!(baseline("nope", &p, &ev("/tmp/x"))
         .unwrap_err()
+        .to_string()
         .contains("unknown baseline"));
     let s = pol(SCHED);
     let e = serde_json::json!({"cpu_pct": 50, "involuntary_pct": 10})
