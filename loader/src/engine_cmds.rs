@@ -174,7 +174,7 @@ pub fn threads_arg(v: &str) -> Result<usize, String> {
 
 pub fn pool(threads: Option<usize>) -> anyhow::Result<Pool> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Pool::new(n.clamp(1, MAX_THREADS)).map_err(anyhow::Error::msg)
+    Pool::new(n.clamp(1, MAX_THREADS))
 }
 
 /// A parser for a sampling flag: the engine's range for `p`, so the flags,

@@ -68,7 +68,7 @@ pub fn run(o: &EvalOpts) -> anyhow::Result<()> {
     }
     let text =
         std::fs::read_to_string(&o.events).with_context(|| o.events.display().to_string())?;
-    let all = load_events(&o.events, &pol, &text).map_err(anyhow::Error::msg)?;
+    let all = load_events(&o.events, &pol, &text)?;
     let mut items: Vec<Item> = all
         .into_iter()
         .filter(|it| match o.split {
