@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
+use anyhow::{anyhow, bail, Context as _};
 use llamux_engine::model::{bench_token, Context, ContextParams, KvType};
 use serde_json::json;
 
@@ -49,9 +50,8 @@ fn median(v: &[f64]) -> f64 {
 /// A buffer for streaming reads: 1 GiB, far beyond the caches, in huge
 /// pages like the weights `llamux` reads for its AVX-512 kernels, filled
 /// with non-repeating bytes.
-fn bw_buffer() -> Result<memmap2::MmapMut, String> {
-    let mut m =
-        memmap2::MmapMut::map_anon(1 << 30).map_err(|e| format!("bandwidth buffer: {e}"))?;
+fn bw_buffer() -> anyhow::Result<memmap2::MmapMut> {
+    let mut m = memmap2::MmapMut::map_anon(1 << 30).context("bandwidth buffer")?;
     let _ = m.advise(memmap2::Advice::HugePage);
     for (i, c) in m.chunks_exact_mut(8).enumerate() {
         c.copy_from_slice(&(i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
@@ -62,7 +62,7 @@ fn bw_buffer() -> Result<memmap2::MmapMut, String> {
 /// Streaming-read bandwidth in GB/s, best of 3 passes: `threads` threads
 /// each sum their part of `buf`, started together (as bench/bw.c does);
 /// the time runs until the last one is done.
-fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
+fn read_bandwidth(buf: &[u8], threads: usize) -> anyhow::Result<f64> {
     fn sum(p: &[u8]) -> u64 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -122,10 +122,7 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
                 });
                 if let Err(e) = spawned {
                     go.store(2, Ordering::Release);
-                    return Err(format!(
-                        "bandwidth: cannot start thread {k} of {}: {e}",
-                        threads - 1
-                    ));
+                    bail!("bandwidth: cannot start thread {k} of {}: {e}", threads - 1);
                 }
             }
             wait(&|| ready.load(Ordering::Acquire) == threads - 1);
@@ -141,7 +138,7 @@ fn read_bandwidth(buf: &[u8], threads: usize) -> Result<f64, String> {
 }
 
 /// A forward call of the bench's context.
-pub(crate) type Fwd<'a> = dyn FnMut(&mut Context, &[u32]) -> Result<(), String> + 'a;
+pub(crate) type Fwd<'a> = dyn FnMut(&mut Context, &[u32]) -> anyhow::Result<()> + 'a;
 
 /// The prefill test: a warm-up, then `reps` timed prefills of `n` bench
 /// tokens, each from an empty cache (tokens/s each). Nothing when n is 0.
@@ -151,7 +148,7 @@ pub(crate) fn pp_reps(
     n: usize,
     reps: usize,
     n_vocab: usize,
-) -> Result<Vec<f64>, String> {
+) -> anyhow::Result<Vec<f64>> {
     let mut pp = Vec::new();
     if n == 0 {
         return Ok(pp);
@@ -175,7 +172,7 @@ pub(crate) fn tg_once(
     fwd: &mut Fwd<'_>,
     n: usize,
     n_vocab: usize,
-) -> Result<f64, String> {
+) -> anyhow::Result<f64> {
     ctx.reset();
     let t = Instant::now();
     for i in 0..n {
@@ -196,12 +193,12 @@ pub fn bench(o: &BenchOpts) -> Res {
         // llama-bench's default KV cache type.
         kv_type: KvType::F16,
     };
-    let mut ctx = Context::new(hp, params).map_err(|e| e.to_string())?;
+    let mut ctx = Context::new(hp, params).map_err(|e| anyhow!("{e}"))?;
     let tok = |i: usize| bench_token(i, hp.n_vocab);
     let reps = o.reps.max(1);
     let mut fwd = |ctx: &mut Context, toks: &[u32]| {
         ctx.forward(&model, toks, &mut exec)
-            .map_err(|e| e.to_string())
+            .map_err(|e| anyhow!("{e}"))
     };
 
     let pp = pp_reps(&mut ctx, &mut fwd, o.n_prompt, reps, hp.n_vocab)?;
@@ -303,17 +300,17 @@ const KERNEL_MAX_REPS: usize = 32;
 /// Most prompt tokens per module prefill (abi.rs LLX_BENCH_MAX_BATCH).
 const KERNEL_MAX_PP: usize = 128;
 
-fn read_proc(file: &str) -> Result<String, String> {
+fn read_proc(file: &str) -> anyhow::Result<String> {
     let path = format!("{}/{file}", crate::kernel_cmds::PROC);
     std::fs::read_to_string(&path).map_err(|e| crate::kernel_cmds::proc_err(file, e))
 }
 
 /// A number in a `key: value` line of /proc/llamux/status or model.
-fn field_num<T: std::str::FromStr>(text: &str, file: &str, key: &str) -> Result<T, String> {
+fn field_num<T: std::str::FromStr>(text: &str, file: &str, key: &str) -> anyhow::Result<T> {
     crate::kernel_cmds::status_field(text, key)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
-            format!(
+            anyhow!(
                 "{}/{file}: no number in `{key}:` (an older llamux.ko?)",
                 crate::kernel_cmds::PROC
             )
@@ -321,7 +318,7 @@ fn field_num<T: std::str::FromStr>(text: &str, file: &str, key: &str) -> Result<
 }
 
 /// The module's KV cache as its status line says: (n_ctx, f16).
-fn kv_of(status: &str) -> Result<(usize, bool), String> {
+fn kv_of(status: &str) -> anyhow::Result<(usize, bool)> {
     let line = crate::kernel_cmds::status_field(status, "kv_cache").unwrap_or_default();
     let word = |k: &str| {
         line.split_whitespace()
@@ -331,7 +328,7 @@ fn kv_of(status: &str) -> Result<(usize, bool), String> {
     match (n_ctx, word("type")) {
         (Some(n), Some("f16")) => Ok((n, true)),
         (Some(n), Some("f32")) => Ok((n, false)),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "{}/status: cannot read the `kv_cache:` line {line:?}",
             crate::kernel_cmds::PROC
         )),
@@ -343,7 +340,7 @@ fn kv_of(status: &str) -> Result<(usize, bool), String> {
 fn kernel_run(
     o: &KernelBenchOpts,
     reps: usize,
-) -> Result<(Vec<f64>, Vec<f64>, serde_json::Value), String> {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, serde_json::Value)> {
     let req = format!("pp={} tg={} reps={reps}", o.n_prompt, o.n_gen);
     let path = format!("{}/bench", crate::kernel_cmds::PROC);
     std::fs::write(&path, &req).map_err(|e| crate::kernel_cmds::proc_err("bench", e))?;
@@ -368,11 +365,11 @@ fn kernel_run(
         Vec::new()
     };
     if (o.n_prompt > 0 && pp.len() != reps) || (o.n_gen > 0 && tg.len() != reps) {
-        return Err(format!(
+        bail!(
             "{path}: the module reported {} + {} timings for {req}",
             pp.len(),
             tg.len()
-        ));
+        );
     }
     let num = |k: &str| field_num::<u64>(&st, "status", k).ok();
     let fpu = json!({
@@ -393,9 +390,7 @@ fn kernel_run(
 pub fn bench_kernel(o: &KernelBenchOpts) -> Res {
     let status = read_proc("status")?;
     if crate::kernel_cmds::status_field(&status, "model_loaded").as_deref() != Some("yes") {
-        return Err(
-            "llamux.ko has no model loaded: write the model's path to /proc/llamux/load".into(),
-        );
+        bail!("llamux.ko has no model loaded: write the model's path to /proc/llamux/load");
     }
     let kpath = crate::kernel_cmds::status_field(&status, "model_path").unwrap_or_default();
     let same = |a: &Path, b: &Path| -> bool {
@@ -406,34 +401,32 @@ pub fn bench_kernel(o: &KernelBenchOpts) -> Res {
         }
     };
     if !same(o.model, Path::new(&kpath)) {
-        return Err(format!(
+        bail!(
             "llamux.ko has {kpath:?} loaded, not {}: write that path to /proc/llamux/load first",
             o.model.display()
-        ));
+        );
     }
     let kthreads: usize = field_num(&status, "status", "threads")?;
     let threads = o.threads.unwrap_or(kthreads);
     if threads != kthreads {
-        return Err(format!(
+        bail!(
             "llamux.ko runs {kthreads} thread(s), not {threads}: reload it with threads={threads} (or leave out -t)"
-        ));
+        );
     }
     let n_batch: usize = field_num(&status, "status", "n_batch")?;
     let (n_ctx, kv_f16) = kv_of(&status)?;
     let reps = o.reps.max(1);
     if reps > KERNEL_MAX_REPS {
-        return Err(format!("--reps: at most {KERNEL_MAX_REPS} with --kernel"));
+        bail!("--reps: at most {KERNEL_MAX_REPS} with --kernel");
     }
     if o.n_prompt > n_batch.min(KERNEL_MAX_PP) {
-        return Err(format!(
+        bail!(
             "--n-prompt {}: the module's prefill batch is {n_batch} (at most {KERNEL_MAX_PP})",
             o.n_prompt
-        ));
+        );
     }
     if o.n_prompt.max(o.n_gen) > n_ctx || o.n_prompt + o.n_gen == 0 {
-        return Err(format!(
-            "-p/-n: between 1 and the module's n_ctx ({n_ctx}) tokens"
-        ));
+        bail!("-p/-n: between 1 and the module's n_ctx ({n_ctx}) tokens");
     }
     let minfo = read_proc("model")?;
     let klayout = crate::kernel_cmds::status_field(&minfo, "layout").unwrap_or_default();
@@ -441,10 +434,10 @@ pub fn bench_kernel(o: &KernelBenchOpts) -> Res {
     let (_gguf, model) = load_model(o.model)?;
     let layout = if model.repacked() { "x8" } else { "rows" };
     if klayout != layout {
-        return Err(format!(
+        bail!(
             "the module reads the weights in the {klayout:?} layout, this process in {layout:?}: \
              give the same repack setting to both (llamux --no-repack, llamux.ko repack=)"
-        ));
+        );
     }
     let mut exec = pool(Some(threads))?;
     let hp = &model.hp;
@@ -454,10 +447,10 @@ pub fn bench_kernel(o: &KernelBenchOpts) -> Res {
         logits_all: false,
         kv_type: if kv_f16 { KvType::F16 } else { KvType::F32 },
     };
-    let mut ctx = Context::new(hp, params).map_err(|e| e.to_string())?;
+    let mut ctx = Context::new(hp, params).map_err(|e| anyhow!("{e}"))?;
     let mut fwd = |ctx: &mut Context, toks: &[u32]| {
         ctx.forward(&model, toks, &mut exec)
-            .map_err(|e| e.to_string())
+            .map_err(|e| anyhow!("{e}"))
     };
     let rounds = o.rounds.max(1);
     let (mut upp, mut utg, mut kpp, mut ktg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -3,6 +3,7 @@
 //! relocations, so the probes get the offsets they need through their
 //! config map.
 
+use anyhow::{anyhow, bail, Context as _};
 use llamux_common::Offsets;
 
 const KIND_STRUCT: u32 = 4;
@@ -30,27 +31,27 @@ pub struct Btf {
     strs: Vec<u8>,
 }
 
-fn u32_at(b: &[u8], o: usize) -> Result<u32, String> {
+fn u32_at(b: &[u8], o: usize) -> anyhow::Result<u32> {
     b.get(o..o + 4)
         .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
-        .ok_or_else(|| "BTF truncated".to_string())
+        .context("BTF truncated")
 }
 
 impl Btf {
-    pub fn parse(b: &[u8]) -> Result<Btf, String> {
+    pub fn parse(b: &[u8]) -> anyhow::Result<Btf> {
         if b.len() < 24 || u16::from_le_bytes([b[0], b[1]]) != 0xeb9f {
-            return Err("not little-endian BTF".into());
+            bail!("not little-endian BTF");
         }
         let hdr_len = u32_at(b, 4)? as usize;
         let (type_off, type_len) = (u32_at(b, 8)? as usize, u32_at(b, 12)? as usize);
         let (str_off, str_len) = (u32_at(b, 16)? as usize, u32_at(b, 20)? as usize);
         let tsec = b
             .get(hdr_len + type_off..hdr_len + type_off + type_len)
-            .ok_or("BTF type section out of range")?
+            .context("BTF type section out of range")?
             .to_vec();
         let strs = b
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or("BTF string section out of range")?
+            .context("BTF string section out of range")?
             .to_vec();
         let mut types = vec![Ty {
             name_off: 0,
@@ -79,7 +80,7 @@ impl Btf {
                 17 => 4,                     // DECL_TAG
                 19 => 12 * vlen as usize,    // ENUM64
                 2 | 7..=12 | 16 | 18 => 0,
-                k => return Err(format!("unknown BTF kind {k}")),
+                k => bail!("unknown BTF kind {k}"),
             };
             types.push(Ty {
                 name_off,
@@ -100,11 +101,11 @@ impl Btf {
         std::str::from_utf8(&s[..end]).unwrap_or("")
     }
 
-    fn struct_id(&self, name: &str) -> Result<usize, String> {
+    fn struct_id(&self, name: &str) -> anyhow::Result<usize> {
         self.types
             .iter()
             .position(|t| t.kind == KIND_STRUCT && t.vlen > 0 && self.name(t.name_off) == name)
-            .ok_or_else(|| format!("struct {name} not in the kernel's BTF"))
+            .with_context(|| format!("struct {name} not in the kernel's BTF"))
     }
 
     fn resolve(&self, mut id: usize) -> usize {
@@ -149,13 +150,13 @@ impl Btf {
     }
 
     /// Byte offset of a dotted member path (`f_path.dentry`) in `struct name`.
-    pub fn offset(&self, name: &str, path: &str) -> Result<u32, String> {
+    pub fn offset(&self, name: &str, path: &str) -> anyhow::Result<u32> {
         let mut id = self.struct_id(name)?;
         let mut total = 0;
         for part in path.split('.') {
             let (o, ty) = self
                 .member(self.resolve(id), part)
-                .ok_or_else(|| format!("struct {name} has no member {path}"))?;
+                .with_context(|| format!("struct {name} has no member {path}"))?;
             total += o;
             id = ty;
         }
@@ -164,9 +165,9 @@ impl Btf {
 }
 
 /// The offsets the probes need, from the running kernel.
-pub fn kernel_offsets() -> Result<Offsets, String> {
+pub fn kernel_offsets() -> anyhow::Result<Offsets> {
     let raw = std::fs::read("/sys/kernel/btf/vmlinux")
-        .map_err(|e| format!("/sys/kernel/btf/vmlinux: {e} (kernel without BTF?)"))?;
+        .map_err(|e| anyhow!("/sys/kernel/btf/vmlinux: {e} (kernel without BTF?)"))?;
     let btf = Btf::parse(&raw)?;
     Ok(Offsets {
         bprm_filename: btf.offset("linux_binprm", "filename")?,

@@ -371,16 +371,16 @@ fn mem_available(sys: &Sys) -> Option<u64> {
 fn model_check(sys: &Sys, model: &Path, ctx: usize, out: &mut Vec<Check>) {
     let (g, m) = match crate::engine_cmds::parse(model).and_then(|g| {
         let m = llamux_engine::model::Model::from_gguf(&g)
-            .map_err(|e| format!("{}: {e}", model.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", model.display()))?;
         llamux_engine::tokenizer::Tokenizer::from_gguf(&g)
-            .map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
+            .map_err(|e| anyhow::anyhow!("{}: tokenizer: {e}", model.display()))?;
         Ok((g, m))
     }) {
         Ok(x) => x,
         Err(e) => {
             out.push(fail(
                 "model",
-                e,
+                format!("{e:#}"),
                 "give a GGUF model the engine supports (`llamux info -m MODEL` says why not)",
             ));
             return;
@@ -493,7 +493,7 @@ pub fn doctor(model: Option<&Path>, ctx: usize, json_out: bool) -> Res {
         println!("{n_ok} ok, {n_warn} warn, {n_fail} fail");
     }
     if n_fail > 0 {
-        return Err(format!("{n_fail} check(s) failed"));
+        anyhow::bail!("{n_fail} check(s) failed");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use anyhow::{anyhow, bail, Context as _};
 use llamux_engine::gguf::Gguf;
 use llamux_engine::model::{repack_weights, ContextParams, KvType, Model};
 use llamux_engine::quant::{self, Isa};
@@ -15,7 +16,7 @@ use serde_json::json;
 use crate::pool::Pool;
 use crate::{EngineArgs, SampleArgs};
 
-pub type Res = Result<(), String>;
+pub type Res = anyhow::Result<()>;
 
 /// A model file mapped for the life of the process.
 pub struct Loaded {
@@ -26,11 +27,13 @@ pub struct Loaded {
 /// Opens a model file: a regular file or a block device. Anything else is
 /// refused by name (a directory used to give mmap's "No such device"); the
 /// open does not block on a FIFO (O_NONBLOCK, then fstat).
-pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
+pub fn open_model(path: &Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::FileTypeExt;
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
     let f = crate::fsafe::open_nonblocking(path)?;
-    let t = f.metadata().map_err(err)?.file_type();
+    let t = f
+        .metadata()
+        .with_context(|| path.display().to_string())?
+        .file_type();
     let what = if t.is_file() || t.is_block_device() {
         None
     } else if t.is_dir() {
@@ -45,10 +48,10 @@ pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
         Some("not a regular file")
     };
     if let Some(what) = what {
-        return Err(format!(
+        bail!(
             "{}: is {what}, not a model file (give a GGUF file or a block device)",
             path.display()
-        ));
+        );
     }
     // Reads wait for data again (a block device honours O_NONBLOCK).
     // SAFETY: F_GETFL/F_SETFL on a descriptor this function owns.
@@ -62,11 +65,15 @@ pub fn open_model(path: &Path) -> Result<std::fs::File, String> {
     Ok(f)
 }
 
-pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
+pub fn map_file(path: &Path) -> anyhow::Result<&'static [u8]> {
     use std::os::unix::fs::FileTypeExt;
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let ctx = || path.display().to_string();
     let f = open_model(path)?;
-    if f.metadata().map_err(err)?.file_type().is_block_device() {
+    if f.metadata()
+        .with_context(ctx)?
+        .file_type()
+        .is_block_device()
+    {
         // A model on a raw disk is read, not mapped (a device whose size is
         // not a multiple of the page size faults with SIGBUS on its last
         // mapped page).
@@ -75,7 +82,7 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
     // SAFETY: the mapping is read-only and private; the file is a model the
     // user handed us and we do not defend against it changing underneath
     // (truncation would fault, as for any mmap reader).
-    let m = unsafe { memmap2::Mmap::map(&f) }.map_err(err)?;
+    let m = unsafe { memmap2::Mmap::map(&f) }.with_context(ctx)?;
     Ok(Box::leak(Box::new(m)))
 }
 
@@ -83,29 +90,31 @@ pub fn map_file(path: &Path) -> Result<&'static [u8], String> {
 /// seek to the end lands) read into memory for the life of the process,
 /// writable. Not a copy-on-write mapping: repacking writes most of it,
 /// and that costs a page fault per page (docs/speed.md, "Reading the model").
-fn read_file(path: &Path) -> Result<&'static mut [u8], String> {
+fn read_file(path: &Path) -> anyhow::Result<&'static mut [u8]> {
     use std::io::{Read, Seek};
-    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let ctx = || path.display().to_string();
     let mut f = open_model(path)?;
-    let len = f.seek(std::io::SeekFrom::End(0)).map_err(err)?;
-    let len = usize::try_from(len).map_err(|_| format!("{}: too large", path.display()))?;
-    f.rewind().map_err(err)?;
+    let len = f.seek(std::io::SeekFrom::End(0)).with_context(ctx)?;
+    let Ok(len) = usize::try_from(len) else {
+        bail!("{}: too large", path.display());
+    };
+    f.rewind().with_context(ctx)?;
     if len == 0 {
         return Ok(&mut []);
     }
     // Anonymous memory, in huge pages where the kernel allows (fewer faults
     // and TLB misses).
-    let m = memmap2::MmapMut::map_anon(len).map_err(err)?;
+    let m = memmap2::MmapMut::map_anon(len).with_context(ctx)?;
     let _ = m.advise(memmap2::Advice::HugePage);
     // Leaked for the life of the process, like a mapping.
     let buf: &'static mut [u8] = &mut Box::leak(Box::new(m))[..];
-    f.read_exact(buf).map_err(err)?;
+    f.read_exact(buf).with_context(ctx)?;
     Ok(buf)
 }
 
-pub fn parse(path: &Path) -> Result<Gguf<'static>, String> {
+pub fn parse(path: &Path) -> anyhow::Result<Gguf<'static>> {
     let bytes = map_file(path)?;
-    Gguf::parse(bytes).map_err(|e| format!("{}: not a valid GGUF file: {e}", path.display()))
+    Gguf::parse(bytes).map_err(|e| anyhow!("{}: not a valid GGUF file: {e}", path.display()))
 }
 
 /// Whether `load_model` may repack (`--no-repack` clears it).
@@ -118,8 +127,8 @@ pub fn set_repack(on: bool) {
 /// The file parsed and its model, with the Q4_K and Q6_K matrices repacked
 /// for the AVX2 or AVX-512 kernels when those run (`--isa scalar` and
 /// `--no-repack` keep the file's layout, and its read-only mapping).
-pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String> {
-    let ctx = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+pub fn load_model(path: &Path) -> anyhow::Result<(Gguf<'static>, Model<'static>)> {
+    let ctx = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
     if quant::isa() == Isa::Scalar || !REPACK.load(Ordering::Relaxed) {
         let gguf = parse(path)?;
         let model = Model::from_gguf(&gguf).map_err(|e| ctx(&e))?;
@@ -144,10 +153,10 @@ pub fn load_model(path: &Path) -> Result<(Gguf<'static>, Model<'static>), String
     Ok((gguf, model))
 }
 
-pub fn load(path: &Path) -> Result<Loaded, String> {
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     let (gguf, model) = load_model(path)?;
     let tokenizer =
-        Tokenizer::from_gguf(&gguf).map_err(|e| format!("{}: tokenizer: {e}", path.display()))?;
+        Tokenizer::from_gguf(&gguf).map_err(|e| anyhow!("{}: tokenizer: {e}", path.display()))?;
     Ok(Loaded { model, tokenizer })
 }
 
@@ -163,7 +172,7 @@ pub fn threads_arg(v: &str) -> Result<usize, String> {
     }
 }
 
-pub fn pool(threads: Option<usize>) -> Result<Pool, String> {
+pub fn pool(threads: Option<usize>) -> anyhow::Result<Pool> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     Pool::new(n.clamp(1, MAX_THREADS))
 }
@@ -199,7 +208,7 @@ pub fn sample_count_arg(p: Param) -> impl Fn(&str) -> Result<usize, String> + Cl
 
 /// The flags as the engine's parameters, checked once more by the engine
 /// (the message names the flag).
-pub fn sampler_params(s: &SampleArgs) -> Result<SamplerParams, String> {
+pub fn sampler_params(s: &SampleArgs) -> anyhow::Result<SamplerParams> {
     let p = SamplerParams {
         temperature: s.temperature,
         top_k: i32::try_from(s.top_k).unwrap_or(i32::MAX),
@@ -219,7 +228,7 @@ pub fn sampler_params(s: &SampleArgs) -> Result<SamplerParams, String> {
             Param::PenaltyLastN => "--repeat-last-n",
             other => other.name(),
         };
-        format!("{flag} must be {} (got {})", e.param.range(), e.value)
+        anyhow!("{flag} must be {} (got {})", e.param.range(), e.value)
     })?;
     Ok(p)
 }
@@ -255,10 +264,8 @@ pub fn run(
     let params = sampler_params(s)?;
     let prompt = match (prompt, prompt_file) {
         (Some(p), _) => p,
-        (None, Some(f)) => {
-            std::fs::read_to_string(&f).map_err(|err| format!("{}: {err}", f.display()))?
-        }
-        (None, None) => return Err("give --prompt TEXT or --prompt-file FILE".into()),
+        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| f.display().to_string())?,
+        (None, None) => bail!("give --prompt TEXT or --prompt-file FILE"),
     };
     let l = load(&e.model)?;
     let mut exec = pool(e.threads)?;
@@ -269,7 +276,7 @@ pub fn run(
         params,
         prompt.len(),
     )
-    .map_err(|err| err.to_string())?;
+    .map_err(|err| anyhow!("{err}"))?;
     let t0 = Instant::now();
     let (m, tk, text) = (&l.model, &l.tokenizer, prompt.as_bytes());
     let n_prompt = if instruct {
@@ -277,7 +284,7 @@ pub fn run(
     } else {
         sess.start_with(m, tk, text, specials(special), &mut exec)
     }
-    .map_err(|err| err.to_string())?;
+    .map_err(|err| anyhow!("{err}"))?;
     let t_prefill = t0.elapsed().as_secs_f64();
     let mut utf8 = Utf8Stream::default();
     let mut generated = Vec::new();
@@ -286,7 +293,7 @@ pub fn run(
     for _ in 0..s.n_predict {
         match sess
             .step(&l.model, &l.tokenizer, &mut exec)
-            .map_err(|err| err.to_string())?
+            .map_err(|err| anyhow!("{err}"))?
         {
             Step::Token(t) => {
                 generated.push(t);
@@ -343,7 +350,7 @@ fn exec_threads(p: &Pool) -> usize {
 pub fn tokenize(model: &Path, text: &str, add_bos: bool, special: bool, json_out: bool) -> Res {
     let g = parse(model)?;
     let tok =
-        Tokenizer::from_gguf(&g).map_err(|e| format!("{}: tokenizer: {e}", model.display()))?;
+        Tokenizer::from_gguf(&g).map_err(|e| anyhow!("{}: tokenizer: {e}", model.display()))?;
     let ids = encode_with(&tok, text.as_bytes(), add_bos, special)?;
     if json_out {
         let pieces: Vec<String> = ids
@@ -365,20 +372,20 @@ pub fn encode_with(
     text: &[u8],
     add_bos: bool,
     special: bool,
-) -> Result<Vec<u32>, String> {
-    let mut scratch = tok.scratch(text.len()).map_err(|e| e.to_string())?;
+) -> anyhow::Result<Vec<u32>> {
+    let mut scratch = tok.scratch(text.len()).map_err(|e| anyhow!("{e}"))?;
     // Invalid UTF-8 can take up to 3 ids per byte (BPE).
     let mut ids = vec![0u32; 3 * text.len() + 2];
     let n = tok
         .encode_with(text, add_bos, special, &mut scratch, &mut ids)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow!("{e}"))?;
     ids.truncate(n);
     Ok(ids)
 }
 
 pub fn logits(e: &EngineArgs, tokens: &[u32], out: &Path) -> Res {
     if tokens.is_empty() {
-        return Err("--tokens needs at least one id".into());
+        bail!("--tokens needs at least one id");
     }
     let l = load(&e.model)?;
     let mut exec = pool(e.threads)?;
@@ -386,16 +393,16 @@ pub fn logits(e: &EngineArgs, tokens: &[u32], out: &Path) -> Res {
     let mut params = ctx_params(e, true);
     params.n_ctx = params.n_ctx.max(tokens.len());
     let mut ctx =
-        llamux_engine::model::Context::new(&l.model.hp, params).map_err(|err| err.to_string())?;
+        llamux_engine::model::Context::new(&l.model.hp, params).map_err(|err| anyhow!("{err}"))?;
     let mut bytes = Vec::with_capacity(tokens.len() * n_vocab * 4);
     for chunk in tokens.chunks(ctx.params.n_batch) {
         ctx.forward(&l.model, chunk, &mut exec)
-            .map_err(|err| err.to_string())?;
+            .map_err(|err| anyhow!("{err}"))?;
         for v in ctx.logits() {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
     }
-    std::fs::write(out, &bytes).map_err(|err| format!("{}: {err}", out.display()))?;
+    std::fs::write(out, &bytes).with_context(|| out.display().to_string())?;
     eprintln!(
         "llamux: wrote {} x {} logits to {}",
         tokens.len(),

@@ -14,6 +14,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use anyhow::{anyhow, bail, Context as _};
+
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -52,34 +54,33 @@ fn dir_problem(p: &Path, md: &std::fs::Metadata) -> Option<String> {
 
 /// Makes `p` a folder of ours with `mode` (0700, 0755) or checks that the
 /// existing one is ours and not writable by others.
-pub fn private_dir(p: &Path, mode: u32) -> Result<(), String> {
+pub fn private_dir(p: &Path, mode: u32) -> anyhow::Result<()> {
     match std::fs::symlink_metadata(p) {
         Ok(md) => match dir_problem(p, &md) {
-            Some(why) => Err(why),
+            Some(why) => Err(anyhow!(why)),
             None => Ok(()),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).with_context(|| parent.display().to_string())?;
             }
             std::fs::DirBuilder::new()
                 .mode(mode)
                 .create(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+                .with_context(|| p.display().to_string())?;
             // The umask may have taken bits away; set exactly `mode`.
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{}: {e}", p.display()))?;
-            let md = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            dir_problem(p, &md).map_or(Ok(()), Err)
+                .with_context(|| p.display().to_string())?;
+            let md = std::fs::symlink_metadata(p).with_context(|| p.display().to_string())?;
+            dir_problem(p, &md).map_or(Ok(()), |why| Err(anyhow!(why)))
         }
-        Err(e) => Err(format!("{}: {e}", p.display())),
+        Err(e) => Err(anyhow::Error::new(e).context(p.display().to_string())),
     }
 }
 
 /// Opens `p` for writing as a 0600 file of ours (created, truncated or
 /// appended), refusing a symbolic link or somebody else's file.
-pub fn open_private(p: &Path, append: bool) -> Result<File, String> {
+pub fn open_private(p: &Path, append: bool) -> anyhow::Result<File> {
     let mut o = OpenOptions::new();
     o.create(true)
         .mode(0o600)
@@ -89,27 +90,23 @@ pub fn open_private(p: &Path, append: bool) -> Result<File, String> {
     } else {
         o.write(true).truncate(true);
     }
-    let f = o.open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
+    let f = o.open(p).with_context(|| p.display().to_string())?;
+    let md = f.metadata().with_context(|| p.display().to_string())?;
     if !md.is_file() || md.uid() != euid() {
-        return Err(format!(
-            "{}: not a regular file of uid {}",
-            p.display(),
-            euid()
-        ));
+        bail!("{}: not a regular file of uid {}", p.display(), euid());
     }
     if md.mode() & 0o777 != 0o600 {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", p.display()))?;
+            .with_context(|| p.display().to_string())?;
     }
     Ok(f)
 }
 
 /// Writes `data` to `p` as a 0600 file of ours.
-pub fn write_private(p: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_private(p: &Path, data: &[u8]) -> anyhow::Result<()> {
     open_private(p, false)?
         .write_all(data)
-        .map_err(|e| format!("{}: {e}", p.display()))
+        .with_context(|| p.display().to_string())
 }
 
 /// Why `p` cannot be trusted as code to load into the kernel, if so:
@@ -143,50 +140,50 @@ fn ancestors_problem(p: &Path) -> Option<String> {
 /// Owned by root or by us, not writable by group or others: the check for
 /// every file the loader trusts (the BPF object, the service's config and
 /// policies).
-pub fn check_owner_mode(p: &Path, md: &std::fs::Metadata) -> Result<(), String> {
+pub fn check_owner_mode(p: &Path, md: &std::fs::Metadata) -> anyhow::Result<()> {
     if !owner_ok(md.uid()) {
-        return Err(format!(
+        bail!(
             "{}: owned by uid {}, not by root or uid {}: refusing it",
             p.display(),
             md.uid(),
             euid()
-        ));
+        );
     }
     if md.mode() & 0o022 != 0 {
-        return Err(format!(
+        bail!(
             "{}: writable by group or others (mode {:04o}): refusing it (chmod go-w)",
             p.display(),
             md.mode() & 0o7777
-        ));
+        );
     }
     Ok(())
 }
 
 /// Opens `p` for reading without blocking on a FIFO or a device put in a
 /// file's place (the checks then run on the open file).
-pub fn open_nonblocking(p: &Path) -> Result<File, String> {
+pub fn open_nonblocking(p: &Path) -> anyhow::Result<File> {
     OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(p)
-        .map_err(|e| format!("{}: {e}", p.display()))
+        .with_context(|| p.display().to_string())
 }
 
 /// Reads `p` when it is a regular file owned by root or us, not writable
 /// by group or others, in trusted folders.
-pub fn read_trusted(p: &Path) -> Result<Vec<u8>, String> {
+pub fn read_trusted(p: &Path) -> anyhow::Result<Vec<u8>> {
     let mut f = open_nonblocking(p)?;
-    let md = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?;
+    let md = f.metadata().with_context(|| p.display().to_string())?;
     if !md.is_file() {
-        return Err(format!("{}: not a regular file", p.display()));
+        bail!("{}: not a regular file", p.display());
     }
     check_owner_mode(p, &md)?;
     if let Some(why) = ancestors_problem(p) {
-        return Err(format!("{}: {why}", p.display()));
+        bail!("{}: {why}", p.display());
     }
     let mut b = Vec::new();
     f.read_to_end(&mut b)
-        .map_err(|e| format!("{}: {e}", p.display()))?;
+        .with_context(|| p.display().to_string())?;
     Ok(b)
 }
 
@@ -235,13 +232,11 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o700);
         private_dir(&p, 0o700).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let e = private_dir(&p, 0o700).unwrap_err();
+        let e = format!("{:#}", private_dir(&p, 0o700).unwrap_err());
         assert!(e.contains("writable by group or others"), "{e}");
         let l = d.join("link");
         std::os::unix::fs::symlink(&p, &l).unwrap();
-        assert!(private_dir(&l, 0o700)
-            .unwrap_err()
-            .contains("not a directory"));
+        assert!(format!("{:#}", private_dir(&l, 0o700).unwrap_err()).contains("not a directory"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -257,21 +252,19 @@ mod tests {
             assert_eq!(read_trusted(&f).unwrap(), b"\x7fELF");
         }
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(read_trusted(&f)
-            .unwrap_err()
-            .contains("writable by group or others"));
+        assert!(
+            format!("{:#}", read_trusted(&f).unwrap_err()).contains("writable by group or others")
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(read_trusted(&f).unwrap_err().contains("writable by others"));
+        assert!(format!("{:#}", read_trusted(&f).unwrap_err()).contains("writable by others"));
         // A FIFO in the object's place is refused at once, not waited on.
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         let fifo = d.join("fifo.o");
         let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a NUL-terminated path; mkfifo only creates a file.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(read_trusted(&fifo)
-            .unwrap_err()
-            .contains("not a regular file"));
+        assert!(format!("{:#}", read_trusted(&fifo).unwrap_err()).contains("not a regular file"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 
+use anyhow::{anyhow, bail};
 use serde_json::json;
 
 use llamux_engine::sample::Param;
@@ -12,7 +13,7 @@ use crate::engine_cmds::Res;
 
 pub(crate) const PROC: &str = "/proc/llamux";
 
-pub(crate) fn proc_err(file: &str, e: std::io::Error) -> String {
+pub(crate) fn proc_err(file: &str, e: std::io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
         Some(2) => " (is llamux.ko loaded? `insmod llamux.ko model=FILE`)",
         Some(13) => " (root only)",
@@ -21,7 +22,7 @@ pub(crate) fn proc_err(file: &str, e: std::io::Error) -> String {
         Some(7) => " (prompt too long: see max_prompt in /proc/llamux/status)",
         _ => "",
     };
-    format!("{PROC}/{file}: {e}{hint}")
+    anyhow!("{PROC}/{file}: {e}{hint}")
 }
 
 /// The value of `key: value` in /proc/llamux/status.
@@ -59,7 +60,7 @@ pub fn special_like(s: &str) -> Option<&str> {
 /// engine's ranges before anything is written (the module takes the same
 /// ranges from the engine, but refuses only when the next request starts).
 /// Other words are left to the module to judge.
-pub fn check_params(text: &str) -> Result<(), String> {
+pub fn check_params(text: &str) -> anyhow::Result<()> {
     for word in text.split_whitespace() {
         let Some((k, v)) = word.split_once('=') else {
             continue;
@@ -70,8 +71,8 @@ pub fn check_params(text: &str) -> Result<(), String> {
         let k = p.name();
         let x: f64 = v
             .parse()
-            .map_err(|_| format!("--params: {k}={v}: not a number (must be {})", p.range()))?;
-        p.check(x).map_err(|e| format!("--params: {e}"))?;
+            .map_err(|_| anyhow!("--params: {k}={v}: not a number (must be {})", p.range()))?;
+        p.check(x).map_err(|e| anyhow!("--params: {e}"))?;
     }
     Ok(())
 }
@@ -89,10 +90,10 @@ pub fn query(
     json_out: bool,
 ) -> Res {
     if let (false, Some(t)) = (special, special_like(prompt)) {
-        return Err(format!(
+        bail!(
             "the prompt contains {t:?}, which llama.cpp-style tokenizers (and llamux.ko) read as a control \
              token, not text; give --special to send it as such, or `llamux run` to have it read as text"
-        ));
+        );
     }
     if let Some(p) = params {
         check_params(p)?;

@@ -390,7 +390,7 @@ fn main() -> ExitCode {
     if cli.no_repack {
         engine_cmds::set_repack(false);
     }
-    let r = match cli.cmd {
+    let r: anyhow::Result<()> = match cli.cmd {
         Cmd::Bench {
             model,
             threads,
@@ -562,7 +562,7 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("llamux: {e}");
+            eprintln!("llamux: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,8 @@ use llamux_engine::advise::{layout, Advisor};
 
 use serde_json::{Map, Value};
 
+use anyhow::{anyhow, bail, Context as _};
+
 use crate::engine_cmds::{self, Loaded};
 use crate::policy::Policy;
 use crate::pool::Pool;
@@ -37,16 +39,16 @@ pub trait Advise {
     /// the last decision was made.
     fn name(&self) -> &'static str;
     /// Prepares a policy (its prefix is prefilled once); returns its handle.
-    fn add_policy(&mut self, p: &Policy) -> Result<usize, String>;
+    fn add_policy(&mut self, p: &Policy) -> anyhow::Result<usize>;
     /// Scores the policy's answers after the rendered event text.
-    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String>;
+    fn advise(&mut self, policy: usize, event_text: &str) -> anyhow::Result<Advice>;
     /// Renders an event as this advisor's prompt for the policy wants it
     /// (its chat format's event template) and scores it; returns the text.
     fn advise_event(
         &mut self,
         policy: usize,
         event: &Map<String, Value>,
-    ) -> Result<(String, Advice), String>;
+    ) -> anyhow::Result<(String, Advice)>;
     /// The prompt format the policy is asked in.
     fn format(&self, _policy: usize) -> Format {
         Format::Plain
@@ -56,18 +58,18 @@ pub trait Advise {
 /// Tokens of `text` (with BOS when `bos`), through the engine's
 /// allocation-free encoder; control tokens written as text are recognised
 /// only with `special` (the policy's own prompt text, never event text).
-fn encode_with(l: &Loaded, text: &str, bos: bool, special: bool) -> Result<Vec<u32>, String> {
+fn encode_with(l: &Loaded, text: &str, bos: bool, special: bool) -> anyhow::Result<Vec<u32>> {
     let tok = &l.tokenizer;
-    let mut scratch = tok.scratch(text.len().max(1)).map_err(|e| e.to_string())?;
+    let mut scratch = tok.scratch(text.len().max(1)).map_err(|e| anyhow!("{e}"))?;
     let mut out = vec![0u32; text.len() + 2];
     let n = tok
         .encode_with(text.as_bytes(), bos, special, &mut scratch, &mut out)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow!("{e}"))?;
     out.truncate(n);
     Ok(out)
 }
 
-fn encode(l: &Loaded, text: &str, bos: bool) -> Result<Vec<u32>, String> {
+fn encode(l: &Loaded, text: &str, bos: bool) -> anyhow::Result<Vec<u32>> {
     encode_with(l, text, bos, false)
 }
 
@@ -96,7 +98,7 @@ pub struct UserAdvisor {
 }
 
 impl UserAdvisor {
-    pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> Result<Self, String> {
+    pub fn new(model: &Path, threads: Option<usize>, ctx: usize) -> anyhow::Result<Self> {
         let l: &'static Loaded = Box::leak(Box::new(engine_cmds::load(model)?));
         // The header again (a read-only mapping) for the chat template.
         let chat_template = engine_cmds::parse(model)?
@@ -119,21 +121,21 @@ impl Advise for UserAdvisor {
         "user"
     }
 
-    fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
+    fn add_policy(&mut self, p: &Policy) -> anyhow::Result<usize> {
         let format = forced_plain(pt::resolve(p.chat.as_ref(), self.chat_template.as_deref()));
         let built = build(p, format)?;
         // Plain prompts are tokenized as before (and as the kernel does).
         let special = format != Format::Plain;
         let prefix = encode_with(self.l, &built.prefix, true, special)
-            .map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+            .map_err(|e| anyhow!("policy {}: prefix: {e}", p.name))?;
         let suffix = encode_with(self.l, &built.suffix, false, true)
-            .map_err(|e| format!("policy {}: suffix: {e}", p.name))?;
+            .map_err(|e| anyhow!("policy {}: suffix: {e}", p.name))?;
         let mut answers = Vec::new();
         for a in &built.answers {
             let t = encode(self.l, a, false)
-                .map_err(|e| format!("policy {}: answer {:?}: {e}", p.name, a))?;
+                .map_err(|e| anyhow!("policy {}: answer {:?}: {e}", p.name, a))?;
             if t.is_empty() {
-                return Err(format!("policy {}: answer {:?} has no tokens", p.name, a));
+                bail!("policy {}: answer {:?} has no tokens", p.name, a);
             }
             answers.push(t);
         }
@@ -147,7 +149,7 @@ impl Advise for UserAdvisor {
             answers.iter().map(|a| a.len()).max().unwrap_or(1),
         );
         if prefix.len() + 64 + n_batch > ctx {
-            return Err(format!(
+            return Err(anyhow!(
                 "policy {}: prefix of {} tokens does not fit a {}-position context",
                 p.name,
                 prefix.len(),
@@ -155,10 +157,10 @@ impl Advise for UserAdvisor {
             ));
         }
         let mut adv = Advisor::new(&self.l.model, ctx, n_batch)
-            .map_err(|e| format!("policy {}: {e}", p.name))?;
+            .map_err(|e| anyhow!("policy {}: {e}", p.name))?;
         let t0 = Instant::now();
         adv.set_prefix(&self.l.model, &prefix, &mut self.exec)
-            .map_err(|e| format!("policy {}: prefix: {e}", p.name))?;
+            .map_err(|e| anyhow!("policy {}: prefix: {e}", p.name))?;
         self.last_prefix_us = t0.elapsed().as_micros() as u64;
         self.policies.push(PolicyState {
             adv,
@@ -176,10 +178,10 @@ impl Advise for UserAdvisor {
         &mut self,
         policy: usize,
         event: &Map<String, Value>,
-    ) -> Result<(String, Advice), String> {
-        let st = self.policies.get(policy).ok_or("no such policy")?;
+    ) -> anyhow::Result<(String, Advice)> {
+        let st = self.policies.get(policy).context("no such policy")?;
         let text = pt::render(&st.built.event, event)
-            .map_err(|e| format!("{e} (policy {} needs it)", st.pol.name))?;
+            .map_err(|e| anyhow!("{e} (policy {} needs it)", st.pol.name))?;
         let a = self.advise(policy, &text)?;
         Ok((text, a))
     }
@@ -190,9 +192,9 @@ impl Advise for UserAdvisor {
             .map_or(Format::Plain, |p| p.built.format)
     }
 
-    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
+    fn advise(&mut self, policy: usize, event_text: &str) -> anyhow::Result<Advice> {
         let t0 = Instant::now();
-        let st = self.policies.get_mut(policy).ok_or("no such policy")?;
+        let st = self.policies.get_mut(policy).context("no such policy")?;
         let mut ev = encode(self.l, event_text, false)?;
         // Keep room for the suffix and the answers: cut the event from the
         // front if long (the suffix stays whole).
@@ -211,7 +213,7 @@ impl Advise for UserAdvisor {
         let mut scores = vec![0f32; answers.len()];
         st.adv
             .score(&self.l.model, ev, &answers, &mut scores, &mut self.exec)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| anyhow!("{e}"))?;
         let (event_tokens, prefix_tokens) = (ev.len(), st.prefix_tokens);
         Ok(Advice {
             scores,
@@ -233,7 +235,7 @@ fn forced_plain(format: Format) -> Format {
 }
 
 /// A policy's prompt texts in `format`.
-fn build(p: &Policy, format: Format) -> Result<pt::Built, String> {
+fn build(p: &Policy, format: Format) -> anyhow::Result<pt::Built> {
     let texts: Vec<String> = p.answers.iter().map(|a| a.text.clone()).collect();
     let chat_texts: Vec<Option<String>> = p.answers.iter().map(|a| a.chat.clone()).collect();
     pt::build(
@@ -244,7 +246,7 @@ fn build(p: &Policy, format: Format) -> Result<pt::Built, String> {
         p.chat.as_ref(),
         format,
     )
-    .map_err(|e| format!("policy {}: {e}", p.name))
+    .map_err(|e| anyhow!("policy {}: {e}", p.name))
 }
 
 /// Where the kernel module's advisor interface lives.
@@ -288,8 +290,8 @@ pub fn kernel_chat_format(model_info: &str) -> Option<Format> {
 pub fn kernel_response(
     text: &str,
     n_answers: usize,
-) -> Result<(usize, usize, usize, Vec<f32>), String> {
-    let bad = || format!("malformed advise response {text:?}");
+) -> anyhow::Result<(usize, usize, usize, Vec<f32>)> {
+    let bad = || anyhow!("malformed advise response {text:?}");
     let r = llamux_engine::advise::response::Response::parse(text.as_bytes()).ok_or_else(bad)?;
     if r.scores().len() != n_answers {
         return Err(bad());
@@ -335,7 +337,7 @@ impl Advise for KernelAdvisor {
         "kernel"
     }
 
-    fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
+    fn add_policy(&mut self, p: &Policy) -> anyhow::Result<usize> {
         let format = forced_plain(pt::resolve_format(p.chat.as_ref(), self.chat));
         self.policies.push(build(p, format)?);
         Ok(self.policies.len() - 1)
@@ -347,9 +349,9 @@ impl Advise for KernelAdvisor {
         &mut self,
         policy: usize,
         event: &Map<String, Value>,
-    ) -> Result<(String, Advice), String> {
-        let b = self.policies.get(policy).ok_or("no such policy")?;
-        let text = pt::render(&b.event, event)?;
+    ) -> anyhow::Result<(String, Advice)> {
+        let b = self.policies.get(policy).context("no such policy")?;
+        let text = pt::render(&b.event, event).map_err(anyhow::Error::msg)?;
         let a = self.advise(policy, &text)?;
         Ok((text, a))
     }
@@ -360,29 +362,26 @@ impl Advise for KernelAdvisor {
             .map_or(Format::Plain, |b| b.format)
     }
 
-    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
+    fn advise(&mut self, policy: usize, event_text: &str) -> anyhow::Result<Advice> {
         use std::io::{Read, Write};
         let t0 = Instant::now();
-        let built = self.policies.get(policy).ok_or("no such policy")?;
+        let built = self.policies.get(policy).context("no such policy")?;
         let n_answers = built.answers.len();
         let req = kernel_request(self.ctx, built, event_text);
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(KERNEL_ADVISE)
-            .map_err(|e| format!("{KERNEL_ADVISE}: {e}"))?;
+            .map_err(|e| anyhow!("{KERNEL_ADVISE}: {e}"))?;
         let n = f
             .write(&req)
-            .map_err(|e| format!("{KERNEL_ADVISE}: write: {e}"))?;
+            .map_err(|e| anyhow!("{KERNEL_ADVISE}: write: {e}"))?;
         if n != req.len() {
-            return Err(format!(
-                "{KERNEL_ADVISE}: short write ({n} of {})",
-                req.len()
-            ));
+            bail!("{KERNEL_ADVISE}: short write ({n} of {})", req.len());
         }
         let mut resp = String::new();
         f.read_to_string(&mut resp)
-            .map_err(|e| format!("{KERNEL_ADVISE}: read: {e}"))?;
+            .map_err(|e| anyhow!("{KERNEL_ADVISE}: read: {e}"))?;
         let (_best, event_tokens, prefix_tokens, scores) = kernel_response(&resp, n_answers)?;
         Ok(Advice {
             scores,
@@ -423,12 +422,12 @@ impl AutoAdvisor {
         model: Option<&Path>,
         threads: Option<usize>,
         ctx: usize,
-    ) -> Result<Self, String> {
+    ) -> anyhow::Result<Self> {
         let kernel_ok = kernel_available();
         let kernel = match choice {
             AdvisorChoice::User => None,
             AdvisorChoice::Kernel if !kernel_ok => {
-                return Err(format!(
+                return Err(anyhow!(
                     "--advisor kernel: {KERNEL_ADVISE} is not there or the module has no model"
                 ))
             }
@@ -441,7 +440,7 @@ impl AutoAdvisor {
             model.map(Path::to_path_buf)
         };
         if kernel.is_none() && model.is_none() {
-            return Err("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)".into());
+            bail!("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)");
         }
         let mut a = AutoAdvisor {
             kernel,
@@ -461,12 +460,12 @@ impl AutoAdvisor {
     }
 
     /// The user-space advisor with every policy added, built on first use.
-    fn user_advisor(&mut self) -> Result<&mut UserAdvisor, String> {
+    fn user_advisor(&mut self) -> anyhow::Result<&mut UserAdvisor> {
         if self.user.is_none() {
             let model = self
                 .model
                 .as_deref()
-                .ok_or("no --model for the user-space advisor")?;
+                .context("no --model for the user-space advisor")?;
             let mut u = UserAdvisor::new(model, self.threads, self.ctx)?;
             for p in &self.policies {
                 u.add_policy(p)?;
@@ -480,9 +479,9 @@ impl AutoAdvisor {
     /// space decides if a model was given. Records who answered.
     fn kernel_first<T>(
         &mut self,
-        kernel: impl FnOnce(&mut KernelAdvisor) -> Result<T, String>,
-        user: impl FnOnce(&mut UserAdvisor) -> Result<T, String>,
-    ) -> Result<T, String> {
+        kernel: impl FnOnce(&mut KernelAdvisor) -> anyhow::Result<T>,
+        user: impl FnOnce(&mut UserAdvisor) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         if let Some(k) = self.kernel.as_mut() {
             match kernel(k) {
                 Ok(r) => {
@@ -490,9 +489,9 @@ impl AutoAdvisor {
                     return Ok(r);
                 }
                 Err(e) if self.model.is_some() => {
-                    eprintln!("llamux: kernel advisor: {e}; deciding in user space")
+                    eprintln!("llamux: kernel advisor: {e:#}; deciding in user space")
                 }
-                Err(e) => return Err(format!("kernel advisor: {e}")),
+                Err(e) => return Err(e.context("kernel advisor")),
             }
         }
         let r = user(self.user_advisor()?)?;
@@ -506,7 +505,7 @@ impl Advise for AutoAdvisor {
         self.last
     }
 
-    fn add_policy(&mut self, p: &Policy) -> Result<usize, String> {
+    fn add_policy(&mut self, p: &Policy) -> anyhow::Result<usize> {
         let h = self.policies.len();
         if let Some(k) = self.kernel.as_mut() {
             k.add_policy(p)?;
@@ -518,7 +517,7 @@ impl Advise for AutoAdvisor {
         Ok(h)
     }
 
-    fn advise(&mut self, policy: usize, event_text: &str) -> Result<Advice, String> {
+    fn advise(&mut self, policy: usize, event_text: &str) -> anyhow::Result<Advice> {
         self.kernel_first(
             |k| k.advise(policy, event_text),
             |u| u.advise(policy, event_text),
@@ -529,7 +528,7 @@ impl Advise for AutoAdvisor {
         &mut self,
         policy: usize,
         event: &Map<String, Value>,
-    ) -> Result<(String, Advice), String> {
+    ) -> anyhow::Result<(String, Advice)> {
         self.kernel_first(
             |k| k.advise_event(policy, event),
             |u| u.advise_event(policy, event),

@@ -65,7 +65,7 @@ pub struct Pool {
 impl Pool {
     /// `threads - 1` workers; an error names the reason a thread could not
     /// be started (a process limit, memory), after stopping those that were.
-    pub fn new(threads: usize) -> Result<Self, String> {
+    pub fn new(threads: usize) -> anyhow::Result<Self> {
         let shared = Arc::new(Shared {
             next: AtomicU64::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
@@ -94,10 +94,10 @@ impl Pool {
                     } else {
                         ""
                     };
-                    return Err(format!(
+                    anyhow::bail!(
                         "cannot start worker thread {i} of {}: {e}{hint}",
                         threads - 1
-                    ));
+                    );
                 }
             }
         }

@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use anyhow::{anyhow, bail, Context as _};
 use clap::ValueEnum;
 use serde::Deserialize;
 
@@ -52,20 +53,20 @@ pub struct Config {
     pub bpf_obj: Option<PathBuf>,
 }
 
-fn abs_path(key: &str, v: &str) -> Result<PathBuf, String> {
+fn abs_path(key: &str, v: &str) -> anyhow::Result<PathBuf> {
     if v.chars().any(|c| c.is_control()) {
-        return Err(format!("{key}: control characters in the path"));
+        bail!("{key}: control characters in the path");
     }
     let p = PathBuf::from(v);
     if !p.is_absolute() {
-        return Err(format!("{key}: `{v}` is not an absolute path"));
+        bail!("{key}: `{v}` is not an absolute path");
     }
     Ok(p)
 }
 
 /// Parses the text of llamux.toml (no file access).
-pub fn parse_config(src: &str) -> Result<Config, String> {
-    let raw: RawConfig = toml::from_str(src).map_err(|e| e.to_string())?;
+pub fn parse_config(src: &str) -> anyhow::Result<Config> {
+    let raw: RawConfig = toml::from_str(src).map_err(|e| anyhow!("{e}"))?;
     let model = match raw.model.as_deref() {
         None | Some("") => None,
         Some(m) => Some(abs_path("model", m)?),
@@ -73,14 +74,14 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
     let advisor = match raw.advisor.as_deref() {
         None => AdvisorChoice::Auto,
         Some(a) => AdvisorChoice::from_str(a, false).map_err(|_| {
-            format!(
+            anyhow!(
                 "advisor: `{}` is not one of auto, kernel, user",
                 a.escape_debug()
             )
         })?,
     };
     if model.is_none() && advisor == AdvisorChoice::User {
-        return Err("advisor = \"user\" needs a model".into());
+        bail!("advisor = \"user\" needs a model");
     }
     let policies_dir = abs_path(
         "policies_dir",
@@ -88,12 +89,12 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
     )?;
     if let Some(t) = raw.threads {
         if t == 0 || t > MAX_THREADS {
-            return Err(format!("threads: {t} is not in 1..={MAX_THREADS}"));
+            bail!("threads: {t} is not in 1..={MAX_THREADS}");
         }
     }
     let ctx = raw.ctx.unwrap_or(512);
     if ctx == 0 || ctx > MAX_CTX {
-        return Err(format!("ctx: {ctx} is not in 1..={MAX_CTX}"));
+        bail!("ctx: {ctx} is not in 1..={MAX_CTX}");
     }
     let bpf_obj = raw
         .bpf_obj
@@ -113,83 +114,74 @@ pub fn parse_config(src: &str) -> Result<Config, String> {
 /// Reads a trusted regular file of at most `max` bytes. O_NONBLOCK: a FIFO
 /// put in its place must not hang the service; the checks run on the open
 /// file, so a swapped path cannot slip between check and read.
-fn read_trusted(path: &Path, max: u64) -> Result<String, String> {
+fn read_trusted(path: &Path, max: u64) -> anyhow::Result<String> {
     let mut f = fsafe::open_nonblocking(path)?;
-    let md = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let md = f.metadata().with_context(|| path.display().to_string())?;
     if !md.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
+        bail!("{}: not a regular file", path.display());
     }
     fsafe::check_owner_mode(path, &md)?;
     if md.len() > max {
-        return Err(format!(
-            "{}: {} bytes, more than {max}",
-            path.display(),
-            md.len()
-        ));
+        bail!("{}: {} bytes, more than {max}", path.display(), md.len());
     }
     let mut s = String::new();
     f.by_ref()
         .take(max + 1)
         .read_to_string(&mut s)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .with_context(|| path.display().to_string())?;
     Ok(s)
 }
 
-fn check_trusted_dir(path: &Path) -> Result<(), String> {
-    let md = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn check_trusted_dir(path: &Path) -> anyhow::Result<()> {
+    let md = std::fs::metadata(path).with_context(|| path.display().to_string())?;
     if !md.is_dir() {
-        return Err(format!("{}: not a folder", path.display()));
+        bail!("{}: not a folder", path.display());
     }
     fsafe::check_owner_mode(path, &md)
 }
 
 /// The policy files of DIR: `*.toml`, no hidden files, in name order, each
 /// a trusted regular file (a symlink is followed and its target checked).
-pub fn policy_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn policy_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     check_trusted_dir(dir)?;
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
+    for e in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
+        let e = e.with_context(|| dir.display().to_string())?;
         let p = e.path();
         let name = e.file_name();
         let hidden = name.to_string_lossy().starts_with('.');
         if hidden || p.extension() != Some(OsStr::new("toml")) {
             continue;
         }
-        let md = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+        let md = std::fs::metadata(&p).with_context(|| p.display().to_string())?;
         if !md.is_file() {
-            return Err(format!("{}: not a regular file", p.display()));
+            bail!("{}: not a regular file", p.display());
         }
         fsafe::check_owner_mode(&p, &md)?;
         out.push(p);
         if out.len() > MAX_POLICIES {
-            return Err(format!(
-                "{}: more than {MAX_POLICIES} policy files",
-                dir.display()
-            ));
+            bail!("{}: more than {MAX_POLICIES} policy files", dir.display());
         }
     }
     out.sort();
     if out.is_empty() {
-        return Err(format!("{}: no *.toml policy in it", dir.display()));
+        bail!("{}: no *.toml policy in it", dir.display());
     }
     Ok(out)
 }
 
 /// Config file + policy list, every file checked.
-pub fn resolve(config: &Path) -> Result<(Config, Vec<PathBuf>), String> {
+pub fn resolve(config: &Path) -> anyhow::Result<(Config, Vec<PathBuf>)> {
     if let Some(parent) = config.parent().filter(|p| !p.as_os_str().is_empty()) {
         check_trusted_dir(parent)?;
     }
     let src = read_trusted(config, MAX_CONFIG_BYTES)?;
-    let cfg = parse_config(&src).map_err(|e| format!("{}: {e}", config.display()))?;
+    let cfg = parse_config(&src).with_context(|| config.display().to_string())?;
     let pols = policy_files(&cfg.policies_dir)?;
     if let Some(m) = &cfg.model {
-        let md = std::fs::metadata(m).map_err(|e| format!("model {}: {e}", m.display()))?;
+        let md = std::fs::metadata(m).with_context(|| format!("model {}", m.display()))?;
         if !md.is_file() {
-            return Err(format!("model {}: not a regular file", m.display()));
+            bail!("model {}: not a regular file", m.display());
         }
         fsafe::check_owner_mode(m, &md)?;
     }
@@ -197,7 +189,7 @@ pub fn resolve(config: &Path) -> Result<(Config, Vec<PathBuf>), String> {
 }
 
 /// `llamux service [--config FILE] [--check]`.
-pub fn run(config: &Path, check: bool) -> Result<(), String> {
+pub fn run(config: &Path, check: bool) -> anyhow::Result<()> {
     let (cfg, files) = resolve(config)?;
     let pols = bpf::validate(&files)?;
     let model = cfg
@@ -234,8 +226,8 @@ pub fn run(config: &Path, check: bool) -> Result<(), String> {
 }
 
 /// `llamux manpages DIR`: llamux.1 and one page per subcommand.
-pub fn manpages(cmd: clap::Command, dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn manpages(cmd: clap::Command, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     let cmd = cmd.disable_help_subcommand(true);
     let mut cmds = vec![(cmd.get_name().to_string(), cmd.clone())];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
@@ -254,14 +246,14 @@ pub fn manpages(cmd: clap::Command, dir: &Path) -> Result<(), String> {
         let mut buf = Vec::new();
         clap_mangen::Man::new(c)
             .render(&mut buf)
-            .map_err(|e| format!("{name}: {e}"))?;
-        std::fs::write(&path, buf).map_err(|e| format!("{}: {e}", path.display()))?;
+            .with_context(|| name.clone())?;
+        std::fs::write(&path, buf).with_context(|| path.display().to_string())?;
     }
     Ok(())
 }
 
 /// `llamux completions SHELL`: the completion script on stdout.
-pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Result<(), String> {
+pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> anyhow::Result<()> {
     clap_complete::generate(shell, &mut cmd, "llamux", &mut std::io::stdout());
     Ok(())
 }
@@ -269,6 +261,10 @@ pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn err<T>(r: anyhow::Result<T>) -> String {
+        r.err().map(|e| format!("{e:#}")).unwrap_or_default()
+    }
     use std::os::unix::fs::symlink;
     use std::os::unix::fs::PermissionsExt;
 
@@ -316,6 +312,7 @@ mod tests {
         ] {
             let e = parse_config(src)
                 .err()
+                .map(|e| format!("{e:#}"))
                 .unwrap_or_else(|| panic!("{src} accepted"));
             assert!(e.contains(want), "{src}: {e}");
         }
@@ -342,22 +339,18 @@ mod tests {
     #[test]
     fn policy_dir_refuses_untrusted_entries() {
         let d = tmpdir("untrusted");
-        assert!(policy_files(&d).unwrap_err().contains("no *.toml"));
+        assert!(err(policy_files(&d)).contains("no *.toml"));
         write(&d.join("a.toml"), "x", 0o664);
-        assert!(policy_files(&d)
-            .unwrap_err()
-            .contains("writable by group or others"));
+        assert!(err(policy_files(&d)).contains("writable by group or others"));
         write(&d.join("a.toml"), "x", 0o644);
         std::fs::create_dir(d.join("sub.toml")).unwrap();
-        assert!(policy_files(&d).unwrap_err().contains("not a regular file"));
+        assert!(err(policy_files(&d)).contains("not a regular file"));
         std::fs::remove_dir(d.join("sub.toml")).unwrap();
         symlink("/nonexistent/x", d.join("dangling.toml")).unwrap();
         assert!(policy_files(&d).is_err());
         std::fs::remove_file(d.join("dangling.toml")).unwrap();
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(policy_files(&d)
-            .unwrap_err()
-            .contains("writable by group or others"));
+        assert!(err(policy_files(&d)).contains("writable by group or others"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -379,17 +372,15 @@ mod tests {
         assert_eq!(pols, [pd.join("a.toml")]);
         // A world-writable config, a FIFO in its place, a huge file.
         std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
-        assert!(resolve(&cfg)
-            .unwrap_err()
-            .contains("writable by group or others"));
+        assert!(err(resolve(&cfg)).contains("writable by group or others"));
         std::fs::remove_file(&cfg).unwrap();
         let c = std::ffi::CString::new(cfg.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: c is a NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(resolve(&cfg).unwrap_err().contains("not a regular file"));
+        assert!(err(resolve(&cfg)).contains("not a regular file"));
         std::fs::remove_file(&cfg).unwrap();
         write(&cfg, &"#".repeat(MAX_CONFIG_BYTES as usize + 1), 0o644);
-        assert!(resolve(&cfg).unwrap_err().contains("more than"));
+        assert!(err(resolve(&cfg)).contains("more than"));
         // A model that others can replace.
         let m = d.join("m.gguf");
         write(&m, "GGUF", 0o666);
@@ -402,9 +393,7 @@ mod tests {
             ),
             0o644,
         );
-        assert!(resolve(&cfg)
-            .unwrap_err()
-            .contains("writable by group or others"));
+        assert!(err(resolve(&cfg)).contains("writable by group or others"));
         std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(resolve(&cfg).unwrap().0.model, Some(m.clone()));
         std::fs::remove_dir_all(&d).unwrap();

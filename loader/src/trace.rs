@@ -2,6 +2,7 @@
 //! RUN_DIR/trace.jsonl (decisions and the probes' decision hits);
 //! `llamux trace` follows it and prints human or JSON lines.
 
+use anyhow::anyhow;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    pub fn create() -> Result<Self, String> {
+    pub fn create() -> anyhow::Result<Self> {
         // Prompts, paths and pids: readable by root only (0600).
         crate::fsafe::private_dir(&run_dir(), 0o755)?;
         let f = crate::fsafe::open_private(&trace_path(), false)?;
@@ -144,7 +145,7 @@ pub fn follow(
     follow: bool,
     count: Option<usize>,
     timeout: Option<f64>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     crate::bpf::default_sigpipe();
     let p = trace_path();
     let start = Instant::now();
@@ -155,19 +156,19 @@ pub fn follow(
             Err(_) if follow && deadline.is_none_or(|d| Instant::now() < d) => {
                 std::thread::sleep(Duration::from_millis(200))
             }
-            Err(e) => return Err(format!("{}: {e} (is a policy loaded?)", p.display())),
+            Err(e) => return Err(anyhow!("{}: {e} (is a policy loaded?)", p.display())),
         }
     };
     let mut r = BufReader::new(f);
     if !all {
-        r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+        r.seek(SeekFrom::End(0)).map_err(|e| anyhow!("{e}"))?;
     }
     let mut n = 0;
     let mut line = String::new();
     let out = std::io::stdout();
     loop {
         line.clear();
-        let got = r.read_line(&mut line).map_err(|e| e.to_string())?;
+        let got = r.read_line(&mut line).map_err(|e| anyhow!("{e}"))?;
         if got > 0 && line.ends_with('\n') {
             let v: Value = match serde_json::from_str(line.trim_end()) {
                 Ok(v) => v,
@@ -189,7 +190,7 @@ pub fn follow(
         if got > 0 {
             // a partial line: rewind and wait for the rest
             let back = got as i64;
-            r.seek_relative(-back).map_err(|e| e.to_string())?;
+            r.seek_relative(-back).map_err(|e| anyhow!("{e}"))?;
         }
         if !follow || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use anyhow::{anyhow, bail};
 use llamux_common as c;
 use serde_json::{json, Value};
 
@@ -21,15 +22,15 @@ pub fn advise_cmd(
     threads: Option<usize>,
     ctx: usize,
     json_out: bool,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     default_sigpipe();
-    let pol = policy::load(policy_file).map_err(|e| e.to_string())?;
+    let pol = policy::load(policy_file).map_err(|e| anyhow!("{e}"))?;
     let ev: Value =
-        serde_json::from_str(event_json).map_err(|e| format!("--event: not JSON: {e}"))?;
+        serde_json::from_str(event_json).map_err(|e| anyhow!("--event: not JSON: {e}"))?;
     let Value::Object(ev) = ev else {
-        return Err("--event: expected a JSON object".into());
+        bail!("--event: expected a JSON object");
     };
-    pol.render(&ev)?;
+    pol.render(&ev).map_err(anyhow::Error::msg)?;
     let (key, shown) = pol
         .key_of(&ev)
         .unwrap_or((c::DecisionKey::zeroed(), String::new()));

@@ -18,6 +18,7 @@ mod probes;
 mod state;
 mod status;
 
+use anyhow::{anyhow, bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -52,19 +53,19 @@ pub struct Loaded {
     pub att: Attached,
 }
 
-pub fn validate(paths: &[PathBuf]) -> Result<Vec<Policy>, String> {
+pub fn validate(paths: &[PathBuf]) -> anyhow::Result<Vec<Policy>> {
     let mut out: Vec<Policy> = Vec::new();
     for p in paths {
-        let pol = policy::load(p).map_err(|e| e.to_string())?;
+        let pol = policy::load(p).map_err(|e| anyhow!("{e}"))?;
         if out.iter().any(|q| q.name == pol.name) {
-            return Err(format!(
+            return Err(anyhow!(
                 "{}: policy name `{}` is used twice",
                 p.display(),
                 pol.name
             ));
         }
         if matches!(pol.hook, Hook::Exec | Hook::Open) && out.iter().any(|q| q.hook == pol.hook) {
-            return Err(format!(
+            return Err(anyhow!(
                 "{}: only one {} policy can be loaded at a time",
                 p.display(),
                 pol.hook.name()
@@ -73,25 +74,23 @@ pub fn validate(paths: &[PathBuf]) -> Result<Vec<Policy>, String> {
         out.push(pol);
     }
     if out.is_empty() {
-        return Err("no policy given".into());
+        bail!("no policy given");
     }
     Ok(out)
 }
 
-pub fn load(opts: LoadOpts) -> Result<(), String> {
+pub fn load(opts: LoadOpts) -> anyhow::Result<()> {
     let pols = validate(&opts.policies)?;
     if opts.model.is_none() && opts.advisor == AdvisorChoice::User {
-        return Err("--advisor user needs --model".into());
+        bail!("--advisor user needs --model");
     }
     if opts.model.is_none() && !crate::policy_advise::kernel_available() {
-        return Err("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)".into());
+        bail!("no --model given and the kernel module's advisor is not available (insmod llamux.ko model=...)");
     }
     if let Some(st) = state::read_state() {
         let pid = state::state_pid(&st);
         if state::pid_alive(pid) {
-            return Err(format!(
-                "policies already loaded by pid {pid}: run `llamux unload` first"
-            ));
+            bail!("policies already loaded by pid {pid}: run `llamux unload` first");
         }
     }
     let obj = probes::bpf_object(opts.bpf_obj.as_deref())?;
@@ -107,7 +106,7 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
         bpffs::remove_pins();
     }
     fsafe::private_dir(Path::new(PIN_DIR), 0o700).map_err(bpffs::pin_dir_refused)?;
-    fsafe::private_dir(&trace::run_dir(), 0o755).map_err(|e| format!("run folder: {e}"))?;
+    fsafe::private_dir(&trace::run_dir(), 0o755).context("run folder")?;
     let t0 = Instant::now();
     let mut loaded = match load_and_attach(&obj, &pols, opts.detach) {
         Ok(x) => x,
@@ -131,10 +130,10 @@ pub fn load(opts: LoadOpts) -> Result<(), String> {
     relay(&mut loaded, &pols, &opts, None)
 }
 
-fn load_and_attach(obj: &[u8], pols: &[Policy], pin_links: bool) -> Result<Loaded, String> {
+fn load_and_attach(obj: &[u8], pols: &[Policy], pin_links: bool) -> anyhow::Result<Loaded> {
     let mut bpf = EbpfLoader::new()
         .load(obj)
-        .map_err(|e| format!("load BPF object: {e:#}"))?;
+        .map_err(|e| anyhow!("load BPF object: {e:#}"))?;
     // The config must be valid before any program runs.
     write_config(&mut bpf, build_config(pols, std::process::id())?)?;
     let map_pins = bpffs::pin_maps(&bpf)?;
@@ -144,17 +143,17 @@ fn load_and_attach(obj: &[u8], pols: &[Policy], pin_links: bool) -> Result<Loade
 
 /// --detach: forks now (no threads exist yet); the parent waits for the
 /// child's relay to be ready and returns, the child relays until stopped.
-fn detach(mut loaded: Loaded, pols: &[Policy], opts: &LoadOpts) -> Result<(), String> {
+fn detach(mut loaded: Loaded, pols: &[Policy], opts: &LoadOpts) -> anyhow::Result<()> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid 2-int array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err("pipe failed".into());
+        bail!("pipe failed");
     }
     // SAFETY: the process is single-threaded here (no pool yet), so the
     // child may keep running Rust code after fork.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        bail!("fork: {}", std::io::Error::last_os_error());
     }
     if pid > 0 {
         // SAFETY: closing our copy of the write end; reading one byte
@@ -168,7 +167,7 @@ fn detach(mut loaded: Loaded, pols: &[Policy], opts: &LoadOpts) -> Result<(), St
             println!("llamux: policies loaded, relay running as pid {pid}");
             return Ok(());
         }
-        return Err(format!("relay (pid {pid}) failed to start"));
+        bail!("relay (pid {pid}) failed to start");
     }
     // SAFETY: child: close the read end, start a new session.
     unsafe {
@@ -194,7 +193,7 @@ fn detach(mut loaded: Loaded, pols: &[Policy], opts: &LoadOpts) -> Result<(), St
     }
     let r = relay(&mut loaded, pols, opts, Some(fds[1]));
     if let Err(e) = &r {
-        eprintln!("llamux: relay: {e}");
+        eprintln!("llamux: relay: {e:#}");
     }
     std::process::exit(if r.is_ok() { 0 } else { 1 });
 }
@@ -206,7 +205,7 @@ fn relay(
     pols: &[Policy],
     opts: &LoadOpts,
     ready_fd: Option<i32>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let r = crate::relay::run(loaded, pols, opts, ready_fd);
     bpffs::remove_pins();
     let _ = std::fs::remove_file(state_path());

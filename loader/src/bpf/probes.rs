@@ -1,6 +1,7 @@
 //! The probes' object: finding a trusted one, its config map, and
 //! attaching the programs the loaded policies need.
 
+use anyhow::{anyhow, Context as _};
 use std::path::{Path, PathBuf};
 
 use aya::maps::MapData;
@@ -17,12 +18,12 @@ use crate::policy::{self, Action, Hook, Policy};
 /// The BPF object to load into the kernel: only a file owned by root (or
 /// us) that nobody else can write (fsafe::read_trusted), from --bpf-obj,
 /// $LLAMUX_BPF_OBJ or the first trusted of the usual places.
-pub fn bpf_object(given: Option<&Path>) -> Result<Vec<u8>, String> {
+pub fn bpf_object(given: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     if let Some(p) = given {
-        return fsafe::read_trusted(p).map_err(|e| format!("--bpf-obj {e}"));
+        return fsafe::read_trusted(p).map_err(|e| anyhow!("--bpf-obj {e:#}"));
     }
     if let Some(p) = std::env::var_os("LLAMUX_BPF_OBJ") {
-        return fsafe::read_trusted(Path::new(&p)).map_err(|e| format!("LLAMUX_BPF_OBJ: {e}"));
+        return fsafe::read_trusted(Path::new(&p)).map_err(|e| anyhow!("LLAMUX_BPF_OBJ: {e:#}"));
     }
     // Next to the binary, the system location, the build cache, the tree.
     let mut cands = Vec::new();
@@ -47,12 +48,13 @@ pub fn bpf_object(given: Option<&Path>) -> Result<Vec<u8>, String> {
         match fsafe::read_trusted(p) {
             Ok(b) => return Ok(b),
             Err(e) => {
+                let e = format!("{e:#}");
                 eprintln!("llamux: not loading {e}");
                 refused.push(e);
             }
         }
     }
-    Err(format!(
+    Err(anyhow!(
         "no trusted BPF object (looked in {}{}): run ebpf/build.sh or pass --bpf-obj FILE (owned by root, not writable by others)",
         cands.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         if refused.is_empty() { String::new() } else { format!("; refused: {}", refused.join("; ")) }
@@ -85,7 +87,7 @@ fn hook_config(p: Option<&Policy>) -> c::HookConfig {
 
 /// The probes' configuration for these policies; `loader_tgid` is the
 /// process whose own events the probes skip.
-pub fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, String> {
+pub fn build_config(pols: &[Policy], loader_tgid: u32) -> anyhow::Result<c::Config> {
     let of = |hook| pols.iter().find(|p| p.hook == hook);
     Ok(c::Config {
         loader_tgid,
@@ -99,13 +101,13 @@ pub fn build_config(pols: &[Policy], loader_tgid: u32) -> Result<c::Config, Stri
     })
 }
 
-pub fn write_config(bpf: &mut Ebpf, cfg: c::Config) -> Result<(), String> {
+pub fn write_config(bpf: &mut Ebpf, cfg: c::Config) -> anyhow::Result<()> {
     let map = bpf
         .map_mut("LLAMUX_CONFIG")
-        .ok_or("BPF object has no LLAMUX_CONFIG map")?;
+        .context("BPF object has no LLAMUX_CONFIG map")?;
     let mut a: aya::maps::Array<&mut MapData, c::Config> =
-        aya::maps::Array::try_from(map).map_err(|e| e.to_string())?;
-    a.set(0, cfg, 0).map_err(|e| format!("write config: {e}"))
+        aya::maps::Array::try_from(map).map_err(|e| anyhow!("{e}"))?;
+    a.set(0, cfg, 0).map_err(|e| anyhow!("write config: {e}"))
 }
 
 pub struct Attached {
@@ -116,7 +118,7 @@ pub struct Attached {
 
 /// Loads and attaches the programs the policies need; with `pin_links`
 /// their links are pinned so they outlive this process's descriptors.
-pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attached, String> {
+pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> anyhow::Result<Attached> {
     let mut tps: Vec<(&str, &str, &str)> = vec![
         ("llamux_exec", "sched", "sched_process_exec"),
         ("llamux_exit", "sched", "sched_process_exit"),
@@ -163,10 +165,10 @@ pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attach
     for (i, (prog, cat, name)) in tps.into_iter().enumerate() {
         let tp: &mut TracePoint = bpf
             .program_mut(prog)
-            .ok_or_else(|| format!("BPF object has no program {prog}"))?
+            .with_context(|| format!("BPF object has no program {prog}"))?
             .try_into()
-            .map_err(|e| format!("{prog}: {e}"))?;
-        tp.load().map_err(|e| format!("load {prog}: {e:#}"))?;
+            .map_err(|e| anyhow!("{prog}: {e}"))?;
+        tp.load().map_err(|e| anyhow!("load {prog}: {e:#}"))?;
         let id = match tp.attach(cat, name) {
             Ok(id) => id,
             Err(e) if i >= n_required => {
@@ -175,33 +177,33 @@ pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attach
                 );
                 continue;
             }
-            Err(e) => return Err(format!("attach {prog} to {cat}/{name}: {e:#}")),
+            Err(e) => return Err(anyhow!("attach {prog} to {cat}/{name}: {e:#}")),
         };
         if pin_links {
             let link: FdLink = tp
                 .take_link(id)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| anyhow!("{e}"))?
                 .try_into()
-                .map_err(|e| format!("{prog}: link: {e}"))?;
+                .map_err(|e| anyhow!("{prog}: link: {e}"))?;
             out.pins.push(pin_link(link, prog)?);
         }
         out.programs.push(format!("tracepoint/{cat}/{name}"));
     }
     if !lsms.is_empty() {
-        let btf = Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+        let btf = Btf::from_sys_fs().map_err(|e| anyhow!("kernel BTF: {e}"))?;
         for (prog, hook) in lsms {
             let p: &mut Lsm = bpf
                 .program_mut(prog)
-                .ok_or_else(|| format!("BPF object has no program {prog}"))?
+                .with_context(|| format!("BPF object has no program {prog}"))?
                 .try_into()
-                .map_err(|e| format!("{prog}: {e}"))?;
+                .map_err(|e| anyhow!("{prog}: {e}"))?;
             p.load(hook, &btf)
-                .map_err(|e| format!("load {prog}: {e:#}"))?;
+                .map_err(|e| anyhow!("load {prog}: {e:#}"))?;
             let id = p
                 .attach()
-                .map_err(|e| format!("attach {prog} to lsm/{hook}: {e:#} (is `bpf` in lsm=?)"))?;
+                .map_err(|e| anyhow!("attach {prog} to lsm/{hook}: {e:#} (is `bpf` in lsm=?)"))?;
             if pin_links {
-                let link: FdLink = p.take_link(id).map_err(|e| e.to_string())?.into();
+                let link: FdLink = p.take_link(id).map_err(|e| anyhow!("{e}"))?.into();
                 out.pins.push(pin_link(link, prog)?);
             }
             out.programs.push(format!("lsm/{hook}"));
@@ -211,11 +213,11 @@ pub fn attach(bpf: &mut Ebpf, pols: &[Policy], pin_links: bool) -> Result<Attach
 }
 
 /// Pins a program's link as PIN_DIR/link_PROG; the pin then holds it.
-fn pin_link(link: FdLink, prog: &str) -> Result<PathBuf, String> {
+fn pin_link(link: FdLink, prog: &str) -> anyhow::Result<PathBuf> {
     let path = Path::new(PIN_DIR).join(format!("link_{prog}"));
     let pinned = link
         .pin(&path)
-        .map_err(|e| format!("pin {}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("pin {}: {e}", path.display()))?;
     std::mem::forget(pinned); // the pin holds the link
     Ok(path)
 }

@@ -1,6 +1,7 @@
 //! The run folder's state file (state.json: the relay's pid and what it
 //! loaded) and the checks built on it.
 
+use anyhow::bail;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -27,13 +28,13 @@ pub fn pid_alive(pid: i32) -> bool {
 
 /// Policies, pins and the run files are root's (0600/0700): another user
 /// cannot see them, so would wrongly hear "nothing loaded".
-pub fn need_root(what: &str) -> Result<(), String> {
+pub fn need_root(what: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(format!(
+        bail!(
             "{what} needs root: the policies, pins and {} are root's",
             trace::run_dir().display()
-        ));
+        );
     }
     Ok(())
 }

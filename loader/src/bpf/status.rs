@@ -1,6 +1,7 @@
 //! `llamux unload` and `llamux status`: what a running loader left in the
 //! run folder and the pin folder.
 
+use anyhow::bail;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use super::state::{need_root, pid_alive, read_state, state_path, state_pid};
 use crate::trace;
 use llamux::render::terminal as esc;
 
-pub fn unload() -> Result<(), String> {
+pub fn unload() -> anyhow::Result<()> {
     need_root("llamux unload")?;
     let mut did = Vec::new();
     if let Some(st) = read_state() {
@@ -41,7 +42,7 @@ pub fn unload() -> Result<(), String> {
         let n = std::fs::read_dir(PIN_DIR).map(|r| r.count()).unwrap_or(0);
         remove_pins();
         if Path::new(PIN_DIR).exists() {
-            return Err(format!("could not remove {PIN_DIR}"));
+            bail!("could not remove {PIN_DIR}");
         }
         did.push(format!("removed {n} pins"));
     }
@@ -60,7 +61,7 @@ pub fn default_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
-pub fn status(json_out: bool) -> Result<(), String> {
+pub fn status(json_out: bool) -> anyhow::Result<()> {
     default_sigpipe();
     need_root("llamux status")?;
     let st = read_state();
@@ -71,7 +72,7 @@ pub fn status(json_out: bool) -> Result<(), String> {
         .and_then(|s| serde_json::from_str(&s).ok());
     let mut stats = JMap::new();
     let mut n_decisions = None;
-    let pin_problem = check_pin_dir().err();
+    let pin_problem = check_pin_dir().err().map(|e| format!("{e:#}"));
     if Path::new(PIN_DIR).exists() && pin_problem.is_none() {
         if let Ok(m) = pinned("LLAMUX_STATS") {
             if let Ok(a) = PerCpuArray::<_, u64>::try_from(m) {

@@ -1,5 +1,6 @@
 //! Static rules to compare the model with.
 
+use anyhow::{anyhow, bail, Context as _};
 use serde_json::{Map, Value};
 
 use crate::policy::{Action, Hook, Policy};
@@ -25,7 +26,7 @@ fn answer_action(pol: &Policy, text: &str) -> Option<Action> {
 }
 
 /// What a static rule decides for an event.
-pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Action, String> {
+pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> anyhow::Result<Action> {
     let s = |k: &str| {
         ev.get(k)
             .map(|v| {
@@ -36,19 +37,20 @@ pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Act
             .unwrap_or_default()
     };
     let n = |k: &str| ev.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-    let gate = |hooks: &[Hook]| -> Result<(), String> {
+    let gate = |hooks: &[Hook]| -> anyhow::Result<()> {
         if hooks.contains(&pol.hook) {
             Ok(())
         } else {
-            Err(format!(
+            Err(anyhow!(
                 "baseline {rule} does not apply to {} policies",
                 pol.hook.name()
             ))
         }
     };
-    let sched = |batch: bool| -> Result<Action, String> {
-        answer_action(pol, if batch { "batch" } else { "interactive" })
-            .ok_or_else(|| format!("baseline {rule}: the policy has no batch/interactive answers"))
+    let sched = |batch: bool| -> anyhow::Result<Action> {
+        answer_action(pol, if batch { "batch" } else { "interactive" }).with_context(|| {
+            format!("baseline {rule}: the policy has no batch/interactive answers")
+        })
     };
     Ok(match rule {
         "default" => pol.default_action(),
@@ -103,10 +105,7 @@ pub fn baseline(rule: &str, pol: &Policy, ev: &Map<String, Value>) -> Result<Act
         }
         other => {
             let names: Vec<&str> = BASELINES.iter().map(|b| b.0).collect();
-            return Err(format!(
-                "unknown baseline {other:?} (known: {})",
-                names.join(", ")
-            ));
+            bail!("unknown baseline {other:?} (known: {})", names.join(", "));
         }
     })
 }

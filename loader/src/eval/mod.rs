@@ -20,6 +20,7 @@ mod model;
 mod report;
 mod sets;
 
+use anyhow::{anyhow, bail, Context as _};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -56,17 +57,17 @@ pub use baseline::{baseline, BASELINES};
 pub use metrics::{percentile, Tally};
 pub use sets::{classes, load_events, Item};
 
-pub fn run(o: &EvalOpts) -> Result<(), String> {
+pub fn run(o: &EvalOpts) -> anyhow::Result<()> {
     crate::bpf::default_sigpipe();
-    let mut pol = policy::load(&o.policy).map_err(|e| e.to_string())?;
+    let mut pol = policy::load(&o.policy).map_err(|e| anyhow!("{e}"))?;
     if let Some(m) = o.margin {
         if !(0.0..=100.0).contains(&m) {
-            return Err("--margin must be 0..=100 (nats)".into());
+            bail!("--margin must be 0..=100 (nats)");
         }
         pol.margin = m;
     }
     let text =
-        std::fs::read_to_string(&o.events).map_err(|e| format!("{}: {e}", o.events.display()))?;
+        std::fs::read_to_string(&o.events).with_context(|| o.events.display().to_string())?;
     let all = load_events(&o.events, &pol, &text)?;
     let mut items: Vec<Item> = all
         .into_iter()
@@ -77,7 +78,7 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
         })
         .collect();
     if items.is_empty() {
-        return Err(format!(
+        return Err(anyhow!(
             "{}: no events in split {:?}",
             o.events.display(),
             o.split
@@ -160,7 +161,7 @@ pub fn run(o: &EvalOpts) -> Result<(), String> {
     if o.json {
         let _ = writeln!(out, "{result}");
     } else if !model_given && o.baselines.is_empty() {
-        return Err("nothing to do: give -m MODEL, --advisor kernel or --baseline RULE".into());
+        bail!("nothing to do: give -m MODEL, --advisor kernel or --baseline RULE");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use super::{EvalOpts, Item};
 use crate::policy::Policy;
 use crate::policy_advise::{self, Advise, AdvisorChoice, KernelAdvisor, UserAdvisor};
+use anyhow::{bail, Context as _};
 use llamux::policy_template::Format;
 
 pub struct Decided {
@@ -28,14 +29,14 @@ pub struct ModelRun {
     pub decided: Vec<Decided>,
 }
 
-pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, String> {
+pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> anyhow::Result<ModelRun> {
     let (mut adv, threads): (Box<dyn Advise>, usize) = match o.advisor {
         AdvisorChoice::Kernel => {
             if !policy_advise::kernel_available() {
-                return Err(format!(
+                bail!(
                     "--advisor kernel: {} is not there or the module has no model",
                     policy_advise::KERNEL_ADVISE
-                ));
+                );
             }
             (Box::new(KernelAdvisor::new(o.ctx)), 0)
         }
@@ -43,7 +44,7 @@ pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, 
             let m = o
                 .model
                 .as_deref()
-                .ok_or("give -m MODEL (or --advisor kernel)")?;
+                .context("give -m MODEL (or --advisor kernel)")?;
             let t = o
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -59,7 +60,7 @@ pub fn evaluate(o: &EvalOpts, pol: &Policy, items: &[Item]) -> Result<ModelRun, 
     for (i, it) in items.iter().enumerate() {
         let (_, a) = adv
             .advise_event(h, &it.event)
-            .map_err(|e| format!("{}:{}: {e}", o.events.display(), it.line))?;
+            .with_context(|| format!("{}:{}", o.events.display(), it.line))?;
         if o.progress && (i + 1) % 10 == 0 {
             eprintln!("llamux eval: {}/{} events", i + 1, items.len());
         }

@@ -2,6 +2,7 @@
 //! latency, threshold and bias sweeps; into the JSON result and, unless
 //! --json, the text report.
 
+use anyhow::Context as _;
 use std::io::Write;
 
 use serde_json::{json, Value};
@@ -19,7 +20,7 @@ pub fn model(
     classes: &[String],
     result: &mut Value,
     out: &mut impl Write,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let ModelRun {
         adv,
         threads,
@@ -95,7 +96,7 @@ pub fn model(
     } else {
         Vec::new()
     };
-    let r = result.as_object_mut().ok_or("internal")?;
+    let r = result.as_object_mut().context("internal")?;
     r.insert("bias_sweep".into(), json!(bias_sweep));
     r.insert(
         "model".into(),

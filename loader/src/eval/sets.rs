@@ -1,6 +1,7 @@
 //! Labelled event files: one JSON object per line, an event plus its
 //! label and split.
 
+use anyhow::{anyhow, bail};
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -50,11 +51,11 @@ pub fn classes(pol: &Policy) -> Vec<String> {
 }
 
 /// Reads an event file; errors name the file and the line.
-pub fn load_events(path: &Path, pol: &Policy, text: &str) -> Result<Vec<Item>, String> {
+pub fn load_events(path: &Path, pol: &Policy, text: &str) -> anyhow::Result<Vec<Item>> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
-        let at = |m: String| format!("{}:{line}: {m}", path.display());
+        let at = |m: String| anyhow!("{}:{line}: {m}", path.display());
         if raw.trim().is_empty() {
             continue;
         }
@@ -108,7 +109,7 @@ pub fn load_events(path: &Path, pol: &Policy, text: &str) -> Result<Vec<Item>, S
         });
     }
     if out.is_empty() {
-        return Err(format!("{}: no events", path.display()));
+        bail!("{}: no events", path.display());
     }
     Ok(out)
 }

@@ -24,7 +24,11 @@ fn labels_and_errors_name_the_line() {
         (2, "deny", "allow", 3)
     );
     assert!(!v[0].event.contains_key("why") && !v[0].event.contains_key("label"));
-    let bad = |t: &str| load_events(Path::new("e.jsonl"), &p, t).unwrap_err();
+    let bad = |t: &str| {
+        load_events(Path::new("e.jsonl"), &p, t)
+            .unwrap_err()
+            .to_string()
+    };
     let e = bad(&format!(
         "{ok}{{\"path\":\"/tmp/c\",\"label\":\"maybe\",\"split\":\"tune\"}}\n"
     ));
@@ -85,9 +89,11 @@ fn baselines() {
     }
     assert!(baseline("cpu50", &p, &ev("/tmp/x"))
         .unwrap_err()
+        .to_string()
         .contains("does not apply"));
     assert!(baseline("nope", &p, &ev("/tmp/x"))
         .unwrap_err()
+        .to_string()
         .contains("unknown baseline"));
     let s = pol(SCHED);
     let e = serde_json::json!({"cpu_pct": 50, "involuntary_pct": 10})

@@ -17,7 +17,7 @@ pub struct Answer {
 
 /// Renders the job's event in the policy's prompt format (a chat template
 /// in user space), scores the answers and decides.
-pub fn ask(adv: &mut AutoAdvisor, l: &Live, job: &Job) -> Result<Answer, String> {
+pub fn ask(adv: &mut AutoAdvisor, l: &Live, job: &Job) -> anyhow::Result<Answer> {
     let (prompt, advice) = adv.advise_event(l.handle, &job.event)?;
     // Calibration: the answers' biases apply to chat prompts, and under
     // the policy's margin the default applies ("uncertain").

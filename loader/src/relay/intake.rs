@@ -2,6 +2,7 @@
 //! requests) or trace records (hits), and the per-task memory the filters
 //! need between events.
 
+use anyhow::{anyhow, Context as _};
 use std::collections::HashMap as StdMap;
 
 use aya::maps::{MapData, RingBuf};
@@ -30,9 +31,12 @@ pub struct Intake {
     first_seen: StdMap<u32, u64>,
 }
 
-fn ring(bpf: &mut Ebpf, name: &str) -> Result<RingBuf<MapData>, String> {
-    RingBuf::try_from(bpf.take_map(name).ok_or(format!("no {name} map"))?)
-        .map_err(|e| e.to_string())
+fn ring(bpf: &mut Ebpf, name: &str) -> anyhow::Result<RingBuf<MapData>> {
+    RingBuf::try_from(
+        bpf.take_map(name)
+            .with_context(|| format!("no {name} map"))?,
+    )
+    .map_err(|e| anyhow!("{e}"))
 }
 
 fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap<String, Value> {
@@ -40,7 +44,7 @@ fn fields(e: &c::Event, hook: Hook, rate: f64, first_seen_ns: u64) -> JMap<Strin
 }
 
 impl Intake {
-    pub fn new(bpf: &mut Ebpf) -> Result<Self, String> {
+    pub fn new(bpf: &mut Ebpf) -> anyhow::Result<Self> {
         Ok(Intake {
             events: ring(bpf, "LLAMUX_EVENTS")?,
             requests: ring(bpf, "LLAMUX_REQUESTS")?,

@@ -115,7 +115,7 @@ pub fn run(
     pols: &[Policy],
     opts: &LoadOpts,
     ready_fd: Option<i32>,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let mut relay = Relay::start(loaded, pols, opts)?;
     if let Some(fd) = ready_fd {
         // SAFETY: fd is the pipe's write end, owned by this process.
@@ -131,11 +131,11 @@ pub fn run(
 impl Relay {
     /// Takes the maps, prepares the advisor (each policy's prefix is
     /// prefilled) and writes the state file.
-    fn start(loaded: &mut Loaded, pols: &[Policy], opts: &LoadOpts) -> Result<Self, String> {
+    fn start(loaded: &mut Loaded, pols: &[Policy], opts: &LoadOpts) -> anyhow::Result<Self> {
         let me = std::process::id();
         // The probes skip this process's own events (after a --detach
         // fork it is not the one that loaded them).
-        write_config(&mut loaded.bpf, build_config(pols, me)?)?;
+        build_config(pols, me).and_then(|cfg| write_config(&mut loaded.bpf, cfg))?;
         // SAFETY: installing an async-signal-safe handler (one atomic store).
         unsafe {
             libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -240,7 +240,7 @@ impl Relay {
             Ok(a) => a,
             Err(e) => {
                 self.cnt.errors += 1;
-                eprintln!("llamux: advise ({}): {e}", l.pol.name);
+                eprintln!("llamux: advise ({}): {e:#}", l.pol.name);
                 return;
             }
         };

@@ -1,6 +1,7 @@
 //! Trace and status output: records for `llamux trace` (trace.jsonl),
 //! the relay's counters (relay.json, every second) and its state file.
 
+use anyhow::{anyhow, Context as _};
 use std::collections::HashMap as StdMap;
 use std::time::{Duration, Instant};
 
@@ -50,12 +51,12 @@ pub struct Output {
 }
 
 impl Output {
-    pub fn new(bpf: &mut Ebpf, me: u32) -> Result<Self, String> {
+    pub fn new(bpf: &mut Ebpf, me: u32) -> anyhow::Result<Self> {
         let hitcount = BpfHashMap::try_from(
             bpf.take_map("LLAMUX_HITCOUNT")
-                .ok_or("no LLAMUX_HITCOUNT map")?,
+                .context("no LLAMUX_HITCOUNT map")?,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow!("{e}"))?;
         Ok(Output {
             me,
             trace: TraceWriter::create()?,
@@ -139,7 +140,7 @@ pub fn write_state(
     opts: &LoadOpts,
     loaded: &Loaded,
     prefill_ms: f64,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let (map_pins, att) = (&loaded.map_pins, &loaded.att);
     let state = json!({
         "pid": me,

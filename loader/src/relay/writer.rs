@@ -1,6 +1,7 @@
 //! The decision writer: a verdict into the pinned decisions map (where the
 //! probes enforce or count it) and, for renice answers, onto the task.
 
+use anyhow::{anyhow, Context as _};
 use std::collections::HashMap as StdMap;
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
@@ -23,12 +24,12 @@ pub struct Applied {
 }
 
 impl DecisionWriter {
-    pub fn new(bpf: &mut Ebpf) -> Result<Self, String> {
+    pub fn new(bpf: &mut Ebpf) -> anyhow::Result<Self> {
         let map = BpfHashMap::try_from(
             bpf.take_map("LLAMUX_DECISIONS")
-                .ok_or("no LLAMUX_DECISIONS map")?,
+                .context("no LLAMUX_DECISIONS map")?,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| anyhow!("{e}"))?;
         Ok(DecisionWriter {
             map,
             names: StdMap::new(),
