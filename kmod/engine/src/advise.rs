@@ -23,9 +23,17 @@ pub const MAX_ANSWERS: usize = 16;
 /// name ("chatml", "inst"); None: neither. The loader's policy templates
 /// and the module's /proc/llamux/model (`chat_format:`) both use this.
 pub fn chat_format_of(template: &str) -> Option<&'static str> {
-    if template.contains("<|im_start|>") {
+    // A window scan, not str::contains: core's substring searcher brings
+    // nine bounds-check panic paths into the module's engine object.
+    let has = |needle: &str| {
+        template
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    };
+    if has("<|im_start|>") {
         Some("chatml")
-    } else if template.contains("[INST]") {
+    } else if has("[INST]") {
         Some("inst")
     } else {
         None

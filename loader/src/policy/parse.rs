@@ -10,13 +10,27 @@ use toml::Spanned;
 
 use super::{validate, Policy};
 
+/// A policy file's error: `file:line: field `a.b`: msg`, without the line
+/// or the field where there is none (the file could not be read, or a
+/// TOML error outside any table).
 #[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: field `{field}`: {msg}", file.display())]
+#[error("{}{msg}", location(.file, *.line, .field))]
 pub struct PolicyError {
     pub file: PathBuf,
     pub line: usize,
     pub field: String,
     pub msg: String,
+}
+
+fn location(file: &Path, line: usize, field: &str) -> String {
+    let at = match line {
+        0 => format!("{}: ", file.display()),
+        n => format!("{}:{n}: ", file.display()),
+    };
+    match field {
+        "" => at,
+        f => format!("{at}field `{f}`: "),
+    }
 }
 
 #[derive(Deserialize)]

@@ -198,3 +198,14 @@ fn decide_applies_the_default_under_the_margin() {
     let e = parse(Path::new("t.toml"), &bad).unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (14, "answer[0].bias"), "{e}");
 }
+
+#[test]
+fn an_unreadable_file_is_named_without_a_line_or_field() {
+    let e = load(Path::new("/nonexistent/llamux-policy.toml")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("/nonexistent/llamux-policy.toml: "),
+        "{text}"
+    );
+    assert!(!text.contains(":0:") && !text.contains("field"), "{text}");
+}
